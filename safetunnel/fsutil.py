@@ -1,0 +1,99 @@
+"""Private files and directories, written atomically.
+
+Every file safetunnel writes (records, audit log, config, its own known_hosts, token files) goes
+through here, so the rules of DESIGN §3.5 live in one place: directories 0700 and files 0600,
+created with that mode (never chmod-ed afterwards), owner and mode checked, atomic replacement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+from safetunnel.errors import StateError
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def check_private_dir(path: Path) -> None:
+    """Refuse a directory owned by someone else or writable by group or others."""
+    st = path.stat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise StateError(f"{path} is not a directory")
+    if st.st_uid != os.getuid():
+        raise StateError(
+            f"{path} is owned by uid {st.st_uid}, not by you (uid {os.getuid()})",
+            hint="Use a directory of your own (set SAFETUNNEL_STATE_DIR / SAFETUNNEL_CONFIG_DIR).",
+        )
+    if st.st_mode & 0o022:
+        raise StateError(
+            f"{path} is writable by group or others (mode {stat.S_IMODE(st.st_mode):03o})",
+            hint=f"Run `chmod 700 {path}` or point safetunnel at a private directory.",
+        )
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) with mode 0700, then check owner and mode."""
+    missing: list[Path] = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # a concurrent process created it first
+            directory.mkdir(mode=DIR_MODE)
+    check_private_dir(path)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: temp file 0600 in the same directory, fsync, rename.
+
+    Readers see either the old content or the new one, never a torn file.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(data):x}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def create_exclusive(path: Path, data: bytes) -> None:
+    """Create a new 0600 file; refuse to overwrite or follow a symlink (FileExistsError)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line with a single ``write`` on an O_APPEND 0600 file.
+
+    One write per line keeps concurrent appenders from interleaving within a line.
+    """
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
