@@ -1,9 +1,38 @@
-"""safetunnel: share a local service through SSH, confirmed, token-gated and time-limited."""
+"""safetunnel: share a local service through SSH, confirmed, token-gated and time-limited.
+
+Python API::
+
+    import safetunnel
+
+    with safetunnel.share(62893, ttl="30m") as tunnel:
+        print(tunnel.remote_port, tunnel.token, tunnel.expires_at)
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from safetunnel.errors import SafetunnelError
 
 __version__ = "0.1.0"
 
-__all__ = ["SafetunnelError", "__version__"]
+if TYPE_CHECKING:
+    from safetunnel.tunnel import Tunnel
+
+__all__ = ["SafetunnelError", "Tunnel", "__version__", "share"]
+
+
+def share(port: int | str, **options: Any) -> Tunnel:
+    """Start a share; see :func:`safetunnel.api.share` for the options."""
+    # Imported lazily so that `import safetunnel` (and `safetunnel list`) stays free of paramiko.
+    from safetunnel.api import share as _share
+
+    return _share(port, **options)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Tunnel":
+        from safetunnel.tunnel import Tunnel
+
+        return Tunnel
+    raise AttributeError(name)

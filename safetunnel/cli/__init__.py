@@ -17,7 +17,11 @@ from safetunnel import __version__
 from safetunnel.errors import SafetunnelError
 
 # name -> "module:attribute". Each command group lives in its own module under safetunnel.cli.
-_COMMANDS: dict[str, str] = {}
+_COMMANDS: dict[str, str] = {
+    "share": "safetunnel.cli.share:share_command",
+    "demo": "safetunnel.cli.demo:demo_command",
+    "gateway": "safetunnel.cli.gateway:gateway_command",
+}
 
 
 class LazyGroup(click.Group):

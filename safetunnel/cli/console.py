@@ -1,0 +1,119 @@
+"""The terminal side of ``share``: prompts, the started block, live status and event lines.
+
+With ``--json`` stdout carries only the JSON events of DESIGN §3.3; every human line goes to
+stderr in both modes, so piping stdout never captures prompts or status.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from safetunnel.confirm import ShareSummary, confirmation_block, started_block
+from safetunnel.durations import format_remaining
+from safetunnel.ssh.client import AuthSource
+from safetunnel.ssh.target import SSHTarget
+from safetunnel.tunnel import Tunnel
+
+JSON_EVENTS = {"started", "connection", "warning", "stopped"}
+STOP_TEXT = {
+    "ttl": "the time limit was reached",
+    "idle": "the idle limit was reached",
+    "killed": "it was killed",
+    "signal": "a signal asked it to",
+    "ssh-lost": "the SSH connection was lost",
+    "max-failures": "too many refused attempts (--max-failures)",
+    "error": "an error",
+}
+
+
+def human_size(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} GB"
+
+
+class ConsoleUI:
+    """Implements ``sharing.ShareUI`` for a terminal (or a pipe, where it never prompts)."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self._status_shown = False
+        self._tty = sys.stderr.isatty()
+
+    @property
+    def interactive(self) -> bool:
+        return sys.stdin.isatty()
+
+    def say(self, text: str) -> None:
+        self.clear_status()
+        click.echo(text, err=True)
+
+    def trust_host_key(self, target: SSHTarget, algorithm: str, fingerprint: str) -> bool:
+        self.say(f"The SSH host {target.display} is not known yet.\n"
+                 f"  host key: {algorithm} {fingerprint}\n"
+                 "Check this fingerprint with the host's owner before you trust it.")
+        answer: str = click.prompt("Type 'yes' to trust and remember this key", default="",
+                                   show_default=False, err=True)
+        return answer.strip() == "yes"
+
+    def confirm(self, summary: ShareSummary, typed: bool) -> bool:
+        self.say(confirmation_block(summary))
+        if typed:
+            port = str(summary.service.port)
+            answer: str = click.prompt(
+                f"This share is risky. Type the port number ({port}) to share it anyway",
+                default="", show_default=False, err=True)
+            return answer.strip() == port
+        return click.confirm("Share it?", default=False, err=True)
+
+    def auth_source(self, target: SSHTarget) -> AuthSource | None:
+        from safetunnel.credentials import KeyringAuthSource
+
+        return KeyringAuthSource.for_terminal(interactive=self.interactive, echo=self.say)
+
+    def attach(self, tunnel: Tunnel) -> None:
+        tunnel.add_sink(self.on_event)
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if self.as_json:
+            if kind in JSON_EVENTS:
+                click.echo(json.dumps(event, separators=(",", ":")))
+            if kind == "started":
+                self.say(f"Tunnel {event['id']} is up; events follow on stdout.")
+            return
+        if kind == "started":
+            self.say(started_block(event))
+        elif kind == "connection":
+            mark = "allowed" if event["allowed"] else f"refused ({event.get('reason', 'denied')})"
+            self.say(f"  {event['origin']} {event['protocol']}: {mark}")
+        elif kind == "warning":
+            self.say(f"Warning: tunnel {event['id']} {event['message']}.")
+        elif kind == "stopped":
+            why = STOP_TEXT.get(event["reason"], event["reason"])
+            self.say(f"Tunnel {event['id']} stopped because {why}.")
+
+    def status_line(self, tunnel: Tunnel) -> None:
+        if not self._tty or self.as_json:
+            return
+        snap = tunnel.stats.snapshot()
+        text = (f"{format_remaining(tunnel.remaining)} left · {snap['connections']} open · "
+                f"in {human_size(snap['bytes_in'])} · out {human_size(snap['bytes_out'])}"
+                " · Ctrl-C stops")
+        sys.stderr.write("\r\x1b[2K" + text)
+        sys.stderr.flush()
+        self._status_shown = True
+
+    def clear_status(self) -> None:
+        if self._status_shown:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
+            self._status_shown = False

@@ -1,0 +1,29 @@
+"""``safetunnel demo``: serve a tiny page and share it through the built-in gateway for 5 min."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from safetunnel.cli.console import ConsoleUI
+from safetunnel.cli.share import run_foreground
+from safetunnel.demo import DemoServer
+from safetunnel.sharing import ShareRequest, open_share
+
+
+@click.command("demo")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
+def demo_command(as_json: bool) -> None:
+    """Serve a demo page on 127.0.0.1:62893 and share it for 5 minutes through this machine."""
+    server = DemoServer()
+    try:
+        ui = ConsoleUI(as_json=as_json)
+        ui.say(f"Serving a demo page on 127.0.0.1:{server.port}; sharing it through the "
+               "built-in gateway (reachable only from this machine) for 5 minutes.")
+        request = ShareRequest(local=server.port, ttl=300, yes=True, builtin_gateway=True)
+        tunnel = open_share(request, ui)
+        code = run_foreground(tunnel, ui)
+    finally:
+        server.close()
+    sys.exit(code)

@@ -1,0 +1,160 @@
+"""The ``share`` flow: pre-flight, SSH, confirmation, forward. No printing or prompting here.
+
+The caller supplies a :class:`ShareUI`: the CLI's asks the user, the Python API's never prompts
+(its caller has confirmed). Everything opened here is closed here if a later step fails, so a
+refused share leaves nothing behind: no session, no gateway, no token file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from safetunnel import tokens
+from safetunnel.config import load_config, resolve_host
+from safetunnel.confirm import ShareSummary
+from safetunnel.errors import ConfigError, NotConfirmed
+from safetunnel.fsutil import create_exclusive
+from safetunnel.preflight import ServiceInfo, assess_risks, parse_local, probe_local
+from safetunnel.registry import new_tunnel_id
+from safetunnel.ssh.client import AuthSource, HostKeyPrompt, SSHSession, open_session
+from safetunnel.ssh.gateway import Gateway, start_builtin
+from safetunnel.ssh.hostkeys import HostKeyStore
+from safetunnel.ssh.target import SSHTarget
+from safetunnel import paths
+from safetunnel.timefmt import utc_now
+from safetunnel.tunnel import Tunnel, TunnelConfig
+
+DEFAULT_TTL = 30 * 60
+
+
+@dataclass
+class ShareRequest:
+    """What the user asked for, as parsed by click (or passed to the Python API)."""
+
+    local: str | int
+    host: str | None = None
+    ttl: int | None = None
+    idle: int | None = None
+    remote_port: int = 0
+    public: bool = False
+    protocol: str = "auto"
+    yes: bool = False
+    identity: str | None = None
+    known_hosts: str | None = None
+    token_file: str | None = None
+    max_connections: int = 256
+    max_failures: int | None = None
+    keepalive: float = 10.0
+    builtin_gateway: bool = False  # force the built-in gateway (demo), whatever the default host
+
+
+class ShareUI(Protocol):
+    """The questions a share may need answered; implemented by the CLI and the Python API."""
+
+    @property
+    def interactive(self) -> bool: ...
+    @property
+    def preconfirmed(self) -> bool: ...
+    def trust_host_key(self, target: SSHTarget, algorithm: str, fingerprint: str) -> bool: ...
+    def confirm(self, summary: ShareSummary, typed: bool) -> bool: ...
+    def auth_source(self, target: SSHTarget) -> AuthSource | None: ...
+    def attach(self, tunnel: Tunnel) -> None: ...
+
+
+def open_share(request: ShareRequest, ui: ShareUI) -> Tunnel:
+    """Run the whole share flow and return a started tunnel. Raises SafetunnelError subclasses."""
+    config = load_config()
+    ttl = request.ttl if request.ttl is not None else config.default_ttl
+    config.check_ttl(ttl)
+    host, port = parse_local(str(request.local))
+    service = probe_local(host, port)
+    risks = assess_risks(port, request.public, ttl, service.exposed)
+    typed = bool(risks) and not (request.yes and request.public) and not ui.preconfirmed
+    if not ui.interactive and not ui.preconfirmed and (typed or not request.yes):
+        raise NotConfirmed(
+            "confirmation needed but there is no terminal to ask on",
+            hint="Run it in a terminal, or pass --yes (risky shares also need --public)."
+            if not typed else "Run it in a terminal: this share is risky and needs a typed "
+            "confirmation (only --yes together with --public replaces it).")
+    target = None if request.builtin_gateway else resolve_host(
+        request.host, config, identity=request.identity)
+    session, owned = _connect(target, request, ui)
+    try:
+        tunnel = _confirm_and_start(request, ui, session, owned, service, ttl, risks, typed)
+    except BaseException:
+        session.close()
+        for resource in owned:
+            resource.close()
+        raise
+    return tunnel
+
+
+def _connect(target: SSHTarget | None, request: ShareRequest,
+             ui: ShareUI) -> tuple[SSHSession, list[Gateway]]:
+    if target is None:
+        gateway, client_key = start_builtin()
+        try:
+            builtin = SSHTarget(hostname="127.0.0.1", port=gateway.address[1],
+                                user=getpass.getuser(), label="built-in gateway")
+            session = open_session(builtin, hostkeys=None, on_unknown_key=None, auth=None,
+                                   client_key=client_key, expected_key=gateway.host_key)
+        except BaseException:
+            gateway.close()
+            raise
+        return session, [gateway]
+    user_known = Path(request.known_hosts) if request.known_hosts else None
+    store = HostKeyStore(user_known, paths.own_known_hosts())
+    prompt: HostKeyPrompt | None = ui.trust_host_key if ui.interactive else None
+    return open_session(target, hostkeys=store, on_unknown_key=prompt,
+                        auth=ui.auth_source(target)), []
+
+
+def _confirm_and_start(request: ShareRequest, ui: ShareUI, session: SSHSession,
+                       owned: list[Gateway], service: ServiceInfo, ttl: int,
+                       risks: list, typed: bool) -> Tunnel:  # type: ignore[type-arg]
+    via_builtin = bool(owned)
+    ssh_display = "built-in gateway (this machine)" if via_builtin else session.target.display
+    summary = ShareSummary(
+        service=service, ssh_host=ssh_display, via_builtin=via_builtin,
+        host_key_state=session.host_key_state, fingerprint=session.fingerprint,
+        remote_bind="0.0.0.0" if request.public else "localhost",  # noqa: S104
+        remote_port=request.remote_port, protocol=request.protocol, ttl_seconds=ttl,
+        expires_at=utc_now().timestamp() + ttl, idle_seconds=request.idle,
+        max_connections=request.max_connections, risks=risks, token_file=request.token_file)
+    needs_answer = not ui.preconfirmed and (typed or not request.yes)
+    if needs_answer and not ui.confirm(summary, typed):
+        raise NotConfirmed("not confirmed; nothing was shared")
+    token = tokens.generate()
+    token_path = Path(request.token_file) if request.token_file else None
+    if token_path is not None:
+        _write_token_file(token_path, token)
+    tunnel_config = TunnelConfig(
+        local=(service.host, service.port), ttl=ttl, ssh_host=ssh_display, idle=request.idle,
+        public=request.public, remote_port=request.remote_port, protocol=request.protocol,
+        max_connections=request.max_connections, max_failures=request.max_failures,
+        keepalive=request.keepalive, tunnel_id=new_tunnel_id(),
+        show_token=token_path is None)
+    tunnel = Tunnel(session, tunnel_config, token, owned=list(owned))
+    ui.attach(tunnel)
+    try:
+        tunnel.start()
+    except BaseException:
+        if token_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                token_path.unlink()
+        raise
+    return tunnel
+
+
+def _write_token_file(path: Path, token: str) -> None:
+    try:
+        create_exclusive(path, (token + "\n").encode())
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists; a token file is never overwritten",
+                          hint="Choose a new path for --token-file.") from None
+    except OSError as err:
+        raise ConfigError(f"cannot create token file {path}: {err.strerror}") from None

@@ -1,0 +1,102 @@
+"""Live counters of one tunnel: open/total/denied connections, bytes each way, recent connections.
+
+Each connection counts its own bytes (one writer per direction, so no lock on the hot path); the
+tunnel-wide view adds the finished totals to the live connections' counters when asked.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+RECENT = 20
+
+
+@dataclass
+class ConnCounters:
+    """Per-connection counters, written only by that connection's two pump threads."""
+
+    origin: str
+    opened: float = field(default_factory=time.monotonic)
+    bytes_in: int = 0  # remote -> service
+    bytes_out: int = 0  # service -> remote
+    protocol: str | None = None
+    last_activity: float = field(default_factory=time.monotonic)
+
+
+class TunnelStats:
+    """Thread-safe aggregate for status lines, records and `safetunnel status`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: set[ConnCounters] = set()
+        self.total = 0
+        self.denied = 0
+        self._closed_in = 0
+        self._closed_out = 0
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
+        self.last_activity = time.monotonic()
+
+    def opened(self, conn: ConnCounters) -> None:
+        with self._lock:
+            self._live.add(conn)
+            self.total += 1
+            self.last_activity = time.monotonic()
+
+    def finished(self, conn: ConnCounters, allowed: bool, reason: str) -> dict[str, Any]:
+        """Move a connection to the totals; returns its summary (for the audit log)."""
+        now = time.monotonic()
+        summary = {
+            "origin": conn.origin,
+            "protocol": conn.protocol or "unknown",
+            "allowed": allowed,
+            "reason": reason,
+            "bytes_in": conn.bytes_in,
+            "bytes_out": conn.bytes_out,
+            "duration": round(now - conn.opened, 3),
+        }
+        with self._lock:
+            self._live.discard(conn)
+            self._closed_in += conn.bytes_in
+            self._closed_out += conn.bytes_out
+            if not allowed:
+                self.denied += 1
+            self.recent.append(summary)
+            self.last_activity = max(self.last_activity, conn.last_activity, now)
+        return summary
+
+    def refused_at_door(self, origin: str, reason: str) -> None:
+        """A connection turned away before it got a pump (connection cap, shutting down)."""
+        with self._lock:
+            self.total += 1
+            self.denied += 1
+            self.recent.append({"origin": origin, "protocol": "unknown", "allowed": False,
+                                "reason": reason, "bytes_in": 0, "bytes_out": 0, "duration": 0.0})
+
+    @property
+    def open(self) -> int:
+        with self._lock:
+            return len(self._live)
+
+    def idle_since(self) -> float:
+        """Monotonic time of the last byte or connection seen anywhere on the tunnel."""
+        with self._lock:
+            latest = self.last_activity
+            for conn in self._live:
+                latest = max(latest, conn.last_activity)
+            return latest
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            live = list(self._live)
+            return {
+                "connections": len(live),
+                "total_connections": self.total,
+                "denied": self.denied,
+                "bytes_in": self._closed_in + sum(c.bytes_in for c in live),
+                "bytes_out": self._closed_out + sum(c.bytes_out for c in live),
+                "recent": list(self.recent),
+            }

@@ -1,0 +1,336 @@
+"""The lifecycle of one share: start, serve, timers, and the single teardown path.
+
+Every way a tunnel ends (TTL, idle limit, kill, signal, SSH loss, too many failures) only calls
+:meth:`Tunnel.request_stop`, which is safe from any thread. The supervisor thread then runs
+:meth:`_teardown` exactly once, in a fixed order, so there is one place to get teardown right.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from safetunnel import tokens
+from safetunnel.durations import format_remaining
+from safetunnel.errors import ConfigError
+from safetunnel.gate import FailureBudget, GatePolicy
+from safetunnel.pump import Pump
+from safetunnel.stats import ConnCounters, TunnelStats
+from safetunnel.timefmt import iso_z, utc_now
+
+# Stop reasons (the `stopped` event's `reason`) and the exit code each one means (DESIGN §3.2).
+EXIT_CODES = {"ttl": 0, "idle": 0, "killed": 0, "signal": 0, "ssh-lost": 8,
+              "max-failures": 1, "error": 1}
+WARN_BEFORE = (300, 60)  # warn 5 min and 1 min before expiry
+GRACE_SECONDS = 2.0  # in-flight data gets this long after the forward is cancelled
+TICK = 0.5
+
+log = logging.getLogger("safetunnel.tunnel")
+
+
+class SessionLike(Protocol):
+    """What a tunnel needs from an SSH session (safetunnel.ssh.client.SSHSession)."""
+
+    def forward(self, bind: str, port: int, handler: Callable[[Any, tuple[str, int],
+                tuple[str, int]], None], allow_wildcard: bool = False) -> int: ...
+    def start_watchdog(self, interval: float, on_lost: Callable[[], None]) -> None: ...
+    def cancel_forward(self) -> None: ...
+    def is_active(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TunnelConfig:
+    """What one share does; validated values only (the CLI and API parse user input)."""
+
+    local: tuple[str, int]
+    ttl: int
+    ssh_host: str
+    idle: int | None = None
+    public: bool = False
+    remote_port: int = 0
+    protocol: str = "auto"
+    max_connections: int = 256
+    max_failures: int | None = None
+    keepalive: float = 10.0
+    max_ttl: int = 86_400
+    tunnel_id: str = ""
+    show_token: bool = True  # False with --token-file: the token never goes into events
+
+    @property
+    def remote_bind(self) -> str:
+        return "0.0.0.0" if self.public else "localhost"  # noqa: S104 - only with --public
+
+
+class Tunnel:
+    """One running share. Use as a context manager, or call :meth:`close` (idempotent)."""
+
+    def __init__(self, session: SessionLike, config: TunnelConfig, token: str, *,
+                 sinks: list[EventSink] | None = None, owned: list[Closeable] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.id = config.tunnel_id
+        self.token = token
+        self.remote_port = 0
+        self._session = session
+        self._sinks = list(sinks or [])
+        self._owned = list(owned or [])
+        self._clock = clock
+        self._token_hash = tokens.hash_token(token)
+        self.stats = TunnelStats()
+        self._budget = FailureBudget(max_failures=config.max_failures)
+        self._policy = GatePolicy(token_hash=self._token_hash, tunnel_id=self.id,
+                                  protocol=config.protocol,  # type: ignore[arg-type]
+                                  budget=self._budget)
+        self._pumps: set[Pump] = set()
+        self._pumps_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=2 * config.max_connections + 4,
+                                            thread_name_prefix=f"{self.id}-conn")
+        self._stop = threading.Event()
+        self._closed = threading.Event()
+        self._stopping = False
+        self.stop_reason: str | None = None
+        self._supervisor: threading.Thread | None = None
+        self._tick_hooks: list[Callable[[], None]] = []
+        self._warned: set[int] = set()
+        self.started_at = utc_now()
+        self._start_mono = clock()
+        self._expires_mono = self._start_mono + config.ttl
+
+    # -- public API ------------------------------------------------------------------------------
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.started_at + timedelta(seconds=self._expires_mono - self._start_mono)
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self._expires_mono - self._clock())
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.stop_reason or "error", 1)
+
+    def add_sink(self, sink: EventSink) -> None:
+        self._sinks.append(sink)
+
+    def on_tick(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` every supervisor tick (records, status lines); it must not block."""
+        self._tick_hooks.append(hook)
+
+    def start(self) -> None:
+        """Request the remote forward and start serving; raises ForwardRefused (exit 6)."""
+        try:
+            self.remote_port = self._session.forward(
+                self.config.remote_bind, self.config.remote_port, self._on_channel,
+                allow_wildcard=self.config.public)
+        except BaseException:
+            self._teardown_unstarted()
+            raise
+        self._policy.expires_at = self._expires_mono
+        self._arm_warnings()
+        self._session.start_watchdog(self.config.keepalive, lambda: self.request_stop("ssh-lost"))
+        self._supervisor = threading.Thread(target=self._supervise, name=f"{self.id}-supervisor")
+        self._supervisor.start()
+        self._emit(self.started_event())
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the tunnel to end; safe from any thread and from signal handlers. First reason wins."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the tunnel is fully torn down; True when it is."""
+        return self._closed.wait(timeout)
+
+    def close(self, reason: str = "killed") -> None:
+        """End the tunnel and wait for the teardown to finish. Idempotent."""
+        if self._supervisor is None:
+            self.request_stop(reason)
+            self._teardown_unstarted()
+            return
+        self.request_stop(reason)
+        self._closed.wait()
+        if self._supervisor is not threading.current_thread():
+            self._supervisor.join()
+
+    def __enter__(self) -> Tunnel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close("killed")
+
+    def extend(self, seconds: int) -> datetime:
+        """Move the expiry by ``seconds``; refused past ``max_ttl`` from the start."""
+        new_expiry = self._expires_mono + seconds
+        if new_expiry - self._start_mono > self.config.max_ttl + 0.5:
+            raise ConfigError(
+                f"extending by {seconds}s would run past max_ttl "
+                f"({format_remaining(self.config.max_ttl)} from start)",
+                hint="Start a new share, or raise max_ttl in config.toml.")
+        self._expires_mono = new_expiry
+        self._policy.expires_at = new_expiry
+        self._arm_warnings()
+        return self.expires_at
+
+    def status(self) -> dict[str, Any]:
+        """Everything a record or `safetunnel status` shows; never the token."""
+        host, port = self.config.local
+        local = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return {
+            "id": self.id, "pid": os.getpid(), "local": local,
+            "ssh_host": self.config.ssh_host, "remote_bind": self.config.remote_bind,
+            "remote_port": self.remote_port, "protocol": self.config.protocol,
+            "started_at": iso_z(self.started_at), "expires_at": iso_z(self.expires_at),
+            "token_hash_prefix": tokens.hash_prefix(self._token_hash),
+            **self.stats.snapshot(),
+        }
+
+    def started_event(self) -> dict[str, Any]:
+        status = self.status()
+        event: dict[str, Any] = {"event": "started"}
+        for key in ("id", "pid", "local", "ssh_host", "remote_bind", "remote_port", "protocol"):
+            event[key] = status[key]
+        if self.config.show_token:
+            event["token"] = self.token
+        event["started_at"] = status["started_at"]
+        event["expires_at"] = status["expires_at"]
+        url_host = "localhost" if not self.config.public else self.config.ssh_host.rsplit(
+            "@", 1)[-1].rsplit(":", 1)[0]
+        url = f"http://{url_host}:{self.remote_port}/"
+        event["url"] = f"{url}?safetunnel_token={self.token}" if self.config.show_token else url
+        return event
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def _on_channel(self, chan: Any, origin: tuple[str, int], server: tuple[str, int]) -> None:
+        """Runs on paramiko's transport thread: decide and hand off, never block here."""
+        origin_text = f"{origin[0]}:{origin[1]}"
+        if self._stopping or self.stats.open >= self.config.max_connections:
+            reason = "shutting-down" if self._stopping else "max-connections"
+            self.stats.refused_at_door(origin_text, reason)
+            self._executor.submit(chan.close)
+            self._emit({"event": "connection", "id": self.id, "origin": origin_text,
+                        "protocol": "unknown", "allowed": False, "reason": reason})
+            return
+        counters = ConnCounters(origin=origin_text)
+        self.stats.opened(counters)
+        pump = Pump(chan, counters, self._policy, self.config.local, self._executor.submit,
+                    self._on_decision, self._on_finished, clock=self._clock)
+        with self._pumps_lock:
+            self._pumps.add(pump)
+        pump_ref = pump
+        self._executor.submit(lambda: self._run_pump(pump_ref))
+
+    def _run_pump(self, pump: Pump) -> None:
+        try:
+            pump.run()
+        finally:
+            with self._pumps_lock:
+                self._pumps.discard(pump)
+
+    def _on_decision(self, counters: ConnCounters, allowed: bool, reason: str) -> None:
+        event = {"event": "connection", "id": self.id, "origin": counters.origin,
+                 "protocol": counters.protocol or "unknown", "allowed": allowed}
+        if not allowed:
+            event["reason"] = reason
+        self._emit(event)
+
+    def _on_finished(self, counters: ConnCounters, allowed: bool, reason: str) -> None:
+        summary = self.stats.finished(counters, allowed, reason)
+        self._emit({"event": "connection-closed", "id": self.id, **summary})
+        if self._budget.exhausted:
+            self.request_stop("max-failures")
+
+    # -- supervision -----------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._check_limits()
+                for hook in self._tick_hooks:
+                    hook()
+                self._stop.wait(min(TICK, max(0.01, self._expires_mono - self._clock())))
+        finally:
+            self._teardown()
+
+    def _check_limits(self) -> None:
+        now = self._clock()
+        if now >= self._expires_mono:
+            self.request_stop("ttl")
+        elif self.config.idle and now - self.stats.idle_since() >= self.config.idle:
+            self.request_stop("idle")
+        elif not self._session.is_active():
+            self.request_stop("ssh-lost")
+        else:
+            self._maybe_warn(self._expires_mono - now)
+
+    def _arm_warnings(self) -> None:
+        left = self._expires_mono - self._clock()
+        self._warned = {w for w in WARN_BEFORE if left <= w}
+
+    def _maybe_warn(self, left: float) -> None:
+        for threshold in WARN_BEFORE:
+            if left <= threshold and threshold not in self._warned:
+                self._warned.add(threshold)
+                self._emit({"event": "warning", "id": self.id,
+                            "message": f"expires in {format_remaining(math.ceil(left))}"})
+
+    # -- teardown --------------------------------------------------------------------------------
+
+    def _teardown(self) -> None:
+        """The single teardown path; runs once, on the supervisor thread."""
+        self._stopping = True
+        with contextlib.suppress(Exception):
+            self._session.cancel_forward()  # no new connections from here on
+        deadline = self._clock() + GRACE_SECONDS
+        while self.stats.open and self._clock() < deadline and self.stop_reason != "ssh-lost":
+            time.sleep(0.05)
+        with self._pumps_lock:
+            pumps = list(self._pumps)
+        for pump in pumps:
+            pump.close()
+        self._executor.shutdown(wait=True)
+        self._close_owned()
+        self._emit({"event": "stopped", "id": self.id, "reason": self.stop_reason or "error",
+                    "ended_at": iso_z(utc_now())})
+        self._closed.set()
+
+    def _teardown_unstarted(self) -> None:
+        if self._closed.is_set():
+            return
+        self._stopping = True
+        self._executor.shutdown(wait=True)
+        self._close_owned()
+        self._closed.set()
+
+    def _close_owned(self) -> None:
+        for resource in [self._session, *reversed(self._owned)]:
+            try:
+                resource.close()
+            except Exception:  # keep tearing down the rest; report, don't hide
+                log.warning("closing %r failed", resource, exc_info=True)
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        for sink in self._sinks:
+            try:
+                sink(event)
+            except Exception:  # a broken sink (closed stdout) must not stop the tunnel
+                log.warning("event sink %r failed", sink, exc_info=True)
