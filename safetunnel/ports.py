@@ -52,7 +52,7 @@ HTTP_PORTS = frozenset(
 )
 
 # TLS ports: the gate cannot sniff HTTP inside TLS, so these need the raw-TCP preamble.
-TLS_PORTS: dict[int, str] = {443: "HTTPS (TLS)", 8443: "HTTPS (TLS)"}
+TLS_PORTS: dict[int, str] = {443: "HTTPS", 8443: "HTTPS"}
 
 _GREETINGS: tuple[tuple[bytes, str], ...] = (
     (b"SSH-", "SSH"),
