@@ -211,7 +211,9 @@ def _own_process_connections() -> list[tuple[Any, str, int | None]]:
     found: list[tuple[Any, str, int | None]] = []
     for proc in psutil.process_iter():
         try:
-            found.extend((c.laddr, c.status, proc.pid) for c in proc.net_connections(kind="tcp"))
+            # psutil < 6 only has the old name.
+            lister = getattr(proc, "net_connections", None) or proc.connections
+            found.extend((c.laddr, c.status, proc.pid) for c in lister(kind="tcp"))
         except (psutil.AccessDenied, psutil.NoSuchProcess):
             continue
     return found
