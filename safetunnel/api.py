@@ -31,7 +31,7 @@ class _ApiUI:
 
         return KeyringAuthSource.for_terminal(interactive=False, echo=None)
 
-    def attach(self, tunnel: Tunnel) -> None:
+    def attach(self, tunnel: Tunnel, summary: ShareSummary) -> None:
         """Nothing to render; callers read the Tunnel's attributes."""
 
 

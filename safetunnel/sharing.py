@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -18,7 +19,7 @@ from safetunnel.config import load_config, resolve_host
 from safetunnel.confirm import ShareSummary
 from safetunnel.errors import ConfigError, NotConfirmed
 from safetunnel.fsutil import create_exclusive
-from safetunnel.preflight import ServiceInfo, assess_risks, parse_local, probe_local
+from safetunnel.preflight import Risk, ServiceInfo, assess_risks, parse_local, probe_local
 from safetunnel.registry import new_tunnel_id
 from safetunnel.ssh.client import AuthSource, HostKeyPrompt, SSHSession, open_session
 from safetunnel.ssh.gateway import Gateway, start_builtin
@@ -62,7 +63,7 @@ class ShareUI(Protocol):
     def trust_host_key(self, target: SSHTarget, algorithm: str, fingerprint: str) -> bool: ...
     def confirm(self, summary: ShareSummary, typed: bool) -> bool: ...
     def auth_source(self, target: SSHTarget) -> AuthSource | None: ...
-    def attach(self, tunnel: Tunnel) -> None: ...
+    def attach(self, tunnel: Tunnel, summary: ShareSummary) -> None: ...
 
 
 def open_share(request: ShareRequest, ui: ShareUI) -> Tunnel:
@@ -72,8 +73,10 @@ def open_share(request: ShareRequest, ui: ShareUI) -> Tunnel:
     config.check_ttl(ttl)
     host, port = parse_local(str(request.local))
     service = probe_local(host, port)
-    risks = assess_risks(port, request.public, ttl, service.exposed)
-    typed = bool(risks) and not (request.yes and request.public) and not ui.preconfirmed
+    risks = assess_risks(port, request.public, ttl, service.exposed,
+                         service_kind=service.service_kind)
+    risky = any(risk.severity == "risk" for risk in risks)
+    typed = risky and not (request.yes and request.public) and not ui.preconfirmed
     if not ui.interactive and not ui.preconfirmed and (typed or not request.yes):
         raise NotConfirmed(
             "confirmation needed but there is no terminal to ask on",
@@ -83,8 +86,10 @@ def open_share(request: ShareRequest, ui: ShareUI) -> Tunnel:
     target = None if request.builtin_gateway else resolve_host(
         request.host, config, identity=request.identity)
     session, owned = _connect(target, request, ui)
+    plan = _Plan(service=service, ttl=ttl, risks=tuple(risks), typed=typed,
+                 max_ttl=config.max_ttl)
     try:
-        tunnel = _confirm_and_start(request, ui, session, owned, service, ttl, risks, typed)
+        tunnel = _confirm_and_start(request, ui, session, owned, plan)
     except BaseException:
         session.close()
         for resource in owned:
@@ -113,33 +118,47 @@ def _connect(target: SSHTarget | None, request: ShareRequest,
                         auth=ui.auth_source(target)), []
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What pre-flight decided, carried to the confirmation and the tunnel."""
+
+    service: ServiceInfo
+    ttl: int
+    risks: tuple[Risk, ...]
+    typed: bool
+    max_ttl: int
+
+
 def _confirm_and_start(request: ShareRequest, ui: ShareUI, session: SSHSession,
-                       owned: list[Gateway], service: ServiceInfo, ttl: int,
-                       risks: list, typed: bool) -> Tunnel:  # type: ignore[type-arg]
+                       owned: list[Gateway], plan: _Plan) -> Tunnel:
+    service, ttl = plan.service, plan.ttl
     via_builtin = bool(owned)
-    ssh_display = "built-in gateway (this machine)" if via_builtin else session.target.display
+    target = session.target
     summary = ShareSummary(
-        service=service, ssh_host=ssh_display, via_builtin=via_builtin,
-        host_key_state=session.host_key_state, fingerprint=session.fingerprint,
+        service=service, ssh_user=target.user, ssh_hostname=target.hostname,
+        ssh_port=target.port, via_builtin=via_builtin, host_key_state=session.host_key_state,
+        fingerprint=session.fingerprint, key_type=session.key_type, ttl_seconds=ttl,
+        expires_at=utc_now() + timedelta(seconds=ttl),
         remote_bind="0.0.0.0" if request.public else "localhost",  # noqa: S104
-        remote_port=request.remote_port, protocol=request.protocol, ttl_seconds=ttl,
-        expires_at=utc_now().timestamp() + ttl, idle_seconds=request.idle,
-        max_connections=request.max_connections, risks=risks, token_file=request.token_file)
-    needs_answer = not ui.preconfirmed and (typed or not request.yes)
-    if needs_answer and not ui.confirm(summary, typed):
+        remote_port=request.remote_port, protocol=request.protocol, idle_seconds=request.idle,
+        max_connections=request.max_connections, risks=plan.risks,
+        token_file=request.token_file)
+    needs_answer = not ui.preconfirmed and (plan.typed or not request.yes)
+    if needs_answer and not ui.confirm(summary, plan.typed):
         raise NotConfirmed("not confirmed; nothing was shared")
     token = tokens.generate()
     token_path = Path(request.token_file) if request.token_file else None
     if token_path is not None:
         _write_token_file(token_path, token)
     tunnel_config = TunnelConfig(
-        local=(service.host, service.port), ttl=ttl, ssh_host=ssh_display, idle=request.idle,
+        local=(service.host, service.port), ttl=ttl,
+        ssh_host="built-in gateway" if via_builtin else summary.ssh_display, idle=request.idle,
         public=request.public, remote_port=request.remote_port, protocol=request.protocol,
         max_connections=request.max_connections, max_failures=request.max_failures,
-        keepalive=request.keepalive, tunnel_id=new_tunnel_id(),
+        keepalive=request.keepalive, tunnel_id=new_tunnel_id(), max_ttl=plan.max_ttl,
         show_token=token_path is None)
     tunnel = Tunnel(session, tunnel_config, token, owned=list(owned))
-    ui.attach(tunnel)
+    ui.attach(tunnel, summary)
     try:
         tunnel.start()
     except BaseException:

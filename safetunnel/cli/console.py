@@ -12,7 +12,16 @@ from typing import Any
 
 import click
 
-from safetunnel.confirm import ShareSummary, confirmation_block, started_block
+import dataclasses
+
+from safetunnel.confirm import (
+    ShareSummary,
+    accepts_typed,
+    accepts_yes,
+    confirmation_block,
+    started_block,
+    typed_prompt,
+)
 from safetunnel.durations import format_remaining
 from safetunnel.ssh.client import AuthSource
 from safetunnel.ssh.target import SSHTarget
@@ -45,6 +54,8 @@ class ConsoleUI:
         self.as_json = as_json
         self._status_shown = False
         self._tty = sys.stderr.isatty()
+        self._tunnel: Tunnel | None = None
+        self._summary: ShareSummary | None = None
 
     @property
     def interactive(self) -> bool:
@@ -64,20 +75,18 @@ class ConsoleUI:
 
     def confirm(self, summary: ShareSummary, typed: bool) -> bool:
         self.say(confirmation_block(summary))
-        if typed:
-            port = str(summary.service.port)
-            answer: str = click.prompt(
-                f"This share is risky. Type the port number ({port}) to share it anyway",
-                default="", show_default=False, err=True)
-            return answer.strip() == port
-        return click.confirm("Share it?", default=False, err=True)
+        question = typed_prompt(summary).rstrip(":") if typed else "Share it? [y/N]"
+        answer: str = click.prompt(question, default="", show_default=False, err=True)
+        return accepts_typed(summary, answer) if typed else accepts_yes(answer)
 
     def auth_source(self, target: SSHTarget) -> AuthSource | None:
         from safetunnel.credentials import KeyringAuthSource
 
         return KeyringAuthSource.for_terminal(interactive=self.interactive, echo=self.say)
 
-    def attach(self, tunnel: Tunnel) -> None:
+    def attach(self, tunnel: Tunnel, summary: ShareSummary) -> None:
+        self._tunnel = tunnel
+        self._summary = summary
         tunnel.add_sink(self.on_event)
 
     # -- events ----------------------------------------------------------------------------------
@@ -90,8 +99,10 @@ class ConsoleUI:
             if kind == "started":
                 self.say(f"Tunnel {event['id']} is up; events follow on stdout.")
             return
-        if kind == "started":
-            self.say(started_block(event))
+        if kind == "started" and self._tunnel is not None and self._summary is not None:
+            summary = dataclasses.replace(self._summary, expires_at=self._tunnel.expires_at)
+            self.say(started_block(summary, event["remote_port"], event.get("token"),
+                                   tunnel_id=event["id"]))
         elif kind == "connection":
             mark = "allowed" if event["allowed"] else f"refused ({event.get('reason', 'denied')})"
             self.say(f"  {event['origin']} {event['protocol']}: {mark}")
