@@ -17,7 +17,10 @@ from safetunnel import __version__
 from safetunnel.errors import SafetunnelError
 
 # name -> "module:attribute". Each command group lives in its own module under safetunnel.cli.
-_COMMANDS: dict[str, str] = {}
+_COMMANDS: dict[str, str] = {
+    "creds": "safetunnel.cli.creds:creds",
+    "hosts": "safetunnel.cli.hosts:hosts",
+}
 
 
 class LazyGroup(click.Group):
