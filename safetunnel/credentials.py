@@ -60,7 +60,10 @@ def verify_passphrase(key_path: str, passphrase: str) -> bool:
     if not key_is_encrypted(key_path):
         raise CredentialError(f"{key_path} is not encrypted; it has no passphrase to store")
     try:
-        paramiko.PKey.from_path(os.path.expanduser(key_path), passphrase)
+        # paramiko hands the password to cryptography, which needs bytes; its stubs say str.
+        secret = passphrase.encode("utf-8")
+        paramiko.PKey.from_path(os.path.expanduser(key_path),
+                                secret)  # type: ignore[arg-type, unused-ignore]
     except (ValueError, TypeError, paramiko.SSHException):
         return False
     return True
