@@ -211,7 +211,8 @@ def _optional(data: dict[str, Any], name: str, kind: type[T], where: str) -> T |
     # bool is an int subclass; `port = true` must not pass as port 1.
     if value is None or (isinstance(value, kind) and not isinstance(value, bool)):
         return value
-    raise ConfigError(f"{where}: {name} must be a {kind.__name__}, not {type(value).__name__}")
+    wanted = {int: "an integer", str: "a string"}.get(kind, kind.__name__)
+    raise ConfigError(f"{where}: {name} must be {wanted}, not {type(value).__name__}")
 
 
 def _duration(data: dict[str, Any], name: str, default: str, path: Path) -> str:
