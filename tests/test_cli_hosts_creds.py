@@ -159,3 +159,31 @@ def test_creds_empty_stdin_stores_nothing(sandbox: Sandbox) -> None:
     result = run(sandbox, "creds", "set", "u@h.example", stdin="")
     assert result.returncode == 1 and "no secret given" in result.stderr
     assert keyring_data(sandbox) == {}
+
+
+def test_creds_set_hidden_prompt_on_a_tty(sandbox: Sandbox) -> None:
+    """On a TTY the secret is asked twice without echo; the terminal never shows it."""
+    import os
+    import pty
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([SCRIPT, "creds", "set", "u@tty.example"], stdin=terminal,
+                            stdout=terminal, stderr=terminal, env=sandbox.env, close_fds=True)
+    os.close(terminal)
+    seen = b""
+    deadline = time.monotonic() + 20
+    for _ in range(2):  # password, then its confirmation
+        while b": " not in seen.rsplit(b"\n", 1)[-1] and time.monotonic() < deadline:
+            seen += os.read(controller, 1024)
+        os.write(controller, PASSWORD.encode() + b"\n")
+        seen += os.read(controller, 1024)
+    assert proc.wait(timeout=20) == 0
+    try:
+        while chunk := os.read(controller, 1024):
+            seen += chunk
+    except OSError:  # EIO once the child has closed the terminal
+        pass
+    os.close(controller)
+    assert b"Stored the SSH password for u@tty.example:22" in seen
+    assert keyring_data(sandbox) == {"password:u@tty.example:22": PASSWORD}
+    assert_secret_absent(PASSWORD, sandbox.dirs, [seen])
