@@ -21,6 +21,8 @@ _COMMANDS: dict[str, str] = {
     "share": "safetunnel.cli.share:share_command",
     "demo": "safetunnel.cli.demo:demo_command",
     "gateway": "safetunnel.cli.gateway:gateway_command",
+    "creds": "safetunnel.cli.creds:creds",
+    "hosts": "safetunnel.cli.hosts:hosts",
 }
 
 

@@ -1,0 +1,101 @@
+"""``safetunnel hosts``: saved host profiles in config.toml (DESIGN §3.1)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import click
+
+from safetunnel.config import HostProfile, load_config, save_config
+from safetunnel.hostres import locate_host, parse_literal, ssh_config_alias
+
+
+@click.group()
+def hosts() -> None:
+    """Saved SSH hosts (profiles) and the default host."""
+
+
+@hosts.command("add")
+@click.argument("name")
+@click.argument("host")
+@click.option("--identity", type=click.Path(exists=True, dir_okay=False),
+              help="Private key file to use for this host.")
+@click.option("--default", "make_default", is_flag=True, help="Make this the default host.")
+def add(name: str, host: str, identity: str | None, make_default: bool) -> None:
+    """Save HOST ([user@]hostname[:port] or an ~/.ssh/config alias) as NAME."""
+    if ssh_config_alias(host) is None:
+        parse_literal(host)  # refuse a malformed host now, not at the first share
+    config = load_config()
+    key = os.path.abspath(os.path.expanduser(identity)) if identity else None
+    config.add_profile(HostProfile(name=name, host=host, identity=key), make_default)
+    path = save_config(config)
+    click.echo(f"Saved host {name} ({host}) in {path}.")
+    if make_default:
+        click.echo(f"{name} is now the default host.")
+        if config.default_host_from_env:
+            click.echo(f"Note: SAFETUNNEL_HOST={config.default_host} overrides it while set.",
+                       err=True)
+
+
+@hosts.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_hosts(as_json: bool) -> None:
+    """List saved hosts; the default is marked with *."""
+    config = load_config()
+    rows = [_row(p, config.default_host) for _, p in sorted(config.hosts.items())]
+    if as_json:
+        source = "env" if config.default_host_from_env else ("config" if config.default_host
+                                                             else None)
+        click.echo(json.dumps({"default_host": config.default_host, "default_source": source,
+                               "hosts": rows}, indent=2))
+        return
+    if not rows:
+        click.echo("No saved hosts. Add one with `safetunnel hosts add NAME [user@]host[:port]`.")
+    else:
+        width = max(len(r["name"]) for r in rows)
+        for r in rows:
+            mark = "*" if r["default"] else " "
+            key = f"  key {r['identity']}" if r["identity"] else ""
+            click.echo(f"{mark} {r['name']:<{width}}  {r['host']}{key}")
+    _say_default(config.default_host, config.default_host_from_env)
+
+
+@hosts.command("show")
+@click.argument("name")
+def show(name: str) -> None:
+    """Show one saved host and where it resolves to."""
+    config = load_config()
+    profile = config.profile(name)
+    ref = locate_host(name, config)
+    click.echo(f"name:      {profile.name}")
+    click.echo(f"host:      {profile.host}")
+    click.echo(f"connects:  {ref.display}")
+    click.echo(f"identity:  {', '.join(ref.identity_files) or '(agent / default keys)'}")
+    click.echo(f"default:   {'yes' if config.default_host == name else 'no'}")
+
+
+@hosts.command("remove")
+@click.argument("name")
+def remove(name: str) -> None:
+    """Forget a saved host (stored secrets stay; see `safetunnel creds delete`)."""
+    config = load_config()
+    was_default = config.remove_profile(name)
+    save_config(config)
+    click.echo(f"Removed host {name}.")
+    if was_default:
+        click.echo("It was the default host; shares now use the built-in loopback gateway "
+                   "unless --host is given.")
+
+
+def _row(profile: HostProfile, default: str | None) -> dict[str, Any]:
+    return {**profile.as_dict(), "default": profile.name == default}
+
+
+def _say_default(default: str | None, from_env: bool) -> None:
+    if default is None:
+        click.echo("Default host: none (the built-in loopback gateway).")
+    else:
+        origin = " (from SAFETUNNEL_HOST)" if from_env else ""
+        click.echo(f"Default host: {default}{origin}.")

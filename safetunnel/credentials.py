@@ -1,0 +1,234 @@
+"""Secrets for SSH authentication: keyring first, a prompt only when allowed, never a loop.
+
+:class:`KeyringAuthSource` implements the SSH layer's ``AuthSource`` protocol
+(``passphrase(key_path)``, ``password(target)``, ``rejected(what)``). Prompting, confirming and
+printing are injected callables, so the CLI owns the terminal and tests pass plain functions.
+Keyring access and vetting live in :mod:`safetunnel.keystore` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import paramiko
+
+from safetunnel.errors import CredentialError
+from safetunnel.keystore import (
+    SERVICE,
+    BackendStatus,
+    KeyringStore,
+    passphrase_username,
+    password_username,
+    vet_backend,
+)
+
+__all__ = ["SERVICE", "BackendStatus", "KeyringAuthSource", "KeyringStore", "key_is_encrypted",
+           "passphrase_username", "password_username", "verify_passphrase", "vet_backend"]
+
+Prompt = Callable[[str], "str | None"]
+Confirm = Callable[[str], bool]
+Notify = Callable[[str], None]
+
+
+class TargetAddress(Protocol):
+    """What :meth:`KeyringAuthSource.password` needs of ``ssh.target.SSHTarget`` (read-only)."""
+
+    @property
+    def user(self) -> str: ...
+    @property
+    def hostname(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+
+
+def key_is_encrypted(key_path: str) -> bool:
+    """True when the private key needs a passphrase; CredentialError when it is unreadable."""
+    try:
+        paramiko.PKey.from_path(os.path.expanduser(key_path))
+    except TypeError:  # paramiko: "password-protected, but password was not provided"
+        return True
+    except (OSError, ValueError, paramiko.SSHException) as err:
+        raise CredentialError(f"cannot read private key {key_path}: {err}") from err
+    return False
+
+
+def verify_passphrase(key_path: str, passphrase: str) -> bool:
+    """Whether ``passphrase`` unlocks the key. Refuses a key that is not encrypted."""
+    if not key_is_encrypted(key_path):
+        raise CredentialError(f"{key_path} is not encrypted; it has no passphrase to store")
+    try:
+        # paramiko hands the password to cryptography, which needs bytes; its stubs say str.
+        secret = passphrase.encode("utf-8")
+        paramiko.PKey.from_path(os.path.expanduser(key_path),
+                                secret)  # type: ignore[arg-type, unused-ignore]
+    except (ValueError, TypeError, paramiko.SSHException):
+        return False
+    return True
+
+
+@dataclass
+class _Slot:
+    """What happened to one secret during this authentication attempt."""
+
+    username: str
+    kind: Literal["password", "passphrase"]
+    subject: str  # the key path or user@host:port, for messages
+    value: str | None = None
+    source: Literal["stored", "typed"] | None = None
+    stored_tried: bool = False
+    stored_rejected: bool = False
+    typed_tried: bool = False
+    rejected: bool = False  # the current value was refused
+    replace: bool = False  # the user agreed to replace the stored one once it works
+
+
+class KeyringAuthSource:
+    """Stored secret first; one typed try when interactive; ``None`` when out of options.
+
+    ``prompt`` is None when there is no TTY: then nothing is asked and ``None`` lets the SSH layer
+    raise AuthFailed (exit 5) with :meth:`hint`. ``confirm`` asks whether to replace a stored secret
+    that was rejected. ``notify`` says things once (why the keyring is unused, what was rejected).
+    A replacement passphrase is stored at once (it is verified against the key locally); a
+    replacement password only in :meth:`commit`, which the caller runs after authentication worked.
+    """
+
+    def __init__(self, store: KeyringStore | None = None, *, prompt: Prompt | None = None,
+                 confirm: Confirm | None = None, notify: Notify | None = None,
+                 host_label: str | None = None) -> None:
+        self._store = store
+        self._prompt = prompt
+        self._confirm = confirm
+        self._notify = notify or (lambda _message: None)
+        self._host_label = host_label
+        self._status: BackendStatus | None = None
+        self._keyring_failed = False
+        self._slots: dict[str, _Slot] = {}
+        self._last: _Slot | None = None
+
+    def passphrase(self, key_path: str) -> str | None:
+        """The passphrase for ``key_path``, or None when there is none to offer."""
+        path = os.path.abspath(os.path.expanduser(key_path))
+        slot = self._slot(passphrase_username(path), "passphrase", path)
+        return self._secret(slot, f"Passphrase for {path}: ")
+
+    def password(self, target: TargetAddress) -> str | None:
+        """The SSH password for ``target``, or None when there is none to offer."""
+        username = password_username(target.user, target.hostname, target.port)
+        slot = self._slot(username, "password", username.removeprefix("password:"))
+        if self._host_label is None:
+            self._host_label = slot.subject
+        return self._secret(slot, f"Password for {slot.subject}: ")
+
+    def rejected(self, what: str) -> None:
+        """The server (or the key) refused the last secret for ``what``; say so once."""
+        slot = self._match(what)
+        if slot is None or slot.rejected or slot.value is None:
+            return
+        slot.rejected = True
+        slot.replace = False
+        if slot.source == "stored":
+            slot.stored_rejected = True
+            self._notify(f"The stored {slot.kind} for {slot.subject} was rejected.")
+        else:
+            self._notify(f"The {slot.kind} typed for {slot.subject} was rejected.")
+
+    def commit(self) -> None:
+        """Store replacement passwords the user agreed to; call after authentication worked."""
+        for slot in self._slots.values():
+            if slot.replace and slot.value is not None and not slot.rejected:
+                self._save(slot)
+
+    def hint(self) -> str:
+        """What to run so that a non-interactive run can authenticate next time."""
+        host = self._host_label or "HOST"
+        return (f"Store the secret in the keyring with `safetunnel creds set {host}` "
+                f"(add `--passphrase-for KEYFILE` for a key passphrase), or run on a terminal.")
+
+    def _slot(self, username: str, kind: Literal["password", "passphrase"], subject: str) -> _Slot:
+        slot = self._slots.setdefault(username, _Slot(username, kind, subject))
+        self._last = slot
+        return slot
+
+    def _secret(self, slot: _Slot, question: str) -> str | None:
+        if slot.value is not None and not slot.rejected:
+            return slot.value
+        if not slot.stored_tried:
+            slot.stored_tried = True
+            stored = self._read(slot.username)
+            if stored is not None:
+                slot.value, slot.source, slot.rejected = stored, "stored", False
+                return stored
+        # One typed try at most: a refused secret is never offered again, so no loop.
+        if slot.typed_tried or self._prompt is None:
+            return None
+        slot.typed_tried = True
+        typed = self._prompt(question)
+        if not typed or not self._typed_ok(slot, typed):
+            return None
+        slot.value, slot.source, slot.rejected = typed, "typed", False
+        self._offer_replace(slot)
+        return typed
+
+    def _typed_ok(self, slot: _Slot, typed: str) -> bool:
+        if slot.kind == "passphrase" and not verify_passphrase(slot.subject, typed):
+            self._notify(f"That passphrase does not unlock {slot.subject}.")
+            return False
+        return True
+
+    def _offer_replace(self, slot: _Slot) -> None:
+        if not slot.stored_rejected or self._confirm is None or not self._usable():
+            return
+        if self._confirm(f"Replace the stored {slot.kind} for {slot.subject} in the keyring?"):
+            slot.replace = True
+            if slot.kind == "passphrase":  # already verified against the key
+                self._save(slot)
+
+    def _save(self, slot: _Slot) -> None:
+        assert self._store is not None and slot.value is not None
+        try:
+            self._store.set(slot.username, slot.value)
+        except CredentialError as err:
+            self._notify(f"Could not update the keyring: {err.message}")
+            return
+        slot.replace = False
+        self._notify(f"Replaced the stored {slot.kind} for {slot.subject}.")
+
+    def _read(self, username: str) -> str | None:
+        if not self._usable():
+            return None
+        assert self._store is not None
+        try:
+            return self._store.get(username)
+        except CredentialError as err:
+            # A broken or locked keyring must not stop a login that a prompt could still finish.
+            self._keyring_failed = True
+            self._notify(f"{err.message}; continuing without the keyring.")
+            return None
+
+    def _usable(self) -> bool:
+        if self._store is None or self._keyring_failed:
+            return False
+        if self._status is None:
+            self._status = self._store.status()
+            if not self._status.usable and self._status.reason:
+                self._notify(self._status.reason)  # said once: the status is cached
+        return self._status.usable
+
+    def _match(self, what: str) -> _Slot | None:
+        """Find the slot ``what`` names: a keyring username, a key path, or a kind."""
+        if what in self._slots:
+            return self._slots[what]
+        if "/" in what or what.startswith("~"):
+            found = self._slots.get(passphrase_username(what))
+            if found is not None:
+                return found
+        for kind in ("password", "passphrase"):
+            if what.lower().startswith(kind):
+                same = [s for s in self._slots.values() if s.kind == kind]
+                if self._last in same:
+                    return self._last
+                return same[-1] if same else None
+        return self._last

@@ -1,0 +1,158 @@
+"""Which SSH host a ``--host`` text means (DESIGN §3.1, issue 5).
+
+Order: a saved profile, then an ``~/.ssh/config`` alias, then a literal ``[user@]hostname[:port]``;
+with no ``--host``, the default host (``SAFETUNNEL_HOST`` or config.toml), and with none of those
+the built-in loopback gateway. :func:`locate_host` decides and returns a plain :class:`HostRef`,
+so the decision is testable without the SSH layer; :func:`resolve_host` turns it into the SSH
+layer's ``SSHTarget``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import paramiko
+
+from safetunnel.config import Config, HostProfile
+from safetunnel.errors import ConfigError
+
+if TYPE_CHECKING:
+    # The SSH layer is built in parallel; unused-ignore keeps mypy quiet once it exists.
+    from safetunnel.ssh.target import (  # type: ignore[import-not-found, unused-ignore]
+        SSHTarget as Target,
+    )
+
+_LITERAL = re.compile(
+    r"^(?:(?P<user>[^@\s:/\[\]]+)@)?"
+    r"(?:\[(?P<v6>[0-9A-Fa-f:.%]+)\]|(?P<host>[A-Za-z0-9][A-Za-z0-9._-]*))"
+    r"(?::(?P<port>\d{1,5}))?$"
+)
+_WILDCARD = re.compile(r"[*?!]")
+
+
+@dataclass(frozen=True)
+class HostRef:
+    """Where ``--host`` points. ``kind`` says which rule matched; "builtin" has no address."""
+
+    kind: Literal["profile", "alias", "literal", "builtin"]
+    label: str = ""
+    hostname: str = ""
+    port: int = 22
+    user: str = ""
+    identity_files: tuple[str, ...] = ()
+
+    @property
+    def display(self) -> str:
+        """``user@host:port`` (IPv6 in brackets), the form the keyring usernames use."""
+        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
+        return f"{self.user}@{host}:{self.port}"
+
+
+AliasLookup = Callable[[str], HostRef | None]
+
+
+def parse_literal(text: str, label: str | None = None) -> HostRef:
+    """Parse ``[user@]hostname[:port]`` or ``[user@][v6addr]:port``; default user is you."""
+    match = _LITERAL.match(text.strip())
+    if not match:
+        raise ConfigError(f"cannot read {text!r} as [user@]hostname[:port]",
+                          hint="IPv6 addresses go in brackets, e.g. alice@[2001:db8::1]:22.")
+    port = int(match["port"] or 22)
+    if not 0 < port < 65536:
+        raise ConfigError(f"port {port} in {text!r} is out of range (1-65535)")
+    return HostRef("literal", label=label if label is not None else text,
+                   hostname=match["v6"] or match["host"], port=port,
+                   user=match["user"] or getpass.getuser())
+
+
+def ssh_config_path() -> Path:
+    return Path(os.path.expanduser("~")) / ".ssh" / "config"
+
+
+def ssh_aliases(path: Path | None = None) -> list[str]:
+    """Literal ``Host`` names in ~/.ssh/config (patterns with wildcards are not aliases)."""
+    config = _read_ssh_config(path or ssh_config_path())
+    if config is None:
+        return []
+    return sorted(h for h in config.get_hostnames() if not _WILDCARD.search(h))
+
+
+def ssh_config_alias(alias: str, path: Path | None = None) -> HostRef | None:
+    """The alias as ssh would resolve it (HostName, User, Port, IdentityFile), or None."""
+    path = path or ssh_config_path()
+    if alias not in ssh_aliases(path):
+        return None
+    config = _read_ssh_config(path)
+    assert config is not None  # ssh_aliases found the alias in it
+    found = config.lookup(alias)
+    files = tuple(os.path.expanduser(f) for f in found.get("identityfile", []))
+    return HostRef("alias", label=alias, hostname=found.get("hostname", alias),
+                   port=int(found.get("port", 22)), user=found.get("user") or getpass.getuser(),
+                   identity_files=files)
+
+
+def locate_host(text: str | None, config: Config, *,
+                alias: AliasLookup = ssh_config_alias,
+                aliases: Callable[[], list[str]] = ssh_aliases) -> HostRef:
+    """Decide what ``--host text`` means. ``alias``/``aliases`` are injectable for tests."""
+    if text is None:
+        text = config.default_host
+        if text is None:
+            return HostRef("builtin", label="built-in loopback gateway")
+    text = text.strip()
+    if text in config.hosts:
+        return _from_profile(config.hosts[text], alias)
+    found = alias(text)
+    if found is not None:
+        return found
+    if _looks_like_a_name(text):
+        # A bare word that is neither a profile nor an alias is far more often a typo of one than
+        # a single-label hostname; connecting (and offering secrets) to it would be the wrong
+        # guess. user@name or name:22 still reach such a host.
+        raise ConfigError(
+            f"unknown host {text!r}: not a saved profile ({config.known_profiles()}) and not an "
+            f"~/.ssh/config alias ({', '.join(aliases()) or 'none found'})",
+            hint=f"Add it with `safetunnel hosts add NAME {text}`, or write a literal host as "
+                 f"user@{text} or {text}:22.")
+    return parse_literal(text)
+
+
+def resolve_host(text: str | None, config: Config, *,
+                 alias: AliasLookup = ssh_config_alias) -> Target | None:
+    """``--host`` text → the SSH layer's ``SSHTarget``; None means the built-in gateway."""
+    ref = locate_host(text, config, alias=alias)
+    if ref.kind == "builtin":
+        return None
+    from safetunnel.ssh.target import SSHTarget  # type: ignore[import-not-found, unused-ignore]
+
+    target: Target = SSHTarget(hostname=ref.hostname, port=ref.port, user=ref.user,
+                               identity_files=ref.identity_files, label=ref.label)
+    return target
+
+
+def _from_profile(profile: HostProfile, alias: AliasLookup) -> HostRef:
+    # A profile's host may itself be an ssh alias; it is never another profile (no chains).
+    base = alias(profile.host) or parse_literal(profile.host)
+    identity = (os.path.expanduser(profile.identity),) if profile.identity else ()
+    return HostRef("profile", label=profile.name, hostname=base.hostname,
+                   port=profile.port or base.port, user=profile.user or base.user,
+                   identity_files=identity + base.identity_files)
+
+
+def _looks_like_a_name(text: str) -> bool:
+    return text != "localhost" and not any(c in text for c in "@:.[")
+
+
+def _read_ssh_config(path: Path) -> paramiko.SSHConfig | None:
+    try:
+        return paramiko.SSHConfig.from_path(str(path))
+    except FileNotFoundError:
+        return None
+    except (OSError, paramiko.SSHException) as err:
+        raise ConfigError(f"cannot read {path}: {err}") from err

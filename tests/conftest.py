@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+KEYRING_BACKENDS_DIR = Path(__file__).parent / "keyring_backends"
+# Importable in-process too (tests construct these backends directly).
+sys.path.insert(0, str(KEYRING_BACKENDS_DIR))
+
+
+@dataclass
+class Sandbox:
+    """Private HOME/config/state dirs and the file test keyring, plus the env that selects them."""
+
+    home: Path
+    config_dir: Path
+    state_dir: Path
+    keyring_file: Path
+    env: dict[str, str]
+
+    def use_backend(self, name: str) -> None:
+        """Select st_test_keyrings.<name> for subprocesses (and in-process keyring loads)."""
+        self.env["PYTHON_KEYRING_BACKEND"] = f"st_test_keyrings.{name}"
+
+    @property
+    def dirs(self) -> list[Path]:
+        return [self.home, self.config_dir, self.state_dir]
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
+    """An isolated user: HOME, SAFETUNNEL_CONFIG_DIR and SAFETUNNEL_STATE_DIR in tmp.
+
+    The keyring mechanism (DESIGN §5), exactly: keyring loads the class named by
+    PYTHON_KEYRING_BACKEND ("module.Class") with a plain import, so tests/keyring_backends goes on
+    PYTHONPATH and PYTHON_KEYRING_BACKEND=st_test_keyrings.FileKeyring; that backend keeps its
+    secrets in the JSON file named by SAFETUNNEL_TEST_KEYRING_FILE, locked with flock, so the test
+    process and the console-script subprocesses see the same keyring. `sandbox.env` is a full
+    environment for subprocess.run(env=...); the same variables are set in this process.
+    """
+    home = tmp_path / "home"
+    home.mkdir()
+    sandbox = Sandbox(home=home, config_dir=tmp_path / "config", state_dir=tmp_path / "state",
+                      keyring_file=tmp_path / "keyring.json", env={})
+    pythonpath = os.pathsep.join(filter(None, [str(KEYRING_BACKENDS_DIR),
+                                               os.environ.get("PYTHONPATH")]))
+    overrides = {
+        "HOME": str(home),
+        "SAFETUNNEL_CONFIG_DIR": str(sandbox.config_dir),
+        "SAFETUNNEL_STATE_DIR": str(sandbox.state_dir),
+        "SAFETUNNEL_TEST_KEYRING_FILE": str(sandbox.keyring_file),
+        "PYTHON_KEYRING_BACKEND": "st_test_keyrings.FileKeyring",
+        "PYTHONPATH": pythonpath,
+        "SAFETUNNEL_KEYRING_TIMEOUT": "5",
+    }
+    for name, value in overrides.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SAFETUNNEL_HOST", raising=False)
+    sandbox.env = {**os.environ, **overrides}
+    sandbox.env.pop("SAFETUNNEL_HOST", None)
+    yield sandbox
+    # Let any HangingKeyring worker thread of this process finish.
+    import st_test_keyrings
+
+    st_test_keyrings.RELEASE_HANGING.set()
+    st_test_keyrings.RELEASE_HANGING.clear()
