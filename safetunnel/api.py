@@ -7,9 +7,9 @@ raises HostKeyUnknown; pin it first with ``safetunnel hosts trust``), and so doe
 from __future__ import annotations
 
 from safetunnel.confirm import ShareSummary
+from safetunnel.credentials import KeyringAuthSource
 from safetunnel.durations import parse_duration
 from safetunnel.sharing import ShareRequest, open_share
-from safetunnel.ssh.client import AuthSource
 from safetunnel.ssh.target import SSHTarget
 from safetunnel.tunnel import Tunnel
 
@@ -26,10 +26,8 @@ class _ApiUI:
     def confirm(self, summary: ShareSummary, typed: bool) -> bool:
         return True
 
-    def auth_source(self, target: SSHTarget) -> AuthSource | None:
-        from safetunnel.credentials import KeyringAuthSource
-
-        return KeyringAuthSource.for_terminal(interactive=False, echo=None)
+    def auth_source(self, target: SSHTarget) -> KeyringAuthSource:
+        return KeyringAuthSource(host_label=target.label or target.display)
 
     def attach(self, tunnel: Tunnel, summary: ShareSummary) -> None:
         """Nothing to render; callers read the Tunnel's attributes."""

@@ -8,24 +8,26 @@ refused share leaves nothing behind: no session, no gateway, no token file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
-from safetunnel import tokens
-from safetunnel.config import load_config, resolve_host
+from safetunnel import paths, tokens
+from safetunnel.config import load_config, resolve_host, validate_ttl
 from safetunnel.confirm import ShareSummary
+from safetunnel.credentials import KeyringAuthSource
+from safetunnel.durations import parse_duration
 from safetunnel.errors import ConfigError, NotConfirmed
 from safetunnel.fsutil import create_exclusive
 from safetunnel.preflight import Risk, ServiceInfo, assess_risks, parse_local, probe_local
 from safetunnel.registry import new_tunnel_id
-from safetunnel.ssh.client import AuthSource, HostKeyPrompt, SSHSession, open_session
+from safetunnel.ssh.client import HostKeyPrompt, SSHSession, open_session
 from safetunnel.ssh.gateway import Gateway, start_builtin
 from safetunnel.ssh.hostkeys import HostKeyStore
 from safetunnel.ssh.target import SSHTarget
-from safetunnel import paths
 from safetunnel.timefmt import utc_now
 from safetunnel.tunnel import Tunnel, TunnelConfig
 
@@ -62,15 +64,15 @@ class ShareUI(Protocol):
     def preconfirmed(self) -> bool: ...
     def trust_host_key(self, target: SSHTarget, algorithm: str, fingerprint: str) -> bool: ...
     def confirm(self, summary: ShareSummary, typed: bool) -> bool: ...
-    def auth_source(self, target: SSHTarget) -> AuthSource | None: ...
+    def auth_source(self, target: SSHTarget) -> KeyringAuthSource: ...
     def attach(self, tunnel: Tunnel, summary: ShareSummary) -> None: ...
 
 
 def open_share(request: ShareRequest, ui: ShareUI) -> Tunnel:
     """Run the whole share flow and return a started tunnel. Raises SafetunnelError subclasses."""
     config = load_config()
-    ttl = request.ttl if request.ttl is not None else config.default_ttl
-    config.check_ttl(ttl)
+    ttl = request.ttl if request.ttl is not None else parse_duration(config.default_ttl)
+    validate_ttl(ttl, config)
     host, port = parse_local(str(request.local))
     service = probe_local(host, port)
     risks = assess_risks(port, request.public, ttl, service.exposed,
@@ -83,11 +85,12 @@ def open_share(request: ShareRequest, ui: ShareUI) -> Tunnel:
             hint="Run it in a terminal, or pass --yes (risky shares also need --public)."
             if not typed else "Run it in a terminal: this share is risky and needs a typed "
             "confirmation (only --yes together with --public replaces it).")
-    target = None if request.builtin_gateway else resolve_host(
-        request.host, config, identity=request.identity)
+    target = None if request.builtin_gateway else resolve_host(request.host, config)
+    if target is not None and request.identity:
+        target = dataclasses.replace(target, identity_files=(request.identity,))
     session, owned = _connect(target, request, ui)
     plan = _Plan(service=service, ttl=ttl, risks=tuple(risks), typed=typed,
-                 max_ttl=config.max_ttl)
+                 max_ttl=config.max_ttl_seconds())
     try:
         tunnel = _confirm_and_start(request, ui, session, owned, plan)
     except BaseException:
@@ -114,8 +117,10 @@ def _connect(target: SSHTarget | None, request: ShareRequest,
     user_known = Path(request.known_hosts) if request.known_hosts else None
     store = HostKeyStore(user_known, paths.own_known_hosts())
     prompt: HostKeyPrompt | None = ui.trust_host_key if ui.interactive else None
-    return open_session(target, hostkeys=store, on_unknown_key=prompt,
-                        auth=ui.auth_source(target)), []
+    auth = ui.auth_source(target)
+    session = open_session(target, hostkeys=store, on_unknown_key=prompt, auth=auth)
+    auth.commit()  # a replacement password the user agreed to is stored only once it worked
+    return session, []
 
 
 @dataclass(frozen=True)

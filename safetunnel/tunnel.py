@@ -151,7 +151,7 @@ class Tunnel:
         self._emit(self.started_event())
 
     def request_stop(self, reason: str) -> None:
-        """Ask the tunnel to end; safe from any thread and from signal handlers. First reason wins."""
+        """Ask the tunnel to end; safe from any thread and signal handlers. First reason wins."""
         if self.stop_reason is None:
             self.stop_reason = reason
         self._stop.set()

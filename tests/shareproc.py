@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
 import sys
@@ -13,19 +12,6 @@ from pathlib import Path
 from typing import IO, Any
 
 SCRIPT = str(Path(sys.executable).with_name("safetunnel"))
-
-
-def isolated_env(root: Path, **extra: str) -> dict[str, str]:
-    """HOME, config and state under ``root``; no default host; the user's keyring untouched."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SAFETUNNEL_") and k not in {"SSH_AUTH_SOCK", "PYTHON_KEYRING_BACKEND"}}
-    home = root / "home"
-    home.mkdir(parents=True, exist_ok=True)
-    env.update(HOME=str(home), SAFETUNNEL_CONFIG_DIR=str(root / "config"),
-               SAFETUNNEL_STATE_DIR=str(root / "state"),
-               PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
-    env.update(extra)
-    return env
 
 
 class ShareProcess:
@@ -59,7 +45,8 @@ class ShareProcess:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"no {kind or 'event'} within {timeout}s; stderr:\n{self.stderr}")
+                raise AssertionError(
+                    f"no {kind or 'event'} within {timeout}s; stderr:\n{self.stderr}")
             try:
                 event = self._events.get(timeout=min(left, 0.5))
             except queue.Empty:

@@ -6,13 +6,12 @@ stderr in both modes, so piping stdout never captures prompts or status.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from typing import Any
 
 import click
-
-import dataclasses
 
 from safetunnel.confirm import (
     ShareSummary,
@@ -22,8 +21,8 @@ from safetunnel.confirm import (
     started_block,
     typed_prompt,
 )
+from safetunnel.credentials import KeyringAuthSource
 from safetunnel.durations import format_remaining
-from safetunnel.ssh.client import AuthSource
 from safetunnel.ssh.target import SSHTarget
 from safetunnel.tunnel import Tunnel
 
@@ -79,10 +78,20 @@ class ConsoleUI:
         answer: str = click.prompt(question, default="", show_default=False, err=True)
         return accepts_typed(summary, answer) if typed else accepts_yes(answer)
 
-    def auth_source(self, target: SSHTarget) -> AuthSource | None:
-        from safetunnel.credentials import KeyringAuthSource
+    def auth_source(self, target: SSHTarget) -> KeyringAuthSource:
+        if not self.interactive:
+            return KeyringAuthSource(notify=self.say, host_label=target.label or target.display)
+        return KeyringAuthSource(prompt=self._secret_prompt, confirm=self._yes_no,
+                                 notify=self.say, host_label=target.label or target.display)
 
-        return KeyringAuthSource.for_terminal(interactive=self.interactive, echo=self.say)
+    def _secret_prompt(self, question: str) -> str | None:
+        self.clear_status()
+        answer: str = click.prompt(question, hide_input=True, default="", show_default=False,
+                                   err=True)
+        return answer or None
+
+    def _yes_no(self, question: str) -> bool:
+        return click.confirm(question, default=False, err=True)
 
     def attach(self, tunnel: Tunnel, summary: ShareSummary) -> None:
         self._tunnel = tunnel

@@ -24,7 +24,8 @@ def _parse_listen(text: str) -> tuple[str, int]:
 
 
 @click.command("gateway")
-@click.option("--listen", default="127.0.0.1:2222", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--listen", default="127.0.0.1:2222", show_default=True,
+              help="HOST:PORT to listen on.")
 @click.option("--authorized-keys", type=click.Path(exists=True, dir_okay=False),
               help="OpenSSH authorized_keys file (required unless listening on loopback).")
 def gateway_command(listen: str, authorized_keys: str | None) -> None:
