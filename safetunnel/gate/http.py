@@ -48,6 +48,7 @@ class HttpSession:
         self._server: Any = None
         self._client: Any = h11.Connection(h11.CLIENT)
         self._remote_eof = eof
+        self._service_eof = False
         self._forwarding = False
         self._answered = False
         self._method = b""
@@ -75,6 +76,7 @@ class HttpSession:
 
     def receive_service(self, data: bytes) -> None:
         """Bytes (or b"" for EOF) from the local service."""
+        self._service_eof = self._service_eof or not data
         self._client.receive_data(data)
 
     def advance(self, now: float) -> None:
@@ -100,6 +102,10 @@ class HttpSession:
     # -- request heads -------------------------------------------------------------------------
 
     def _advance_head(self, now: float) -> bool:
+        if self._service_eof:
+            # One service connection per gate: with it gone no further request can be served.
+            self._stop("service-closed", refused=False)
+            return False
         if self._deadline is not None and now >= self._deadline:
             # Nothing of a next request yet is a plain keep-alive expiry, not an attack.
             idle = not self._buf
