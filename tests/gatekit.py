@@ -89,7 +89,7 @@ def run(script: Iterable[Step], policy: GatePolicy | None = None, start: float =
     now = start
     drain(result.gate, now, result.events)
     for side, value in script:
-        if result.final is not None:
+        if isinstance(result.events[-1], (Close, Pipe)):
             break
         if side == "time":
             assert isinstance(value, float | int)
