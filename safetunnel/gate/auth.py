@@ -31,10 +31,6 @@ class Carried:
         """Any header/bearer/cookie candidate verifies (each one is checked in constant time)."""
         return _any_valid(self.header_tokens, token_hash)
 
-    def link_ok(self, token_hash: bytes) -> bool:
-        """Any ``?safetunnel_token=`` candidate verifies."""
-        return _any_valid(self.link_tokens, token_hash)
-
 
 def _any_valid(candidates: Iterable[bytes], token_hash: bytes) -> bool:
     # Evaluate all of them, so timing does not reveal which carrier was right.
