@@ -1,0 +1,119 @@
+"""Where a request may carry the token, and how every trace of it is removed before forwarding.
+
+Pure functions over header lists and request targets; http.py decides what to do with the result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import unquote_to_bytes, urlsplit
+
+from safetunnel import tokens
+
+HeaderList = list[tuple[bytes, bytes]]
+
+TOKEN_HEADER = b"x-safetunnel-token"
+LINK_PARAM = "safetunnel_token"
+
+
+@dataclass
+class Carried:
+    """Token candidates found in one request, and the request with all of them removed."""
+
+    headers: HeaderList = field(default_factory=list)
+    header_tokens: list[bytes] = field(default_factory=list)
+    link_tokens: list[bytes] = field(default_factory=list)
+    location: bytes = b"/"
+
+    def header_ok(self, token_hash: bytes) -> bool:
+        """Any header/bearer/cookie candidate verifies (each one is checked in constant time)."""
+        return _any_valid(self.header_tokens, token_hash)
+
+
+def _any_valid(candidates: Iterable[bytes], token_hash: bytes) -> bool:
+    # Evaluate all of them, so timing does not reveal which carrier was right.
+    results = [tokens.verify(candidate, token_hash) for candidate in candidates]
+    return any(results)
+
+
+def extract(raw_headers: Iterable[tuple[bytes, bytes]], target: bytes, cookie: bytes) -> Carried:
+    """Split token carriers off a request. ``raw_headers`` keep their original name casing."""
+    carried = Carried()
+    for name, value in raw_headers:
+        lower = name.lower()
+        if lower == TOKEN_HEADER:
+            carried.header_tokens.append(value.strip())
+        elif lower == b"authorization" and _bearer_token(value) is not None:
+            carried.header_tokens.append(_bearer_token(value) or b"")
+        elif lower == b"cookie":
+            kept = _strip_cookie(value, cookie, carried.header_tokens)
+            if kept:
+                carried.headers.append((name, kept))
+        else:
+            carried.headers.append((name, value))
+    carried.location = _strip_link(target, carried.link_tokens)
+    return carried
+
+
+def _bearer_token(value: bytes) -> bytes | None:
+    # Only an ``st_`` bearer is ours; any other Authorization belongs to the application.
+    scheme, _, credential = value.strip().partition(b" ")
+    credential = credential.strip()
+    if scheme.lower() == b"bearer" and credential.startswith(tokens.PREFIX.encode()):
+        return credential
+    return None
+
+
+def _strip_cookie(value: bytes, cookie: bytes, found: list[bytes]) -> bytes:
+    kept: list[bytes] = []
+    for pair in value.split(b";"):
+        name, eq, content = pair.strip().partition(b"=")
+        if eq and name.strip() == cookie:
+            found.append(content.strip().strip(b'"'))
+        elif pair.strip():
+            kept.append(pair.strip())
+    return b"; ".join(kept)
+
+
+def _strip_link(target: bytes, found: list[bytes]) -> bytes:
+    """The target without ``safetunnel_token`` parameters, as a safe same-origin redirect path."""
+    path, question, query = target.partition(b"?")
+    kept: list[bytes] = []
+    for pair in query.split(b"&") if question else []:
+        name, _, value = pair.partition(b"=")
+        if unquote_to_bytes(name.replace(b"+", b" ")) == LINK_PARAM.encode():
+            found.append(unquote_to_bytes(value.replace(b"+", b" ")))
+        else:
+            kept.append(pair)
+    return _same_origin_path(path) + (b"?" + b"&".join(kept) if kept else b"")
+
+
+def _same_origin_path(path: bytes) -> bytes:
+    # An absolute-form target keeps only its path, and "//host" would be read by the browser
+    # as another origin: the redirect must stay on the tunnel.
+    if not path.startswith(b"/"):
+        path = urlsplit(path).path or b"/"
+    return b"/" + path.lstrip(b"/")
+
+
+def link_reply_headers(location: bytes, cookie: bytes, token: bytes, max_age: float) -> HeaderList:
+    """Headers of the 303 that trades a link token for a cookie."""
+    set_cookie = cookie + b"=" + token + b"; HttpOnly; SameSite=Lax; Path=/"
+    if math.isfinite(max_age):
+        # An infinite TTL gets a session cookie; Max-Age must be a whole number of seconds.
+        set_cookie += b"; Max-Age=%d" % max(0, int(max_age))
+    return [
+        (b"Location", location),
+        (b"Set-Cookie", set_cookie),
+        (b"Referrer-Policy", b"no-referrer"),
+        (b"Cache-Control", b"no-store"),
+        (b"Content-Length", b"0"),
+    ]
+
+
+def valid_link_token(carried: Carried, token_hash: bytes) -> bytes | None:
+    """The link candidate that verified (to put in the cookie), if any."""
+    valid = [t for t in carried.link_tokens if tokens.verify(t, token_hash)]
+    return valid[0] if valid else None

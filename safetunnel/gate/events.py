@@ -1,0 +1,80 @@
+"""Events the gate hands to whoever drives it (the pump), and the gate's only exception type.
+
+The gate is sans-IO: it never touches a socket, so every decision it makes is one of these values.
+``ToRemote`` and ``ToService`` hide their payload from ``repr`` because the one place the token may
+legitimately appear is the Set-Cookie reply to a link, and events end up in debug logs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+class GateError(Exception):
+    """The only exception the gate raises, and only for API misuse (never for remote input)."""
+
+
+@dataclass(frozen=True)
+class NeedData:
+    """Wait for more bytes; if ``deadline`` is set, call ``next_event(now)`` again at that time."""
+
+    deadline: float | None = None
+
+
+@dataclass(frozen=True)
+class Connect:
+    """The token checked out: open the local service now. Emitted once, before any ToService."""
+
+    protocol: Literal["http", "tcp"]
+
+
+@dataclass(frozen=True)
+class ToService:
+    """Write these bytes to the local service, in the order emitted.
+
+    ``data`` is bytes-like (h11 hands out bytearrays; they are passed on without a copy).
+    """
+
+    data: bytes = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"ToService(<{len(self.data)} bytes>)"
+
+
+@dataclass(frozen=True)
+class ToRemote:
+    """Write these bytes to the remote client, in the order emitted (bytes-like, see ToService)."""
+
+    data: bytes = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"ToRemote(<{len(self.data)} bytes>)"
+
+
+@dataclass(frozen=True)
+class Pipe:
+    """From now on copy raw bytes both ways; the gate is out of the data path."""
+
+
+@dataclass(frozen=True)
+class Close:
+    """Sleep ``delay`` seconds, flush earlier writes, then close both sides.
+
+    ``allowed`` is True when the connection was authenticated and ended without a refusal.
+    """
+
+    reason: str
+    allowed: bool
+    delay: float = 0.0
+
+
+Event = NeedData | Connect | ToService | ToRemote | Pipe | Close
+
+
+@dataclass(frozen=True)
+class End:
+    """Internal: a protocol handler is finished; the Gate turns this into a Close."""
+
+    reason: str
+    refused: bool

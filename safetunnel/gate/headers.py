@@ -1,0 +1,103 @@
+"""Raw validation of an HTTP request head, done by the gate itself before h11 sees it.
+
+h11 is deliberately lenient about some request-smuggling vectors (it accepts bare LF line ends,
+merges duplicate identical Content-Length headers, ...), and its size cap counts its own buffer,
+not the header block. A reverse proxy must be strict instead, so every rule below answers 400.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+_TCHARS = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+_MUST_BE_UNIQUE = (b"content-length", b"host", b"x-safetunnel-token", b"transfer-encoding")
+
+
+class BadRequest(Exception):
+    """The head breaks a framing rule; the reason is for logs and never echoes the input."""
+
+
+class HeadScanner:
+    """Finds the end of a header block incrementally, so a trickled head is scanned once."""
+
+    def __init__(self) -> None:
+        self._pos = 0
+
+    def reset(self) -> None:
+        """Start over for a new head at offset 0 of the buffer."""
+        self._pos = 0
+
+    def find_end(self, buf: bytearray) -> int | None:
+        """Offset just past ``CRLF CRLF``, or None; raises BadRequest on a bare LF or CR."""
+        pos = self._pos
+        while True:
+            newline = buf.find(b"\n", pos)
+            if newline < 0:
+                # A CR is only legal right before LF; a trailing CR may still get its LF.
+                _check_no_bare_cr(buf, pos, len(buf) - 1)
+                self._pos = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
+                return None
+            if newline == 0 or buf[newline - 1] != 0x0D:
+                raise BadRequest("bare LF line ending")
+            _check_no_bare_cr(buf, pos, newline - 1)
+            if newline >= 3 and buf[newline - 3 : newline - 1] == b"\r\n":
+                return newline + 1
+            pos = newline + 1
+
+
+def _check_no_bare_cr(buf: bytearray, start: int, end: int) -> None:
+    if buf.find(b"\r", start, max(start, end)) >= 0:
+        raise BadRequest("bare CR")
+
+
+def check_head(head: bytes, max_bytes: int) -> None:
+    """Validate a complete head (request line + headers + blank line); raise BadRequest."""
+    if len(head) > max_bytes:
+        raise BadRequest("header block too large")
+    lines = head[:-4].split(b"\r\n")
+    version = _request_version(lines[0])
+    names = Counter[bytes]()
+    values: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, value = _split_field(line)
+        names[name] += 1
+        values[name] = value
+    for name in _MUST_BE_UNIQUE:
+        if names[name] > 1:
+            raise BadRequest(f"duplicate {name.decode()}")
+    if b"transfer-encoding" in values:
+        _check_transfer_encoding(values[b"transfer-encoding"], version, b"content-length" in values)
+    if b"content-length" in values and not values[b"content-length"].isdigit():
+        raise BadRequest("invalid content-length")
+
+
+def _request_version(line: bytes) -> bytes:
+    parts = line.split(b" ")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise BadRequest("malformed request line")
+    if parts[2] not in (b"HTTP/1.0", b"HTTP/1.1"):
+        raise BadRequest("unsupported HTTP version")
+    return parts[2]
+
+
+def _split_field(line: bytes) -> tuple[bytes, bytes]:
+    if line[:1] in (b" ", b"\t"):
+        raise BadRequest("obs-fold")
+    name, colon, value = line.partition(b":")
+    # No whitespace before the colon: RFC 9112 makes that a 400 precisely because of smuggling.
+    if not colon or not name or not _TCHARS.issuperset(name):
+        raise BadRequest("malformed header line")
+    return name.lower(), value.strip(b" \t")
+
+
+def _check_transfer_encoding(value: bytes, version: bytes, has_length: bool) -> None:
+    if has_length:
+        raise BadRequest("content-length with transfer-encoding")
+    if version == b"HTTP/1.0":
+        raise BadRequest("transfer-encoding in HTTP/1.0")
+    # Exactly one coding, chunked: anything else ("chunked, identity", "gzip, chunked") is a
+    # classic desync between a proxy and the application behind it.
+    if value.lower() != b"chunked":
+        raise BadRequest("unsupported transfer-encoding")

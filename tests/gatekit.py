@@ -1,0 +1,142 @@
+"""Test helpers for the gate: run a Gate over a script of inputs and collect what it decided."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from safetunnel import tokens
+from safetunnel.gate import (
+    Close,
+    Connect,
+    Event,
+    FailureBudget,
+    Gate,
+    GatePolicy,
+    NeedData,
+    Pipe,
+    ToRemote,
+    ToService,
+)
+
+TOKEN = "st_" + "Q" * 20 + "x-_" + "7" * 20
+TUNNEL_ID = "st-1a2b3c"
+COOKIE = "safetunnel_" + TUNNEL_ID
+assert tokens.looks_like_token(TOKEN)
+
+# One step of a script: ("remote", bytes), ("service", bytes) or ("time", now).
+Step = tuple[str, bytes | float]
+
+
+def make_policy(**overrides: object) -> GatePolicy:
+    settings: dict[str, object] = {"token_hash": tokens.hash_token(TOKEN), "tunnel_id": TUNNEL_ID}
+    settings.update(overrides)
+    return GatePolicy(**settings)  # type: ignore[arg-type]
+
+
+@dataclass
+class Run:
+    gate: Gate
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def service(self) -> bytes:
+        return b"".join(bytes(e.data) for e in self.events if isinstance(e, ToService))
+
+    @property
+    def remote(self) -> bytes:
+        return b"".join(bytes(e.data) for e in self.events if isinstance(e, ToRemote))
+
+    @property
+    def decisions(self) -> list[str]:
+        """Event kinds with consecutive data events merged, so chunking does not matter."""
+        kinds: list[str] = []
+        for event in self.events:
+            kind = type(event).__name__
+            if isinstance(event, NeedData) or (kinds and kinds[-1] == kind and "To" in kind):
+                continue
+            kinds.append(kind)
+        return kinds
+
+    @property
+    def final(self) -> Event | None:
+        ends = [e for e in self.events if isinstance(e, (Close, Pipe))]
+        return ends[-1] if ends else None
+
+    @property
+    def close(self) -> Close:
+        assert isinstance(self.final, Close), self.events
+        return self.final
+
+    @property
+    def connects(self) -> int:
+        return sum(isinstance(e, Connect) for e in self.events)
+
+
+def drain(gate: Gate, now: float, into: list[Event]) -> None:
+    """Call next_event until the gate waits or is done."""
+    for _ in range(100_000):
+        event = gate.next_event(now)
+        into.append(event)
+        if isinstance(event, (NeedData, Pipe, Close)):
+            return
+    raise AssertionError("gate never settled")
+
+
+def run(script: Iterable[Step], policy: GatePolicy | None = None, start: float = 0.0) -> Run:
+    """Feed each step, draining events after each; stops feeding once the gate is finished."""
+    result = Run(Gate(policy or make_policy(), start))
+    now = start
+    drain(result.gate, now, result.events)
+    for side, value in script:
+        if isinstance(result.events[-1], (Close, Pipe)):
+            break
+        if side == "time":
+            assert isinstance(value, float | int)
+            now = float(value)
+        elif side == "remote":
+            assert isinstance(value, bytes)
+            result.gate.receive_remote(value)
+        else:
+            assert isinstance(value, bytes)
+            result.gate.receive_service(value)
+        drain(result.gate, now, result.events)
+    return result
+
+
+def chunked(script: Sequence[Step], size: int) -> list[Step]:
+    """The same script with every byte string split into pieces of ``size`` bytes."""
+    out: list[Step] = []
+    for side, value in script:
+        if isinstance(value, bytes) and len(value) > size:
+            out.extend((side, value[i : i + size]) for i in range(0, len(value), size))
+        else:
+            out.append((side, value))
+    return out
+
+
+def request(
+    target: str = "/", headers: Sequence[tuple[str, str]] = (), body: bytes = b"",
+    method: str = "GET", version: str = "1.1",
+) -> bytes:
+    """A well-formed request; Host is added unless given."""
+    lines = [f"{method} {target} HTTP/{version}"]
+    if not any(name.lower() == "host" for name, _ in headers):
+        lines.append("Host: localhost")
+    lines += [f"{name}: {value}" for name, value in headers]
+    if body and not any(n.lower() in ("content-length", "transfer-encoding") for n, _ in headers):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def authed(target: str = "/", headers: Sequence[tuple[str, str]] = (), **kw: object) -> bytes:
+    return request(target, [("X-Safetunnel-Token", TOKEN), *headers], **kw)  # type: ignore[arg-type]
+
+
+def response(body: bytes = b"hello", status: str = "200 OK", extra: str = "") -> bytes:
+    head = f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    return head.encode() + body
+
+
+__all__ = ["COOKIE", "TOKEN", "FailureBudget", "Run", "authed", "chunked", "make_policy",
+           "request", "response", "run"]
