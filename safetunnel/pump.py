@@ -58,11 +58,11 @@ class _Outbox:
     """FIFO of pending writes to one destination, flushed by whichever thread gets there first."""
 
     def __init__(self, send: Callable[[bytes], None]) -> None:
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[bytes | bytearray] = deque()
         self._lock = threading.Lock()
         self._send = send
 
-    def put(self, data: bytes) -> None:
+    def put(self, data: bytes | bytearray) -> None:
         self._queue.append(data)
 
     def flush(self) -> None:
