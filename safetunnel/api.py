@@ -9,6 +9,7 @@ from __future__ import annotations
 from safetunnel.confirm import ShareSummary
 from safetunnel.credentials import KeyringAuthSource
 from safetunnel.durations import parse_duration
+from safetunnel.gate.policy import GateProtocol
 from safetunnel.sharing import ShareRequest, open_share
 from safetunnel.ssh.target import SSHTarget
 from safetunnel.tunnel import Tunnel
@@ -35,7 +36,8 @@ class _ApiUI:
 
 def share(port: int | str, *, ttl: str | int = "30m", host: str | None = None,
           idle: str | int | None = None, remote_port: int = 0, public: bool = False,
-          protocol: str = "auto", identity: str | None = None, known_hosts: str | None = None,
+          protocol: GateProtocol = "auto", identity: str | None = None,
+          known_hosts: str | None = None,
           max_connections: int = 256, max_failures: int | None = None,
           keepalive: float = 10.0) -> Tunnel:
     """Share 127.0.0.1:``port`` and return the started :class:`Tunnel` (a context manager).

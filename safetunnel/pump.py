@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from safetunnel.gate import (
     Close,
@@ -57,7 +57,7 @@ Finished = Callable[[ConnCounters, bool, str], None]
 class _Outbox:
     """FIFO of pending writes to one destination, flushed by whichever thread gets there first."""
 
-    def __init__(self, send: Callable[[bytes], None]) -> None:
+    def __init__(self, send: Callable[[Any], None]) -> None:
         self._queue: deque[bytes | bytearray] = deque()
         self._lock = threading.Lock()
         self._send = send

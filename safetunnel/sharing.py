@@ -22,6 +22,7 @@ from safetunnel.credentials import KeyringAuthSource
 from safetunnel.durations import parse_duration
 from safetunnel.errors import ConfigError, NotConfirmed
 from safetunnel.fsutil import create_exclusive
+from safetunnel.gate.policy import GateProtocol
 from safetunnel.preflight import Risk, ServiceInfo, assess_risks, parse_local, probe_local
 from safetunnel.registry import new_tunnel_id
 from safetunnel.ssh.client import HostKeyPrompt, SSHSession, open_session
@@ -44,7 +45,7 @@ class ShareRequest:
     idle: int | None = None
     remote_port: int = 0
     public: bool = False
-    protocol: str = "auto"
+    protocol: GateProtocol = "auto"
     yes: bool = False
     identity: str | None = None
     known_hosts: str | None = None

@@ -23,6 +23,7 @@ from safetunnel import tokens
 from safetunnel.durations import format_remaining
 from safetunnel.errors import ConfigError
 from safetunnel.gate import FailureBudget, GatePolicy
+from safetunnel.gate.policy import GateProtocol
 from safetunnel.pump import Pump
 from safetunnel.stats import ConnCounters, TunnelStats
 from safetunnel.timefmt import iso_z, utc_now
@@ -65,7 +66,7 @@ class TunnelConfig:
     idle: int | None = None
     public: bool = False
     remote_port: int = 0
-    protocol: str = "auto"
+    protocol: GateProtocol = "auto"
     max_connections: int = 256
     max_failures: int | None = None
     keepalive: float = 10.0
@@ -96,7 +97,7 @@ class Tunnel:
         self.stats = TunnelStats()
         self._budget = FailureBudget(max_failures=config.max_failures)
         self._policy = GatePolicy(token_hash=self._token_hash, tunnel_id=self.id,
-                                  protocol=config.protocol,  # type: ignore[arg-type]
+                                  protocol=config.protocol,
                                   budget=self._budget)
         self._pumps: set[Pump] = set()
         self._pumps_lock = threading.Lock()

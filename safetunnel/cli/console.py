@@ -56,6 +56,8 @@ class ConsoleUI:
         self._tunnel: Tunnel | None = None
         self._summary: ShareSummary | None = None
 
+    preconfirmed = False  # the user answers here
+
     @property
     def interactive(self) -> bool:
         return sys.stdin.isatty()

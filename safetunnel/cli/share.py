@@ -6,12 +6,14 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import cast
 
 import click
 
 from safetunnel.cli.console import ConsoleUI
 from safetunnel.cli.params import DurationParam
 from safetunnel.errors import ConnectionLost, SafetunnelError
+from safetunnel.gate.policy import GateProtocol
 from safetunnel.sharing import ShareRequest, open_share
 from safetunnel.tunnel import Tunnel
 
@@ -50,7 +52,7 @@ def share_command(port: str, host: str | None, ttl: int | None, idle: int | None
     """
     request = ShareRequest(
         local=port, host=host, ttl=ttl, idle=idle, remote_port=remote_port, public=public,
-        protocol=protocol, yes=yes, identity=identity, known_hosts=known_hosts,
+        protocol=cast(GateProtocol, protocol), yes=yes, identity=identity, known_hosts=known_hosts,
         token_file=token_file, max_connections=max_connections, max_failures=max_failures,
         keepalive=keepalive)
     ui = ConsoleUI(as_json=as_json)

@@ -8,6 +8,8 @@ from typing import Literal
 
 from safetunnel.gate.budget import FailureBudget
 
+GateProtocol = Literal["auto", "http", "tcp"]
+
 
 @dataclass
 class GatePolicy:
@@ -15,7 +17,7 @@ class GatePolicy:
 
     token_hash: bytes
     tunnel_id: str
-    protocol: Literal["auto", "http", "tcp"] = "auto"
+    protocol: GateProtocol = "auto"
     expires_at: float = math.inf  # same clock as ``now``; cookie Max-Age = int(expires_at - now)
     header_timeout: float = 10.0
     max_header_bytes: int = 16384
