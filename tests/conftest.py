@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sshd import SSHD, start_sshd
-
-SSHDFactory = Callable[..., SSHD]
+from sshd import SSHD, SSHDFactory, start_sshd
 
 
 @pytest.fixture

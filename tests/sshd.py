@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,3 +198,6 @@ def _launch(
         config_path=config_path,
         process=process,
     )
+
+
+SSHDFactory = Callable[..., SSHD]

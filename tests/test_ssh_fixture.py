@@ -4,9 +4,7 @@ import socket
 import subprocess
 
 import pytest
-from sshd import SSHD
-
-from conftest import SSHDFactory
+from sshd import SSHD, SSHDFactory
 
 pytestmark = pytest.mark.sshd
 
