@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import getpass
 import ipaddress
 import os
@@ -13,6 +12,7 @@ from pathlib import Path
 import paramiko
 
 from safetunnel.errors import ConfigError
+from safetunnel.ssh.hostkeys import glob_match
 
 # Conservative on purpose: a hostname reaches log lines, prompts and known_hosts entries.
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})$")
@@ -88,7 +88,7 @@ def _has_own_block(config: paramiko.SSHConfig, alias: str) -> bool:
     for pattern in config.get_hostnames():
         if pattern.startswith("!") or set(pattern) <= {"*", "?"}:
             continue
-        if fnmatch.fnmatchcase(alias, pattern):
+        if glob_match(pattern, alias):
             return True
     return False
 
