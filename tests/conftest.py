@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import paramiko
 import pytest
 from sshd import SSHD, SSHDFactory, start_sshd
+
+from safetunnel.ssh.gateway import Gateway, start_builtin
 
 
 @pytest.fixture
@@ -32,3 +35,17 @@ def sshd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHDFacto
 def sshd(sshd_factory: SSHDFactory) -> SSHD:
     """A default sshd: GatewayPorts no, unrestricted client key, LogLevel DEBUG1."""
     return sshd_factory()
+
+
+@pytest.fixture
+def builtin_gateway() -> Iterator[tuple[Gateway, paramiko.PKey]]:
+    """The in-process gateway on 127.0.0.1:0 and its client key; closed at teardown.
+
+    Connect with ``open_session(SSHTarget(*gateway.address), hostkeys=None, on_unknown_key=None,
+    auth=None, client_key=key, expected_key=gateway.host_key)``.
+    """
+    gateway, client_key = start_builtin()
+    try:
+        yield gateway, client_key
+    finally:
+        gateway.close()
