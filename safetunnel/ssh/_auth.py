@@ -1,0 +1,143 @@
+"""The client's authentication chain: given key, agent, identity files, then password.
+
+Each secret is asked for once and a refused one is reported through ``AuthSource.rejected`` once,
+so a stale keyring entry can be dropped and nothing loops. ``rejected`` gets the keyring username
+of the secret (DESIGN §3.5): ``passphrase:<absolute key path>`` or
+``password:<user>@<host>:<port>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import paramiko
+
+from safetunnel.errors import AuthFailed, SSHError
+from safetunnel.ssh.hostkeys import fingerprint
+
+if TYPE_CHECKING:
+    from safetunnel.ssh.client import AuthSource
+    from safetunnel.ssh.target import SSHTarget
+
+log = logging.getLogger("safetunnel.ssh")
+DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
+
+
+class _Chain:
+    def __init__(self, transport: paramiko.Transport, target: SSHTarget,
+                 auth: AuthSource | None) -> None:
+        self.transport, self.target, self.auth = transport, target, auth
+        self.tried: list[str] = []
+        self.allowed = {"publickey", "password"}
+
+    def probe(self) -> bool:
+        """``none`` auth: succeeds on an open server, else tells which methods are allowed."""
+        try:
+            self.transport.auth_none(self.target.user)
+        except paramiko.BadAuthenticationType as exc:
+            self.allowed = set(exc.allowed_types)
+        except paramiko.AuthenticationException:
+            pass
+        return self.transport.is_authenticated()
+
+    def try_key(self, key: paramiko.PKey, label: str) -> bool:
+        if "publickey" not in self.allowed:
+            return False
+        try:
+            self.transport.auth_publickey(self.target.user, key)
+        except paramiko.BadAuthenticationType as exc:
+            self.allowed = set(exc.allowed_types)
+            self.tried.append(f"{label} (server does not accept keys)")
+        except paramiko.AuthenticationException:
+            self.tried.append(f"{label} (rejected)")
+        except paramiko.SSHException as exc:
+            where = self.target.display
+            raise SSHError(f"SSH error while authenticating to {where}: {exc}") from exc
+        return self.transport.is_authenticated()
+
+    def try_agent(self) -> bool:
+        if not os.environ.get("SSH_AUTH_SOCK") or "publickey" not in self.allowed:
+            return False
+        try:
+            agent = paramiko.Agent()
+        except paramiko.SSHException:
+            return False  # a dead agent socket is the same as no agent
+        try:
+            return any(self.try_key(key, f"agent key {fingerprint(key)}")
+                       for key in agent.get_keys())
+        finally:
+            agent.close()
+
+    def load_key(self, path: str) -> paramiko.PKey | None:
+        try:
+            return paramiko.PKey.from_path(path)
+        except (paramiko.PasswordRequiredException, TypeError):
+            pass  # cryptography signals "encrypted, no password given" with TypeError
+        except (paramiko.SSHException, OSError, ValueError) as exc:
+            self.tried.append(f"{path} (unreadable: {type(exc).__name__})")
+            return None
+        absolute = os.path.abspath(path)
+        if self.auth is None or (phrase := self.auth.passphrase(absolute)) is None:
+            self.tried.append(f"{path} (encrypted, no passphrase available)")
+            return None
+        try:
+            # from_path hands the password to cryptography, which wants bytes (the stub says str)
+            return paramiko.PKey.from_path(path, password=phrase.encode())  # type: ignore[arg-type]
+        except (paramiko.SSHException, ValueError):
+            self.auth.rejected(f"passphrase:{absolute}")
+            self.tried.append(f"{path} (wrong passphrase)")
+            return None
+
+    def try_files(self) -> bool:
+        for path in identity_files(self.target.identity_files):
+            if "publickey" not in self.allowed:
+                return False
+            key = self.load_key(path)
+            if key is not None and self.try_key(key, path):
+                return True
+        return False
+
+    def try_password(self) -> bool:
+        if "password" not in self.allowed:
+            return False
+        if self.auth is None or (secret := self.auth.password(self.target)) is None:
+            self.tried.append("password (none available)")
+            return False
+        try:
+            self.transport.auth_password(self.target.user, secret)
+        except paramiko.AuthenticationException:
+            t = self.target
+            self.auth.rejected(f"password:{t.user}@{t.hostname}:{t.port}")
+            self.tried.append("password (rejected)")
+        return self.transport.is_authenticated()
+
+
+def identity_files(configured: tuple[str, ...]) -> list[str]:
+    """The configured files, else the default ~/.ssh/id_* files that exist."""
+    if configured:
+        return [os.path.expanduser(path) for path in configured]
+    ssh_dir = Path.home() / ".ssh"
+    return [str(ssh_dir / name) for name in DEFAULT_IDENTITIES if (ssh_dir / name).is_file()]
+
+
+def authenticate(transport: paramiko.Transport, target: SSHTarget, auth: AuthSource | None,
+                 client_key: paramiko.PKey | None) -> None:
+    """Run the chain; :class:`AuthFailed` (exit 5) names everything that was tried."""
+    chain = _Chain(transport, target, auth)
+    if chain.probe():
+        return
+    if client_key is not None and chain.try_key(client_key, "the given client key"):
+        return
+    if chain.try_agent() or chain.try_files() or chain.try_password():
+        return
+    tried = "; ".join(chain.tried) or "nothing (no keys, no agent, no password)"
+    host = target.label or target.display
+    raise AuthFailed(
+        f"SSH authentication to {target.display} failed. Tried: {tried}. "
+        f"Server accepts: {', '.join(sorted(chain.allowed)) or 'nothing'}.",
+        hint=f"Install your public key on the host, pass --identity FILE, or store a password "
+        f"with `safetunnel creds set {host}`.",
+    )

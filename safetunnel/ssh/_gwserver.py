@@ -1,0 +1,167 @@
+"""The per-connection side of the built-in gateway: auth checks and forward listeners.
+
+Only ``tcpip-forward`` is served. Sessions, exec, shells and ``direct-tcpip`` are refused at
+channel open, so a gateway login cannot run anything or reach other hosts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import socket
+import threading
+from collections.abc import Mapping, Sequence
+
+import paramiko
+from paramiko.common import (
+    AUTH_FAILED,
+    AUTH_SUCCESSFUL,
+    OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED,
+)
+
+from safetunnel.ssh._relay import Threads, relay
+from safetunnel.ssh._transport import tune_accepted
+
+log = logging.getLogger("safetunnel.ssh.gateway")
+_LOOPBACK = {"localhost": "127.0.0.1", "127.0.0.1": "127.0.0.1", "::1": "::1"}
+_WILDCARD = {"", "0.0.0.0", "*"}  # noqa: S104 (only honoured with allow_public)
+CHANNEL_OPEN_TIMEOUT = 10.0
+
+
+class Listener:
+    """One forwarded port: accepts TCP connections and relays each over a forwarded-tcpip
+    channel to the SSH client."""
+
+    def __init__(self, transport: paramiko.Transport, host: str, requested: str, port: int,
+                 threads: Threads) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._sock.bind((host, port))
+            self._sock.listen(128)
+        except OSError:
+            self._sock.close()
+            raise
+        self.port: int = self._sock.getsockname()[1]
+        self.address = (host, self.port)
+        self._transport, self._requested, self._threads = transport, requested, threads
+        self._lock = threading.Lock()
+        self._conns: set[socket.socket] = set()
+        threads.spawn(f"safetunnel-gw-listen-{self.port}", self._accept_loop)
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                conn, origin = self._sock.accept()
+            except OSError:
+                return  # closed by close()
+            tune_accepted(conn)
+            with self._lock:
+                self._conns.add(conn)
+            self._threads.spawn(f"safetunnel-gw-conn-{self.port}", self._serve, conn, origin)
+
+    def _serve(self, conn: socket.socket, origin: tuple[str, int]) -> None:
+        try:
+            chan = self._transport.open_channel(
+                "forwarded-tcpip", (self._requested, self.port), (origin[0], origin[1]),
+                timeout=CHANNEL_OPEN_TIMEOUT)
+            relay(chan, conn, self._threads, f"safetunnel-gw-conn-{self.port}")
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            log.info("forwarded connection from %s:%d not opened: %s", *origin[:2], exc)
+        finally:
+            conn.close()
+            with self._lock:
+                self._conns.discard(conn)
+
+    def close(self) -> None:
+        """Stop listening and cut every relayed connection (shutdown wakes blocked threads)."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class GatewayServer(paramiko.ServerInterface):
+    """paramiko's callbacks for one client connection (they run on its transport thread)."""
+
+    def __init__(self, transport: paramiko.Transport, authorized_keys: Sequence[paramiko.PKey],
+                 passwords: Mapping[str, str], allow_public: bool) -> None:
+        self._transport = transport
+        self._keys = [key.asbytes() for key in authorized_keys]
+        self._passwords = passwords
+        self._allow_public = allow_public
+        self.threads = Threads()
+        self.authenticated = threading.Event()
+        self._lock = threading.Lock()
+        self._listeners: dict[tuple[str, int], Listener] = {}
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "publickey,password" if self._passwords else "publickey"
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        # Any user name is fine: the key is the identity on a forwarding-only server.
+        if any(hmac.compare_digest(key.asbytes(), known) for known in self._keys):
+            self.authenticated.set()
+            return AUTH_SUCCESSFUL
+        return AUTH_FAILED
+
+    def check_auth_password(self, username: str, password: str) -> int:
+        expected = self._passwords.get(username)
+        if expected is not None and hmac.compare_digest(expected.encode(), password.encode()):
+            self.authenticated.set()
+            return AUTH_SUCCESSFUL
+        return AUTH_FAILED
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_direct_tcpip_request(self, chanid: int, origin: tuple[str, int],
+                                           destination: tuple[str, int]) -> int:
+        return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_global_request(self, kind: str, msg: paramiko.Message) -> bool:
+        # keepalive@openssh.com and anything unknown: a failure reply, as OpenSSH sends. The
+        # client only needs *a* reply to know we are alive.
+        return False
+
+    def _bind_host(self, address: str) -> str | None:
+        if address in _LOOPBACK:
+            return _LOOPBACK[address]
+        if not self._allow_public:
+            return None
+        return "0.0.0.0" if address in _WILDCARD else address  # noqa: S104 (allow_public)
+
+    def check_port_forward_request(self, address: str, port: int) -> int:
+        host = self._bind_host(address)
+        if host is None or (0 < port < 1024) or not 0 <= port < 65536:
+            log.info("refused tcpip-forward for %r port %d", address, port)
+            return False  # paramiko reads a false value as a refusal
+        try:
+            listener = Listener(self._transport, host, address, port, self.threads)
+        except OSError as exc:
+            log.info("cannot listen on %s:%d: %s", host, port, exc)
+            return False
+        with self._lock:
+            self._listeners[(address, listener.port)] = listener
+        log.info("forwarding %s:%d", host, listener.port)
+        return listener.port
+
+    def cancel_port_forward_request(self, address: str, port: int) -> None:
+        with self._lock:
+            listener = self._listeners.pop((address, port), None)
+        if listener is not None:
+            listener.close()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close every listener and relayed connection, then join their threads."""
+        with self._lock:
+            listeners, self._listeners = list(self._listeners.values()), {}
+        for listener in listeners:
+            listener.close()
+        self.threads.join_all(timeout)
