@@ -8,10 +8,14 @@ from pathlib import Path
 from types import FrameType
 
 import click
+import paramiko
 
+from safetunnel import paths
 from safetunnel.config import load_config
 from safetunnel.errors import ConfigError
 from safetunnel.ssh.gateway import Gateway, load_authorized_keys
+from safetunnel.ssh.hostkeys import fingerprint
+from safetunnel.ssh.keys import load_or_create_host_key
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -23,19 +27,49 @@ def _parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def own_public_keys() -> list[paramiko.PKey]:
+    """On loopback without --authorized-keys: the keys of the user who runs the gateway.
+
+    Their ~/.ssh/authorized_keys and ~/.ssh/id_*.pub; a loopback gateway then serves exactly the
+    person who started it, and nobody has to hand out keys for a local test.
+    """
+    ssh_dir = Path.home() / ".ssh"
+    files = [ssh_dir / "authorized_keys", *sorted(ssh_dir.glob("id_*.pub"))]
+    keys: list[paramiko.PKey] = []
+    for path in files:
+        if path.is_file():
+            keys.extend(load_authorized_keys(path))
+    return keys
+
+
+def _authorized(host: str, authorized_keys: str | None) -> list[paramiko.PKey]:
+    if authorized_keys:
+        return load_authorized_keys(Path(authorized_keys))
+    if host not in LOOPBACK:
+        raise ConfigError(f"listening on {host} needs --authorized-keys",
+                          hint="Without an authorized_keys file only a loopback listener is "
+                          "allowed.")
+    keys = own_public_keys()
+    if not keys:
+        raise ConfigError("no public key found in ~/.ssh to authorize",
+                          hint="Pass --authorized-keys FILE, or create a key with ssh-keygen.")
+    return keys
+
+
 @click.command("gateway")
 @click.option("--listen", default="127.0.0.1:2222", show_default=True,
               help="HOST:PORT to listen on.")
 @click.option("--authorized-keys", type=click.Path(exists=True, dir_okay=False),
-              help="OpenSSH authorized_keys file (required unless listening on loopback).")
+              help="OpenSSH authorized_keys file (default on loopback: your own ~/.ssh keys).")
 def gateway_command(listen: str, authorized_keys: str | None) -> None:
-    """Run the built-in SSH gateway: it accepts only remote forwards, bound to loopback."""
+    """Run the built-in SSH gateway: it accepts only remote forwards, bound to loopback.
+
+    Sessions older than max_ttl (config.toml, default 24h) are closed by the gateway itself.
+    """
     host, port = _parse_listen(listen)
-    if authorized_keys is None and host not in LOOPBACK:
-        raise ConfigError(f"listening on {host} needs --authorized-keys",
-                          hint="Without keys, only a loopback listener is allowed.")
-    keys = load_authorized_keys(Path(authorized_keys)) if authorized_keys else None
+    keys = _authorized(host, authorized_keys)
     config = load_config()
+    host_key = load_or_create_host_key(paths.config_dir() / "gateway_host_ed25519")
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -43,11 +77,13 @@ def gateway_command(listen: str, authorized_keys: str | None) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    with Gateway(listen=(host, port), authorized_keys=keys,
-                 max_session_seconds=config.max_ttl) as gateway:
+    with Gateway(listen=(host, port), host_key=host_key, authorized_keys=keys,
+                 max_session_seconds=config.max_ttl_seconds()) as gateway:
+        gateway.start()
         bound_host, bound_port = gateway.address
-        click.echo(f"safetunnel gateway listening on {bound_host}:{bound_port} "
-                   f"(host key {gateway.fingerprint}); Ctrl-C stops.", err=True)
-        while not stop.wait(1.0):
-            pass
+        click.echo(f"safetunnel gateway listening on {bound_host}:{bound_port}\n"
+                   f"  host key {host_key.get_name()} {fingerprint(host_key)}\n"
+                   f"  {len(keys)} authorized key(s); forwards bind on loopback only; "
+                   "Ctrl-C stops.", err=True)
+        stop.wait()
     click.echo("gateway stopped.", err=True)

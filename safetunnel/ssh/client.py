@@ -178,7 +178,7 @@ class SSHSession:
         self._forward = (bind, actual)
         widened = [m for m in self._transport.debug_messages[seen:] if GATEWAYPORTS_OVERRIDE in m]
         if widened and not allow_wildcard:
-            self._cancel_forward()
+            self.cancel_forward()
             raise ForwardRefused(
                 f"{self.target.display} bound port {actual} on ALL interfaces instead of {bind}"
                 f" (server said: {widened[0]}). The forward was cancelled.",
@@ -186,7 +186,12 @@ class SSHSession:
                 " `GatewayPorts clientspecified`.")
         return actual
 
-    def _cancel_forward(self) -> None:
+    def is_active(self) -> bool:
+        """False once the transport died (peer closed, network error) or was closed."""
+        return bool(self._transport.is_active())
+
+    def cancel_forward(self) -> None:
+        """Stop the server listening (no new connections); open channels stay. Idempotent."""
         forward, self._forward = self._forward, None
         if forward is None or not self._transport.is_active():
             return
@@ -226,7 +231,7 @@ class SSHSession:
             self._closed = True
         if self._watchdog is not None:
             self._watchdog.stop()
-        self._cancel_forward()
+        self.cancel_forward()
         self._transport.close()
 
     def __enter__(self) -> SSHSession:
