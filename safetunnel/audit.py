@@ -53,7 +53,7 @@ class AuditLog:
         self.path = path if path is not None else paths.audit_path()
         self._dir_checked = False
 
-    def write(self, event: str, tunnel_id: str, **fields: Any) -> dict[str, Any]:
+    def write(self, event: str, tunnel_id: str, /, **fields: Any) -> dict[str, Any]:
         """Append one event line and return what was written (after scrubbing)."""
         if _EVENT_RE.fullmatch(event) is None:
             raise ValueError(f"bad audit event name {event!r}")
