@@ -17,7 +17,13 @@ from safetunnel import __version__
 from safetunnel.errors import SafetunnelError
 
 # name -> "module:attribute". Each command group lives in its own module under safetunnel.cli.
-_COMMANDS: dict[str, str] = {}
+_COMMANDS: dict[str, str] = {
+    "extend": "safetunnel.cli.tunnels:extend_cmd",
+    "kill": "safetunnel.cli.tunnels:kill_cmd",
+    "list": "safetunnel.cli.tunnels:list_cmd",
+    "log": "safetunnel.cli.log:log_cmd",
+    "status": "safetunnel.cli.tunnels:status_cmd",
+}
 
 
 class LazyGroup(click.Group):
