@@ -115,7 +115,7 @@ class ControlServer:
         sock.settimeout(0.5)  # fallback wake-up; close() also shuts the socket down
         self._sock = sock
         self._thread = threading.Thread(
-            target=self._serve, name=f"safetunnel-control-{self.path.stem}"
+            target=self._serve, args=(sock,), name=f"safetunnel-control-{self.path.stem}"
         )
         self._thread.start()
 
@@ -127,10 +127,13 @@ class ControlServer:
         self.close()
 
     def close(self) -> None:
-        """Stop accepting, join the thread, remove the socket file. Safe to call twice."""
+        """Stop accepting, join the thread, remove the socket file. Safe to call twice.
+
+        Called from a handler (on the serving thread) it cannot join itself; the owner's own
+        later close() then does the join, so every call but that one returns with the thread gone.
+        """
         with self._lock:
-            if self._closing.is_set():
-                return
+            first = not self._closing.is_set()
             self._closing.set()
             sock, self._sock = self._sock, None
         if sock is not None:
@@ -140,12 +143,11 @@ class ControlServer:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=self.timeout + 1.0)
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if first:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
 
-    def _serve(self) -> None:
-        sock = self._sock
-        assert sock is not None
+    def _serve(self, sock: socket.socket) -> None:
         while not self._closing.is_set():
             try:
                 conn, _ = sock.accept()
@@ -160,10 +162,11 @@ class ControlServer:
 
     def _handle(self, conn: socket.socket) -> None:
         _, uid, _ = peer_credentials(conn)
+        line = _read_line(conn)  # read before any reply, so the client's send never hits EPIPE
         if not peer_uid_allowed(uid):
             _send(conn, {"ok": False, "error": "permission denied: not the tunnel's owner"})
             return
-        _send(conn, self.dispatch(_read_line(conn)))
+        _send(conn, self.dispatch(line))
 
     def dispatch(self, line: bytes) -> dict[str, Any]:
         """One request line -> one reply; never raises for bad input or failing handlers."""
