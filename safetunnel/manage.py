@@ -60,8 +60,10 @@ def _wait_gone(registry: Registry, record: TunnelRecord, deadline: float) -> boo
         if time.monotonic() >= deadline:
             return False
         time.sleep(POLL)
-    # Give a tunnel in its final teardown a moment to remove its own files before we do.
-    while registry.record_path(record.id).exists() and time.monotonic() < deadline:
+    # Give a tunnel in its final teardown a moment to remove its own files before we do; one
+    # that crashed never will, and then the leftovers are ours to clean.
+    grace = min(deadline, time.monotonic() + 1.0)
+    while registry.record_path(record.id).exists() and time.monotonic() < grace:
         time.sleep(POLL)
     registry.remove(record.id)
     return True

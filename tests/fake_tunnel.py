@@ -17,6 +17,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from safetunnel import registry as reg
+from safetunnel import timefmt
+from safetunnel.audit import AuditLog
+from safetunnel.control import ControlServer
+from safetunnel.errors import SafetunnelError
+
 HERE = Path(__file__).resolve()
 
 
@@ -39,76 +45,81 @@ def stop_quietly(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
-def _serve(ns: argparse.Namespace) -> int:
-    from safetunnel import registry as reg
-    from safetunnel import timefmt
-    from safetunnel.audit import AuditLog
-    from safetunnel.control import ControlServer
-    from safetunnel.errors import SafetunnelError
+class FakeTunnel:
+    """What a Tunnel does for the registry, without any SSH: record, control socket, audit."""
 
-    registry = reg.Registry()
-    audit = AuditLog()
-    started = timefmt.utc_now()
-    state: dict[str, Any] = {"expires": started + timedelta(seconds=ns.ttl), "reason": "ttl"}
-    done = threading.Event()
-    lock = threading.Lock()
-    record = reg.TunnelRecord(
-        id=ns.id or reg.new_tunnel_id(), pid=os.getpid(),
-        pid_start_time=reg.current_process_start_time(), local="127.0.0.1:62893",
-        ssh_host="alice@bastion:22", remote_bind="localhost", remote_port=40123,
-        protocol="auto", started_at=timefmt.iso_z(started),
-        expires_at=timefmt.iso_z(state["expires"]), token_hash_prefix="0badc0de",
-    )
+    def __init__(self, ns: argparse.Namespace) -> None:
+        self.ns = ns
+        self.registry = reg.Registry()
+        self.audit = AuditLog()
+        self.started = timefmt.utc_now()
+        self.expires = self.started + timedelta(seconds=ns.ttl)
+        self.reason = "ttl"
+        self.done = threading.Event()
+        self.lock = threading.Lock()  # the record is touched by the control thread and main
+        self.record = reg.TunnelRecord(
+            id=ns.id or reg.new_tunnel_id(), pid=os.getpid(),
+            pid_start_time=reg.current_process_start_time(), local="127.0.0.1:62893",
+            ssh_host="alice@bastion:22", remote_bind="localhost", remote_port=40123,
+            protocol="auto", started_at=timefmt.iso_z(self.started),
+            expires_at=timefmt.iso_z(self.expires), token_hash_prefix="0badc0de",
+        )
 
-    def finish(reason: str) -> None:
-        state["reason"] = reason
-        done.set()
+    def finish(self, reason: str) -> None:
+        self.reason = reason
+        self.done.set()
 
-    def status(_: dict[str, Any]) -> dict[str, Any]:
-        with lock:
-            return {"expires_at": record.expires_at, "connections": record.connections,
-                    "total_connections": record.total_connections, "recent": record.recent}
+    def status(self, _: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            rec = self.record
+            return {"expires_at": rec.expires_at, "connections": rec.connections,
+                    "total_connections": rec.total_connections, "recent": list(rec.recent)}
 
-    def stop(_: dict[str, Any]) -> dict[str, Any]:
-        if not ns.ignore_stop:
-            finish("killed")
+    def stop(self, _: dict[str, Any]) -> dict[str, Any]:
+        if not self.ns.ignore_stop:
+            self.finish("killed")  # only ask: the main thread tears down, not the handler
         return {}
 
-    def extend(args: dict[str, Any]) -> dict[str, Any]:
+    def extend(self, args: dict[str, Any]) -> dict[str, Any]:
         seconds = args.get("seconds")
-        if not isinstance(seconds, int) or seconds <= 0:
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds <= 0:
             raise SafetunnelError("extend needs a positive whole number of seconds")
-        new = state["expires"] + timedelta(seconds=seconds)
-        if new - started > timedelta(seconds=ns.max_ttl):
-            raise SafetunnelError(f"refused: that would exceed max_ttl ({ns.max_ttl}s from start)")
-        with lock:
-            state["expires"] = new
-            record.expires_at = timefmt.iso_z(new)
-            registry.write(record)
-        audit.write("extended", record.id, by=seconds, expires_at=record.expires_at)
-        return {"expires_at": record.expires_at}
+        new = self.expires + timedelta(seconds=seconds)
+        if new - self.started > timedelta(seconds=self.ns.max_ttl):
+            raise SafetunnelError(f"refused: that would exceed max_ttl ({self.ns.max_ttl}s)")
+        with self.lock:
+            self.expires = new
+            self.record.expires_at = timefmt.iso_z(new)
+            self.registry.write(self.record)  # list/status must see it at once
+        self.audit.write("extended", self.record.id, by=seconds, expires_at=timefmt.iso_z(new))
+        return {"expires_at": timefmt.iso_z(new)}
 
-    signal.signal(signal.SIGTERM, lambda *_: finish("signal"))
-    server = ControlServer(registry.socket_path(record.id),
-                           {"status": status, "stop": stop, "extend": extend})
-    if not ns.no_control:
-        server.start()
-    registry.write(record)
-    audit.write("started", record.id, local=record.local, token_hash_prefix="0badc0de")
-    print("ready", record.id, flush=True)
-    while not done.wait(0.25):
-        if timefmt.utc_now() >= state["expires"]:
-            finish("ttl")
-        with lock:  # the counters a real tunnel refreshes every few seconds
-            record.total_connections += 1
-            record.add_recent({"origin": "127.0.0.1:5000", "protocol": "http", "allowed": True,
-                               "reason": "token", "bytes_in": 10, "bytes_out": 20,
-                               "duration": 0.1})
-            registry.write(record)
-    server.close()
-    registry.remove(record.id)
-    audit.write("stopped", record.id, reason=state["reason"])
-    return 0
+    def tick(self) -> None:
+        """Pretend a connection happened, and refresh the record as a real tunnel does."""
+        with self.lock:
+            self.record.total_connections += 1
+            self.record.add_recent({"origin": "127.0.0.1:5000", "protocol": "http",
+                                    "allowed": True, "reason": "token", "bytes_in": 10,
+                                    "bytes_out": 20, "duration": 0.1})
+            self.registry.write(self.record)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: self.finish("signal"))
+        server = ControlServer(self.registry.socket_path(self.record.id),
+                               {"status": self.status, "stop": self.stop, "extend": self.extend})
+        if not self.ns.no_control:
+            server.start()
+        self.registry.write(self.record)
+        self.audit.write("started", self.record.id, local=self.record.local)
+        print("ready", self.record.id, flush=True)
+        while not self.done.wait(0.25):
+            if timefmt.utc_now() >= self.expires:
+                self.finish("ttl")
+            self.tick()
+        server.close()
+        self.registry.remove(self.record.id)
+        self.audit.write("stopped", self.record.id, reason=self.reason)
+        return 0
 
 
 def main() -> int:
@@ -118,7 +129,7 @@ def main() -> int:
     parser.add_argument("--max-ttl", type=int, default=3600)
     parser.add_argument("--no-control", action="store_true", help="no socket: SIGTERM fallback")
     parser.add_argument("--ignore-stop", action="store_true", help="accept stop but keep running")
-    return _serve(parser.parse_args())
+    return FakeTunnel(parser.parse_args()).run()
 
 
 if __name__ == "__main__":
