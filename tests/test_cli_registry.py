@@ -256,7 +256,8 @@ print("HEAVY:" + ",".join(heavy), file=sys.stderr)
 
 
 @pytest.mark.parametrize("args", [["list"], ["list", "--json"], ["kill", "--all"],
-                                  ["status", "st-abcdef"], ["log"]])
+                                  ["status", "st-abcdef"], ["log"],
+                                  ["extend", "st-abcdef", "--by", "1m"]])
 def test_registry_commands_do_not_import_paramiko(state: Path, args: list[str]) -> None:
     out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
                          timeout=30)
