@@ -62,6 +62,16 @@ def _sun_path(path: Path) -> Iterator[str]:
         os.close(fd)
 
 
+def _answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe, _sun_path(path) as where:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(where)
+        except OSError:
+            return False
+        return True
+
+
 def _read_line(conn: socket.socket) -> bytes:
     buf = bytearray()
     while b"\n" not in buf:
@@ -97,9 +107,12 @@ class ControlServer:
 
     def start(self) -> None:
         """Bind and listen, then start the accept thread. A stale socket file is replaced."""
+        if self.path.exists():
+            if _answers(self.path):  # an id collision with a live tunnel: never steal its socket
+                raise StateError(f"{self.path} is in use by another running tunnel")
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()  # left by a crashed predecessor; bind needs it gone
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # left by a crashed predecessor with the same id; bind needs it gone
         # bind() creates the inode with 0777 & ~umask and there is no fchmod before bind for
         # sockets, so tighten the umask around it. Racing threads can only make it tighter.
         old = os.umask(0o177)

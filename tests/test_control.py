@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from safetunnel import control
-from safetunnel.errors import SafetunnelError
+from safetunnel.errors import SafetunnelError, StateError
 
 
 def echo(args: dict[str, Any]) -> dict[str, Any]:
@@ -142,3 +142,9 @@ def test_stop_handler_may_close_from_the_serving_thread(tmp_path: Path) -> None:
     assert control.request(path, "stop")["ok"]
     srv.close()
     assert srv._thread is not None and not srv._thread.is_alive()
+
+
+def test_a_live_socket_is_never_stolen(server: control.ControlServer) -> None:
+    with pytest.raises(StateError, match="in use by another running tunnel"):
+        control.ControlServer(server.path, {}).start()
+    assert control.request(server.path, "echo")["ok"]
