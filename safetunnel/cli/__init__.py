@@ -23,6 +23,11 @@ _COMMANDS: dict[str, str] = {
     "gateway": "safetunnel.cli.gateway:gateway_command",
     "creds": "safetunnel.cli.creds:creds",
     "hosts": "safetunnel.cli.hosts:hosts",
+    "extend": "safetunnel.cli.tunnels:extend_cmd",
+    "kill": "safetunnel.cli.tunnels:kill_cmd",
+    "list": "safetunnel.cli.tunnels:list_cmd",
+    "log": "safetunnel.cli.log:log_cmd",
+    "status": "safetunnel.cli.tunnels:status_cmd",
 }
 
 

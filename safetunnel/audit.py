@@ -1,0 +1,139 @@
+"""Append-only audit log: ``audit.jsonl`` in the state dir, one JSON object per line, 0600.
+
+Lines look like ``{"ts": "...Z", "event": "connection", "id": "st-1a2b3c", ...fields}``. Events
+written by a tunnel: confirmed, started, connection, extended, warning, stopped.
+
+The log must never hold a secret. Callers should not pass one in the first place; as defence in
+depth, fields named like a secret are dropped and token-shaped values are redacted here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from safetunnel import fsutil, paths, timefmt
+from safetunnel.tokens import TOKEN_RE
+
+EVENTS = frozenset({"confirmed", "started", "connection", "extended", "warning", "stopped"})
+REDACTED = "[redacted]"
+_EVENT_RE = re.compile(r"[a-z][a-z_-]{0,31}")
+_SECRET_WORDS = ("password", "passphrase", "secret")
+_RESERVED = frozenset({"ts", "event", "id"})
+
+
+def is_secret_name(name: str) -> bool:
+    """Names that can only carry a secret (``token_hash_prefix`` is fine, ``token`` is not)."""
+    lowered = name.lower()
+    return lowered.endswith("token") or any(word in lowered for word in _SECRET_WORDS)
+
+
+def scrub(value: Any) -> Any:
+    """``value`` with secret-named keys dropped and token-shaped text redacted, recursively."""
+    if isinstance(value, str):
+        return TOKEN_RE.sub(REDACTED, value)
+    if isinstance(value, dict):
+        return {str(k): scrub(v) for k, v in value.items() if not is_secret_name(str(k))}
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return scrub(str(value))  # paths, enums...: their text could still hold a token
+
+
+class AuditLog:
+    """The audit log at ``path`` (default: ``audit.jsonl`` in the state dir)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path if path is not None else paths.audit_path()
+        self._dir_checked = False
+
+    def write(self, event: str, tunnel_id: str, /, **fields: Any) -> dict[str, Any]:
+        """Append one event line and return what was written (after scrubbing)."""
+        if _EVENT_RE.fullmatch(event) is None:
+            raise ValueError(f"bad audit event name {event!r}")
+        if not self._dir_checked:
+            fsutil.ensure_private_dir(self.path.parent)
+            self._dir_checked = True
+        extra = {k: v for k, v in fields.items() if k not in _RESERVED}
+        entry = {"ts": timefmt.iso_z(timefmt.utc_now()), "event": event, "id": tunnel_id}
+        entry.update(scrub(extra))
+        fsutil.append_line(self.path, json.dumps(entry, sort_keys=False))
+        return entry
+
+    def read(self, tunnel_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every entry (of ``tunnel_id`` if given), oldest first; unreadable lines are skipped."""
+        try:
+            handle = self.path.open("rb")
+        except FileNotFoundError:
+            return
+        with handle:
+            for line in handle:
+                entry = _parse(line)
+                if entry is not None and _wanted(entry, tunnel_id):
+                    yield entry
+
+    def follow(
+        self,
+        tunnel_id: str | None = None,
+        *,
+        poll: float = 0.5,
+        stop: Callable[[], bool] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield existing entries, then new ones as they are appended, until ``stop()`` is true.
+
+        Polls, so it works before the file exists and across a replaced (rotated) file.
+        """
+        tail = _Tail(self.path)
+        while True:
+            for line in tail.new_lines():
+                entry = _parse(line)
+                if entry is not None and _wanted(entry, tunnel_id):
+                    yield entry
+            if stop is not None and stop():
+                return
+            sleep(poll)
+
+
+class _Tail:
+    """Reads complete lines appended to a file since the last call; reopens a replaced file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.inode: int | None = None
+        self.offset = 0
+        self.partial = b""
+
+    def new_lines(self) -> list[bytes]:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return []
+        if st.st_ino != self.inode or st.st_size < self.offset:
+            self.inode, self.offset, self.partial = st.st_ino, 0, b""
+        if st.st_size == self.offset:
+            return []
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            data = handle.read()
+        self.offset += len(data)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        return lines
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def _wanted(entry: dict[str, Any], tunnel_id: str | None) -> bool:
+    return tunnel_id is None or entry.get("id") == tunnel_id

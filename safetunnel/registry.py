@@ -1,0 +1,208 @@
+"""Tunnel records: one ``tunnels/<id>.json`` per running share, written atomically, pruned if stale.
+
+A record is the only thing other safetunnel commands know about a share, so it must never lie
+about which process owns it: a pid alone is not an identity (pids are reused), a pid together with
+that process's start time is. Records whose process is gone, or whose pid now belongs to another
+process, are pruned together with their control socket.
+
+This module is on the fast path of ``safetunnel list``: it must never import paramiko or
+cryptography (directly or through another safetunnel module).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import psutil
+
+from safetunnel import fsutil, paths
+from safetunnel.errors import StateError, TunnelNotFound
+
+ID_RE = re.compile(r"st-[0-9a-f]{6}")
+RECENT_MAX = 20
+# psutil derives create_time from the boot time plus the start tick; the boot time it reads can
+# move by a fraction of a second between processes (clock adjustments), so an exact float compare
+# could prune a live tunnel. A pid is only reused after the pid space wraps, far longer than this.
+START_TIME_TOLERANCE = 1.0
+
+
+def new_tunnel_id() -> str:
+    """A fresh id: ``st-`` followed by 6 lowercase hex characters."""
+    return f"st-{secrets.token_hex(3)}"
+
+
+def check_tunnel_id(tunnel_id: str) -> str:
+    """Return ``tunnel_id`` if it has the shape of an id; it becomes a path, so nothing else may."""
+    if ID_RE.fullmatch(tunnel_id) is None:
+        raise TunnelNotFound(f"{tunnel_id!r} is not a tunnel id (ids look like st-1a2b3c)")
+    return tunnel_id
+
+
+@dataclass
+class TunnelRecord:
+    """What a running share publishes about itself. Never holds the token, only its hash prefix."""
+
+    id: str
+    pid: int
+    pid_start_time: float
+    local: str
+    ssh_host: str
+    remote_bind: str
+    remote_port: int
+    protocol: str
+    started_at: str
+    expires_at: str
+    token_hash_prefix: str
+    connections: int = 0
+    total_connections: int = 0
+    denied: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    log_path: str | None = None
+    recent: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TunnelRecord:
+        """Build a record from parsed JSON; unknown keys are ignored (newer writers add some)."""
+        if not isinstance(data, dict):
+            raise StateError("tunnel record is not a JSON object")
+        known = {f.name for f in fields(cls)}
+        try:
+            record = cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as err:
+            raise StateError(f"tunnel record is incomplete: {err}") from None
+        if not isinstance(record.pid, int) or not isinstance(record.id, str):
+            raise StateError("tunnel record has a malformed id or pid")
+        check_tunnel_id(record.id)
+        return record
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> TunnelRecord:
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise StateError(f"tunnel record is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+    def add_recent(self, connection: dict[str, Any]) -> None:
+        """Keep the last :data:`RECENT_MAX` connections (origin, protocol, allowed, reason, ...)."""
+        self.recent.append(connection)
+        del self.recent[:-RECENT_MAX]
+
+
+class LoadResult(NamedTuple):
+    records: list[TunnelRecord]
+    pruned: int
+
+
+def process_start_time(pid: int) -> float | None:
+    """psutil's create_time of ``pid``, or None when no live (non-zombie) process has it."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None  # exited, only waiting for its parent to reap it
+        return proc.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+
+
+def current_process_start_time() -> float:
+    """The start time to put in ``pid_start_time`` for the calling process."""
+    return psutil.Process(os.getpid()).create_time()
+
+
+def process_matches(pid: int, start_time: float) -> bool:
+    """True when ``pid`` is alive, is ours, and started at ``start_time`` (no pid reuse)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if proc.uids().real != os.getuid():
+            return False  # a record naming another user's process is forged or stale
+        return abs(proc.create_time() - start_time) <= START_TIME_TOLERANCE
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+
+
+class Registry:
+    """The ``tunnels/`` directory under the state dir: records and control sockets."""
+
+    def __init__(self, state_dir: Path | None = None) -> None:
+        base = state_dir if state_dir is not None else paths.state_dir()
+        # The state dir itself is checked too: a 0700 tunnels/ inside a world-writable parent
+        # could be renamed away and replaced by someone else.
+        fsutil.ensure_private_dir(base)
+        self.dir = fsutil.ensure_private_dir(base / "tunnels")
+
+    def record_path(self, tunnel_id: str) -> Path:
+        return self.dir / f"{check_tunnel_id(tunnel_id)}.json"
+
+    def socket_path(self, tunnel_id: str) -> Path:
+        return self.dir / f"{check_tunnel_id(tunnel_id)}.sock"
+
+    def write(self, record: TunnelRecord) -> None:
+        """Atomically replace the record (0600); readers never see a torn file."""
+        fsutil.atomic_write(self.record_path(record.id), record.to_json().encode("utf-8"))
+
+    def remove(self, tunnel_id: str) -> None:
+        """Delete the record and the control socket; missing files are fine (idempotent)."""
+        for path in (self.record_path(tunnel_id), self.socket_path(tunnel_id)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def get(self, tunnel_id: str) -> TunnelRecord:
+        """The record of ``tunnel_id`` as stored (not checked for liveness)."""
+        try:
+            text = self.record_path(tunnel_id).read_bytes()
+        except FileNotFoundError:
+            raise TunnelNotFound(f"no tunnel with id {tunnel_id}") from None
+        return TunnelRecord.from_json(text)
+
+    @staticmethod
+    def is_live(record: TunnelRecord) -> bool:
+        return process_matches(record.pid, record.pid_start_time)
+
+    def load_all(self) -> LoadResult:
+        """Live records sorted by start, and how many stale or unreadable records were pruned."""
+        live: list[TunnelRecord] = []
+        pruned = 0
+        for path in sorted(self.dir.glob("st-*.json")):
+            try:
+                record = TunnelRecord.from_json(path.read_bytes())
+            except FileNotFoundError:
+                continue  # the tunnel removed it while we were listing: it stopped, not stale
+            except StateError:
+                # Our writer is atomic, so junk is not a half-written record: nobody can use it.
+                self._prune_path(path)
+                pruned += 1
+                continue
+            if record.id != path.stem:
+                self._prune_path(path)
+                pruned += 1
+            elif self.is_live(record):
+                live.append(record)
+            else:
+                self.remove(record.id)
+                pruned += 1
+        live.sort(key=lambda r: (r.started_at, r.id))
+        return LoadResult(live, pruned)
+
+    def _prune_path(self, path: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        if ID_RE.fullmatch(path.stem):
+            with contextlib.suppress(FileNotFoundError):
+                path.with_suffix(".sock").unlink()
