@@ -15,7 +15,7 @@ from typing import Any
 RECENT = 20
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: kept in a set of live connections
 class ConnCounters:
     """Per-connection counters, written only by that connection's two pump threads."""
 

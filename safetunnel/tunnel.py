@@ -222,7 +222,17 @@ class Tunnel:
     # -- connections -----------------------------------------------------------------------------
 
     def _on_channel(self, chan: Any, origin: tuple[str, int], server: tuple[str, int]) -> None:
-        """Runs on paramiko's transport thread: decide and hand off, never block here."""
+        """Runs on paramiko's transport thread: decide and hand off, never block here.
+
+        An exception escaping from here would kill the whole SSH transport, so none may.
+        """
+        try:
+            self._admit(chan, origin)
+        except Exception:
+            log.exception("could not hand off a forwarded connection from %s", origin)
+            chan.close()
+
+    def _admit(self, chan: Any, origin: tuple[str, int]) -> None:
         origin_text = f"{origin[0]}:{origin[1]}"
         if self._stopping or self.stats.open >= self.config.max_connections:
             reason = "shutting-down" if self._stopping else "max-connections"
