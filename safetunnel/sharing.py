@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Protocol
 
 from safetunnel import paths, tokens
+from safetunnel.audit import AuditLog
+from safetunnel.bookkeeping import Bookkeeper
 from safetunnel.config import load_config, resolve_host, validate_ttl
 from safetunnel.confirm import ShareSummary
 from safetunnel.credentials import KeyringAuthSource
@@ -24,7 +26,7 @@ from safetunnel.errors import ConfigError, NotConfirmed
 from safetunnel.fsutil import create_exclusive
 from safetunnel.gate.policy import GateProtocol
 from safetunnel.preflight import Risk, ServiceInfo, assess_risks, parse_local, probe_local
-from safetunnel.registry import new_tunnel_id
+from safetunnel.registry import Registry, new_tunnel_id
 from safetunnel.ssh.client import HostKeyPrompt, SSHSession, open_session
 from safetunnel.ssh.gateway import Gateway, start_builtin
 from safetunnel.ssh.hostkeys import HostKeyStore
@@ -54,6 +56,7 @@ class ShareRequest:
     max_failures: int | None = None
     keepalive: float = 10.0
     builtin_gateway: bool = False  # force the built-in gateway (demo), whatever the default host
+    log_path: str | None = None  # --background: where the detached tunnel's output goes
 
 
 class ShareUI(Protocol):
@@ -74,6 +77,7 @@ def open_share(request: ShareRequest, ui: ShareUI) -> Tunnel:
     config = load_config()
     ttl = request.ttl if request.ttl is not None else parse_duration(config.default_ttl)
     validate_ttl(ttl, config)
+    registry = Registry()  # refuses a foreign or group-writable state dir before any network
     host, port = parse_local(str(request.local))
     service = probe_local(host, port)
     risks = assess_risks(port, request.public, ttl, service.exposed,
@@ -91,7 +95,7 @@ def open_share(request: ShareRequest, ui: ShareUI) -> Tunnel:
         target = dataclasses.replace(target, identity_files=(request.identity,))
     session, owned = _connect(target, request, ui)
     plan = _Plan(service=service, ttl=ttl, risks=tuple(risks), typed=typed,
-                 max_ttl=config.max_ttl_seconds())
+                 max_ttl=config.max_ttl_seconds(), registry=registry, audit=AuditLog())
     try:
         tunnel = _confirm_and_start(request, ui, session, owned, plan)
     except BaseException:
@@ -133,6 +137,8 @@ class _Plan:
     risks: tuple[Risk, ...]
     typed: bool
     max_ttl: int
+    registry: Registry
+    audit: AuditLog
 
 
 def _confirm_and_start(request: ShareRequest, ui: ShareUI, session: SSHSession,
@@ -163,10 +169,18 @@ def _confirm_and_start(request: ShareRequest, ui: ShareUI, session: SSHSession,
         max_connections=request.max_connections, max_failures=request.max_failures,
         keepalive=request.keepalive, tunnel_id=new_tunnel_id(), max_ttl=plan.max_ttl,
         show_token=token_path is None)
+    plan.audit.write("confirmed", tunnel_config.tunnel_id, local=service.address,
+                     ssh_host=tunnel_config.ssh_host, remote_bind=tunnel_config.remote_bind,
+                     remote_port=request.remote_port, ttl=ttl, idle=request.idle,
+                     protocol=request.protocol, risks=[risk.code for risk in plan.risks],
+                     typed_confirmation=needs_answer and plan.typed)
     tunnel = Tunnel(session, tunnel_config, token, owned=list(owned))
+    books = Bookkeeper(tunnel, plan.registry, plan.audit, log_path=request.log_path)
+    tunnel.own_first(books)  # closed last: the record disappears only when all else is down
+    tunnel.add_sink(books.on_event)
     ui.attach(tunnel, summary)
     try:
-        tunnel.start()
+        tunnel.start(on_up=books.start)
     except BaseException:
         if token_path is not None:
             with contextlib.suppress(FileNotFoundError):

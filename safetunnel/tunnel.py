@@ -128,6 +128,10 @@ class Tunnel:
     def exit_code(self) -> int:
         return EXIT_CODES.get(self.stop_reason or "error", 1)
 
+    def own_first(self, resource: Closeable) -> None:
+        """Take ownership of ``resource``; it is closed after everything else at teardown."""
+        self._owned.insert(0, resource)
+
     def add_sink(self, sink: EventSink) -> None:
         self._sinks.append(sink)
 
@@ -135,8 +139,12 @@ class Tunnel:
         """Run ``hook`` every supervisor tick (records, status lines); it must not block."""
         self._tick_hooks.append(hook)
 
-    def start(self) -> None:
-        """Request the remote forward and start serving; raises ForwardRefused (exit 6)."""
+    def start(self, on_up: Callable[[], None] | None = None) -> None:
+        """Request the remote forward and start serving; raises ForwardRefused (exit 6).
+
+        ``on_up`` runs once the forward is up and before the ``started`` event, so that whoever
+        sees ``started`` also finds the tunnel's record; if it fails, the tunnel is torn down.
+        """
         try:
             self.remote_port = self._session.forward(
                 self.config.remote_bind, self.config.remote_port, self._on_channel,
@@ -149,6 +157,12 @@ class Tunnel:
         self._session.start_watchdog(self.config.keepalive, lambda: self.request_stop("ssh-lost"))
         self._supervisor = threading.Thread(target=self._supervise, name=f"{self.id}-supervisor")
         self._supervisor.start()
+        if on_up is not None:
+            try:
+                on_up()
+            except BaseException:
+                self.close("error")
+                raise
         self._emit(self.started_event())
 
     def request_stop(self, reason: str) -> None:
