@@ -154,7 +154,11 @@ def load_sshd_helper() -> Any:
     if not Path("/usr/sbin/sshd").exists():
         raise BenchError("/usr/sbin/sshd is not installed (apt-get install openssh-server)")
     sys.path.insert(0, str(path.parent))
-    return importlib.import_module(path.stem)
+    try:
+        return importlib.import_module(path.stem)
+    except ImportError as exc:
+        raise BenchError(f"cannot import {path} ({exc}); install with: pip install -e '.[test]'"
+                         ) from exc
 
 
 def raise_fd_limit(wanted: int) -> dict[str, int]:
@@ -402,6 +406,9 @@ class Bench:
                     self.stop_forwarder(forwarder)
 
     def stage_held(self) -> None:
+        if self.st_enabled:
+            self.notes.append(f"held tests run the share with --max-connections "
+                              f"{self.config.held_max_connections} (its default is 256)")
         for count in self.config.held:
             errors = self.metric(f"held_{count}_errors", f"{count} held connections: errors",
                                  "errors", higher_is_better=False, aggregate="max")
@@ -532,7 +539,7 @@ def table(report: dict[str, Any]) -> str:
     if direct:
         lines.append("")
         lines.append("direct to the services (no forwarder): " + ", ".join(
-            f"{k}={v:.3g}" if v is not None else f"{k}=-" for k, v in direct.items()))
+            f"{k}={v:.4g}" if v is not None else f"{k}=-" for k, v in direct.items()))
     lines.append("")
     lines.append("floors (issue 6):")
     for floor in report["floors"]:
@@ -602,12 +609,16 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="safetunnel-bench-"))
     bench = Bench(config, workdir)
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below
+    interrupted = False
     try:
         bench.setup()
         bench.run()
     except BenchError as exc:
         bench.errors.append(str(exc))
         log(f"error: {exc}")
+    except KeyboardInterrupt:
+        interrupted = True
+        bench.errors.append("interrupted (Ctrl-C): the results are partial")
     finally:
         log("stopping everything")
         bench.teardown()
@@ -621,6 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     args.json_out.write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))
     print(f"\nJSON written to {args.json_out}")
+    if interrupted:
+        return 130
     if config.only_ssh:
         return 0 if not bench.errors else 1
     return 0 if all(f["pass"] for f in report["floors"]) else 1

@@ -26,7 +26,9 @@ from typing import IO, Any
 import psutil
 
 HERE = Path(__file__).resolve().parent
-SAFETUNNEL = str(Path(sys.executable).with_name("safetunnel"))
+# The console script next to this interpreter; SAFETUNNEL_BENCH_SAFETUNNEL may name another build.
+SAFETUNNEL = os.environ.get("SAFETUNNEL_BENCH_SAFETUNNEL") or str(
+    Path(sys.executable).with_name("safetunnel"))
 _TOKEN_RE = re.compile(r"st_[A-Za-z0-9_-]{8,}")
 _ALLOCATED_RE = re.compile(r"Allocated port (\d+) for remote forward")
 
@@ -308,8 +310,11 @@ class LoadGen:
 def parse_result(lines: list[str]) -> dict[str, Any]:
     if not lines:
         return {"error": "the load generator printed nothing (crashed?)"}
+    # Redacted before parsing: a broken gate could forward the preamble, and a service could
+    # then echo the token back into an error sample.
+    line = redact(lines[-1])
     try:
-        result: dict[str, Any] = json.loads(lines[-1])
+        result: dict[str, Any] = json.loads(line)
     except ValueError:
-        return {"error": redact(f"unparsable load generator output: {lines[-1][:200]}")}
+        return {"error": f"unparsable load generator output: {line[:200]}"}
     return result
