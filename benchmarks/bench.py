@@ -371,9 +371,15 @@ class Bench:
         for clients in (1, 50):
             metric = self.metric(f"conn_{clients}", f"new connections/s, {clients} client"
                                  + ("s" if clients > 1 else ""), "conn/s")
+            latency = self.metric(f"conn_{clients}_p50", f"  connect+exchange latency p50, "
+                                  f"{clients} client" + ("s" if clients > 1 else ""), "ms",
+                                  higher_is_better=False)
             for round_no, who in self.rounds():
-                self.measure(metric, who, self.forwarders.get((who, "reqrep")), round_no,
-                             mode="connrate", clients=clients, seconds=self.config.conn_seconds)
+                result = self.measure(metric, who, self.forwarders.get((who, "reqrep")),
+                                      round_no, mode="connrate", clients=clients,
+                                      seconds=self.config.conn_seconds)
+                latency.add(who, result.get("p50_ms"), {"round": round_no,
+                                                        "p99_ms": result.get("p99_ms")})
 
     def fresh_pair(self) -> dict[str, Forwarder]:
         """A new ssh -R and a new share to the echo service (clean peak-RSS counters)."""
