@@ -74,6 +74,23 @@ class ShareUI(Protocol):
 
 def open_share(request: ShareRequest, ui: ShareUI) -> Tunnel:
     """Run the whole share flow and return a started tunnel. Raises SafetunnelError subclasses."""
+    tunnel = _run(request, ui, start=True)
+    assert isinstance(tunnel, Tunnel)
+    return tunnel
+
+
+def confirm_share(request: ShareRequest, ui: ShareUI) -> ShareSummary:
+    """Everything up to and including the confirmation, then close again (``--background``).
+
+    The foreground does the talking (host-key trust, prompts); the detached process it starts
+    then runs the share with the answers already given.
+    """
+    summary = _run(request, ui, start=False)
+    assert isinstance(summary, ShareSummary)
+    return summary
+
+
+def _run(request: ShareRequest, ui: ShareUI, start: bool) -> Tunnel | ShareSummary:
     config = load_config()
     ttl = request.ttl if request.ttl is not None else parse_duration(config.default_ttl)
     validate_ttl(ttl, config)
@@ -97,13 +114,12 @@ def open_share(request: ShareRequest, ui: ShareUI) -> Tunnel:
     plan = _Plan(service=service, ttl=ttl, risks=tuple(risks), typed=typed,
                  max_ttl=config.max_ttl_seconds(), registry=registry, audit=AuditLog())
     try:
-        tunnel = _confirm_and_start(request, ui, session, owned, plan)
+        return _confirm_and_start(request, ui, session, owned, plan, start)
     except BaseException:
         session.close()
         for resource in owned:
             resource.close()
         raise
-    return tunnel
 
 
 def _connect(target: SSHTarget | None, request: ShareRequest,
@@ -142,7 +158,8 @@ class _Plan:
 
 
 def _confirm_and_start(request: ShareRequest, ui: ShareUI, session: SSHSession,
-                       owned: list[Gateway], plan: _Plan) -> Tunnel:
+                       owned: list[Gateway], plan: _Plan,
+                       start: bool) -> Tunnel | ShareSummary:
     service, ttl = plan.service, plan.ttl
     via_builtin = bool(owned)
     target = session.target
@@ -158,6 +175,11 @@ def _confirm_and_start(request: ShareRequest, ui: ShareUI, session: SSHSession,
     needs_answer = not ui.preconfirmed and (plan.typed or not request.yes)
     if needs_answer and not ui.confirm(summary, plan.typed):
         raise NotConfirmed("not confirmed; nothing was shared")
+    if not start:
+        session.close()
+        for resource in owned:
+            resource.close()
+        return summary
     token = tokens.generate()
     token_path = Path(request.token_file) if request.token_file else None
     if token_path is not None:

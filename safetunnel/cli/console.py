@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from typing import Any
 
@@ -139,3 +140,30 @@ class ConsoleUI:
             sys.stderr.write("\r\x1b[2K")
             sys.stderr.flush()
             self._status_shown = False
+
+
+class BackgroundChildUI(ConsoleUI):
+    """The detached process of ``--background``: the foreground already asked everything.
+
+    Its stdout and stderr are the log file, so the token goes only to the foreground through the
+    ready pipe; the log gets the same events without it.
+    """
+
+    preconfirmed = True
+
+    def __init__(self, ready_fd: int) -> None:
+        super().__init__(as_json=True)
+        self._ready_fd: int | None = ready_fd
+
+    @property
+    def interactive(self) -> bool:
+        return False
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "started" and self._ready_fd is not None:
+            fd, self._ready_fd = self._ready_fd, None
+            with os.fdopen(fd, "w") as ready:
+                ready.write(json.dumps(event) + "\n")
+            event = {k: v for k, v in event.items() if k not in {"token", "url"}}
+        if event.get("event") in JSON_EVENTS:
+            click.echo(json.dumps(event, separators=(",", ":")))

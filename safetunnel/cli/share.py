@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import signal
 import sys
 import threading
@@ -10,11 +13,14 @@ from typing import cast
 
 import click
 
-from safetunnel.cli.console import ConsoleUI
+from safetunnel import background
+from safetunnel.cli.console import BackgroundChildUI, ConsoleUI
 from safetunnel.cli.params import DurationParam
+from safetunnel.confirm import started_block
 from safetunnel.errors import ConnectionLost, SafetunnelError
 from safetunnel.gate.policy import GateProtocol
-from safetunnel.sharing import ShareRequest, open_share
+from safetunnel.sharing import ShareRequest, confirm_share, open_share
+from safetunnel.timefmt import parse_iso_z
 from safetunnel.tunnel import Tunnel
 
 
@@ -41,10 +47,14 @@ from safetunnel.tunnel import Tunnel
               help="Stop the tunnel after this many refused attempts in total.")
 @click.option("--keepalive", type=click.FloatRange(0.2, 600), default=10.0, show_default=True,
               help="Seconds between SSH keepalives; loss is declared after ~3 missed.")
+@click.option("--background", is_flag=True,
+              help="Ask here, then keep the tunnel running detached; see `safetunnel list`.")
+@click.option("--background-child", type=int, hidden=True)
 def share_command(port: str, host: str | None, ttl: int | None, idle: int | None,
                   remote_port: int, public: bool, protocol: str, yes: bool, as_json: bool,
                   identity: str | None, known_hosts: str | None, token_file: str | None,
-                  max_connections: int, max_failures: int | None, keepalive: float) -> None:
+                  max_connections: int, max_failures: int | None, keepalive: float,
+                  background: bool, background_child: int | None) -> None:
     """Share the service on 127.0.0.1:PORT through an SSH host, after confirmation.
 
     Every remote connection must present the generated access token. The tunnel stops by itself
@@ -55,9 +65,40 @@ def share_command(port: str, host: str | None, ttl: int | None, idle: int | None
         protocol=cast(GateProtocol, protocol), yes=yes, identity=identity, known_hosts=known_hosts,
         token_file=token_file, max_connections=max_connections, max_failures=max_failures,
         keepalive=keepalive)
-    ui = ConsoleUI(as_json=as_json)
+    if background:
+        sys.exit(run_background(request, ConsoleUI(as_json=as_json)))
+    ui: ConsoleUI = ConsoleUI(as_json=as_json)
+    if background_child is not None:
+        ui = BackgroundChildUI(background_child)
+        request.log_path = _log_path_of_stdout()
     tunnel = open_share(request, ui)
     sys.exit(run_foreground(tunnel, ui))
+
+
+def run_background(request: ShareRequest, ui: ConsoleUI) -> int:
+    """Confirm here, then start the detached share and report what it reported."""
+    summary = confirm_share(request, ui)
+    log_path = background.new_log_path()
+    event = background.spawn(background.child_args(sys.argv[1:]), log_path)
+    if ui.as_json:
+        click.echo(json.dumps(event, separators=(",", ":")))
+    else:
+        expires = parse_iso_z(event["expires_at"])
+        block = started_block(dataclasses.replace(summary, expires_at=expires),
+                              event["remote_port"], event.get("token"), tunnel_id=event["id"])
+        # Ctrl-C here would not stop a detached tunnel; the kill line below says what does.
+        ui.say("\n".join(line for line in block.splitlines() if not line.startswith("Ctrl-C")))
+    ui.say(f"Running in the background (pid {event['pid']}); log: {log_path}\n"
+           f"Stop it with: safetunnel kill {event['id']}")
+    return 0
+
+
+def _log_path_of_stdout() -> str | None:
+    """The detached child's stdout is its log file; the record points there."""
+    try:
+        return os.readlink(f"/proc/self/fd/{sys.stdout.fileno()}")
+    except OSError:
+        return None
 
 
 def run_foreground(tunnel: Tunnel, ui: ConsoleUI) -> int:
