@@ -14,6 +14,7 @@ flushed FIFO under that destination's own write lock.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -34,6 +35,8 @@ from safetunnel.gate import (
 )
 from safetunnel.stats import ConnCounters
 
+log = logging.getLogger("safetunnel.pump")
+
 BUFSIZE = 256 * 1024
 # Deadlines are polled at least this often so a stuck read never outlives the header deadline much.
 _MIN_WAIT = 0.05
@@ -52,6 +55,29 @@ class ChannelLike(Protocol):
 Submit = Callable[[Callable[[], None]], object]
 Decision = Callable[[ConnCounters, bool, str], None]
 Finished = Callable[[ConnCounters, bool, str], None]
+
+
+class _StartOnInput:
+    """Stands in for the ``threading.Event`` that paramiko's channel input buffer sets on data,
+    EOF and close (``BufferedPipe.set_event``): the first ``set`` starts the pump.
+
+    Handing a pump to a pool thread at MSG_CHANNEL_OPEN, only for it to block until the first data
+    packet, cost one extra thread wake-up per connection on the transport thread; profiled, the
+    lock releases that wake waiting threads were about half of that thread's GIL time. ``set`` runs
+    on the transport thread, inside the buffer's lock: it must only submit, never block or close.
+    """
+
+    def __init__(self, start: Callable[[], None]) -> None:
+        self._start = start
+
+    def set(self) -> None:
+        self._start()
+
+    def clear(self) -> None:
+        pass
+
+    def is_set(self) -> bool:
+        return False
 
 
 class _Outbox:
@@ -103,7 +129,12 @@ class Pump:
         self._clock = clock
         self._gate_lock = threading.Lock()
         self._state_lock = threading.Lock()
-        self._gate: Gate | None = None
+        # Built now, so the header deadline runs from the channel open even when the pump only
+        # starts on the first data (see start).
+        self._gate: Gate | None = Gate(policy, clock())
+        self._start_lock = threading.Lock()
+        self._started = False
+        self._runner: Callable[[], None] | None = None
         self._sock: socket.socket | None = None
         self._to_remote = _Outbox(chan.sendall)
         self._to_service: _Outbox | None = None
@@ -117,10 +148,38 @@ class Pump:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    def start(self, runner: Callable[[], None]) -> None:
+        """Submit ``runner`` (which calls :meth:`run`) once the remote has sent something: data,
+        EOF or close. Until then no pool thread waits on this connection; :meth:`kick` starts it
+        anyway (the tunnel does so once :meth:`overdue`, so the header deadline still holds).
+        Channels without a paramiko input buffer start at once."""
+        self._runner = runner
+        in_buffer = getattr(self._chan, "in_buffer", None)
+        if in_buffer is None or not hasattr(in_buffer, "set_event"):
+            self.kick()
+            return
+        in_buffer.set_event(_StartOnInput(self.kick))  # sets it at once if input is waiting
+
+    def kick(self) -> None:
+        """Start the pump now if it has not started; idempotent, any thread, never blocks."""
+        with self._start_lock:
+            if self._started or self._runner is None:
+                return
+            self._started = True
+            runner = self._runner
+        try:
+            self._submit(runner)
+        except Exception:  # the pool is shut down: teardown is closing every channel anyway
+            log.debug("could not start a pump", exc_info=True)
+
+    def overdue(self, now: float) -> bool:
+        """Not started although the header deadline has passed (a client that sends nothing)."""
+        gate = self._gate
+        return not self._started and gate is not None and now >= gate.deadline
+
     def run(self) -> None:
         """Remote reader: drive the gate until it pipes or closes, then copy raw bytes."""
         try:
-            self._gate = Gate(self._policy, self._clock())
             self._gate_phase()
             if self._piped and not self._closed:
                 self._copy_to_service()

@@ -262,7 +262,7 @@ class Tunnel:
         with self._pumps_lock:
             self._pumps.add(pump)
         pump_ref = pump
-        self._executor.submit(lambda: self._run_pump(pump_ref))
+        pump.start(lambda: self._run_pump(pump_ref))  # on its first input (see Pump.start)
 
     def _run_pump(self, pump: Pump) -> None:
         try:
@@ -306,6 +306,15 @@ class Tunnel:
             self.request_stop("ssh-lost")
         else:
             self._maybe_warn(self._expires_mono - now)
+        self._start_overdue(now)
+
+    def _start_overdue(self, now: float) -> None:
+        """Start pumps whose client sent nothing by the header deadline: the gate times them out
+        (and counts the failure) exactly as if a pool thread had been waiting on them."""
+        with self._pumps_lock:
+            overdue = [pump for pump in self._pumps if pump.overdue(now)]
+        for pump in overdue:
+            pump.kick()
 
     def _arm_warnings(self) -> None:
         left = self._expires_mono - self._clock()

@@ -48,6 +48,11 @@ class Gate:
         self.protocol: str | None = None
 
     @property
+    def deadline(self) -> float:
+        """When the header phase times out (monotonic), as set at construction."""
+        return self._deadline
+
+    @property
     def requests(self) -> int:
         """Requests that passed authentication (HTTP); 1 after a good TCP preamble."""
         if self._http is not None:
