@@ -59,7 +59,8 @@ Finished = Callable[[ConnCounters, bool, str], None]
 
 class _StartOnInput:
     """Stands in for the ``threading.Event`` that paramiko's channel input buffer sets on data,
-    EOF and close (``BufferedPipe.set_event``): the first ``set`` starts the pump.
+    EOF and close (``BufferedPipe.set_event``): each ``set`` starts the remote reader unless one
+    is running (see :meth:`Pump.kick`).
 
     Handing a pump to a pool thread at MSG_CHANNEL_OPEN, only for it to block until the first data
     packet, cost one extra thread wake-up per connection on the transport thread; profiled, the
@@ -133,8 +134,10 @@ class Pump:
         # starts on the first data (see start).
         self._gate: Gate | None = Gate(policy, clock())
         self._start_lock = threading.Lock()
-        self._started = False
+        self._remote_active = False  # a thread reads (or is about to read) the remote side
         self._runner: Callable[[], None] | None = None
+        self._in_buffer: Any = None
+        self._starter = _StartOnInput(self.kick)
         self._sock: socket.socket | None = None
         self._to_remote = _Outbox(chan.sendall)
         self._to_service: _Outbox | None = None
@@ -158,29 +161,52 @@ class Pump:
         if in_buffer is None or not hasattr(in_buffer, "set_event"):
             self.kick()
             return
-        in_buffer.set_event(_StartOnInput(self.kick))  # sets it at once if input is waiting
+        self._in_buffer = in_buffer
+        in_buffer.set_event(self._starter)  # sets it at once if input is waiting
 
     def kick(self) -> None:
-        """Start the pump now if it has not started; idempotent, any thread, never blocks."""
+        """Run the remote reader now unless one is running; idempotent, any thread, never blocks.
+
+        Called on the transport thread for every input while the remote side is parked (see
+        :meth:`_park_remote`), and by the tunnel for overdue pumps."""
         with self._start_lock:
-            if self._started or self._runner is None:
+            if self._remote_active or self._runner is None:
                 return
-            self._started = True
+            self._remote_active = True
             runner = self._runner
         try:
             self._submit(runner)
         except Exception:  # the pool is shut down: teardown is closing every channel anyway
-            log.debug("could not start a pump", exc_info=True)
+            log.debug("could not start a pump's remote reader", exc_info=True)
 
     def overdue(self, now: float) -> bool:
-        """Not started although the header deadline has passed (a client that sends nothing)."""
+        """No thread reads the remote although the gate's deadline passed (a client that sends
+        nothing): the tunnel then kicks it, so the gate can time it out."""
         gate = self._gate
-        return not self._started and gate is not None and now >= gate.deadline
+        if self._remote_active or self._piped or self._closed or gate is None:
+            return False
+        deadline = gate.current_deadline
+        return deadline is not None and now >= deadline
 
     def run(self) -> None:
-        """Remote reader: drive the gate until it pipes or closes, then copy raw bytes."""
+        """Remote reader: drive the gate until it pipes or closes, then copy raw bytes.
+
+        At Connect this thread becomes the service reader instead (the reply is what the client
+        waits for) and the remote side is parked until its next input, so a connection costs one
+        pool-thread hand-off on its critical path instead of two."""
+        if self._remote_direction():
+            self._service_reader()
+
+    def _remote_direction(self) -> bool:
+        """True when the remote side was parked and the caller must read the service."""
+        handed_over = False
         try:
             self._gate_phase()
+            if self._start_service_reader:
+                self._start_service_reader = False
+                handed_over = True
+                self._park_remote()
+                return True
             if self._piped and not self._closed:
                 self._copy_to_service()
         except (OSError, EOFError) as err:
@@ -188,7 +214,20 @@ class Pump:
         except Exception as err:  # a bug must not kill the pool thread silently
             self._note_error(err)
         finally:
-            self._direction_done()
+            if not handed_over:
+                self._direction_done()
+        return False
+
+    def _park_remote(self) -> None:
+        """Let the next remote input (data, EOF, close) start a reader; none waits meanwhile."""
+        with self._start_lock:
+            self._remote_active = False
+        if self._in_buffer is None:  # no input event to wait on: read in another thread now
+            self.kick()
+            return
+        # Re-registering sets the event at once if input already arrived (no lost wake-up:
+        # set_event checks under the buffer's lock, and every later feed sets it too).
+        self._in_buffer.set_event(self._starter)
 
     def close(self) -> None:
         """Close both ends; idempotent, callable from any thread (teardown uses it)."""
@@ -212,8 +251,8 @@ class Pump:
             with self._gate_lock:
                 events = self._drain()
             deadline = self._apply(events)
-            if self._piped or self._closed:
-                return
+            if self._start_service_reader or self._piped or self._closed:
+                return  # after Connect, run() turns this thread into the service reader
             if remote_eof:
                 return  # nothing more will come from the remote; the service reader finishes
             data = self._recv_remote(deadline)
@@ -271,9 +310,6 @@ class Pump:
         self._to_remote.flush()
         if self._to_service is not None:
             self._to_service.flush()
-        if self._start_service_reader:
-            self._start_service_reader = False
-            self._submit(self._service_reader)
         return deadline
 
     def _connect(self, protocol: str) -> None:

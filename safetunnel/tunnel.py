@@ -99,7 +99,9 @@ class Tunnel:
         self._policy = GatePolicy(token_hash=self._token_hash, tunnel_id=self.id,
                                   protocol=config.protocol,
                                   budget=self._budget)
-        self._pumps: set[Pump] = set()
+        # Live pumps by their counters; a pump leaves when it reports finished (its remote side
+        # may be parked with no thread, so "run() returned" does not mean finished).
+        self._pumps: dict[ConnCounters, Pump] = {}
         self._pumps_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=2 * config.max_connections + 4,
                                             thread_name_prefix=f"{self.id}-conn")
@@ -260,16 +262,8 @@ class Tunnel:
         pump = Pump(chan, counters, self._policy, self.config.local, self._executor.submit,
                     self._on_decision, self._on_finished, clock=self._clock)
         with self._pumps_lock:
-            self._pumps.add(pump)
-        pump_ref = pump
-        pump.start(lambda: self._run_pump(pump_ref))  # on its first input (see Pump.start)
-
-    def _run_pump(self, pump: Pump) -> None:
-        try:
-            pump.run()
-        finally:
-            with self._pumps_lock:
-                self._pumps.discard(pump)
+            self._pumps[counters] = pump
+        pump.start(pump.run)  # on its first input (see Pump.start)
 
     def _on_decision(self, counters: ConnCounters, allowed: bool, reason: str) -> None:
         event = {"event": "connection", "id": self.id, "origin": counters.origin,
@@ -279,6 +273,8 @@ class Tunnel:
         self._emit(event)
 
     def _on_finished(self, counters: ConnCounters, allowed: bool, reason: str) -> None:
+        with self._pumps_lock:
+            self._pumps.pop(counters, None)
         summary = self.stats.finished(counters, allowed, reason)
         self._emit({"event": "connection-closed", "id": self.id, **summary})
         if self._budget.exhausted:
@@ -312,7 +308,7 @@ class Tunnel:
         """Start pumps whose client sent nothing by the header deadline: the gate times them out
         (and counts the failure) exactly as if a pool thread had been waiting on them."""
         with self._pumps_lock:
-            overdue = [pump for pump in self._pumps if pump.overdue(now)]
+            overdue = [pump for pump in self._pumps.values() if pump.overdue(now)]
         for pump in overdue:
             pump.kick()
 
@@ -338,7 +334,7 @@ class Tunnel:
         while self.stats.open and self._clock() < deadline and self.stop_reason != "ssh-lost":
             time.sleep(0.05)
         with self._pumps_lock:
-            pumps = list(self._pumps)
+            pumps = list(self._pumps.values())
         for pump in pumps:
             pump.close()
         self._executor.shutdown(wait=True)

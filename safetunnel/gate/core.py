@@ -53,6 +53,13 @@ class Gate:
         return self._deadline
 
     @property
+    def current_deadline(self) -> float | None:
+        """The deadline NeedData would carry now (None: no deadline while waiting)."""
+        if self._final is not None:
+            return None
+        return self._current_deadline()
+
+    @property
     def requests(self) -> int:
         """Requests that passed authentication (HTTP); 1 after a good TCP preamble."""
         if self._http is not None:
