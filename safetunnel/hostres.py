@@ -21,6 +21,7 @@ import paramiko
 
 from safetunnel.config import Config, HostProfile
 from safetunnel.errors import ConfigError
+from safetunnel.ssh._invoke import allow_match_exec
 
 if TYPE_CHECKING:
     # The SSH layer is built in parallel; unused-ignore keeps mypy quiet once it exists.
@@ -151,7 +152,9 @@ def _looks_like_a_name(text: str) -> bool:
 
 def _read_ssh_config(path: Path) -> paramiko.SSHConfig | None:
     try:
-        return paramiko.SSHConfig.from_path(str(path))
+        text = path.read_text()
+        allow_match_exec(text)
+        return paramiko.SSHConfig.from_text(text)
     except FileNotFoundError:
         return None
     except (OSError, paramiko.SSHException) as err:

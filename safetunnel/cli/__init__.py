@@ -15,6 +15,7 @@ import click
 
 from safetunnel import __version__
 from safetunnel.errors import SafetunnelError
+from safetunnel.ssh._invoke import block_for_paramiko
 
 # name -> "module:attribute". Each command group lives in its own module under safetunnel.cli.
 _COMMANDS: dict[str, str] = {
@@ -108,6 +109,7 @@ def report_error(err: SafetunnelError, verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point: run the group inside the one error boundary."""
     args = sys.argv[1:] if argv is None else argv
+    block_for_paramiko()  # invoke costs ~13 MB RSS per share; see safetunnel.ssh._invoke
     verbose = "-v" in args or "--verbose" in args
     try:
         code = cli.main(args=args, prog_name="safetunnel", standalone_mode=False)

@@ -12,6 +12,7 @@ from pathlib import Path
 import paramiko
 
 from safetunnel.errors import ConfigError
+from safetunnel.ssh._invoke import allow_match_exec
 from safetunnel.ssh.hostkeys import glob_match
 
 # Conservative on purpose: a hostname reaches log lines, prompts and known_hosts entries.
@@ -103,7 +104,9 @@ def from_ssh_config(alias: str, path: Path | str | None = None) -> SSHTarget | N
     if not config_path.is_file():
         return None
     try:
-        config = paramiko.SSHConfig.from_path(str(config_path))
+        text = config_path.read_text()
+        allow_match_exec(text)
+        config = paramiko.SSHConfig.from_text(text)
         if not _has_own_block(config, alias):
             return None
         entry = config.lookup(alias)
