@@ -14,10 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import keyring
-import keyring.errors
-from keyring.backends.chainer import ChainerBackend
-
 from safetunnel.errors import CredentialError
 
 SERVICE = "safetunnel"
@@ -78,6 +74,8 @@ def _problem(backend: Any) -> str | None:
     label = f"{cls.__module__}.{cls.__name__}".lower()
     if any(marker in label for marker in _PLAINTEXT_MARKERS):
         return "it stores secrets unencrypted"
+    from keyring.backends.chainer import ChainerBackend  # lazy: see _load_default_backend
+
     if isinstance(backend, ChainerBackend):
         # A chainer writes to its first (highest-priority) backend, so that one decides.
         chained = list(backend.backends)
@@ -97,9 +95,9 @@ class KeyringStore:
     """
 
     def __init__(self, backend: Any | None = None, *, timeout: float | None = None,
-                 loader: Callable[[], Any] = keyring.get_keyring) -> None:
+                 loader: Callable[[], Any] | None = None) -> None:
         self._backend = backend
-        self._loader = loader
+        self._loader = loader if loader is not None else _load_default_backend
         self.timeout = timeout if timeout is not None else _env_timeout()
         self._stuck: str | None = None
 
@@ -175,7 +173,18 @@ _UNLOCK_HINT = ("Unlock your keyring (for example log in to the desktop session)
                 f"instead; {TIMEOUT_ENV} changes the wait.")
 
 
+def _load_default_backend() -> Any:
+    """keyring's own choice of backend. keyring (with importlib_metadata, jaraco, email...) is
+    imported only here and when vetting: ~11 MB of RSS that a share whose key needs no secret
+    never uses."""
+    import keyring
+
+    return keyring.get_keyring()
+
+
 def _translate(err: BaseException, what: str) -> BaseException:
+    import keyring.errors
+
     if isinstance(err, keyring.errors.KeyringError | OSError | RuntimeError | ImportError):
         # Only the exception type and message: they never contain the secret itself.
         return CredentialError(f"keyring error while {what}: {type(err).__name__}: {err}",
