@@ -143,6 +143,7 @@ class Pump:
         self._to_service: _Outbox | None = None
         self._piped = False
         self._decided = False
+        self._announce = False  # the "allowed" decision is made but not yet reported
         self._allowed = False
         self._reason = "eof"
         self._closed = False
@@ -310,6 +311,7 @@ class Pump:
         self._to_remote.flush()
         if self._to_service is not None:
             self._to_service.flush()
+        self._announce_decision()
         return deadline
 
     def _connect(self, protocol: str) -> None:
@@ -317,12 +319,16 @@ class Pump:
         self._counters.protocol = protocol
         self._sock = open_local(self._service)
         self._to_service = _Outbox(self._sock.sendall)
-        self._decide(True, "allowed")
+        # Decided now; reported by _apply once the first bytes are on their way to the service:
+        # the sinks (event line, audit) cost ~75 us that no longer sit between the client's
+        # request and the service, nor under the gate lock.
+        self._decided, self._allowed, self._announce = True, True, True
         with self._state_lock:
             self._running += 1
         self._start_service_reader = True
 
     def _finish_by_gate(self, event: Close) -> None:
+        self._announce_decision()
         if event.delay > 0:
             time.sleep(event.delay)  # failure budget: slow down guessing, on this thread only
         with contextlib.suppress(OSError, EOFError):
@@ -335,6 +341,16 @@ class Pump:
         elif not event.allowed:
             self._allowed = False
         self.close()
+
+    def _announce_decision(self) -> None:
+        """Report the "allowed" decision _connect made, exactly once, from whichever thread."""
+        if not self._announce:
+            return
+        with self._state_lock:
+            if not self._announce:
+                return
+            self._announce = False
+        self._on_decision(self._counters, True, "allowed")
 
     def _decide(self, allowed: bool, reason: str) -> None:
         self._decided = True
@@ -433,6 +449,7 @@ class Pump:
         if not last:
             return
         self.close()
+        self._announce_decision()
         if not self._decided:
             self._decide(False, self._reason)
         self._on_finished(self._counters, self._allowed, self._reason)
