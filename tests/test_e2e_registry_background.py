@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -99,12 +100,71 @@ def test_background_unknown_host_key_is_refused_non_interactively(kit: Kit, sshd
     assert not (kit.sandbox.config_dir / "known_hosts").exists(), "the key was trusted anyway"
 
 
+class RecordReader:
+    """Reads every record file as fast as it can on a thread; collects any that do not parse.
+
+    `list` reads a record a few times a second; this reader makes a torn write (a reader seeing
+    a half-written file) likely to be caught instead of merely possible.
+    """
+
+    def __init__(self, tunnels: Path) -> None:
+        self.tunnels = tunnels
+        self.reads = 0
+        self.torn: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="test-record-reader")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for path in self.tunnels.glob("st-*.json") if self.tunnels.is_dir() else []:
+                try:
+                    data = path.read_bytes()
+                except FileNotFoundError:
+                    continue
+                self.reads += 1
+                try:
+                    json.loads(data)
+                except ValueError:
+                    self.torn.append(data.decode(errors="replace"))
+            time.sleep(0.001)  # leave the CPU to the shares it is racing
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
 def test_parallel_shares_and_list_loop_never_see_a_torn_record(kit: Kit) -> None:
     """Ten background shares (built-in gateway) start while `list --json` runs in a loop."""
     service = kit.service()
     count, rounds = 10, 30
+    reader = RecordReader(kit.sandbox.state_dir / "tunnels")
+    try:
+        results = _start_while_listing(kit, service.port, count, rounds)
+    finally:
+        reader.stop()
+    assert reader.torn == [], f"{len(reader.torn)} torn reads, e.g. {reader.torn[0]!r}"
+    assert reader.reads > 100  # the reader really raced the writers
+    for out in results:
+        assert out.returncode == 0, (out.stdout, out.stderr)
+    events = [kit.started_from(out) for out in results]
+    ids = {e["id"] for e in events}
+    assert len(ids) == count
+    assert {r["id"] for r in kit.list_json()} == ids
+
+    killed = kit.ok("kill", "--all", timeout=120)
+    assert sorted(killed.stdout.splitlines()) == sorted(f"{i}: stopped" for i in ids)
+    assert kit.list_json() == []
+    assert not any(pid_running(e["pid"]) for e in events)
+    assert list(Path(kit.sandbox.state_dir / "tunnels").iterdir()) == []
+    kit.assert_no_token_on_disk()
+
+
+def _start_while_listing(kit: Kit, port: int, count: int,
+                         rounds: int) -> list[subprocess.CompletedProcess[str]]:
+    """Start ``count`` shares at once; run `list --json` ``rounds`` times or until all are up."""
     with ThreadPoolExecutor(max_workers=count) as pool:
-        futures = [pool.submit(kit.run, *kit.share_args(service.port, "2m", "--json",
+        futures = [pool.submit(kit.run, *kit.share_args(port, "2m", "--json",
                                                         builtin=True), timeout=90)
                    for _ in range(count)]
         seen_counts: list[int] = []
@@ -120,18 +180,5 @@ def test_parallel_shares_and_list_loop_never_see_a_torn_record(kit: Kit) -> None
                 assert set(LIST_KEYS) <= set(record), record
                 assert isinstance(record["pid"], int) and record["remote_port"] > 0
             seen_counts.append(len(records))
-        results = [f.result() for f in futures]
-    for out in results:
-        assert out.returncode == 0, (out.stdout, out.stderr)
-    events = [kit.started_from(out) for out in results]
-    ids = {e["id"] for e in events}
-    assert len(ids) == count
-    assert len(seen_counts) >= rounds and max(seen_counts) <= count
-    assert {r["id"] for r in kit.list_json()} == ids
-
-    killed = kit.ok("kill", "--all", timeout=120)
-    assert sorted(killed.stdout.splitlines()) == sorted(f"{i}: stopped" for i in ids)
-    assert kit.list_json() == []
-    assert not any(pid_running(e["pid"]) for e in events)
-    assert list(Path(kit.sandbox.state_dir / "tunnels").iterdir()) == []
-    kit.assert_no_token_on_disk()
+        assert len(seen_counts) >= rounds and max(seen_counts) <= count
+        return [f.result() for f in futures]
