@@ -115,3 +115,13 @@ def builtin_gateway() -> Iterator[tuple[Gateway, paramiko.PKey]]:
         yield gateway, client_key
     finally:
         gateway.close()
+
+
+@pytest.fixture
+def kit(sandbox: Sandbox) -> Iterator[object]:
+    """tests/e2e_registry_kit.Kit for this sandbox; kills its leftover processes at teardown."""
+    from e2e_registry_kit import Kit
+
+    k = Kit(sandbox)
+    yield k
+    k.cleanup()
