@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pty
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -48,10 +47,16 @@ def share_started(args: list[str], env: dict[str, str]) -> tuple[dict[str, Any],
         raise
 
 
-def stop(proc: ShareProcess) -> int:
-    """SIGTERM, the documented clean stop (exit 0 after a full teardown)."""
-    if proc.proc.poll() is None:
-        proc.proc.send_signal(signal.SIGTERM)
+def stop(proc: ShareProcess, env: dict[str, str]) -> int:
+    """``safetunnel kill --all``: a clean stop (exit 0 after a full teardown). The sandbox's
+    state dir holds only this test's tunnels.
+
+    Not SIGTERM: cli/share.py installs its signal handlers only after the started event, so a
+    signal sent right after it can kill the process before any teardown (reported upstream).
+    """
+    killed = subprocess.run([SCRIPT, "kill", "--all"], env=env, capture_output=True, text=True,
+                            timeout=20)
+    assert killed.returncode == 0, killed.stderr
     return proc.wait(20)
 
 

@@ -34,7 +34,7 @@ def test_trust_by_profile_with_fingerprint_then_share_uses_the_pin(
     with echo_service() as service:
         started, proc = share_started([str(service.port), "--host", "lab"], env)
         assert started["ssh_host"] == f"{sshd.user}@127.0.0.1:{sshd.port}"
-        assert stop(proc) == 0
+        assert stop(proc, env) == 0
 
 
 def test_trust_mismatched_fingerprint_exits_4_and_pins_nothing(
