@@ -83,11 +83,14 @@ def _confirm_trust(info: trust.HostKeyInfo, host: str) -> None:
 @click.option("--allow-public", is_flag=True,
               help="Also permit --public shares (remote bind 0.0.0.0).")
 @click.option("--yes", is_flag=True, help="Install without asking (for scripts).")
+@click.option("--identity", "login_key", type=click.Path(exists=True, dir_okay=False),
+              help="Key to log in with for --install (default: as the profile did before).")
 @click.option("--remote-file", default=setupkey.DEFAULT_REMOTE_FILE, hidden=True,
               help="authorized_keys path on the host, relative to its home (tests use this).")
 @_KNOWN_HOSTS
 def setup_key_command(name: str, install: bool, unencrypted: bool, allow_public: bool,
-                      yes: bool, remote_file: str, known_hosts: str | None) -> None:
+                      yes: bool, login_key: str | None, remote_file: str,
+                      known_hosts: str | None) -> None:
     """Make a key for profile NAME that can only do safetunnel's remote forward.
 
     The key is Ed25519, encrypted with a random passphrase kept in the OS keyring, saved under
@@ -97,6 +100,8 @@ def setup_key_command(name: str, install: bool, unencrypted: bool, allow_public:
     config = load_config()
     config.profile(name)  # a clear error listing the profiles when NAME is not one
     login = resolve_host(name, config)  # before the profile changes: the old credentials
+    if login is not None and login_key:
+        login = dataclasses.replace(login, identity_files=(login_key,))
     key = setupkey.prepare_key(name, _key_store(unencrypted))
     config.hosts[name].identity = str(key.path)
     save_config(config)
