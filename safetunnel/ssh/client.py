@@ -82,6 +82,28 @@ def _verify_host_key(target: SSHTarget, transport: paramiko.Transport,
     return "newly-trusted"
 
 
+def fetch_host_key(target: SSHTarget, hostkeys: HostKeyStore | None,
+                   timeout: float = 10.0) -> paramiko.PKey:
+    """The server's host key, from a handshake only: nothing is authenticated or sent.
+
+    Used by ``hosts trust``. It goes through the same transport as :func:`open_session` (same
+    algorithm policy, timeouts and preferred key types), so the key shown is the key a share
+    will be offered later.
+    """
+    transport = TunedTransport(connect_socket(target.hostname, target.port, timeout), timeout)
+    try:
+        if hostkeys is not None:
+            _prefer_key_types(transport, hostkeys.known_types(target.hostname, target.port))
+        try:
+            transport.start_client(timeout=timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"SSH handshake with {target.display} failed: {exc}") from exc
+        key: paramiko.PKey = transport.get_remote_server_key()
+        return key
+    finally:
+        transport.close()
+
+
 def open_session(target: SSHTarget, *, hostkeys: HostKeyStore | None,
                  on_unknown_key: HostKeyPrompt | None, auth: AuthSource | None,
                  client_key: paramiko.PKey | None = None, expected_key: paramiko.PKey | None = None,
