@@ -128,6 +128,7 @@ class SSHSession:
         self._request_lock = threading.Lock()
         self._forward: tuple[str, int] | None = None
         self._watchdog: KeepaliveWatchdog | None = None
+        self._lost = False  # the watchdog gave up on the peer: never wait on it again
         self._closed = False
         self._close_lock = threading.Lock()
         if not self.strict_kex:
@@ -187,14 +188,15 @@ class SSHSession:
         return actual
 
     def is_active(self) -> bool:
-        """False once the transport died (peer closed, network error) or was closed."""
-        return bool(self._transport.is_active())
+        """False once the transport died (peer closed, network error) or was closed, or the
+        keepalive watchdog declared the peer lost."""
+        return not self._lost and bool(self._transport.is_active())
 
     def cancel_forward(self) -> None:
         """Stop the server listening (no new connections); open channels stay. Idempotent."""
         forward, self._forward = self._forward, None
-        if forward is None or not self._transport.is_active():
-            return
+        if forward is None or not self.is_active():
+            return  # a lost peer would only make teardown wait out the request timeout
         self._transport.set_forward_handler(None)
         try:
             reply = self.global_request("cancel-tcpip-forward", forward, min(self._timeout, 3.0))
@@ -209,8 +211,12 @@ class SSHSession:
         reply came within about 3 intervals or the transport died."""
         if self._watchdog is not None:
             raise SSHError("The keepalive watchdog is already running.")
+        def lost() -> None:
+            self._lost = True
+            on_lost()
+
         self._watchdog = KeepaliveWatchdog(self._ping, self._transport.is_active, interval,
-                                           on_lost, f"safetunnel-keepalive-{self.target.hostname}")
+                                           lost, f"safetunnel-keepalive-{self.target.hostname}")
         self._watchdog.start()
 
     def _ping(self, budget: float, stop: threading.Event) -> None:
