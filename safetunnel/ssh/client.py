@@ -44,6 +44,13 @@ class AuthSource(Protocol):
     def rejected(self, what: str) -> None: ...
 
 
+def _late_channel(chan: Any, origin: tuple[str, int], server: tuple[str, int]) -> None:
+    """The forward handler once a forward is cancelled or refused. paramiko checks the handler
+    for None and then calls it again later on its transport thread, so clearing it from another
+    thread crashes that thread when a channel arrives in between. A late channel is left open
+    for ``transport.close()`` to close: closing it here could block the transport thread."""
+
+
 def _prefer_key_types(transport: paramiko.Transport, types: tuple[str, ...]) -> None:
     """Ask for the host key types we already pin, first (as OpenSSH does), so a server that
     still has its pinned key is never mistaken for a changed one."""
@@ -167,10 +174,10 @@ class SSHSession:
         try:
             reply = self.global_request("tcpip-forward", (bind, port))
         except SSHError:
-            self._transport.set_forward_handler(None)
+            self._transport.set_forward_handler(_late_channel)
             raise
         if reply is None:
-            self._transport.set_forward_handler(None)
+            self._transport.set_forward_handler(_late_channel)
             raise ForwardRefused(
                 f"{self.target.display} refused to listen on {bind}:{port}.",
                 hint="The port may be taken or not permitted (AllowTcpForwarding, permitlisten);"
@@ -197,7 +204,7 @@ class SSHSession:
         forward, self._forward = self._forward, None
         if forward is None or not self.is_active():
             return  # a lost peer would only make teardown wait out the request timeout
-        self._transport.set_forward_handler(None)
+        self._transport.set_forward_handler(_late_channel)
         try:
             reply = self.global_request("cancel-tcpip-forward", forward, min(self._timeout, 3.0))
             if reply is None:
