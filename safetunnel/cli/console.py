@@ -95,6 +95,11 @@ class ConsoleUI:
     def _yes_no(self, question: str) -> bool:
         return click.confirm(question, default=False, err=True)
 
+    @property
+    def attached(self) -> bool:
+        """True once the share flow handed over its tunnel (it may still be starting)."""
+        return self._tunnel is not None
+
     def attach(self, tunnel: Tunnel, summary: ShareSummary) -> None:
         self._tunnel = tunnel
         self._summary = summary

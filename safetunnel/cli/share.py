@@ -56,30 +56,69 @@ def share_command(port: str, host: str | None, ttl: int | None, idle: int | None
         token_file=token_file, max_connections=max_connections, max_failures=max_failures,
         keepalive=keepalive)
     ui = ConsoleUI(as_json=as_json)
-    tunnel = open_share(request, ui)
-    sys.exit(run_foreground(tunnel, ui))
+    signals = StopSignals(ui)  # before anything opens: `started` may be followed by SIGTERM at once
+    try:
+        tunnel = open_share(request, ui)
+        code = run_foreground(tunnel, ui, signals)
+    finally:
+        signals.restore()
+    sys.exit(code)
 
 
-def run_foreground(tunnel: Tunnel, ui: ConsoleUI) -> int:
-    """Serve until the tunnel ends; signals only request a stop, teardown stays in one place."""
-    interrupted = threading.Event()
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP for the whole share command.
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
+    Until the tunnel is attached to the UI a signal aborts the flow (KeyboardInterrupt for
+    SIGINT, exit 0 otherwise), and the flow's cleanup closes whatever is open. From then on it
+    only asks for a stop, which run_foreground carries out: the `started` event goes out before
+    run_foreground runs, and a SIGTERM in that gap used to kill the process with its record,
+    control socket and forward still in place.
+    """
+
+    def __init__(self, ui: ConsoleUI) -> None:
+        self._ui = ui
+        self._tunnel: Tunnel | None = None
+        self._pending = False
+        self.interrupted = threading.Event()
+        self._previous = {sig: signal.signal(sig, self._on_signal)
+                          for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGINT:
-            interrupted.set()
-        tunnel.request_stop("signal")
+            self.interrupted.set()
+        if self._tunnel is not None:
+            self._tunnel.request_stop("signal")
+        elif self._ui.attached:
+            self._pending = True  # the tunnel is starting; run_foreground stops it
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        else:
+            raise SystemExit(0)
 
-    previous = {sig: signal.signal(sig, on_signal)
-                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    def serve(self, tunnel: Tunnel) -> None:
+        self._tunnel = tunnel
+        if self._pending:
+            tunnel.request_stop("signal")
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def run_foreground(tunnel: Tunnel, ui: ConsoleUI, signals: StopSignals | None = None) -> int:
+    """Serve until the tunnel ends; signals only request a stop, teardown stays in one place."""
+    own = signals is None
+    active = signals if signals is not None else StopSignals(ui)
+    active.serve(tunnel)
     try:
         while not tunnel.wait(1.0):
             ui.status_line(tunnel)
         tunnel.close()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if own:
+            active.restore()
         ui.clear_status()
-    if interrupted.is_set():
+    if active.interrupted.is_set():
         return 130
     if tunnel.stop_reason == "ssh-lost":
         raise ConnectionLost(
