@@ -246,6 +246,9 @@ class SSHSession:
             self._watchdog.stop()
         self.cancel_forward()
         self._transport.close()
+        # paramiko's close() returns once the socket is closed, not when its thread has ended.
+        if self._transport is not threading.current_thread():
+            self._transport.join(self._timeout)
 
     def __enter__(self) -> SSHSession:
         return self
