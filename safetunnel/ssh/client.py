@@ -44,6 +44,13 @@ class AuthSource(Protocol):
     def rejected(self, what: str) -> None: ...
 
 
+def _late_channel(chan: Any, origin: tuple[str, int], server: tuple[str, int]) -> None:
+    """The forward handler once a forward is cancelled or refused. paramiko checks the handler
+    for None and then calls it again later on its transport thread, so clearing it from another
+    thread crashes that thread when a channel arrives in between. A late channel is left open
+    for ``transport.close()`` to close: closing it here could block the transport thread."""
+
+
 def _prefer_key_types(transport: paramiko.Transport, types: tuple[str, ...]) -> None:
     """Ask for the host key types we already pin, first (as OpenSSH does), so a server that
     still has its pinned key is never mistaken for a changed one."""
@@ -150,6 +157,7 @@ class SSHSession:
         self._request_lock = threading.Lock()
         self._forward: tuple[str, int] | None = None
         self._watchdog: KeepaliveWatchdog | None = None
+        self._lost = False  # the watchdog gave up on the peer: never wait on it again
         self._closed = False
         self._close_lock = threading.Lock()
         if not self.strict_kex:
@@ -188,10 +196,10 @@ class SSHSession:
         try:
             reply = self.global_request("tcpip-forward", (bind, port))
         except SSHError:
-            self._transport.set_forward_handler(None)
+            self._transport.set_forward_handler(_late_channel)
             raise
         if reply is None:
-            self._transport.set_forward_handler(None)
+            self._transport.set_forward_handler(_late_channel)
             raise ForwardRefused(
                 f"{self.target.display} refused to listen on {bind}:{port}.",
                 hint="The port may be taken or not permitted (AllowTcpForwarding, permitlisten);"
@@ -209,15 +217,16 @@ class SSHSession:
         return actual
 
     def is_active(self) -> bool:
-        """False once the transport died (peer closed, network error) or was closed."""
-        return bool(self._transport.is_active())
+        """False once the transport died (peer closed, network error) or was closed, or the
+        keepalive watchdog declared the peer lost."""
+        return not self._lost and bool(self._transport.is_active())
 
     def cancel_forward(self) -> None:
         """Stop the server listening (no new connections); open channels stay. Idempotent."""
         forward, self._forward = self._forward, None
-        if forward is None or not self._transport.is_active():
-            return
-        self._transport.set_forward_handler(None)
+        if forward is None or not self.is_active():
+            return  # a lost peer would only make teardown wait out the request timeout
+        self._transport.set_forward_handler(_late_channel)
         try:
             reply = self.global_request("cancel-tcpip-forward", forward, min(self._timeout, 3.0))
             if reply is None:
@@ -231,8 +240,12 @@ class SSHSession:
         reply came within about 3 intervals or the transport died."""
         if self._watchdog is not None:
             raise SSHError("The keepalive watchdog is already running.")
+        def lost() -> None:
+            self._lost = True
+            on_lost()
+
         self._watchdog = KeepaliveWatchdog(self._ping, self._transport.is_active, interval,
-                                           on_lost, f"safetunnel-keepalive-{self.target.hostname}")
+                                           lost, f"safetunnel-keepalive-{self.target.hostname}")
         self._watchdog.start()
 
     def _ping(self, budget: float, stop: threading.Event) -> None:
@@ -255,6 +268,9 @@ class SSHSession:
             self._watchdog.stop()
         self.cancel_forward()
         self._transport.close()
+        # paramiko's close() returns once the socket is closed, not when its thread has ended.
+        if self._transport is not threading.current_thread():
+            self._transport.join(self._timeout)
 
     def __enter__(self) -> SSHSession:
         return self
