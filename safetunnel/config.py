@@ -169,7 +169,10 @@ def _from_data(data: dict[str, Any], path: Path) -> Config:
         default_ttl=_duration(data, "default_ttl", DEFAULT_TTL, path),
         max_ttl=_duration(data, "max_ttl", DEFAULT_MAX_TTL, path),
     )
-    if parse_duration(config.default_ttl) > parse_duration(config.max_ttl):
+    # Only a default_ttl written in the file contradicts max_ttl; the built-in 30m default must
+    # not make a short max_ttl unusable when --ttl is given (validate_ttl checks the TTL used).
+    if "default_ttl" in data and (
+            parse_duration(config.default_ttl) > parse_duration(config.max_ttl)):
         raise ConfigError(f"{path}: default_ttl {config.default_ttl} is longer than "
                           f"max_ttl {config.max_ttl}")
     hosts = data.get("hosts", {})

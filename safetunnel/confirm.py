@@ -68,8 +68,11 @@ class ShareSummary:
         local = self.expires_at.astimezone(self.local_tz)
         utc = self.expires_at.astimezone(UTC)
         zone = local.tzname() or local.strftime("%z")
+        text = f"{local:%H:%M:%S} {zone} {local:%Y-%m-%d}"
+        if local.utcoffset() == utc.utcoffset():
+            return text  # the local zone is UTC: saying it twice only adds noise
         utc_day = "" if utc.date() == local.date() else f" {utc:%Y-%m-%d}"
-        return f"{local:%H:%M:%S} {zone} {local:%Y-%m-%d} ({utc:%H:%M:%S} UTC{utc_day})"
+        return f"{text} ({utc:%H:%M:%S} UTC{utc_day})"
 
 
 def needs_typed_confirmation(summary: ShareSummary) -> bool:

@@ -88,17 +88,20 @@ class _Slot:
 class KeyringAuthSource:
     """Stored secret first; one typed try when interactive; ``None`` when out of options.
 
-    ``prompt`` is None when there is no TTY: then nothing is asked and ``None`` lets the SSH layer
-    raise AuthFailed (exit 5) with :meth:`hint`. ``confirm`` asks whether to replace a stored secret
-    that was rejected. ``notify`` says things once (why the keyring is unused, what was rejected).
-    A replacement passphrase is stored at once (it is verified against the key locally); a
-    replacement password only in :meth:`commit`, which the caller runs after authentication worked.
+    ``store`` defaults to the OS keyring. ``prompt`` is None when there is no TTY: then nothing is
+    asked and ``None`` lets the SSH layer raise AuthFailed (exit 5) with :meth:`hint`. ``confirm``
+    asks whether to replace a stored secret that was rejected. ``notify`` says things once (why the
+    keyring is unused, what was rejected). A replacement passphrase is stored at once (it is
+    verified against the key locally); a replacement password only in :meth:`commit`, which the
+    caller runs after authentication worked.
     """
 
     def __init__(self, store: KeyringStore | None = None, *, prompt: Prompt | None = None,
                  confirm: Confirm | None = None, notify: Notify | None = None,
                  host_label: str | None = None) -> None:
-        self._store = store
+        # No store given means the OS keyring (vetted on first use), not "no keyring": the
+        # share UIs construct this without one, and stored secrets must work for them.
+        self._store = store if store is not None else KeyringStore()
         self._prompt = prompt
         self._confirm = confirm
         self._notify = notify or (lambda _message: None)

@@ -9,31 +9,20 @@ layer's ``SSHTarget``.
 
 from __future__ import annotations
 
-import getpass
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import paramiko
 
 from safetunnel.config import Config, HostProfile
 from safetunnel.errors import ConfigError
 from safetunnel.ssh._invoke import allow_match_exec
+from safetunnel.ssh.target import SSHTarget, from_ssh_config, parse_target
 
-if TYPE_CHECKING:
-    # The SSH layer is built in parallel; unused-ignore keeps mypy quiet once it exists.
-    from safetunnel.ssh.target import (  # type: ignore[import-not-found, unused-ignore]
-        SSHTarget as Target,
-    )
-
-_LITERAL = re.compile(
-    r"^(?:(?P<user>[^@\s:/\[\]]+)@)?"
-    r"(?:\[(?P<v6>[0-9A-Fa-f:.%]+)\]|(?P<host>[A-Za-z0-9][A-Za-z0-9._-]*))"
-    r"(?::(?P<port>\d{1,5}))?$"
-)
 _WILDCARD = re.compile(r"[*?!]")
 
 
@@ -60,16 +49,9 @@ AliasLookup = Callable[[str], HostRef | None]
 
 def parse_literal(text: str, label: str | None = None) -> HostRef:
     """Parse ``[user@]hostname[:port]`` or ``[user@][v6addr]:port``; default user is you."""
-    match = _LITERAL.match(text.strip())
-    if not match:
-        raise ConfigError(f"cannot read {text!r} as [user@]hostname[:port]",
-                          hint="IPv6 addresses go in brackets, e.g. alice@[2001:db8::1]:22.")
-    port = int(match["port"] or 22)
-    if not 0 < port < 65536:
-        raise ConfigError(f"port {port} in {text!r} is out of range (1-65535)")
+    target = parse_target(text)
     return HostRef("literal", label=label if label is not None else text,
-                   hostname=match["v6"] or match["host"], port=port,
-                   user=match["user"] or getpass.getuser())
+                   hostname=target.hostname, port=target.port, user=target.user)
 
 
 def ssh_config_path() -> Path:
@@ -86,16 +68,11 @@ def ssh_aliases(path: Path | None = None) -> list[str]:
 
 def ssh_config_alias(alias: str, path: Path | None = None) -> HostRef | None:
     """The alias as ssh would resolve it (HostName, User, Port, IdentityFile), or None."""
-    path = path or ssh_config_path()
-    if alias not in ssh_aliases(path):
+    target = from_ssh_config(alias, path or ssh_config_path())
+    if target is None:
         return None
-    config = _read_ssh_config(path)
-    assert config is not None  # ssh_aliases found the alias in it
-    found = config.lookup(alias)
-    files = tuple(os.path.expanduser(f) for f in found.get("identityfile", []))
-    return HostRef("alias", label=alias, hostname=found.get("hostname", alias),
-                   port=int(found.get("port", 22)), user=found.get("user") or getpass.getuser(),
-                   identity_files=files)
+    return HostRef("alias", label=alias, hostname=target.hostname, port=target.port,
+                   user=target.user, identity_files=target.identity_files)
 
 
 def locate_host(text: str | None, config: Config, *,
@@ -125,14 +102,12 @@ def locate_host(text: str | None, config: Config, *,
 
 
 def resolve_host(text: str | None, config: Config, *,
-                 alias: AliasLookup = ssh_config_alias) -> Target | None:
+                 alias: AliasLookup = ssh_config_alias) -> SSHTarget | None:
     """``--host`` text → the SSH layer's ``SSHTarget``; None means the built-in gateway."""
     ref = locate_host(text, config, alias=alias)
     if ref.kind == "builtin":
         return None
-    from safetunnel.ssh.target import SSHTarget  # type: ignore[import-not-found, unused-ignore]
-
-    target: Target = SSHTarget(hostname=ref.hostname, port=ref.port, user=ref.user,
+    target = SSHTarget(hostname=ref.hostname, port=ref.port, user=ref.user,
                                identity_files=ref.identity_files, label=ref.label)
     return target
 

@@ -250,19 +250,24 @@ class Tunnel:
 
     def _admit(self, chan: Any, origin: tuple[str, int]) -> None:
         origin_text = f"{origin[0]}:{origin[1]}"
-        if self._stopping or self.stats.open >= self.config.max_connections:
-            reason = "shutting-down" if self._stopping else "max-connections"
+        counters = ConnCounters(origin=origin_text)
+        pump = Pump(chan, counters, self._policy, self.config.local, self._executor.submit,
+                    self._on_decision, self._on_finished, clock=self._clock)
+        # Checked and registered under one lock with teardown's `_stopping`, so a pump is either
+        # refused here or seen (and closed) by teardown; never missed and left blocking.
+        with self._pumps_lock:
+            reason = ("shutting-down" if self._stopping else
+                      "max-connections" if len(self._pumps) >= self.config.max_connections
+                      else None)
+            if reason is None:
+                self._pumps[counters] = pump
+        if reason is not None:
             self.stats.refused_at_door(origin_text, reason)
-            self._executor.submit(chan.close)
+            self._executor.submit(chan.close)  # closing sends a message: not on this thread
             self._emit({"event": "connection", "id": self.id, "origin": origin_text,
                         "protocol": "unknown", "allowed": False, "reason": reason})
             return
-        counters = ConnCounters(origin=origin_text)
         self.stats.opened(counters)
-        pump = Pump(chan, counters, self._policy, self.config.local, self._executor.submit,
-                    self._on_decision, self._on_finished, clock=self._clock)
-        with self._pumps_lock:
-            self._pumps[counters] = pump
         pump.start(pump.run)  # on its first input (see Pump.start)
 
     def _on_decision(self, counters: ConnCounters, allowed: bool, reason: str) -> None:
@@ -327,7 +332,8 @@ class Tunnel:
 
     def _teardown(self) -> None:
         """The single teardown path; runs once, on the supervisor thread."""
-        self._stopping = True
+        with self._pumps_lock:
+            self._stopping = True
         with contextlib.suppress(Exception):
             self._session.cancel_forward()  # no new connections from here on
         deadline = self._clock() + GRACE_SECONDS

@@ -8,12 +8,16 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import paramiko
 import pytest
 from sshd import SSHD, SSHDFactory, start_sshd
 
 from safetunnel.ssh.gateway import Gateway, start_builtin
+
+if TYPE_CHECKING:
+    from e2e import E2E
 
 KEYRING_BACKENDS_DIR = Path(__file__).parent / "keyring_backends"
 # Importable in-process too (tests construct these backends directly).
@@ -115,3 +119,24 @@ def builtin_gateway() -> Iterator[tuple[Gateway, paramiko.PKey]]:
         yield gateway, client_key
     finally:
         gateway.close()
+
+
+@pytest.fixture
+def kit(sandbox: Sandbox) -> Iterator[object]:
+    """tests/e2e_registry_kit.Kit for this sandbox; kills its leftover processes at teardown."""
+    from e2e_registry_kit import Kit
+
+    k = Kit(sandbox)
+    yield k
+    k.cleanup()
+
+
+@pytest.fixture
+def e2e(sandbox: Sandbox) -> Iterator[E2E]:
+    """Runs shares for an end-to-end test; afterwards no share process, no record and no token
+    outside the started event may remain (tests/e2e.py)."""
+    from e2e import E2E
+
+    runner = E2E(sandbox)
+    yield runner
+    runner.finish()

@@ -16,7 +16,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +54,9 @@ class SSHD:
     log_path: Path
     config_path: Path
     process: subprocess.Popen[bytes]
+    # A second AuthorizedKeysFile that starts out absent: `hosts setup-key --install
+    # --remote-file` appends here, because %h/.ssh/authorized_keys would be the real root's.
+    installed_keys: Path | None = None
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -114,7 +117,7 @@ def _config(workdir: Path, port: int, gateway_ports: bool, log_level: str) -> st
         "ListenAddress 127.0.0.1",
         f"HostKey {workdir / 'host_ed25519'}",
         f"PidFile {workdir / 'sshd.pid'}",
-        f"AuthorizedKeysFile {workdir / 'authorized_keys'}",
+        f"AuthorizedKeysFile {workdir / 'authorized_keys'} {workdir / 'installed_keys'}",
         "UsePAM no",
         "StrictModes no",
         "PermitRootLogin prohibit-password",
@@ -148,8 +151,11 @@ def start_sshd(
     gateway_ports: bool = False,
     authorized_options: str = "",
     log_level: str = "DEBUG1",
+    extra_authorized_lines: Sequence[str] = (),
 ) -> SSHD:
     """Start sshd in ``workdir``. ``authorized_options`` prefixes the authorized_keys line.
+
+    ``extra_authorized_lines`` are appended verbatim (other keys, with their own options).
 
     DEBUG1 is the default log level so tests can read what sshd did with a forward request.
     """
@@ -162,7 +168,8 @@ def start_sshd(
     _keygen(client_key_path, "safetunnel-test-client")
     public = client_key_path.with_suffix(".pub").read_text().strip()
     prefix = f"{authorized_options} " if authorized_options else ""
-    (workdir / "authorized_keys").write_text(prefix + public + "\n")
+    lines = [prefix + public, *extra_authorized_lines]
+    (workdir / "authorized_keys").write_text("\n".join(lines) + "\n")
     host_key = paramiko.Ed25519Key.from_private_key_file(str(host_key_path))
     for _attempt in range(5):
         sshd = _launch(workdir, gateway_ports, log_level, host_key, client_key_path)
@@ -197,6 +204,7 @@ def _launch(
         log_path=log_path,
         config_path=config_path,
         process=process,
+        installed_keys=workdir / "installed_keys",
     )
 
 

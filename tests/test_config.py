@@ -172,12 +172,14 @@ def test_no_host_uses_default_then_builtin(sandbox: Sandbox,
     ("h.example", f"{getpass.getuser()}@h.example:22"),
     ("a@[2001:db8::1]:2222", "a@[2001:db8::1]:2222"),
     ("localhost", f"{getpass.getuser()}@localhost:22"),
+    # A bare IPv6 literal has no room for a port, so it is unambiguous (as for `ssh ::1`).
+    ("::1", f"{getpass.getuser()}@[::1]:22"),
 ])
 def test_parse_literal(text: str, display: str) -> None:
     assert parse_literal(text).display == display
 
 
-@pytest.mark.parametrize("text", ["::1", "a@b@c", "h:99999", "h:", "bad host"])
+@pytest.mark.parametrize("text", ["u@@b", "h:99999", "h:", "bad host", "[::1:22"])
 def test_parse_literal_refuses(text: str) -> None:
     with pytest.raises(ConfigError):
         parse_literal(text)

@@ -96,6 +96,11 @@ class ConsoleUI:
     def _yes_no(self, question: str) -> bool:
         return click.confirm(question, default=False, err=True)
 
+    @property
+    def tunnel(self) -> Tunnel | None:
+        """The tunnel once the share flow has made it (before it starts), else None."""
+        return self._tunnel
+
     def attach(self, tunnel: Tunnel, summary: ShareSummary) -> None:
         self._tunnel = tunnel
         self._summary = summary

@@ -7,9 +7,9 @@ import sys
 import click
 
 from safetunnel.cli.console import ConsoleUI
-from safetunnel.cli.share import run_foreground
+from safetunnel.cli.share import serve
 from safetunnel.demo import DemoServer
-from safetunnel.sharing import ShareRequest, open_share
+from safetunnel.sharing import ShareRequest
 
 
 @click.command("demo")
@@ -22,8 +22,7 @@ def demo_command(as_json: bool) -> None:
         ui.say(f"Serving a demo page on 127.0.0.1:{server.port}; sharing it through the "
                "built-in gateway (reachable only from this machine) for 5 minutes.")
         request = ShareRequest(local=server.port, ttl=300, yes=True, builtin_gateway=True)
-        tunnel = open_share(request, ui)
-        code = run_foreground(tunnel, ui)
+        code = serve(request, ui)
     finally:
         server.close()
     sys.exit(code)

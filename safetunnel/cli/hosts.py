@@ -99,3 +99,15 @@ def _say_default(default: str | None, from_env: bool) -> None:
     else:
         origin = " (from SAFETUNNEL_HOST)" if from_env else ""
         click.echo(f"Default host: {default}{origin}.")
+
+
+def _register_key_commands() -> None:
+    # Kept in their own module (hosts.py stays about profiles); importing it here keeps the
+    # lazy loading of safetunnel.cli: paramiko is imported only when `hosts` is used.
+    from safetunnel.cli.hostkeys import setup_key_command, trust_command
+
+    hosts.add_command(trust_command)
+    hosts.add_command(setup_key_command)
+
+
+_register_key_commands()

@@ -7,9 +7,8 @@ import json
 import os
 import signal
 import sys
-import threading
 from types import FrameType
-from typing import cast
+from typing import Any, cast
 
 import click
 
@@ -21,7 +20,6 @@ from safetunnel.errors import ConnectionLost, SafetunnelError
 from safetunnel.gate.policy import GateProtocol
 from safetunnel.sharing import ShareRequest, confirm_share, open_share
 from safetunnel.timefmt import parse_iso_z
-from safetunnel.tunnel import Tunnel
 
 
 @click.command("share")
@@ -71,8 +69,7 @@ def share_command(port: str, host: str | None, ttl: int | None, idle: int | None
     if background_child is not None:
         ui = BackgroundChildUI(background_child)
         request.log_path = _log_path_of_stdout()
-    tunnel = open_share(request, ui)
-    sys.exit(run_foreground(tunnel, ui))
+    sys.exit(serve(request, ui))
 
 
 def run_background(request: ShareRequest, ui: ConsoleUI) -> int:
@@ -101,26 +98,50 @@ def _log_path_of_stdout() -> str | None:
         return None
 
 
-def run_foreground(tunnel: Tunnel, ui: ConsoleUI) -> int:
-    """Serve until the tunnel ends; signals only request a stop, teardown stays in one place."""
-    interrupted = threading.Event()
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP for the whole life of a share, from before the SSH connection.
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
+    Until the tunnel exists a signal cancels the setup (the share flow closes whatever it had
+    opened); from then on it only asks the tunnel to stop, so teardown stays in one place.
+    Installing this only after start would leave a window in which SIGTERM kills the process
+    with its record and socket left behind.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self, ui: ConsoleUI) -> None:
+        self._ui = ui
+        self.interrupted = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        self._previous = {sig: signal.signal(sig, self._on_signal) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGINT:
-            interrupted.set()
+            self.interrupted = True
+        tunnel = self._ui.tunnel
+        if tunnel is None:
+            raise click.exceptions.Exit(130 if self.interrupted else 0)
         tunnel.request_stop("signal")
 
-    previous = {sig: signal.signal(sig, on_signal)
-                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        while not tunnel.wait(1.0):
-            ui.status_line(tunnel)
-        tunnel.close()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        ui.clear_status()
-    if interrupted.is_set():
+
+def serve(request: ShareRequest, ui: ConsoleUI) -> int:
+    """Open the share and serve it until it ends; returns the exit code."""
+    with StopSignals(ui) as signals:
+        tunnel = open_share(request, ui)
+        try:
+            while not tunnel.wait(1.0):
+                ui.status_line(tunnel)
+            tunnel.close()
+        finally:
+            ui.clear_status()
+    if signals.interrupted:
         return 130
     if tunnel.stop_reason == "ssh-lost":
         raise ConnectionLost(

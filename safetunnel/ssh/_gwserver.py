@@ -75,11 +75,15 @@ class Listener:
             with self._lock:
                 self._conns.discard(conn)
 
-    def close(self) -> None:
-        """Stop listening and cut every relayed connection (shutdown wakes blocked threads)."""
+    def stop_listening(self) -> None:
+        """Accept no new connections; the relayed ones carry on (as OpenSSH's cancel does)."""
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
+
+    def close(self) -> None:
+        """Stop listening and cut every relayed connection (shutdown wakes blocked threads)."""
+        self.stop_listening()
         with self._lock:
             conns = list(self._conns)
         for conn in conns:
@@ -100,6 +104,7 @@ class GatewayServer(paramiko.ServerInterface):
         self.authenticated = threading.Event()
         self._lock = threading.Lock()
         self._listeners: dict[tuple[str, int], Listener] = {}
+        self._cancelled: list[Listener] = []  # not listening; their connections may still run
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey,password" if self._passwords else "publickey"
@@ -156,12 +161,21 @@ class GatewayServer(paramiko.ServerInterface):
         with self._lock:
             listener = self._listeners.pop((address, port), None)
         if listener is not None:
-            listener.close()
+            # Only stop listening: cutting the relayed connections here would drop what the
+            # client just sent on them (a 401 written right before the client cancels).
+            listener.stop_listening()
+            with self._lock:
+                self._cancelled.append(listener)
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Close every listener and relayed connection, then join their threads."""
+    def close(self, timeout: float = 5.0, drain: float = 1.0) -> None:
+        """Close every listener; give relays ``drain`` s to deliver what their (closed) channels
+        still hold, then cut the remaining connections and join the threads."""
         with self._lock:
-            listeners, self._listeners = list(self._listeners.values()), {}
+            listeners = [*self._listeners.values(), *self._cancelled]
+            self._listeners, self._cancelled = {}, []
+        for listener in listeners:
+            listener.stop_listening()
+        self.threads.join_all(min(drain, timeout))
         for listener in listeners:
             listener.close()
         self.threads.join_all(timeout)

@@ -44,6 +44,13 @@ class AuthSource(Protocol):
     def rejected(self, what: str) -> None: ...
 
 
+def _late_channel(chan: Any, origin: tuple[str, int], server: tuple[str, int]) -> None:
+    """The forward handler once a forward is cancelled or refused. paramiko checks the handler
+    for None and then calls it again later on its transport thread, so clearing it from another
+    thread crashes that thread when a channel arrives in between. A late channel is left open
+    for ``transport.close()`` to close: closing it here could block the transport thread."""
+
+
 def _prefer_key_types(transport: paramiko.Transport, types: tuple[str, ...]) -> None:
     """Ask for the host key types we already pin, first (as OpenSSH does), so a server that
     still has its pinned key is never mistaken for a changed one."""
@@ -80,6 +87,28 @@ def _verify_host_key(target: SSHTarget, transport: paramiko.Transport,
     if hostkeys is not None:
         hostkeys.pin(target.hostname, target.port, key)
     return "newly-trusted"
+
+
+def fetch_host_key(target: SSHTarget, hostkeys: HostKeyStore | None,
+                   timeout: float = 10.0) -> paramiko.PKey:
+    """The server's host key, from a handshake only: nothing is authenticated or sent.
+
+    Used by ``hosts trust``. It goes through the same transport as :func:`open_session` (same
+    algorithm policy, timeouts and preferred key types), so the key shown is the key a share
+    will be offered later.
+    """
+    transport = TunedTransport(connect_socket(target.hostname, target.port, timeout), timeout)
+    try:
+        if hostkeys is not None:
+            _prefer_key_types(transport, hostkeys.known_types(target.hostname, target.port))
+        try:
+            transport.start_client(timeout=timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"SSH handshake with {target.display} failed: {exc}") from exc
+        key: paramiko.PKey = transport.get_remote_server_key()
+        return key
+    finally:
+        transport.close()
 
 
 def open_session(target: SSHTarget, *, hostkeys: HostKeyStore | None,
@@ -128,6 +157,7 @@ class SSHSession:
         self._request_lock = threading.Lock()
         self._forward: tuple[str, int] | None = None
         self._watchdog: KeepaliveWatchdog | None = None
+        self._lost = False  # the watchdog gave up on the peer: never wait on it again
         self._closed = False
         self._close_lock = threading.Lock()
         if not self.strict_kex:
@@ -166,10 +196,10 @@ class SSHSession:
         try:
             reply = self.global_request("tcpip-forward", (bind, port))
         except SSHError:
-            self._transport.set_forward_handler(None)
+            self._transport.set_forward_handler(_late_channel)
             raise
         if reply is None:
-            self._transport.set_forward_handler(None)
+            self._transport.set_forward_handler(_late_channel)
             raise ForwardRefused(
                 f"{self.target.display} refused to listen on {bind}:{port}.",
                 hint="The port may be taken or not permitted (AllowTcpForwarding, permitlisten);"
@@ -187,15 +217,16 @@ class SSHSession:
         return actual
 
     def is_active(self) -> bool:
-        """False once the transport died (peer closed, network error) or was closed."""
-        return bool(self._transport.is_active())
+        """False once the transport died (peer closed, network error) or was closed, or the
+        keepalive watchdog declared the peer lost."""
+        return not self._lost and bool(self._transport.is_active())
 
     def cancel_forward(self) -> None:
         """Stop the server listening (no new connections); open channels stay. Idempotent."""
         forward, self._forward = self._forward, None
-        if forward is None or not self._transport.is_active():
-            return
-        self._transport.set_forward_handler(None)
+        if forward is None or not self.is_active():
+            return  # a lost peer would only make teardown wait out the request timeout
+        self._transport.set_forward_handler(_late_channel)
         try:
             reply = self.global_request("cancel-tcpip-forward", forward, min(self._timeout, 3.0))
             if reply is None:
@@ -209,8 +240,12 @@ class SSHSession:
         reply came within about 3 intervals or the transport died."""
         if self._watchdog is not None:
             raise SSHError("The keepalive watchdog is already running.")
+        def lost() -> None:
+            self._lost = True
+            on_lost()
+
         self._watchdog = KeepaliveWatchdog(self._ping, self._transport.is_active, interval,
-                                           on_lost, f"safetunnel-keepalive-{self.target.hostname}")
+                                           lost, f"safetunnel-keepalive-{self.target.hostname}")
         self._watchdog.start()
 
     def _ping(self, budget: float, stop: threading.Event) -> None:
@@ -233,6 +268,9 @@ class SSHSession:
             self._watchdog.stop()
         self.cancel_forward()
         self._transport.close()
+        # paramiko's close() returns once the socket is closed, not when its thread has ended.
+        if self._transport is not threading.current_thread():
+            self._transport.join(self._timeout)
 
     def __enter__(self) -> SSHSession:
         return self

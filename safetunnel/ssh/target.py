@@ -17,7 +17,8 @@ from safetunnel.ssh.hostkeys import glob_match
 
 # Conservative on purpose: a hostname reaches log lines, prompts and known_hosts entries.
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})$")
-_USER = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._@+-]{0,63}$")
+# '@' may appear inside a user name (user@domain, as OpenSSH splits at the last '@'), never last.
+_USER = re.compile(r"^[A-Za-z0-9._](?:[A-Za-z0-9._@+-]{0,62}[A-Za-z0-9._+-])?$")
 _BRACKETED = re.compile(r"^\[(?P<host>[^\]]+)\](?::(?P<port>[^:]*))?$")
 _FORMAT_HINT = "Use [user@]host[:port], e.g. alice@bastion.example.com:2222 or [::1]:2222."
 

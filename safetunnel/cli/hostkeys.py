@@ -1,0 +1,170 @@
+"""``hosts trust`` and ``hosts setup-key`` (DESIGN §3.1, §3.6; issue 5).
+
+Registered on the ``hosts`` group by :mod:`safetunnel.cli.hosts`. Prompts live here; the work
+is in :mod:`safetunnel.trust` and :mod:`safetunnel.setupkey`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from safetunnel import paths, setupkey, trust
+from safetunnel.config import load_config, resolve_host, save_config
+from safetunnel.credentials import KeyringAuthSource
+from safetunnel.errors import CredentialError, HostKeyUnknown, NotConfirmed
+from safetunnel.keystore import KeyringStore
+from safetunnel.ssh.client import open_session
+from safetunnel.ssh.hostkeys import HostKeyStore
+from safetunnel.ssh.target import SSHTarget
+
+_KNOWN_HOSTS = click.option("--known-hosts", type=click.Path(dir_okay=False),
+                            help="Read this known_hosts file instead of ~/.ssh/known_hosts.")
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def _say(text: str) -> None:
+    click.echo(text, err=True)
+
+
+@click.command("trust")
+@click.argument("host")
+@click.option("--fingerprint", "expected", metavar="SHA256:…",
+              help="Pin only if the host key has this fingerprint (for scripts).")
+@_KNOWN_HOSTS
+def trust_command(host: str, expected: str | None, known_hosts: str | None) -> None:
+    """Show HOST's SSH host key and pin it in safetunnel's own known_hosts.
+
+    Nothing is sent but the SSH handshake: no login happens. On a terminal you confirm by
+    typing yes; without one, --fingerprint must match (exit 4 otherwise).
+    """
+    info = trust.inspect_host(host, Path(known_hosts) if known_hosts else None)
+    click.echo(f"{info.target.display} presents host key {info.algorithm} {info.fingerprint}")
+    if expected is not None:
+        trust.check_fingerprint(info, expected)  # exit 4 on a mismatch, pinned or not
+        click.echo("The fingerprint matches.")
+    if info.state == "known":
+        click.echo(f"This key is already trusted for {info.name}; nothing to do.")
+        return
+    if expected is None:
+        _confirm_trust(info, host)
+    click.echo(f"Pinned {info.name} in {trust.pin(info)}.")
+
+
+def _confirm_trust(info: trust.HostKeyInfo, host: str) -> None:
+    """A typed yes on a terminal; without one, exit 4 showing what --fingerprint to pass."""
+    if not _interactive():
+        raise HostKeyUnknown(
+            f"The host key of {info.target.display} is not known: {info.algorithm} "
+            f"{info.fingerprint}; not pinned (no terminal to confirm on).",
+            hint=f"Check the fingerprint with the host's administrator, then run "
+                 f"`safetunnel hosts trust {host} --fingerprint {info.fingerprint}`.")
+    _say("Check this fingerprint with the host's owner before you trust it.")
+    answer: str = click.prompt("Type 'yes' to trust and remember this key", default="",
+                               show_default=False, err=True)
+    if answer.strip() != "yes":
+        raise HostKeyUnknown(f"The host key of {info.target.display} was not trusted; "
+                             "nothing was pinned.")
+
+
+@click.command("setup-key")
+@click.argument("name")
+@click.option("--install", is_flag=True,
+              help="Append the line to ~/.ssh/authorized_keys on the host, over SSH.")
+@click.option("--unencrypted", is_flag=True,
+              help="Without a usable keyring, write the key unencrypted (not recommended).")
+@click.option("--allow-public", is_flag=True,
+              help="Also permit --public shares (remote bind 0.0.0.0).")
+@click.option("--yes", is_flag=True, help="Install without asking (for scripts).")
+@click.option("--identity", "login_key", type=click.Path(exists=True, dir_okay=False),
+              help="Key to log in with for --install (default: as the profile did before).")
+@click.option("--remote-file", default=setupkey.DEFAULT_REMOTE_FILE, hidden=True,
+              help="authorized_keys path on the host, relative to its home (tests use this).")
+@_KNOWN_HOSTS
+def setup_key_command(name: str, install: bool, unencrypted: bool, allow_public: bool,
+                      yes: bool, login_key: str | None, remote_file: str,
+                      known_hosts: str | None) -> None:
+    """Make a key for profile NAME that can only do safetunnel's remote forward.
+
+    The key is Ed25519, encrypted with a random passphrase kept in the OS keyring, saved under
+    safetunnel's config dir and recorded as NAME's identity. The authorized_keys line printed
+    allows nothing but a remote forward bound to localhost (and 0.0.0.0 with --allow-public).
+    """
+    config = load_config()
+    config.profile(name)  # a clear error listing the profiles when NAME is not one
+    login = resolve_host(name, config)  # before the profile changes: the old credentials
+    if login is not None and login_key:
+        login = dataclasses.replace(login, identity_files=(login_key,))
+    key = setupkey.prepare_key(name, _key_store(unencrypted))
+    config.hosts[name].identity = str(key.path)
+    save_config(config)
+    line = setupkey.authorized_line(key.public_line, allow_public)
+    verb = "Created" if key.created else "Reusing"
+    _say(f"{verb} {key.path}; host {name} now uses it.")
+    _say("Add this line to ~/.ssh/authorized_keys on the host (it allows only safetunnel's "
+         "remote forward):")
+    click.echo(line)
+    if install and login is not None:
+        _install(login, key.path, line, remote_file, yes, known_hosts)
+
+
+def _key_store(unencrypted: bool) -> KeyringStore | None:
+    store = KeyringStore()
+    status = store.status()
+    if status.usable and not unencrypted:
+        return store
+    if not unencrypted:
+        raise CredentialError(status.reason or "no usable keyring",
+                              hint="The key's passphrase must go into a keyring. Install one, "
+                                   "or pass --unencrypted to accept an unencrypted key file.")
+    _say("WARNING: writing the key UNENCRYPTED. Anyone who can read the file can open this "
+         "tunnel login; it is protected only by its 0600 mode.")
+    return None
+
+
+def _install(login: SSHTarget, new_key: Path, line: str, remote_file: str, yes: bool,
+             known_hosts: str | None) -> None:
+    where = f"{remote_file} of {login.display}"
+    if not yes:
+        if not _interactive():
+            raise NotConfirmed(f"not installed: appending to {where} needs a confirmation",
+                               hint="Run it in a terminal, or pass --yes.")
+        if not click.confirm(f"Append the line to {where}?", default=False, err=True):
+            raise NotConfirmed("not installed; add the line by hand")
+    # Log in with what worked so far, never with the key that is not installed yet.
+    others = tuple(f for f in login.identity_files
+                   if os.path.abspath(os.path.expanduser(f)) != str(new_key))
+    login = dataclasses.replace(login, identity_files=others)
+    store = HostKeyStore(Path(known_hosts) if known_hosts else None, paths.own_known_hosts())
+    interactive = _interactive()
+    auth = KeyringAuthSource(KeyringStore(), notify=_say, host_label=login.label or None,
+                             prompt=_secret_prompt if interactive else None)
+    prompt = _trust_prompt if interactive else None
+    with open_session(login, hostkeys=store, on_unknown_key=prompt, auth=auth) as session:
+        outcome = setupkey.install_line(session.transport, line, remote_file)
+    if outcome == "present":
+        _say(f"The line was already in {where}; nothing changed.")
+    else:
+        _say(f"Installed: appended the line to {where}.")
+
+
+def _secret_prompt(question: str) -> str | None:
+    answer: str = click.prompt(question, hide_input=True, default="", show_default=False,
+                               err=True)
+    return answer or None
+
+
+def _trust_prompt(target: SSHTarget, algorithm: str, fingerprint: str) -> bool:
+    _say(f"The SSH host {target.display} is not known yet.\n  host key: {algorithm} "
+         f"{fingerprint}\nCheck this fingerprint with the host's owner before you trust it.")
+    answer: str = click.prompt("Type 'yes' to trust and remember this key", default="",
+                               show_default=False, err=True)
+    return answer.strip() == "yes"
+

@@ -1,0 +1,88 @@
+"""``hosts trust``: fetch a host's key without logging in, and pin it (DESIGN §3.6, issue 5).
+
+The CLI decides *whether* to pin (typed yes, or a matching ``--fingerprint``); this module only
+looks the key up, compares and pins, so the decision rules are testable without a terminal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import paramiko
+
+from safetunnel import paths
+from safetunnel.config import load_config, resolve_host
+from safetunnel.errors import ConfigError, HostKeyError
+from safetunnel.ssh.client import fetch_host_key
+from safetunnel.ssh.hostkeys import HostKeyStore, fingerprint, host_pattern
+from safetunnel.ssh.target import SSHTarget
+
+
+@dataclass(frozen=True)
+class HostKeyInfo:
+    """What the server presented, and what the known_hosts files say about it.
+
+    ``state`` is "known" (pinned already, in either file) or "unknown"; a changed key never gets
+    this far: :meth:`HostKeyStore.check` raises HostKeyChanged (exit 4), with no override.
+    """
+
+    target: SSHTarget
+    key: paramiko.PKey
+    state: Literal["known", "unknown"]
+    store: HostKeyStore
+
+    @property
+    def algorithm(self) -> str:
+        return self.key.get_name()
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.key)
+
+    @property
+    def name(self) -> str:
+        """The known_hosts name the key is (or will be) pinned under."""
+        return host_pattern(self.target.hostname, self.target.port)
+
+
+def inspect_host(host: str, known_hosts: Path | None = None,
+                 timeout: float = 10.0) -> HostKeyInfo:
+    """Resolve HOST like ``share`` does (profile, ~/.ssh/config alias, literal), fetch its key."""
+    target = resolve_host(host, load_config())
+    if target is None:  # only happens for an empty text; the CLI always passes HOST
+        raise ConfigError("hosts trust needs a HOST")
+    store = HostKeyStore(known_hosts, paths.own_known_hosts())
+    key = fetch_host_key(target, store, timeout)
+    state = store.check(target.hostname, target.port, key)
+    return HostKeyInfo(target=target, key=key, state=state, store=store)
+
+
+def normalize_fingerprint(text: str) -> str:
+    """``SHA256:abc`` as OpenSSH prints it; also accepts the form without prefix or padding."""
+    value = text.strip()
+    if value.upper().startswith("SHA256:"):
+        value = value[len("SHA256:"):]
+    elif ":" in value:
+        raise ConfigError(f"{text!r} is not a SHA256 fingerprint",
+                          hint="Use the SHA256:… form that `ssh-keygen -lf` prints "
+                               "(MD5 fingerprints are not accepted).")
+    return "SHA256:" + value.rstrip("=")
+
+
+def check_fingerprint(info: HostKeyInfo, expected: str) -> None:
+    """HostKeyError (exit 4) unless the presented key has exactly the expected fingerprint."""
+    wanted = normalize_fingerprint(expected)
+    if wanted != info.fingerprint:
+        raise HostKeyError(
+            f"{info.target.display} presented {info.algorithm} {info.fingerprint}, not the "
+            f"expected {wanted}. Nothing was pinned.",
+            hint="Check the fingerprint with the host's administrator; a mismatch can mean "
+                 "someone is intercepting the connection.")
+
+
+def pin(info: HostKeyInfo) -> Path:
+    """Append the key to safetunnel's own known_hosts; returns that file."""
+    info.store.pin(info.target.hostname, info.target.port, info.key)
+    return info.store.own_known_hosts

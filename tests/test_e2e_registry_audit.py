@@ -1,0 +1,152 @@
+"""End to end: the audit log and `log`, file modes, and the refusal of an unsafe state dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from e2e_registry_kit import Kit, http_status, wait_until
+from shareproc import SCRIPT
+from sshd import SSHD
+
+pytestmark = pytest.mark.sshd
+
+
+class Follower:
+    """`safetunnel log ID --follow` in a subprocess, its stdout collected line by line."""
+
+    def __init__(self, kit: Kit, *args: str) -> None:
+        self.proc = subprocess.Popen([SCRIPT, "log", *args, "--follow"], env=kit.env,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, name="test-log-follow")
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, *words: str) -> str:
+        def found() -> bool:
+            return any(all(w in line for w in words) for line in self.lines)
+
+        wait_until(found, what=f"`log --follow` to print a line with {words}; got {self.lines}")
+        return next(line for line in self.lines if all(w in line for w in words))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(5)
+        self._reader.join(5)
+
+
+def test_audit_log_records_a_tunnels_life_and_log_shows_it(kit: Kit, sshd: SSHD) -> None:
+    kit.sshd = sshd
+    event = kit.share_bg(kit.service().port)
+    tunnel_id, port, token = event["id"], event["remote_port"], event["token"]
+    follower = Follower(kit, tunnel_id)
+    try:
+        follower.wait_for(tunnel_id, "started")
+        assert http_status(port, token) == 200
+        follower.wait_for(tunnel_id, "connection", "allowed=True")
+        assert http_status(port, None) == 401
+        follower.wait_for(tunnel_id, "connection", "allowed=False", "reason=unauthorized")
+        kit.ok("extend", tunnel_id, "--by", "1m")
+        follower.wait_for(tunnel_id, "extended", "by=60")
+        kit.ok("kill", tunnel_id)
+        follower.wait_for(tunnel_id, "stopped", "reason=killed")
+        assert follower.proc.poll() is None  # --follow keeps following after the tunnel ended
+    finally:
+        follower.stop()
+    assert follower.lines[0].split() == ["TIME", "ID", "EVENT", "DETAILS"]
+
+    entries = kit.audit(tunnel_id)
+    kinds = [e["event"] for e in entries]
+    assert kinds == ["confirmed", "started", "connection", "connection", "extended", "stopped"]
+    for entry in entries:
+        assert entry["ts"].endswith("Z") and entry["id"] == tunnel_id
+    confirmed, started = entries[0], entries[1]
+    assert confirmed["local"] == event["local"] and confirmed["ssh_host"] == event["ssh_host"]
+    assert confirmed["remote_bind"] == "localhost" and confirmed["ttl"] == 120
+    assert confirmed["risks"] == []
+    assert started["remote_port"] == port and started["pid"] == event["pid"]
+    allowed, denied = entries[2], entries[3]
+    assert allowed["allowed"] is True and allowed["bytes_out"] > 0
+    assert denied["allowed"] is False and denied["reason"] == "unauthorized"
+    assert entries[5]["reason"] == "killed"
+
+    table = kit.ok("log", tunnel_id).stdout.splitlines()
+    assert table[0].split() == ["TIME", "ID", "EVENT", "DETAILS"]
+    assert [line.split()[2] for line in table[1:]] == kinds
+    assert all(line.split()[1] == tunnel_id for line in table[1:])
+    as_json = [json.loads(line) for line in kit.ok("log", "--json").stdout.splitlines()]
+    assert as_json == kit.audit()  # every tunnel's lines, verbatim
+    assert kit.ok("log", "st-000000").stdout.strip() == "No audit entries for st-000000."
+    kit.assert_no_token_on_disk("\n".join(follower.lines), "\n".join(table))
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def test_state_files_and_dirs_are_private(kit: Kit, sshd: SSHD) -> None:
+    kit.sshd = sshd
+    event = kit.share_bg(kit.service().port)
+    state = kit.sandbox.state_dir
+    for directory in (state, state / "tunnels", state / "logs"):
+        assert _mode(directory) == 0o700, directory
+    record, sock = kit.record_path(event["id"]), kit.socket_path(event["id"])
+    logs = list((state / "logs").iterdir())
+    assert logs, "share --background wrote no log"
+    for path in (record, state / "audit.jsonl", *logs):
+        assert _mode(path) == 0o600, path
+    assert stat.S_ISSOCK(sock.lstat().st_mode) and _mode(sock) & 0o077 == 0
+    leftovers = [p.name for p in (state / "tunnels").iterdir() if p.name.startswith(".")]
+    assert leftovers == [], "temp files of atomic writes were left behind"
+    kit.ok("kill", event["id"])
+    kit.assert_no_token_on_disk()
+
+
+def _connections_seen(sshd: SSHD) -> int:
+    return sshd.log_text().count("Connection from 127.0.0.1")
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "background"])
+def test_group_writable_state_dir_is_refused_before_any_network(
+        kit: Kit, sshd: SSHD, background: bool) -> None:
+    kit.sshd = sshd
+    service = kit.service()
+    state = kit.sandbox.state_dir
+    state.mkdir(mode=0o700)
+    os.chmod(state, 0o770)  # the unsafe mode under test
+    args = ["share", str(service.port), "--ttl", "1m", *kit.host_args(), "--yes", "--json"]
+    if background:
+        args.append("--background")
+
+    # The fixture's own readiness probe is one connection; wait for it so the count is stable.
+    wait_until(lambda: _connections_seen(sshd) >= 1, what="sshd to log the readiness probe")
+    seen = _connections_seen(sshd)
+
+    out = kit.run(*args, timeout=60)
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert out.stdout == ""
+    assert f"Error: {state} is writable by group or others (mode 770)" in out.stderr
+    assert f"chmod 700 {state}" in out.stderr
+    assert _connections_seen(sshd) == seen, "share reached the SSH host before refusing"
+    assert service.connections == 0, "share probed the local service before refusing"
+    assert sorted(p.name for p in state.iterdir()) == []
+    assert list(kit.own_processes()) == []
+
+    # Control: with a private state dir the same command does reach sshd (and sshd logs it).
+    os.chmod(state, 0o700)
+    kit.started_from(kit.ok(*args, "--background", timeout=60) if not background
+                     else kit.ok(*args, timeout=60))
+    wait_until(lambda: _connections_seen(sshd) > seen, what="sshd to log the connection")
+    kit.ok("kill", "--all")

@@ -1,0 +1,195 @@
+"""End to end: `share --background` against a real sshd, then `list` and `status` (issue 4).
+
+Everything goes through the real console script; shares run detached, and the ``kit`` fixture
+kills whatever a failing test leaves running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+
+import psutil
+import pytest
+from e2e_registry_kit import LIST_KEYS, Kit, http_status, pid_running, port_accepts, wait_until
+from sshd import SSHD
+
+from safetunnel.registry import Registry, TunnelRecord
+from safetunnel.timefmt import parse_iso_z
+
+pytestmark = pytest.mark.sshd
+
+
+def _parse_human_started(stderr: str) -> tuple[str, int, int, str]:
+    """(id, pid, remote_port, token) from the human started block of `share --background`."""
+    sharing = re.search(r"^Sharing \S+ at localhost:(\d+) on .*\(tunnel (st-[0-9a-f]{6})\)$",
+                        stderr, re.M)
+    token = re.search(r"^\s+token\s+(st_\S{43})\s", stderr, re.M)
+    running = re.search(r"^Running in the background \(pid (\d+)\); log: (\S+)$", stderr, re.M)
+    assert sharing and token and running, stderr
+    assert f"Stop it with: safetunnel kill {sharing.group(2)}" in stderr
+    return sharing.group(2), int(running.group(1)), int(sharing.group(1)), token.group(1)
+
+
+def test_two_background_shares_are_listed_with_correct_fields(kit: Kit, sshd: SSHD) -> None:
+    kit.sshd = sshd
+    first, second = kit.service(), kit.service()
+
+    human = kit.ok(*kit.share_args(first.port, "2m"), timeout=60)
+    id1, pid1, rport1, token1 = _parse_human_started(human.stderr)
+    kit.tokens.append(token1)
+    event2 = kit.share_bg(second.port, "3m")
+    id2, pid2, rport2 = event2["id"], event2["pid"], event2["remote_port"]
+    assert id1 != id2
+    for pid in (pid1, pid2):  # detached: alive after the foreground returned
+        assert pid_running(pid)
+    assert port_accepts(rport1) and port_accepts(rport2)
+
+    records = {r["id"]: r for r in kit.list_json()}
+    assert set(records) == {id1, id2}
+    expected = {
+        id1: (pid1, first.port, rport1, token1, 120),
+        id2: (pid2, second.port, rport2, event2["token"], 180),
+    }
+    for tunnel_id, (pid, port, rport, token, ttl) in expected.items():
+        record = records[tunnel_id]
+        assert set(LIST_KEYS) <= set(record), record
+        assert record["pid"] == pid
+        assert record["local"] == f"127.0.0.1:{port}"
+        assert record["ssh_host"] == f"{sshd.user}@127.0.0.1:{sshd.port}"
+        assert record["remote_bind"] == "localhost"
+        assert record["remote_port"] == rport
+        started, expires = parse_iso_z(record["started_at"]), parse_iso_z(record["expires_at"])
+        assert expires - started == timedelta(seconds=ttl)
+        assert (record["connections"], record["total_connections"]) == (0, 0)
+        assert (record["bytes_in"], record["bytes_out"]) == (0, 0)
+        assert record["token_hash_prefix"] == hashlib.sha256(token.encode()).hexdigest()[:8]
+        assert "token" not in record
+    for key in ("pid", "local", "ssh_host", "remote_bind", "remote_port", "started_at",
+                "expires_at"):
+        assert records[id2][key] == event2[key], key
+
+    table = kit.ok("list").stdout
+    lines = table.splitlines()
+    assert lines[0].split() == ["ID", "LOCAL", "VIA", "REMOTE", "EXPIRES", "IN", "CONNS", "PID"]
+    for tunnel_id, (pid, port, rport, _token, _ttl) in expected.items():
+        row = next(line for line in lines if line.startswith(tunnel_id))
+        cells = row.split()
+        assert cells[1:4] == [f"127.0.0.1:{port}", f"{sshd.user}@127.0.0.1:{sshd.port}",
+                              f"localhost:{rport}"]
+        assert cells[-2:] == ["0/0", str(pid)]
+    assert "Cleaned" not in table
+    kit.assert_no_token_on_disk(table)
+
+
+def test_list_does_not_import_paramiko_or_cryptography(kit: Kit, sshd: SSHD) -> None:
+    """`list` must start fast: the whole command path stays clear of the SSH stack."""
+    kit.sshd = sshd
+    event = kit.share_bg(kit.service().port)  # a live record, so rendering runs too
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "safetunnel", "list"],
+                         env=kit.env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert event["id"] in out.stdout
+    modules = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()
+               if line.startswith("import time:")}
+    assert "psutil" in modules and "click" in modules  # importtime output was really parsed
+    heavy = sorted(m for m in modules if m.split(".")[0] in {"paramiko", "cryptography", "nacl"})
+    assert heavy == [], f"`safetunnel list` imports {heavy}"
+
+
+def test_status_counters_move_after_requests(kit: Kit, sshd: SSHD) -> None:
+    kit.sshd = sshd
+    service = kit.service()
+    event = kit.share_bg(service.port)
+    tunnel_id, port, token = event["id"], event["remote_port"], event["token"]
+    before = kit.status(tunnel_id)
+    assert before["live"] is True
+    assert (before["total_connections"], before["bytes_in"], before["bytes_out"]) == (0, 0, 0)
+    assert before["recent"] == []
+
+    assert http_status(port, token, "/counted") == 200
+    assert http_status(port, None, "/refused") == 401
+    wait_until(lambda: kit.status(tunnel_id)["total_connections"] == 2
+               and len(kit.status(tunnel_id)["recent"]) == 2, what="both connections counted")
+    after = kit.status(tunnel_id)
+    assert after["denied"] == 1 and after["connections"] == 0
+    assert after["bytes_in"] > 0 and after["bytes_out"] > 0
+    allowed, denied = sorted(after["recent"], key=lambda c: not c["allowed"])
+    assert allowed["allowed"] is True and allowed["bytes_out"] > 0
+    assert denied["allowed"] is False and denied["reason"] == "unauthorized"
+    assert denied["bytes_out"] == 0  # the 401 comes from the gate, not the service
+    assert b"/counted" in service.received and b"/refused" not in service.received
+
+    text = kit.ok("status", tunnel_id).stdout
+    assert "0 open, 2 total, 1 denied" in text
+    assert re.search(r"^127\.0\.0\.1:\d+\s+http\s+allowed\s", text, re.M), text
+    assert re.search(r"^127\.0\.0\.1:\d+\s+http\s+denied\s+unauthorized", text, re.M), text
+    # The record (what `list` reads) catches up on its own within its refresh interval.
+    wait_until(lambda: kit.list_json()[0]["total_connections"] == 2, timeout=8,
+               what="the record to be refreshed")
+    kit.assert_no_token_on_disk(text, bytes(service.received).decode(errors="replace"))
+
+
+def test_kill_9_is_pruned_by_the_next_list(kit: Kit, sshd: SSHD) -> None:
+    kit.sshd = sshd
+    event = kit.share_bg(kit.service().port)
+    tunnel_id, pid = event["id"], event["pid"]
+    assert kit.record_path(tunnel_id).exists() and kit.socket_path(tunnel_id).exists()
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not pid_running(pid), what="the share to die")
+
+    out = kit.ok("list")
+    assert out.stdout.splitlines() == ["No active tunnels.", "Cleaned 1 stale entry."]
+    assert not kit.record_path(tunnel_id).exists()
+    assert not kit.socket_path(tunnel_id).exists()
+    assert "Cleaned" not in kit.ok("list").stdout  # pruned once, not on every call
+    # sshd notices the dead client and releases the forward.
+    wait_until(lambda: not port_accepts(event["remote_port"]), what="the remote port to close")
+
+
+def _forge(kit: Kit, pid: int) -> str:
+    """A well-formed record for a live process that is not a share (start time does not match)."""
+    start = psutil.Process(pid).create_time()
+    forged = TunnelRecord(
+        id="st-f0f0f0", pid=pid, pid_start_time=start - 3600.0, local="127.0.0.1:1",
+        ssh_host="mallory@127.0.0.1:22", remote_bind="localhost", remote_port=1,
+        protocol="auto", started_at="2026-01-01T00:00:00Z", expires_at="2026-01-01T00:30:00Z",
+        token_hash_prefix="00000000")
+    Registry(kit.sandbox.state_dir).write(forged)
+    kit.socket_path(forged.id).touch(mode=0o600)
+    return forged.id
+
+
+def test_forged_record_with_a_live_unrelated_pid_is_pruned_and_never_signalled(
+        kit: Kit, sshd: SSHD) -> None:
+    kit.sshd = sshd
+    real = kit.share_bg(kit.service().port)
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        forged = _forge(kit, sleeper.pid)
+        out = kit.ok("kill", forged)
+        assert out.stdout.strip() == f"{forged}: was not running; stale entry removed"
+        assert sleeper.poll() is None, "kill signalled a process that is not a share"
+        assert not kit.record_path(forged).exists() and not kit.socket_path(forged).exists()
+
+        _forge(kit, sleeper.pid)
+        listing = kit.run("list", "--json")
+        assert listing.returncode == 0
+        assert [r["id"] for r in kit.list_json()] == [real["id"]]
+        assert listing.stderr.strip() == "Cleaned 1 stale entry."
+        assert not kit.record_path(forged).exists()
+
+        _forge(kit, sleeper.pid)
+        out = kit.ok("kill", "--all")
+        assert out.stdout.strip() == f"{real['id']}: stopped"
+        assert sleeper.poll() is None, "kill --all signalled a process that is not a share"
+        assert not pid_running(real["pid"])
+        assert kit.ok("list").stdout.strip() == "No active tunnels."
+    finally:
+        sleeper.kill()
+        sleeper.wait(5)

@@ -1,0 +1,85 @@
+"""``safetunnel hosts trust`` against a real sshd, and a share that relies on the pin."""
+
+from __future__ import annotations
+
+from conftest import Sandbox
+from issue5kit import PtyRun, echo_service, env_without_agent, share_started, stop
+from shareproc import run
+from sshd import SSHD
+
+from safetunnel.ssh.hostkeys import fingerprint
+from safetunnel.ssh.keys import generate_ed25519
+
+
+def own_known_hosts(sandbox: Sandbox) -> str:
+    path = sandbox.config_dir / "known_hosts"
+    return path.read_text() if path.exists() else ""
+
+
+def test_trust_by_profile_with_fingerprint_then_share_uses_the_pin(
+        sandbox: Sandbox, sshd: SSHD) -> None:
+    env = env_without_agent(sandbox)
+    assert run(["hosts", "add", "lab", f"{sshd.user}@127.0.0.1:{sshd.port}",
+                "--identity", str(sshd.client_key_path)], env).returncode == 0
+    expected = fingerprint(sshd.host_key)
+    result = run(["hosts", "trust", "lab", "--fingerprint", expected], env)
+    assert result.returncode == 0, result.stderr
+    assert f"ssh-ed25519 {expected}" in result.stdout and "Pinned" in result.stdout
+    assert own_known_hosts(sandbox) == (f"[127.0.0.1]:{sshd.port} ssh-ed25519 "
+                                        f"{sshd.host_key.get_base64()}\n")
+    again = run(["hosts", "trust", "lab"], env)  # no TTY, no --fingerprint: fine when pinned
+    assert again.returncode == 0 and "already trusted" in again.stdout
+    assert own_known_hosts(sandbox).count("\n") == 1  # append-only, but no duplicate
+    # No --known-hosts: the share must find the key in safetunnel's own file, non-interactively.
+    with echo_service() as service:
+        started, proc = share_started([str(service.port), "--host", "lab"], env)
+        assert started["ssh_host"] == f"{sshd.user}@127.0.0.1:{sshd.port}"
+        assert stop(proc, env) == 0
+
+
+def test_trust_mismatched_fingerprint_exits_4_and_pins_nothing(
+        sandbox: Sandbox, sshd: SSHD) -> None:
+    wrong = fingerprint(generate_ed25519())
+    result = run(["hosts", "trust", f"127.0.0.1:{sshd.port}", "--fingerprint", wrong],
+                 sandbox.env)
+    assert result.returncode == 4
+    assert fingerprint(sshd.host_key) in result.stdout and wrong in result.stderr
+    assert own_known_hosts(sandbox) == ""
+
+
+def test_trust_without_tty_or_fingerprint_exits_4_and_shows_it(
+        sandbox: Sandbox, sshd: SSHD) -> None:
+    result = run(["hosts", "trust", f"127.0.0.1:{sshd.port}"], sandbox.env)
+    assert result.returncode == 4
+    expected = fingerprint(sshd.host_key)
+    assert f"--fingerprint {expected}" in result.stderr
+    assert own_known_hosts(sandbox) == ""
+    # And share, without the pin, refuses the same way (exit 4, naming hosts trust).
+    with echo_service() as service:
+        shared = run(["share", str(service.port), "--host", f"127.0.0.1:{sshd.port}", "--yes",
+                      "--identity", str(sshd.client_key_path)], sandbox.env)
+    assert shared.returncode == 4 and "safetunnel hosts trust" in shared.stderr
+
+
+def test_trust_changed_key_exits_4_without_override(sandbox: Sandbox, sshd: SSHD) -> None:
+    sandbox.config_dir.mkdir(mode=0o700)
+    other = generate_ed25519()
+    (sandbox.config_dir / "known_hosts").write_text(
+        f"[127.0.0.1]:{sshd.port} {other.get_name()} {other.get_base64()}\n")
+    result = run(["hosts", "trust", f"127.0.0.1:{sshd.port}", "--fingerprint",
+                  fingerprint(sshd.host_key)], sandbox.env)
+    assert result.returncode == 4 and "HOST KEY CHANGED" in result.stderr
+    assert own_known_hosts(sandbox).count("\n") == 1
+
+
+def test_trust_on_a_tty_needs_a_typed_yes(sandbox: Sandbox, sshd: SSHD) -> None:
+    declined = PtyRun(["hosts", "trust", f"127.0.0.1:{sshd.port}"], sandbox.env)
+    declined.expect(b"Type 'yes'")
+    declined.send("y")  # not "yes": refused
+    assert declined.finish() == 4 and own_known_hosts(sandbox) == ""
+    accepted = PtyRun(["hosts", "trust", f"127.0.0.1:{sshd.port}"], sandbox.env)
+    accepted.expect(fingerprint(sshd.host_key).encode())
+    accepted.expect(b"Type 'yes'")
+    accepted.send("yes")
+    assert accepted.finish() == 0 and b"Pinned" in accepted.seen
+    assert sshd.host_key.get_base64() in own_known_hosts(sandbox)
