@@ -107,6 +107,18 @@ def sshd(sshd_factory: SSHDFactory) -> SSHD:
     return sshd_factory()
 
 
+@pytest.fixture(params=["sshd", "builtin"])
+def via(request: pytest.FixtureRequest) -> SSHD | None:
+    """Where the share goes: the real OpenSSH sshd, or (None) the built-in loopback gateway.
+
+    Tests taking ``via`` run twice, once each way (``e2e.share(port, via=via)``).
+    """
+    if request.param == "sshd":
+        server: SSHD = request.getfixturevalue("sshd")
+        return server
+    return None
+
+
 @pytest.fixture
 def builtin_gateway() -> Iterator[tuple[Gateway, paramiko.PKey]]:
     """The in-process gateway on 127.0.0.1:0 and its client key; closed at teardown.

@@ -1,27 +1,17 @@
-"""Helpers shared by the issue-5 end-to-end tests (trust, stored secrets, setup-key)."""
+"""Helpers shared by the issue-5 end-to-end tests (trust, stored secrets, setup-key).
+
+Command lines, the pty driver and the polling/socket helpers live in e2e.py; this module adds
+only what those tests need on top: an environment without ssh-agent, and a share
+that is started and stopped through the console script.
+"""
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import paramiko
 from conftest import Sandbox
-from services import Service, echo
-from shareproc import SCRIPT, ShareProcess
-
-
-def public_line(key: paramiko.PKey, comment: str = "test") -> str:
-    return f"{key.get_name()} {key.get_base64()} {comment}"
-
-
-def known_hosts_line(host: str, port: int, key: paramiko.PKey) -> str:
-    return f"[{host}]:{port} {key.get_name()} {key.get_base64()}\n"
+from e2e import share_argv
+from shareproc import ShareProcess, run
 
 
 def env_without_agent(sandbox: Sandbox) -> dict[str, str]:
@@ -31,15 +21,9 @@ def env_without_agent(sandbox: Sandbox) -> dict[str, str]:
     return env
 
 
-@contextmanager
-def echo_service() -> Iterator[Service]:
-    with Service(echo) as service:
-        yield service
-
-
 def share_started(args: list[str], env: dict[str, str]) -> tuple[dict[str, Any], ShareProcess]:
-    """Start ``safetunnel share … --yes --json`` and wait for its started event."""
-    proc = ShareProcess(["share", *args, "--yes", "--json", "--ttl", "30s"], env)
+    """Start ``safetunnel share PORT … --ttl 30s --yes --json`` and wait for its started event."""
+    proc = ShareProcess(share_argv(*args, ttl="30s"), env)
     try:
         return proc.started(), proc
     except BaseException:
@@ -54,44 +38,6 @@ def stop(proc: ShareProcess, env: dict[str, str]) -> int:
     Not SIGTERM: cli/share.py installs its signal handlers only after the started event, so a
     signal sent right after it can kill the process before any teardown (reported upstream).
     """
-    killed = subprocess.run([SCRIPT, "kill", "--all"], env=env, capture_output=True, text=True,
-                            timeout=20)
+    killed = run(["kill", "--all"], env, timeout=20)
     assert killed.returncode == 0, killed.stderr
     return proc.wait(20)
-
-
-class PtyRun:
-    """The console script on a pseudo-terminal: answer prompts, collect everything shown."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self._fd, terminal = pty.openpty()
-        self.proc = subprocess.Popen([SCRIPT, *args], stdin=terminal, stdout=terminal,
-                                     stderr=terminal, env=env, close_fds=True)
-        os.close(terminal)
-        self.seen = b""
-
-    def expect(self, text: bytes, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.seen:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} not shown; got {self.seen!r}")
-            try:
-                chunk = os.read(self._fd, 4096)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                raise AssertionError(f"{text!r} not shown before EOF; got {self.seen!r}")
-            self.seen += chunk
-
-    def send(self, line: str) -> None:
-        os.write(self._fd, line.encode() + b"\n")
-
-    def finish(self, timeout: float = 20.0) -> int:
-        code = self.proc.wait(timeout=timeout)
-        try:
-            while chunk := os.read(self._fd, 4096):
-                self.seen += chunk
-        except OSError:  # EIO once the child closed the terminal
-            pass
-        os.close(self._fd)
-        return code

@@ -15,10 +15,13 @@ SCRIPT = str(Path(sys.executable).with_name("safetunnel"))
 
 
 class ShareProcess:
-    """``safetunnel <args>`` with stdout/stderr read by threads into lists (nothing is lost)."""
+    """``safetunnel <args>`` with stdout/stderr read by threads into lists (nothing is lost).
+
+    Every stdout line is a JSON event (``--json``) unless ``json_events`` is false.
+    """
 
     def __init__(self, args: list[str], env: dict[str, str], stdin: int | IO[bytes] | None =
-                 subprocess.DEVNULL) -> None:
+                 subprocess.DEVNULL, json_events: bool = True) -> None:
         self.args = args
         self.proc = subprocess.Popen([SCRIPT, *args], stdin=stdin, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env)
@@ -27,7 +30,8 @@ class ShareProcess:
         self._events: queue.Queue[dict[str, Any]] = queue.Queue()
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self._readers = [
-            threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout_lines, True)),
+            threading.Thread(target=self._read,
+                             args=(self.proc.stdout, self.stdout_lines, json_events)),
             threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr_lines, False)),
         ]
         for reader in self._readers:

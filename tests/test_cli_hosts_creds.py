@@ -2,26 +2,25 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+import shareproc
 from click.testing import CliRunner
 from conftest import Sandbox
+from e2e import Pty
 from secrets_check import assert_secret_absent
 from test_credentials import PASSPHRASE, make_key
 
 from safetunnel.cli import cli
 
-SCRIPT = str(Path(sys.executable).with_name("safetunnel"))
 PASSWORD = "pw with spaces & \"quotes\" ✓"
 
 
 def run(sandbox: Sandbox, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """The real console script, stdin a pipe (never a TTY), env from the sandbox."""
-    return subprocess.run([SCRIPT, *args], input=stdin, capture_output=True, text=True,
-                          env=sandbox.env, timeout=30)
+    return shareproc.run(list(args), sandbox.env, input_text=stdin)
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -163,27 +162,12 @@ def test_creds_empty_stdin_stores_nothing(sandbox: Sandbox) -> None:
 
 def test_creds_set_hidden_prompt_on_a_tty(sandbox: Sandbox) -> None:
     """On a TTY the secret is asked twice without echo; the terminal never shows it."""
-    import os
-    import pty
-
-    controller, terminal = pty.openpty()
-    proc = subprocess.Popen([SCRIPT, "creds", "set", "u@tty.example"], stdin=terminal,
-                            stdout=terminal, stderr=terminal, env=sandbox.env, close_fds=True)
-    os.close(terminal)
-    seen = b""
-    deadline = time.monotonic() + 20
-    for _ in range(2):  # password, then its confirmation
-        while b": " not in seen.rsplit(b"\n", 1)[-1] and time.monotonic() < deadline:
-            seen += os.read(controller, 1024)
-        os.write(controller, PASSWORD.encode() + b"\n")
-        seen += os.read(controller, 1024)
-    assert proc.wait(timeout=20) == 0
-    try:
-        while chunk := os.read(controller, 1024):
-            seen += chunk
-    except OSError:  # EIO once the child has closed the terminal
-        pass
-    os.close(controller)
+    with Pty(["creds", "set", "u@tty.example"], sandbox.env) as tty:
+        for _ in range(2):  # password, then its confirmation
+            tty.expect(": ")
+            tty.send(PASSWORD)
+        assert tty.wait() == 0
+    seen = tty.output
     assert b"Stored the SSH password for u@tty.example:22" in seen
     assert keyring_data(sandbox) == {"password:u@tty.example:22": PASSWORD}
     assert_secret_absent(PASSWORD, sandbox.dirs, [seen])

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import fake_tunnel
 import pytest
+import shareproc
+from shareproc import SCRIPT
 
 from safetunnel import manage
 from safetunnel import registry as reg
 from safetunnel.audit import AuditLog
 from safetunnel.timefmt import parse_iso_z
-
-SCRIPT = str(Path(sys.executable).with_name("safetunnel"))
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def procs() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def run(*args: str, check_code: int | None = 0) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=30)
+    out = shareproc.run(list(args), dict(os.environ))
     if check_code is not None:
         assert out.returncode == check_code, (out.stdout, out.stderr)
     return out

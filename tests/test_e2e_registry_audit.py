@@ -5,33 +5,26 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import threading
 from pathlib import Path
 
 import pytest
-from e2e_registry_kit import Kit, http_status, wait_until
-from shareproc import SCRIPT
+from e2e import http_status, share_argv, wait_until
+from e2e_registry_kit import Kit
+from shareproc import ShareProcess
 from sshd import SSHD
 
 pytestmark = pytest.mark.sshd
 
 
-class Follower:
+class Follower(ShareProcess):
     """`safetunnel log ID --follow` in a subprocess, its stdout collected line by line."""
 
     def __init__(self, kit: Kit, *args: str) -> None:
-        self.proc = subprocess.Popen([SCRIPT, "log", *args, "--follow"], env=kit.env,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, name="test-log-follow")
-        self._reader.start()
+        super().__init__(["log", *args, "--follow"], kit.env, json_events=False)
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+    @property
+    def lines(self) -> list[str]:
+        return [line.rstrip("\n") for line in self.stdout_lines]
 
     def wait_for(self, *words: str) -> str:
         def found() -> bool:
@@ -43,8 +36,7 @@ class Follower:
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
-        self.proc.wait(5)
-        self._reader.join(5)
+        self.wait(5)
 
 
 def test_audit_log_records_a_tunnels_life_and_log_shows_it(kit: Kit, sshd: SSHD) -> None:
@@ -126,7 +118,7 @@ def test_group_writable_state_dir_is_refused_before_any_network(
     state = kit.sandbox.state_dir
     state.mkdir(mode=0o700)
     os.chmod(state, 0o770)  # the unsafe mode under test
-    args = ["share", str(service.port), "--ttl", "1m", *kit.host_args(), "--yes", "--json"]
+    args = share_argv(service.port, ttl="1m", via=sshd)
     if background:
         args.append("--background")
 

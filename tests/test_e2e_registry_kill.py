@@ -6,7 +6,8 @@ import time
 from datetime import timedelta
 
 import pytest
-from e2e_registry_kit import Kit, http_status, pid_running, port_accepts, wait_until
+from e2e import http_status, port_open, wait_until
+from e2e_registry_kit import Kit, pid_running
 from sshd import SSHD
 
 from safetunnel.timefmt import parse_iso_z, utc_now
@@ -28,7 +29,7 @@ def test_kill_id_ends_the_process_frees_the_port_and_removes_record_and_socket(
     assert not pid_running(pid)
     assert not kit.record_path(tunnel_id).exists()
     assert not kit.socket_path(tunnel_id).exists()
-    wait_until(lambda: not port_accepts(port), what="the remote port to be released")
+    wait_until(lambda: not port_open(port), what="the remote port to be released")
     assert kit.ok("list").stdout.strip() == "No active tunnels."  # nothing stale either
     stopped = [e for e in kit.audit(tunnel_id) if e["event"] == "stopped"]
     assert [e["reason"] for e in stopped] == ["killed"]

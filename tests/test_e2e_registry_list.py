@@ -16,7 +16,8 @@ from datetime import timedelta
 
 import psutil
 import pytest
-from e2e_registry_kit import LIST_KEYS, Kit, http_status, pid_running, port_accepts, wait_until
+from e2e import http_status, port_open, wait_until
+from e2e_registry_kit import LIST_KEYS, Kit, pid_running
 from sshd import SSHD
 
 from safetunnel.registry import Registry, TunnelRecord
@@ -48,7 +49,7 @@ def test_two_background_shares_are_listed_with_correct_fields(kit: Kit, sshd: SS
     assert id1 != id2
     for pid in (pid1, pid2):  # detached: alive after the foreground returned
         assert pid_running(pid)
-    assert port_accepts(rport1) and port_accepts(rport2)
+    assert port_open(rport1) and port_open(rport2)
 
     records = {r["id"]: r for r in kit.list_json()}
     assert set(records) == {id1, id2}
@@ -149,7 +150,7 @@ def test_kill_9_is_pruned_by_the_next_list(kit: Kit, sshd: SSHD) -> None:
     assert not kit.socket_path(tunnel_id).exists()
     assert "Cleaned" not in kit.ok("list").stdout  # pruned once, not on every call
     # sshd notices the dead client and releases the forward.
-    wait_until(lambda: not port_accepts(event["remote_port"]), what="the remote port to close")
+    wait_until(lambda: not port_open(event["remote_port"]), what="the remote port to close")
 
 
 def _forge(kit: Kit, pid: int) -> str:

@@ -24,15 +24,6 @@ from sshd import SSHD
 pytestmark = pytest.mark.sshd
 
 
-@pytest.fixture(params=["sshd", "builtin"])
-def via(request: pytest.FixtureRequest) -> SSHD | None:
-    """Where the share goes: the real OpenSSH sshd, or (None) the built-in loopback gateway."""
-    if request.param == "sshd":
-        server: SSHD = request.getfixturevalue("sshd")
-        return server
-    return None
-
-
 def stop_with_sigterm(proc: ShareProcess) -> dict[str, Any]:
     proc.proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0, proc.stderr

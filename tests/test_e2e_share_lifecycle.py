@@ -26,14 +26,6 @@ from sshd import SSHD
 pytestmark = pytest.mark.sshd
 
 
-@pytest.fixture(params=["sshd", "builtin"])
-def via(request: pytest.FixtureRequest) -> SSHD | None:
-    if request.param == "sshd":
-        server: SSHD = request.getfixturevalue("sshd")
-        return server
-    return None
-
-
 def test_ttl_expiry_exits_0_and_releases_the_port(e2e: E2E, via: SSHD | None) -> None:
     service = e2e.service(http_keepalive)
     proc = e2e.share(service.port, ttl="2s", via=via)
@@ -49,7 +41,7 @@ def test_ttl_expiry_exits_0_and_releases_the_port(e2e: E2E, via: SSHD | None) ->
     assert stopped["ended_at"].endswith("Z")
     assert_port_released(port)
     assert e2e.records() == []
-    kinds = [line["event"] for line in e2e.audit_lines()]
+    kinds = [line["event"] for line in e2e.audit()]
     assert kinds[0] == "confirmed" and "started" in kinds and kinds[-1] == "stopped"
 
 

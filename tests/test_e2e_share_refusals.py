@@ -11,7 +11,14 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from e2e import E2E, assert_port_released, http_get, port_open, sshd_args
+from e2e import (
+    E2E,
+    assert_port_released,
+    http_get,
+    known_hosts_line,
+    port_open,
+    sshd_args,
+)
 from services import http_keepalive
 from sshd import SSHD, SSHDFactory
 
@@ -101,7 +108,7 @@ def test_unknown_host_key_exits_4_with_fingerprint_and_trust_command(
 def test_changed_host_key_exits_4(e2e: E2E, sshd: SSHD, tmp_path: Path) -> None:
     other = paramiko.Ed25519Key.from_private_key_file(str(sshd.client_key_path))  # any other key
     changed = tmp_path / "changed_known_hosts"
-    changed.write_text(f"[127.0.0.1]:{sshd.port} {other.get_name()} {other.get_base64()}\n")
+    changed.write_text(known_hosts_line("127.0.0.1", sshd.port, other))
     stderr = _hostkey_refused(e2e, sshd, changed)
     assert "Error:" in stderr
     assert "changed" in stderr.lower() or "does not match" in stderr.lower()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from conftest import Sandbox
-from issue5kit import PtyRun, echo_service, env_without_agent, share_started, stop
+from e2e import Pty, known_hosts_line
+from issue5kit import env_without_agent, share_started, stop
+from services import Service, echo
 from shareproc import run
 from sshd import SSHD
 
@@ -31,7 +33,7 @@ def test_trust_by_profile_with_fingerprint_then_share_uses_the_pin(
     assert again.returncode == 0 and "already trusted" in again.stdout
     assert own_known_hosts(sandbox).count("\n") == 1  # append-only, but no duplicate
     # No --known-hosts: the share must find the key in safetunnel's own file, non-interactively.
-    with echo_service() as service:
+    with Service(echo) as service:
         started, proc = share_started([str(service.port), "--host", "lab"], env)
         assert started["ssh_host"] == f"{sshd.user}@127.0.0.1:{sshd.port}"
         assert stop(proc, env) == 0
@@ -55,7 +57,7 @@ def test_trust_without_tty_or_fingerprint_exits_4_and_shows_it(
     assert f"--fingerprint {expected}" in result.stderr
     assert own_known_hosts(sandbox) == ""
     # And share, without the pin, refuses the same way (exit 4, naming hosts trust).
-    with echo_service() as service:
+    with Service(echo) as service:
         shared = run(["share", str(service.port), "--host", f"127.0.0.1:{sshd.port}", "--yes",
                       "--identity", str(sshd.client_key_path)], sandbox.env)
     assert shared.returncode == 4 and "safetunnel hosts trust" in shared.stderr
@@ -64,8 +66,7 @@ def test_trust_without_tty_or_fingerprint_exits_4_and_shows_it(
 def test_trust_changed_key_exits_4_without_override(sandbox: Sandbox, sshd: SSHD) -> None:
     sandbox.config_dir.mkdir(mode=0o700)
     other = generate_ed25519()
-    (sandbox.config_dir / "known_hosts").write_text(
-        f"[127.0.0.1]:{sshd.port} {other.get_name()} {other.get_base64()}\n")
+    (sandbox.config_dir / "known_hosts").write_text(known_hosts_line("127.0.0.1", sshd.port, other))
     result = run(["hosts", "trust", f"127.0.0.1:{sshd.port}", "--fingerprint",
                   fingerprint(sshd.host_key)], sandbox.env)
     assert result.returncode == 4 and "HOST KEY CHANGED" in result.stderr
@@ -73,13 +74,13 @@ def test_trust_changed_key_exits_4_without_override(sandbox: Sandbox, sshd: SSHD
 
 
 def test_trust_on_a_tty_needs_a_typed_yes(sandbox: Sandbox, sshd: SSHD) -> None:
-    declined = PtyRun(["hosts", "trust", f"127.0.0.1:{sshd.port}"], sandbox.env)
-    declined.expect(b"Type 'yes'")
-    declined.send("y")  # not "yes": refused
-    assert declined.finish() == 4 and own_known_hosts(sandbox) == ""
-    accepted = PtyRun(["hosts", "trust", f"127.0.0.1:{sshd.port}"], sandbox.env)
-    accepted.expect(fingerprint(sshd.host_key).encode())
-    accepted.expect(b"Type 'yes'")
-    accepted.send("yes")
-    assert accepted.finish() == 0 and b"Pinned" in accepted.seen
+    with Pty(["hosts", "trust", f"127.0.0.1:{sshd.port}"], sandbox.env) as declined:
+        declined.expect("Type 'yes'")
+        declined.send("y")  # not "yes": refused
+        assert declined.wait() == 4 and own_known_hosts(sandbox) == ""
+    with Pty(["hosts", "trust", f"127.0.0.1:{sshd.port}"], sandbox.env) as accepted:
+        accepted.expect(fingerprint(sshd.host_key))
+        accepted.expect("Type 'yes'")
+        accepted.send("yes")
+        assert accepted.wait() == 0 and b"Pinned" in accepted.output
     assert sshd.host_key.get_base64() in own_known_hosts(sandbox)

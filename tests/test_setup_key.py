@@ -11,8 +11,10 @@ from pathlib import Path
 import paramiko
 import pytest
 from conftest import Sandbox
-from issue5kit import echo_service, env_without_agent, share_started, stop
+from e2e import public_line
+from issue5kit import env_without_agent, share_started, stop
 from secrets_check import assert_secret_absent
+from services import Service, echo
 from shareproc import run
 from sshd import SSHD, SSHDFactory
 
@@ -45,7 +47,7 @@ def forward_ok(server: SSHD, key: paramiko.PKey, tmp: Path, bind: str, port: int
 def test_emitted_permitlisten_forms_match_the_binds_safetunnel_requests(
         sshd_factory: SSHDFactory, tmp_path: Path, allow_public: bool) -> None:
     key = generate_ed25519()
-    line = setupkey.authorized_line(f"{key.get_name()} {key.get_base64()} t", allow_public)
+    line = setupkey.authorized_line(public_line(key, "t"), allow_public)
     server = sshd_factory(extra_authorized_lines=[line])
     assert forward_ok(server, key, tmp_path, "localhost", 0)  # the default share
     assert forward_ok(server, key, tmp_path, "localhost", FIXED_PORT)  # --remote-port N
@@ -91,7 +93,7 @@ def test_setup_key_installs_a_forward_only_key_that_share_uses(
     shown = run(["hosts", "show", "lab"], env).stdout
     assert f"identity:  {key_path}" in shown
     # The share now logs in with the new key only (the profile's identity) and gets its forward.
-    with echo_service() as service:
+    with Service(echo) as service:
         _, proc = share_started([str(service.port), "--host", "lab"], env)
         assert stop(proc, env) == 0
         public = run(["share", str(service.port), "--host", "lab", "--yes", "--public"], env)

@@ -11,6 +11,7 @@ from typing import Any
 
 import paramiko
 import pytest
+from e2e import port_refused
 from sshd import SSHD, SSHDFactory
 
 from safetunnel.errors import (
@@ -197,14 +198,6 @@ def echo_handler(threads: list[threading.Thread]) -> object:
     return handler
 
 
-def refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), 1).close()
-    except ConnectionRefusedError:
-        return True
-    return False
-
-
 def test_forward_round_trip_and_close_frees_port(sshd: SSHD, tmp_path: Path) -> None:
     threads: list[threading.Thread] = []
     session = connect(sshd, tmp_path)
@@ -217,7 +210,7 @@ def test_forward_round_trip_and_close_frees_port(sshd: SSHD, tmp_path: Path) -> 
     session.close()
     for thread in threads:
         thread.join(5)
-    assert refused(port)
+    assert port_refused(port)
 
 
 def test_empty_bind_is_never_requested(sshd: SSHD, tmp_path: Path) -> None:
@@ -232,7 +225,7 @@ def test_gatewayports_override_detected(sshd_factory: SSHDFactory, tmp_path: Pat
             session.forward("localhost", 0, lambda *a: None)
         assert info.value.exit_code == 6
         port = int(re.search(r"bound port (\d+)", info.value.message).group(1))  # type: ignore[union-attr]
-        assert refused(port)  # cancelled before raising
+        assert port_refused(port)  # cancelled before raising
         assert 'Forwarding listen address "localhost" overridden by server GatewayPorts' in (
             info.value.message)
         threads: list[threading.Thread] = []
@@ -257,7 +250,7 @@ def test_permitlisten_restricts_port(sshd_factory: SSHDFactory, tmp_path: Path) 
     assert "refused to listen on localhost:24124" in info.value.message
     with connect(sshd, tmp_path) as session:
         assert session.forward("localhost", 24123, lambda *a: None) == 24123
-    assert refused(24123)
+    assert port_refused(24123)
 
 
 def test_watchdog_detects_a_frozen_server(sshd: SSHD, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import paramiko
 import psutil
 import pytest
+from e2e import port_refused
 
 from safetunnel.errors import AuthFailed, ConfigError, ForwardRefused
 from safetunnel.ssh.client import SSHSession, open_session
@@ -49,14 +50,6 @@ class Echo:
             thread.join(5)
 
 
-def refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), 1).close()
-    except ConnectionRefusedError:
-        return True
-    return False
-
-
 def listen_ips(port: int) -> set[str]:
     return {c.laddr.ip for c in psutil.net_connections("tcp")
             if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
@@ -85,7 +78,7 @@ def test_forward_through_builtin_gateway(builtin_gateway: BuiltIn) -> None:
         assert sorted(got) == sorted(payload)
         assert echo.origins and echo.origins[0][0] == "127.0.0.1"
     echo.join()
-    assert refused(port)
+    assert port_refused(port)
 
 
 def test_refuses_public_bind_unless_allowed(builtin_gateway: BuiltIn) -> None:
@@ -125,7 +118,7 @@ def test_session_older_than_limit_is_closed() -> None:
         assert lost.wait(4)
         assert time.monotonic() - started < 3
         assert not session.transport.is_active()
-        assert refused(port)
+        assert port_refused(port)
         session.close()
 
 
@@ -144,7 +137,7 @@ def test_close_frees_ports_and_joins_threads() -> None:
     sock.close()
     session.close()
     echo.join()
-    assert refused(port) and refused(gateway_port)
+    assert port_refused(port) and port_refused(gateway_port)
     assert not [t.name for t in threading.enumerate() if t.name.startswith("safetunnel-")]
 
 

@@ -12,22 +12,18 @@ import json
 import logging
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paramiko
 import pytest
 from conftest import Sandbox
-from issue5kit import (
-    PtyRun,
-    echo_service,
-    env_without_agent,
-    known_hosts_line,
-    public_line,
-    share_started,
-    stop,
-)
+from e2e import Pty, known_hosts_line, public_line, share_argv
+from issue5kit import env_without_agent, share_started, stop
 from secrets_check import assert_secret_absent
-from shareproc import run
+from services import Service, echo
+from shareproc import ShareProcess, run
 from sshd import SSHD, SSHDFactory
 from test_credentials import make_key
 
@@ -36,6 +32,19 @@ from safetunnel.ssh.gateway import Gateway
 PASSPHRASE = "stored passphrase ✓ \"q\""
 PASSWORD = "gateway pw & spaces ✓"
 USER = "tester"
+
+
+@dataclass
+class Target:
+    """Where a share goes: ``host`` (user@127.0.0.1:port) and the flags that reach it."""
+
+    host: str
+    args: list[str]
+
+
+@pytest.fixture
+def env(sandbox: Sandbox) -> dict[str, str]:
+    return env_without_agent(sandbox)
 
 
 @pytest.fixture
@@ -50,12 +59,22 @@ def key_sshd(sshd_factory: SSHDFactory, encrypted_key: Path) -> SSHD:
 
 
 @pytest.fixture
-def pw_gateway(tmp_path: Path) -> Iterator[tuple[Gateway, Path]]:
+def key_target(key_sshd: SSHD, encrypted_key: Path) -> Target:
+    """The real sshd, logged into with the passphrase-protected key."""
+    host = f"{key_sshd.user}@127.0.0.1:{key_sshd.port}"
+    return Target(host, ["--host", host, "--identity", str(encrypted_key), "--known-hosts",
+                         str(key_sshd.known_hosts)])
+
+
+@pytest.fixture
+def pw_target(tmp_path: Path) -> Iterator[Target]:
+    """The built-in gateway with password auth, its host key pinned."""
     with Gateway(passwords={USER: PASSWORD}) as gateway:
         gateway.start()
         known = tmp_path / "gw_known_hosts"
         known.write_text(known_hosts_line("127.0.0.1", gateway.address[1], gateway.host_key))
-        yield gateway, known
+        host = f"{USER}@127.0.0.1:{gateway.address[1]}"
+        yield Target(host, ["--host", host, "--known-hosts", str(known)])
 
 
 def password_attempts(caplog: pytest.LogCaptureFixture) -> int:
@@ -63,73 +82,72 @@ def password_attempts(caplog: pytest.LogCaptureFixture) -> int:
                or r.getMessage().startswith("Auth granted (password)"))
 
 
-def test_stored_passphrase_unlocks_key_for_non_interactive_share(
-        sandbox: Sandbox, key_sshd: SSHD, encrypted_key: Path) -> None:
-    env = env_without_agent(sandbox)
-    host = f"{key_sshd.user}@127.0.0.1:{key_sshd.port}"
-    stored = run(["creds", "set", host, "--passphrase-for", str(encrypted_key)], env,
-                 input_text=PASSPHRASE + "\n")
+def assert_not_leaked(secret: str, sandbox: Sandbox, outputs: list[Any]) -> None:
+    """Nowhere on disk (except the test keyring's own file) and in none of ``outputs``."""
+    assert_secret_absent(secret, sandbox.dirs, outputs, allow=[sandbox.keyring_file])
+
+
+def store_then_share(env: dict[str, str], target: Target, secret: str, *creds_args: str,
+                     ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], ShareProcess]:
+    """``creds set HOST …`` with ``secret`` on stdin, then a share that must start and stop."""
+    stored = run(["creds", "set", target.host, *creds_args], env, input_text=secret + "\n")
     assert stored.returncode == 0, stored.stderr
-    with echo_service() as service:
-        _, proc = share_started([str(service.port), "--host", host, "--identity",
-                                 str(encrypted_key), "--known-hosts",
-                                 str(key_sshd.known_hosts)], env)
+    with Service(echo) as service:
+        started, proc = share_started([str(service.port), *target.args], env)
         assert stop(proc, env) == 0
+    return stored, started, proc
+
+
+def share_once(env: dict[str, str], target: Target,
+               *extra: str) -> subprocess.CompletedProcess[str]:
+    """``share PORT --yes … HOST-FLAGS`` to completion (the refusals), with an echo service."""
+    with Service(echo) as service:
+        return run(share_argv(service.port, *target.args, *extra, ttl=None, as_json=False), env)
+
+
+def test_stored_passphrase_unlocks_key_for_non_interactive_share(
+        sandbox: Sandbox, env: dict[str, str], key_sshd: SSHD, key_target: Target,
+        encrypted_key: Path) -> None:
+    stored, _, proc = store_then_share(env, key_target, PASSPHRASE,
+                                       "--passphrase-for", str(encrypted_key))
     assert "Accepted publickey" in key_sshd.log_text()
     outputs = [stored.stdout, stored.stderr, proc.stdout, proc.stderr, key_sshd.log_text()]
-    assert_secret_absent(PASSPHRASE, sandbox.dirs, outputs, allow=[sandbox.keyring_file])
+    assert_not_leaked(PASSPHRASE, sandbox, outputs)
 
 
 def test_stored_password_for_gateway_share(
-        sandbox: Sandbox, pw_gateway: tuple[Gateway, Path],
+        sandbox: Sandbox, env: dict[str, str], pw_target: Target,
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="paramiko.transport")
-    gateway, known = pw_gateway
-    env = env_without_agent(sandbox)
-    host = f"{USER}@127.0.0.1:{gateway.address[1]}"
-    stored = run(["creds", "set", host], env, input_text=PASSWORD + "\n")
-    assert stored.returncode == 0, stored.stderr
-    with echo_service() as service:
-        started, proc = share_started([str(service.port), "--host", host, "--known-hosts",
-                                       str(known)], env)
-        assert started["ssh_host"] == host
-        assert stop(proc, env) == 0
+    stored, started, proc = store_then_share(env, pw_target, PASSWORD)
+    assert started["ssh_host"] == pw_target.host
     assert password_attempts(caplog) == 1
     outputs = [stored.stdout, stored.stderr, proc.stdout, proc.stderr, caplog.text]
-    assert_secret_absent(PASSWORD, sandbox.dirs, outputs, allow=[sandbox.keyring_file])
+    assert_not_leaked(PASSWORD, sandbox, outputs)
 
 
 def test_wrong_stored_password_exit_5_after_one_attempt(
-        sandbox: Sandbox, pw_gateway: tuple[Gateway, Path],
+        sandbox: Sandbox, env: dict[str, str], pw_target: Target,
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="paramiko.transport")
-    gateway, known = pw_gateway
-    env = env_without_agent(sandbox)
-    host = f"{USER}@127.0.0.1:{gateway.address[1]}"
+    host = pw_target.host
     wrong = "not the password"
     assert run(["creds", "set", host], env, input_text=wrong + "\n").returncode == 0
-    with echo_service() as service:
-        result = run(["share", str(service.port), "--host", host, "--known-hosts", str(known),
-                      "--yes", "--json"], env)
+    result = share_once(env, pw_target, "--json")
     assert result.returncode == 5, result.stderr
     assert f"The stored password for {host} was rejected." in result.stderr
     assert f"safetunnel creds set {host}" in result.stderr
     assert result.stdout == ""
     assert password_attempts(caplog) == 1
-    assert_secret_absent(wrong, sandbox.dirs, [result.stdout, result.stderr],
-                         allow=[sandbox.keyring_file])
+    assert_not_leaked(wrong, sandbox, [result.stdout, result.stderr])
 
 
 def test_wrong_stored_passphrase_exit_5_names_it(
-        sandbox: Sandbox, key_sshd: SSHD, encrypted_key: Path) -> None:
-    env = env_without_agent(sandbox)
+        sandbox: Sandbox, env: dict[str, str], key_sshd: SSHD, key_target: Target,
+        encrypted_key: Path) -> None:
     username = "passphrase:" + str(encrypted_key)
     sandbox.keyring_file.write_text(json.dumps({f"safetunnel\0{username}": "wrong phrase"}))
-    host = f"{key_sshd.user}@127.0.0.1:{key_sshd.port}"
-    with echo_service() as service:
-        result = run(["share", str(service.port), "--host", host, "--identity",
-                      str(encrypted_key), "--known-hosts", str(key_sshd.known_hosts), "--yes"],
-                     env)
+    result = share_once(env, key_target)
     assert result.returncode == 5, result.stderr
     assert f"The stored passphrase for {encrypted_key} was rejected." in result.stderr
     assert result.stderr.count("was rejected") == 1
@@ -142,43 +160,31 @@ def test_wrong_stored_passphrase_exit_5_names_it(
     ("st_test_keyrings.PlaintextKeyring", "it stores secrets unencrypted"),
 ])
 def test_unusable_keyring_is_not_used_and_said_once(
-        sandbox: Sandbox, pw_gateway: tuple[Gateway, Path], backend: str, why: str) -> None:
-    gateway, known = pw_gateway
-    env = env_without_agent(sandbox)
-    host = f"{USER}@127.0.0.1:{gateway.address[1]}"
+        sandbox: Sandbox, env: dict[str, str], pw_target: Target, backend: str, why: str,
+        ) -> None:
+    host = pw_target.host
     # The right password sits in the (plaintext) file: a refused backend must not be read.
     sandbox.keyring_file.write_text(json.dumps({f"safetunnel\0password:{host}": PASSWORD}))
     env["PYTHON_KEYRING_BACKEND"] = backend
-    with echo_service() as service:
-        result = run(["share", str(service.port), "--host", host, "--known-hosts", str(known),
-                      "--yes"], env)
+    result = share_once(env, pw_target)
     assert result.returncode == 5, result.stderr
     assert result.stderr.count("No OS keyring is available") == 1 and why in result.stderr
     assert f"safetunnel creds set {host}" in result.stderr
-    assert_secret_absent(PASSWORD, sandbox.dirs, [result.stdout, result.stderr],
-                         allow=[sandbox.keyring_file])
+    assert_not_leaked(PASSWORD, sandbox, [result.stdout, result.stderr])
 
 
 def test_unusable_keyring_falls_back_to_a_prompt_on_a_tty(
-        sandbox: Sandbox, pw_gateway: tuple[Gateway, Path]) -> None:
-    gateway, known = pw_gateway
-    env = env_without_agent(sandbox)
+        sandbox: Sandbox, env: dict[str, str], pw_target: Target) -> None:
     env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
-    host = f"{USER}@127.0.0.1:{gateway.address[1]}"
-    with echo_service() as service:
-        share = PtyRun(["share", str(service.port), "--host", host, "--known-hosts", str(known),
-                        "--yes", "--json", "--ttl", "30s"], env)
+    with Service(echo) as service, \
+            Pty(share_argv(service.port, *pw_target.args, ttl="30s"), env) as share:
         try:
-            share.expect(b"Password for " + host.encode())
+            share.expect("Password for " + pw_target.host)
             share.send(PASSWORD)
-            share.expect(b'"event":"started"')
+            share.expect('"event":"started"')
         finally:
             run(["kill", "--all"], env)
-            try:
-                code = share.finish(10)
-            except subprocess.TimeoutExpired:
-                share.proc.kill()
-                raise
+            code = share.wait(10)  # TimeoutExpired: the pty's close() kills it
     assert code == 0
-    assert share.seen.count(b"No OS keyring is available (backend: fail.Keyring") == 1
-    assert_secret_absent(PASSWORD, sandbox.dirs, [share.seen])
+    assert share.output.count(b"No OS keyring is available (backend: fail.Keyring") == 1
+    assert_secret_absent(PASSWORD, sandbox.dirs, [share.output])
