@@ -18,9 +18,8 @@ import logging
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from safetunnel.gate import (
     Close,
@@ -33,11 +32,11 @@ from safetunnel.gate import (
     ToRemote,
     ToService,
 )
+from safetunnel.pumpio import BUFSIZE, Outbox, RemoteStarter, copy_stream, open_local
 from safetunnel.stats import ConnCounters
 
 log = logging.getLogger("safetunnel.pump")
 
-BUFSIZE = 256 * 1024
 # Deadlines are polled at least this often so a stuck read never outlives the header deadline much.
 _MIN_WAIT = 0.05
 
@@ -55,55 +54,6 @@ class ChannelLike(Protocol):
 Submit = Callable[[Callable[[], None]], object]
 Decision = Callable[[ConnCounters, bool, str], None]
 Finished = Callable[[ConnCounters, bool, str], None]
-
-
-class _StartOnInput:
-    """Stands in for the ``threading.Event`` that paramiko's channel input buffer sets on data,
-    EOF and close (``BufferedPipe.set_event``): each ``set`` starts the remote reader unless one
-    is running (see :meth:`Pump.kick`).
-
-    Handing a pump to a pool thread at MSG_CHANNEL_OPEN, only for it to block until the first data
-    packet, cost one extra thread wake-up per connection on the transport thread; profiled, the
-    lock releases that wake waiting threads were about half of that thread's GIL time. ``set`` runs
-    on the transport thread, inside the buffer's lock: it must only submit, never block or close.
-    """
-
-    def __init__(self, start: Callable[[], None]) -> None:
-        self._start = start
-
-    def set(self) -> None:
-        self._start()
-
-    def clear(self) -> None:
-        pass
-
-    def is_set(self) -> bool:
-        return False
-
-
-class _Outbox:
-    """FIFO of pending writes to one destination, flushed by whichever thread gets there first."""
-
-    def __init__(self, send: Callable[[Any], None]) -> None:
-        self._queue: deque[bytes | bytearray] = deque()
-        self._lock = threading.Lock()
-        self._send = send
-
-    def put(self, data: bytes | bytearray) -> None:
-        self._queue.append(data)
-
-    def flush(self) -> None:
-        with self._lock:
-            while self._queue:
-                self._send(self._queue.popleft())
-
-
-def open_local(address: tuple[str, int], timeout: float = 5.0) -> socket.socket:
-    """Connect to the local service with Nagle off (DESIGN §4)."""
-    sock = socket.create_connection(address, timeout=timeout)
-    sock.settimeout(None)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
 
 
 class Pump:
@@ -133,14 +83,10 @@ class Pump:
         # Built now, so the header deadline runs from the channel open even when the pump only
         # starts on the first data (see start).
         self._gate: Gate | None = Gate(policy, clock())
-        self._start_lock = threading.Lock()
-        self._remote_active = False  # a thread reads (or is about to read) the remote side
-        self._runner: Callable[[], None] | None = None
-        self._in_buffer: Any = None
-        self._starter = _StartOnInput(self.kick)
+        self._starter = RemoteStarter(chan, submit)
         self._sock: socket.socket | None = None
-        self._to_remote = _Outbox(chan.sendall)
-        self._to_service: _Outbox | None = None
+        self._to_remote = Outbox(chan.sendall)
+        self._to_service: Outbox | None = None
         self._piped = False
         self._decided = False
         self._announce = False  # the "allowed" decision is made but not yet reported
@@ -153,38 +99,18 @@ class Pump:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self, runner: Callable[[], None]) -> None:
-        """Submit ``runner`` (which calls :meth:`run`) once the remote has sent something: data,
-        EOF or close. Until then no pool thread waits on this connection; :meth:`kick` starts it
-        anyway (the tunnel does so once :meth:`overdue`, so the header deadline still holds).
-        Channels without a paramiko input buffer start at once."""
-        self._runner = runner
-        in_buffer = getattr(self._chan, "in_buffer", None)
-        if in_buffer is None or not hasattr(in_buffer, "set_event"):
-            self.kick()
-            return
-        self._in_buffer = in_buffer
-        in_buffer.set_event(self._starter)  # sets it at once if input is waiting
+        """Run ``runner`` (which calls :meth:`run`) once the remote has sent something."""
+        self._starter.start(runner)
 
     def kick(self) -> None:
-        """Run the remote reader now unless one is running; idempotent, any thread, never blocks.
-
-        Called on the transport thread for every input while the remote side is parked (see
-        :meth:`_park_remote`), and by the tunnel for overdue pumps."""
-        with self._start_lock:
-            if self._remote_active or self._runner is None:
-                return
-            self._remote_active = True
-            runner = self._runner
-        try:
-            self._submit(runner)
-        except Exception:  # the pool is shut down: teardown is closing every channel anyway
-            log.debug("could not start a pump's remote reader", exc_info=True)
+        """Run the remote reader now unless one is running (the tunnel's deadline check)."""
+        self._starter.kick()
 
     def overdue(self, now: float) -> bool:
         """No thread reads the remote although the gate's deadline passed (a client that sends
         nothing): the tunnel then kicks it, so the gate can time it out."""
         gate = self._gate
-        if self._remote_active or self._piped or self._closed or gate is None:
+        if self._starter.active or self._piped or self._closed or gate is None:
             return False
         deadline = gate.current_deadline
         return deadline is not None and now >= deadline
@@ -206,7 +132,7 @@ class Pump:
             if self._start_service_reader:
                 self._start_service_reader = False
                 handed_over = True
-                self._park_remote()
+                self._starter.park()
                 return True
             if self._piped and not self._closed:
                 self._copy_to_service()
@@ -218,17 +144,6 @@ class Pump:
             if not handed_over:
                 self._direction_done()
         return False
-
-    def _park_remote(self) -> None:
-        """Let the next remote input (data, EOF, close) start a reader; none waits meanwhile."""
-        with self._start_lock:
-            self._remote_active = False
-        if self._in_buffer is None:  # no input event to wait on: read in another thread now
-            self.kick()
-            return
-        # Re-registering sets the event at once if input already arrived (no lost wake-up:
-        # set_event checks under the buffer's lock, and every later feed sets it too).
-        self._in_buffer.set_event(self._starter)
 
     def close(self) -> None:
         """Close both ends; idempotent, callable from any thread (teardown uses it)."""
@@ -259,7 +174,7 @@ class Pump:
             data = self._recv_remote(deadline)
             if data is None:
                 continue  # deadline passed: the next drain turns it into a Close
-            self._count_in(data)
+            self._counters.add_in(len(data))
             with self._gate_lock:
                 if self._piped:  # a 101 from the service switched us while we were reading
                     self._pending_raw_in(data)
@@ -318,7 +233,7 @@ class Pump:
         """First successful authentication: only now is the local service contacted."""
         self._counters.protocol = protocol
         self._sock = open_local(self._service)
-        self._to_service = _Outbox(self._sock.sendall)
+        self._to_service = Outbox(self._sock.sendall)
         # Decided now; reported by _apply once the first bytes are on their way to the service:
         # the sinks (event line, audit) cost ~75 us that no longer sit between the client's
         # request and the service, nor under the gate lock.
@@ -378,7 +293,7 @@ class Pump:
         assert self._sock is not None
         while not self._closed:
             data = self._sock.recv(BUFSIZE)
-            self._count_out(data)
+            self._counters.add_out(len(data))
             with self._gate_lock:
                 if self._piped:
                     if data:
@@ -402,40 +317,18 @@ class Pump:
     def _copy_to_service(self) -> None:
         assert self._sock is not None and self._to_service is not None
         self._to_service.flush()
-        recv, send, counters = self._chan.recv, self._sock.sendall, self._counters
-        while True:
-            data = recv(BUFSIZE)
-            if not data:
-                break
-            counters.bytes_in += len(data)
-            counters.last_activity = time.monotonic()
-            send(data)
+        copy_stream(self._chan.recv, self._sock.sendall, self._counters.add_in)
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_WR)  # pass the half-close on, like ssh -R does
 
     def _copy_to_remote(self) -> None:
         assert self._sock is not None
         self._to_remote.flush()
-        recv, send, counters = self._sock.recv, self._chan.sendall, self._counters
-        while True:
-            data = recv(BUFSIZE)
-            if not data:
-                break
-            counters.bytes_out += len(data)
-            counters.last_activity = time.monotonic()
-            send(data)
+        copy_stream(self._sock.recv, self._chan.sendall, self._counters.add_out)
         with contextlib.suppress(OSError, EOFError):
             self._chan.shutdown_write()
 
     # -- bookkeeping -----------------------------------------------------------------------------
-
-    def _count_in(self, data: bytes) -> None:
-        self._counters.bytes_in += len(data)
-        self._counters.last_activity = time.monotonic()
-
-    def _count_out(self, data: bytes) -> None:
-        self._counters.bytes_out += len(data)
-        self._counters.last_activity = time.monotonic()
 
     def _note_error(self, err: BaseException) -> None:
         if not self._closed:

@@ -26,6 +26,14 @@ class ConnCounters:
     protocol: str | None = None
     last_activity: float = field(default_factory=time.monotonic)
 
+    def add_in(self, count: int) -> None:
+        self.bytes_in += count
+        self.last_activity = time.monotonic()
+
+    def add_out(self, count: int) -> None:
+        self.bytes_out += count
+        self.last_activity = time.monotonic()
+
 
 class TunnelStats:
     """Thread-safe aggregate for status lines, records and `safetunnel status`."""
