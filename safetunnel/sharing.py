@@ -32,7 +32,8 @@ from safetunnel.ssh.gateway import Gateway, start_builtin
 from safetunnel.ssh.hostkeys import HostKeyStore
 from safetunnel.ssh.target import SSHTarget
 from safetunnel.timefmt import utc_now
-from safetunnel.tunnel import Tunnel, TunnelConfig
+from safetunnel.tunnel import Tunnel
+from safetunnel.tunnelconfig import TunnelConfig
 
 DEFAULT_TTL = 30 * 60
 

@@ -15,68 +15,29 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from safetunnel import tokens
 from safetunnel.durations import format_remaining
 from safetunnel.errors import ConfigError
 from safetunnel.gate import FailureBudget, GatePolicy
-from safetunnel.gate.policy import GateProtocol
 from safetunnel.pump import Pump
 from safetunnel.stats import ConnCounters, TunnelStats
 from safetunnel.timefmt import iso_z, utc_now
+from safetunnel.tunnelconfig import (
+    EXIT_CODES,
+    Closeable,
+    EventSink,
+    SessionLike,
+    TunnelConfig,
+)
 
-# Stop reasons (the `stopped` event's `reason`) and the exit code each one means (DESIGN §3.2).
-EXIT_CODES = {"ttl": 0, "idle": 0, "killed": 0, "signal": 0, "ssh-lost": 8,
-              "max-failures": 1, "error": 1}
 WARN_BEFORE = (300, 60)  # warn 5 min and 1 min before expiry
 GRACE_SECONDS = 2.0  # in-flight data gets this long after the forward is cancelled
 TICK = 0.5
 
 log = logging.getLogger("safetunnel.tunnel")
-
-
-class SessionLike(Protocol):
-    """What a tunnel needs from an SSH session (safetunnel.ssh.client.SSHSession)."""
-
-    def forward(self, bind: str, port: int, handler: Callable[[Any, tuple[str, int],
-                tuple[str, int]], None], allow_wildcard: bool = False) -> int: ...
-    def start_watchdog(self, interval: float, on_lost: Callable[[], None]) -> None: ...
-    def cancel_forward(self) -> None: ...
-    def is_active(self) -> bool: ...
-    def close(self) -> None: ...
-
-
-class Closeable(Protocol):
-    def close(self) -> None: ...
-
-
-EventSink = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class TunnelConfig:
-    """What one share does; validated values only (the CLI and API parse user input)."""
-
-    local: tuple[str, int]
-    ttl: int
-    ssh_host: str
-    idle: int | None = None
-    public: bool = False
-    remote_port: int = 0
-    protocol: GateProtocol = "auto"
-    max_connections: int = 256
-    max_failures: int | None = None
-    keepalive: float = 10.0
-    max_ttl: int = 86_400
-    tunnel_id: str = ""
-    show_token: bool = True  # False with --token-file: the token never goes into events
-
-    @property
-    def remote_bind(self) -> str:
-        return "0.0.0.0" if self.public else "localhost"  # noqa: S104 - only with --public
 
 
 class Tunnel:
