@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from gatekit import COOKIE, TOKEN, authed, chunked, make_policy, request, response, run
 
-from safetunnel.gate import Close, Connect, Gate, NeedData, Pipe, ToRemote, ToService
+from safetunnel.gate import Close, Connect, FailureBudget, Gate, NeedData, Pipe, ToRemote, ToService
 
 TOKEN_B = TOKEN.encode()
 
@@ -310,3 +310,53 @@ def _dechunk(data: bytes) -> bytes:
 def test_gate_holds_no_clock_deadline_comes_from_construction() -> None:
     gate = Gate(make_policy(header_timeout=2.5), 100.0)
     assert gate.next_event(100.0) == NeedData(102.5)
+
+
+def test_other_tunnels_cookies_never_reach_the_service() -> None:
+    # Browsers send every tunnel's cookie to every port of a host: another tunnel's token must be
+    # dropped, not forwarded to this tunnel's service.
+    other = "st_" + "Z" * 43
+    result = run([("remote", request("/", [
+        ("Cookie", f"safetunnel_st-999999={other}; a=1; {COOKIE}={TOKEN}"),
+    ]))])
+    assert result.connects == 1
+    assert b"Cookie: a=1\r\n" in result.service
+    assert other.encode() not in result.service
+    assert b"safetunnel_" not in result.service
+
+
+def test_another_tunnels_cookie_is_not_a_candidate_here() -> None:
+    result = run([("remote", request("/", [("Cookie", f"safetunnel_st-999999={TOKEN}")]))])
+    assert b"401" in result.remote and result.service == b""
+
+
+def test_bearer_separated_by_a_tab_is_recognised_and_stripped() -> None:
+    result = run([("remote", request("/", [("Authorization", f"Bearer\t{TOKEN}")]))])
+    assert result.connects == 1
+    assert TOKEN.encode() not in result.service
+    assert b"Authorization" not in result.service
+
+
+@pytest.mark.parametrize("target",
+                         ["/\\evil.example/x", "\\\\evil.example/x", "/\\/evil.example/x"])
+def test_link_redirect_with_backslashes_stays_on_the_origin(target: str) -> None:
+    result = run([("remote", request(f"{target}?safetunnel_token={TOKEN}"))])
+    location = next(line for line in result.remote.split(b"\r\n")
+                    if line.startswith(b"Location:"))
+    assert location == b"Location: /evil.example/x"
+
+
+def test_many_candidates_in_one_request_are_refused_as_one_failure() -> None:
+    budget = FailureBudget()
+    guesses = [("Authorization", "Bearer st_" + "A" * 43) for _ in range(5)]
+    result = run([("remote", request("/", [*guesses, ("Authorization", f"Bearer {TOKEN}")]))],
+                 make_policy(budget=budget))
+    assert b"401" in result.remote
+    assert result.service == b""
+    assert budget.total_failures == 1
+
+
+def test_several_link_parameters_are_not_accepted() -> None:
+    target = f"/?safetunnel_token=st_guess&safetunnel_token={TOKEN}"
+    result = run([("remote", request(target))])
+    assert b"401" in result.remote and result.service == b""

@@ -16,6 +16,10 @@ HeaderList = list[tuple[bytes, bytes]]
 
 TOKEN_HEADER = b"x-safetunnel-token"
 LINK_PARAM = "safetunnel_token"
+COOKIE_PREFIX = b"safetunnel_"
+# One request is one failure for the budget, so it may test only a few candidates: a header, a
+# bearer and a cookie, not hundreds of guesses packed into one request.
+MAX_CANDIDATES = 3
 
 
 @dataclass
@@ -29,6 +33,8 @@ class Carried:
 
     def header_ok(self, token_hash: bytes) -> bool:
         """Any header/bearer/cookie candidate verifies (each one is checked in constant time)."""
+        if len(self.header_tokens) > MAX_CANDIDATES:
+            return False
         return _any_valid(self.header_tokens, token_hash)
 
 
@@ -59,19 +65,31 @@ def extract(raw_headers: Iterable[tuple[bytes, bytes]], target: bytes, cookie: b
 
 def _bearer_token(value: bytes) -> bytes | None:
     # Only an ``st_`` bearer is ours; any other Authorization belongs to the application.
-    scheme, _, credential = value.strip().partition(b" ")
-    credential = credential.strip()
+    # Any whitespace separates scheme and credential (a tab is as valid as a space in HTTP).
+    parts = value.split(None, 1)
+    if len(parts) != 2:
+        return None
+    scheme, credential = parts[0], parts[1].strip()
     if scheme.lower() == b"bearer" and credential.startswith(tokens.PREFIX.encode()):
         return credential
     return None
 
 
 def _strip_cookie(value: bytes, cookie: bytes, found: list[bytes]) -> bytes:
+    """Keep the application's cookies; drop every ``safetunnel_*`` one.
+
+    Browsers do not separate cookies by port, so a viewer of two tunnels on the same host sends
+    both tunnels' cookies to each: forwarding the other one would hand tunnel A's token to
+    tunnel B's service. Only this tunnel's own cookie is a candidate.
+    """
     kept: list[bytes] = []
     for pair in value.split(b";"):
         name, eq, content = pair.strip().partition(b"=")
-        if eq and name.strip() == cookie:
+        name = name.strip()
+        if eq and name == cookie:
             found.append(content.strip().strip(b'"'))
+        elif name.startswith(COOKIE_PREFIX):
+            continue  # another tunnel's token: never forwarded, never a candidate here
         elif pair.strip():
             kept.append(pair.strip())
     return b"; ".join(kept)
@@ -95,7 +113,8 @@ def _same_origin_path(path: bytes) -> bytes:
     # as another origin: the redirect must stay on the tunnel.
     if not path.startswith(b"/"):
         path = urlsplit(path).path or b"/"
-    return b"/" + path.lstrip(b"/")
+    # Browsers read a backslash as "/" in http(s) URLs: "/\\evil.example" means "//evil.example".
+    return b"/" + path.lstrip(b"/\\")
 
 
 def link_reply_headers(location: bytes, cookie: bytes, token: bytes, max_age: float) -> HeaderList:
@@ -115,5 +134,7 @@ def link_reply_headers(location: bytes, cookie: bytes, token: bytes, max_age: fl
 
 def valid_link_token(carried: Carried, token_hash: bytes) -> bytes | None:
     """The link candidate that verified (to put in the cookie), if any."""
+    if len(carried.link_tokens) > 1:
+        return None  # one link carries one token; more is guessing in bulk
     valid = [t for t in carried.link_tokens if tokens.verify(t, token_hash)]
     return valid[0] if valid else None
