@@ -60,6 +60,11 @@ def test_hashed_entries_from_ssh_keygen(tmp_path: Path, keys: dict[str, paramiko
     assert store.check("hashed.example", 2200, keys["ed"]) == "known"
     with pytest.raises(HostKeyChanged):
         store.check("hashed.example", 2200, keys["ed2"])
+    # Host names are case-insensitive and OpenSSH hashes the lowercased name: a capitalised
+    # --host must still hit the pin, so a different key is "changed", never merely "unknown".
+    assert store.check("Hashed.Example", 2200, keys["ed"]) == "known"
+    with pytest.raises(HostKeyChanged):
+        store.check("Hashed.Example", 2200, keys["ed2"])
 
 
 def test_changed_key_same_type(tmp_path: Path, keys: dict[str, paramiko.PKey]) -> None:

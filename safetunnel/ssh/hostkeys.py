@@ -34,7 +34,9 @@ def fingerprint(key: paramiko.PKey) -> str:
 
 def host_pattern(hostname: str, port: int) -> str:
     """The known_hosts name: ``host`` on port 22, ``[host]:port`` otherwise."""
-    return hostname if port == 22 else f"[{hostname}]:{port}"
+    # OpenSSH lowercases the name before matching or hashing it; hashed entries compare exactly.
+    name = hostname.lower()
+    return name if port == 22 else f"[{name}]:{port}"
 
 
 @dataclass(frozen=True)
