@@ -184,3 +184,16 @@ def test_load_authorized_keys(tmp_path: Path) -> None:
     assert [k.asbytes() for k in loaded] == [k.asbytes() for k in keys]
     with pytest.raises(ConfigError):
         load_authorized_keys(tmp_path / "missing")
+
+
+def test_one_session_cannot_pile_up_forwards(builtin_gateway: BuiltIn) -> None:
+    # An authenticated key may hold a few listeners, not hundreds (each costs a port and threads).
+    from safetunnel.ssh._gwserver import MAX_FORWARDS_PER_SESSION
+
+    gateway, key = builtin_gateway
+    with connect(gateway, key) as session:
+        replies = [session.global_request("tcpip-forward", ("localhost", 0))
+                   for _ in range(MAX_FORWARDS_PER_SESSION + 2)]
+    granted = [reply for reply in replies if reply is not None]
+    assert len(granted) == MAX_FORWARDS_PER_SESSION
+    assert replies[-1] is None

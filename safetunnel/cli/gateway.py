@@ -30,11 +30,13 @@ def _parse_listen(text: str) -> tuple[str, int]:
 def own_public_keys() -> list[paramiko.PKey]:
     """On loopback without --authorized-keys: the keys of the user who runs the gateway.
 
-    Their ~/.ssh/authorized_keys and ~/.ssh/id_*.pub; a loopback gateway then serves exactly the
-    person who started it, and nobody has to hand out keys for a local test.
+    Only ~/.ssh/id_*.pub: a loopback gateway then serves exactly the person who started it.
+    ~/.ssh/authorized_keys is not used, because the gateway cannot honour its per-key options
+    (``restrict``, ``from=``, ``no-port-forwarding``): a key sshd limits must not gain forwarding
+    here.
     """
     ssh_dir = Path.home() / ".ssh"
-    files = [ssh_dir / "authorized_keys", *sorted(ssh_dir.glob("id_*.pub"))]
+    files = sorted(ssh_dir.glob("id_*.pub"))
     keys: list[paramiko.PKey] = []
     for path in files:
         if path.is_file():

@@ -23,6 +23,8 @@ from paramiko.common import (
 from safetunnel.ssh._relay import Threads, relay
 from safetunnel.ssh._transport import tune_accepted
 
+MAX_FORWARDS_PER_SESSION = 4
+
 log = logging.getLogger("safetunnel.ssh.gateway")
 _LOOPBACK = {"localhost": "127.0.0.1", "127.0.0.1": "127.0.0.1", "::1": "::1"}
 _WILDCARD = {"", "0.0.0.0", "*"}  # noqa: S104 (only honoured with allow_public)
@@ -144,7 +146,11 @@ class GatewayServer(paramiko.ServerInterface):
 
     def check_port_forward_request(self, address: str, port: int) -> int:
         host = self._bind_host(address)
-        if host is None or (0 < port < 1024) or not 0 <= port < 65536:
+        with self._lock:
+            # A share needs one forward per session; a few leave room for reconnect-style
+            # clients, while an authenticated key cannot pile up listeners and threads.
+            crowded = len(self._listeners) >= MAX_FORWARDS_PER_SESSION
+        if crowded or host is None or (0 < port < 1024) or not 0 <= port < 65536:
             log.info("refused tcpip-forward for %r port %d", address, port)
             return False  # paramiko reads a false value as a refusal
         try:
