@@ -151,13 +151,11 @@ class Pump:
             if self._closed:
                 return
             self._closed = True
+            sock = self._sock
         with contextlib.suppress(Exception):
             self._chan.close()
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                self._sock.close()
+        if sock is not None:
+            _close_socket(sock)
 
     # -- gate phase ------------------------------------------------------------------------------
 
@@ -232,8 +230,13 @@ class Pump:
     def _connect(self, protocol: str) -> None:
         """First successful authentication: only now is the local service contacted."""
         self._counters.protocol = protocol
-        self._sock = open_local(self._service)
-        self._to_service = Outbox(self._sock.sendall)
+        sock = open_local(self._service)
+        with self._state_lock:
+            if self._closed:  # teardown closed us while we connected: don't leak the socket
+                _close_socket(sock)
+                raise ConnectionAbortedError("the tunnel is closing")
+            self._sock = sock
+        self._to_service = Outbox(sock.sendall)
         # Decided now; reported by _apply once the first bytes are on their way to the service:
         # the sinks (event line, audit) cost ~75 us that no longer sit between the client's
         # request and the service, nor under the gate lock.
@@ -346,3 +349,10 @@ class Pump:
         if not self._decided:
             self._decide(False, self._reason)
         self._on_finished(self._counters, self._allowed, self._reason)
+
+
+def _close_socket(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()
