@@ -15,7 +15,7 @@ def main() -> None:
         print(f"remote port {tunnel.remote_port}, expires {tunnel.expires_at}")
         print(f"token (shown once): {tunnel.token}")
         print(f"on the SSH host: curl -H 'X-Safetunnel-Token: {tunnel.token}' "
-              f"http://localhost:{tunnel.remote_port}/")
+              f"http://127.0.0.1:{tunnel.remote_port}/")
         tunnel.wait()  # returns when the TTL ends (or `safetunnel kill` stops it)
 
 

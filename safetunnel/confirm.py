@@ -44,7 +44,7 @@ class ShareSummary:
     fingerprint: str
     ttl_seconds: int
     expires_at: datetime
-    remote_bind: str = "localhost"
+    remote_bind: str = "127.0.0.1"
     remote_port: int = 0  # 0: the server picks, reported after start
     protocol: GateProtocol = "auto"
     idle_seconds: int | None = None
@@ -159,7 +159,8 @@ def _ssh_lines(summary: ShareSummary) -> list[str]:
             who = "ANYONE who can reach this machine on that port"
     else:
         via = f"SSH {summary.ssh_display}"
-        where = f"localhost:{port} on {host}"
+        bind = summary.remote_bind
+        where = f"{f'[{bind}]' if ':' in bind else bind}:{port} on {host}"
         who = f"only users and processes on {host} itself (or colleagues via ssh -L)"
         if summary.public:
             where = f"all interfaces of {host}, port {port} (bind {summary.remote_bind})"
@@ -255,7 +256,7 @@ class _TokenRef:
 def _url_host(summary: ShareSummary) -> str:
     if summary.public:
         return summary.ssh_hostname
-    return "127.0.0.1" if summary.via_builtin else "localhost"
+    return "127.0.0.1" if summary.via_builtin else summary.remote_bind
 
 
 def _endpoint(summary: ShareSummary, remote_port: int) -> str:
@@ -286,7 +287,8 @@ def _where_lines(summary: ShareSummary, remote_port: int) -> list[str]:
     if summary.public:
         return [_row("where", f"anywhere that can reach {host} on port {remote_port}")]
     port_opt = f"-p {summary.ssh_port} " if summary.ssh_port != 22 else ""
-    tunnel = f"ssh -N {port_opt}-L {remote_port}:localhost:{remote_port} {summary.ssh_user}@{host}"
+    bind = summary.remote_bind
+    tunnel = f"ssh -N {port_opt}-L {remote_port}:{bind}:{remote_port} {summary.ssh_user}@{host}"
     return [_row("where", f"on {host}; from another machine, open this tunnel first:"),
             _cmd("ssh -L", tunnel)]
 

@@ -7,8 +7,8 @@ tests/test_setup_key.py, which re-checks them on every run):
   ``restrict`` alone keeps exec working (it only drops the pty), and ``port-forwarding`` opens
   ``direct-tcpip`` to anywhere. So the line adds ``permitopen`` and ``command``.
 * ``permitlisten`` compares the host string literally with the requested bind address:
-  ``localhost:*`` permits exactly the ``localhost`` bind safetunnel requests, for port 0 (the
-  server picks) and for any fixed ``--remote-port``; it refuses ``127.0.0.1`` and ``0.0.0.0``.
+  ``127.0.0.1:*`` permits exactly the ``127.0.0.1`` bind safetunnel requests, for port 0 (the
+  server picks) and for any fixed ``--remote-port``; it refuses ``localhost`` and ``0.0.0.0``.
   ``--public`` requests ``0.0.0.0`` and needs ``0.0.0.0:*`` as well. A bare ``*`` would permit
   every bind, so it is never emitted.
 * Port ``0`` is not a valid permitlisten/permitopen port, and neither is ``none`` in
@@ -33,9 +33,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from safetunnel import fsutil, paths
 from safetunnel.errors import ConfigError, SSHError
 from safetunnel.keystore import KeyringStore, passphrase_username
+from safetunnel.tunnelconfig import LOOPBACK_BIND, PUBLIC_BIND
 
-LISTEN_LOCAL = "localhost:*"
-LISTEN_PUBLIC = "0.0.0.0:*"
+LISTEN_LOCAL = f"{LOOPBACK_BIND}:*"
+LISTEN_PUBLIC = f"{PUBLIC_BIND}:*"
 NO_LOCAL_FORWARD = "invalid.invalid:1"
 FORCED_COMMAND = "/bin/false"
 DEFAULT_REMOTE_FILE = ".ssh/authorized_keys"  # relative: sshd starts commands in the home dir

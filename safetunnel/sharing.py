@@ -33,7 +33,7 @@ from safetunnel.ssh.hostkeys import HostKeyStore
 from safetunnel.ssh.target import SSHTarget
 from safetunnel.timefmt import utc_now
 from safetunnel.tunnel import Tunnel
-from safetunnel.tunnelconfig import TunnelConfig
+from safetunnel.tunnelconfig import LOOPBACK_BIND, PUBLIC_BIND, TunnelConfig
 
 DEFAULT_TTL = 30 * 60
 
@@ -169,7 +169,7 @@ def _confirm_and_start(request: ShareRequest, ui: ShareUI, session: SSHSession,
         ssh_port=target.port, via_builtin=via_builtin, host_key_state=session.host_key_state,
         fingerprint=session.fingerprint, key_type=session.key_type, ttl_seconds=ttl,
         expires_at=utc_now() + timedelta(seconds=ttl),
-        remote_bind="0.0.0.0" if request.public else "localhost",  # noqa: S104
+        remote_bind=PUBLIC_BIND if request.public else LOOPBACK_BIND,
         remote_port=request.remote_port, protocol=request.protocol, idle_seconds=request.idle,
         max_connections=request.max_connections, risks=plan.risks,
         token_file=request.token_file)

@@ -190,8 +190,8 @@ class Tunnel:
             event["token"] = self.token
         event["started_at"] = status["started_at"]
         event["expires_at"] = status["expires_at"]
-        url_host = "localhost" if not self.config.public else self.config.ssh_host.rsplit(
-            "@", 1)[-1].rsplit(":", 1)[0]
+        public_host = self.config.ssh_host.rsplit("@", 1)[-1].rsplit(":", 1)[0]
+        url_host = public_host if self.config.public else self.config.remote_bind
         url = f"http://{url_host}:{self.remote_port}/"
         event["url"] = f"{url}?safetunnel_token={self.token}" if self.config.show_token else url
         return event

@@ -22,6 +22,13 @@ class SessionLike(Protocol):
     def close(self) -> None: ...
 
 
+# The remote end binds 127.0.0.1, not "localhost": for "localhost" sshd binds each loopback
+# family that is free and reports success even when only [::1]:PORT worked, so a link to
+# localhost:PORT could reach another program holding 127.0.0.1:PORT, token and all. An explicit
+# address is either bound exactly or refused (exit 6).
+LOOPBACK_BIND = "127.0.0.1"
+PUBLIC_BIND = "0.0.0.0"  # noqa: S104 - only with --public
+
 class Closeable(Protocol):
     def close(self) -> None: ...
 
@@ -49,4 +56,4 @@ class TunnelConfig:
 
     @property
     def remote_bind(self) -> str:
-        return "0.0.0.0" if self.public else "localhost"  # noqa: S104 - only with --public
+        return PUBLIC_BIND if self.public else LOOPBACK_BIND

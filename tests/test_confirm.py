@@ -40,7 +40,7 @@ def summary(**changes: object) -> ShareSummary:
 
 def with_risks(s: ShareSummary, public: bool = False) -> ShareSummary:
     risks = assess_risks(s.service.port, public, s.ttl_seconds, s.service.exposed)
-    bind = "0.0.0.0" if public else "localhost"
+    bind = "0.0.0.0" if public else "127.0.0.1"
     return dataclasses.replace(s, risks=tuple(risks), remote_bind=bind)
 
 
@@ -49,7 +49,7 @@ About to share 127.0.0.1:62893: python3 (pid 4242, user alice)
   service    listens on 127.0.0.1:62893; protocol: unknown (the probe sends nothing to your service)
   via        SSH alice@bastion.example.com:22
   host key   ssh-ed25519 SHA256:Ynz3Vd0o0yq9nQ6i1Gf3mXw2T7pQ0bS4kY8hJcLrTzA, matches the pinned key
-  remote     localhost:<port picked by the server> on bastion.example.com
+  remote     127.0.0.1:<port picked by the server> on bastion.example.com
   who        only users and processes on bastion.example.com itself (or colleagues via ssh -L)
   access     every connection must present the access token made for this share; HTTP or raw TCP
   until      30m after start: about 14:30:00 CET 2026-11-29 (13:30:00 UTC)
@@ -64,7 +64,7 @@ def test_block_names_the_service_host_key_and_who() -> None:
     text = confirmation_block(summary(remote_port=40123, idle_seconds=600))
     for needle in ("127.0.0.1:62893", "python3", "pid 4242", "user alice",
                    "alice@bastion.example.com:22", FINGERPRINT, "pinned",
-                   "localhost:40123 on bastion.example.com",
+                   "127.0.0.1:40123 on bastion.example.com",
                    "only users and processes on bastion.example.com",
                    "must present the access token", "14:30:00 CET", "13:30:00 UTC", "30m",
                    "10m without connections", "at most 20 connections"):
@@ -162,9 +162,9 @@ def test_prompts_and_answers() -> None:
 
 def test_started_block_loopback_has_curl_link_and_ssh_l() -> None:
     text = started_block(summary(), 40123, TOKEN, tunnel_id="st-1a2b3c")
-    assert f'curl -H "X-Safetunnel-Token: {TOKEN}" http://localhost:40123/' in text
-    assert f"http://localhost:40123/?safetunnel_token={TOKEN}" in text
-    assert "ssh -N -L 40123:localhost:40123 alice@bastion.example.com" in text
+    assert f'curl -H "X-Safetunnel-Token: {TOKEN}" http://127.0.0.1:40123/' in text
+    assert f"http://127.0.0.1:40123/?safetunnel_token={TOKEN}" in text
+    assert "ssh -N -L 40123:127.0.0.1:40123 alice@bastion.example.com" in text
     assert "printf 'SAFETUNNEL %s\\n'" in text  # protocol unknown: both forms
     assert "14:30:00 CET" in text and "13:30:00 UTC" in text
     assert "Ctrl-C to stop" in text and "safetunnel kill st-1a2b3c" in text
@@ -174,7 +174,7 @@ def test_started_block_loopback_has_curl_link_and_ssh_l() -> None:
 def test_started_block_command_lines_are_not_wrapped() -> None:
     text = started_block(summary(), 40123, TOKEN)
     curl = next(line for line in text.splitlines() if "curl -H" in line)
-    assert curl.rstrip().endswith("http://localhost:40123/")
+    assert curl.rstrip().endswith("http://127.0.0.1:40123/")
 
 
 def test_started_block_public_has_no_ssh_l() -> None:
@@ -195,7 +195,7 @@ def test_started_block_builtin_is_local_only() -> None:
 
 def test_started_block_nonstandard_ssh_port() -> None:
     text = started_block(summary(ssh_port=2222), 40123, TOKEN)
-    assert "ssh -N -p 2222 -L 40123:localhost:40123 alice@bastion.example.com" in text
+    assert "ssh -N -p 2222 -L 40123:127.0.0.1:40123 alice@bastion.example.com" in text
 
 
 def test_started_block_follows_protocol() -> None:
@@ -203,7 +203,7 @@ def test_started_block_follows_protocol() -> None:
     assert "curl -H" in http and "SAFETUNNEL" not in http
     tcp = started_block(summary(protocol="tcp"), 40123, TOKEN)
     assert "curl" not in tcp and "safetunnel_token" not in tcp
-    assert "| nc localhost 40123" in tcp
+    assert "| nc 127.0.0.1 40123" in tcp
 
 
 def test_started_block_with_token_file_never_needs_the_token() -> None:

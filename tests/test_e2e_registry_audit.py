@@ -66,7 +66,7 @@ def test_audit_log_records_a_tunnels_life_and_log_shows_it(kit: Kit, sshd: SSHD)
         assert entry["ts"].endswith("Z") and entry["id"] == tunnel_id
     confirmed, started = entries[0], entries[1]
     assert confirmed["local"] == event["local"] and confirmed["ssh_host"] == event["ssh_host"]
-    assert confirmed["remote_bind"] == "localhost" and confirmed["ttl"] == 120
+    assert confirmed["remote_bind"] == "127.0.0.1" and confirmed["ttl"] == 120
     assert confirmed["risks"] == []
     assert started["remote_port"] == port and started["pid"] == event["pid"]
     allowed, denied = entries[2], entries[3]

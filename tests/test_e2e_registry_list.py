@@ -28,7 +28,7 @@ pytestmark = pytest.mark.sshd
 
 def _parse_human_started(stderr: str) -> tuple[str, int, int, str]:
     """(id, pid, remote_port, token) from the human started block of `share --background`."""
-    sharing = re.search(r"^Sharing \S+ at localhost:(\d+) on .*\(tunnel (st-[0-9a-f]{6})\)$",
+    sharing = re.search(r"^Sharing \S+ at 127\.0\.0\.1:(\d+) on .*\(tunnel (st-[0-9a-f]{6})\)$",
                         stderr, re.M)
     token = re.search(r"^\s+token\s+(st_\S{43})\s", stderr, re.M)
     running = re.search(r"^Running in the background \(pid (\d+)\); log: (\S+)$", stderr, re.M)
@@ -63,7 +63,7 @@ def test_two_background_shares_are_listed_with_correct_fields(kit: Kit, sshd: SS
         assert record["pid"] == pid
         assert record["local"] == f"127.0.0.1:{port}"
         assert record["ssh_host"] == f"{sshd.user}@127.0.0.1:{sshd.port}"
-        assert record["remote_bind"] == "localhost"
+        assert record["remote_bind"] == "127.0.0.1"
         assert record["remote_port"] == rport
         started, expires = parse_iso_z(record["started_at"]), parse_iso_z(record["expires_at"])
         assert expires - started == timedelta(seconds=ttl)
@@ -82,7 +82,7 @@ def test_two_background_shares_are_listed_with_correct_fields(kit: Kit, sshd: SS
         row = next(line for line in lines if line.startswith(tunnel_id))
         cells = row.split()
         assert cells[1:4] == [f"127.0.0.1:{port}", f"{sshd.user}@127.0.0.1:{sshd.port}",
-                              f"localhost:{rport}"]
+                              f"127.0.0.1:{rport}"]
         assert cells[-2:] == ["0/0", str(pid)]
     assert "Cleaned" not in table
     kit.assert_no_token_on_disk(table)

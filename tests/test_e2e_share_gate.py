@@ -38,7 +38,7 @@ def test_no_token_or_wrong_token_gets_401_and_the_service_sees_nothing(
     proc = e2e.share(service.port, via=via)
     started = e2e.started(proc)
     port = started["remote_port"]
-    assert started["remote_bind"] == "localhost"
+    assert started["remote_bind"] == "127.0.0.1"
     probed = service.connections  # pre-flight's connect-and-close probe
 
     bare = http_get(port, "/secret-path")
@@ -69,7 +69,7 @@ def test_every_token_carrier_works_and_the_token_never_reaches_the_service(
     started = e2e.started(proc)
     port, token = started["remote_port"], started["token"]
     assert token.startswith("st_") and len(token) == 46
-    assert started["url"] == f"http://localhost:{port}/?safetunnel_token={token}"
+    assert started["url"] == f"http://127.0.0.1:{port}/?safetunnel_token={token}"
 
     header = http_get(port, "/by-header", {"X-Safetunnel-Token": token})
     assert (header.status, header.body) == (200, b"hello /by-header")

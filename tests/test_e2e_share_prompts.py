@@ -58,7 +58,7 @@ def test_accepting_the_prompt_starts_and_serves(e2e: E2E, sshd: SSHD, pty_share:
     share.send("y")
     text = share.expect("safetunnel_token=")
     token = token_from(text)
-    found = re.search(r"localhost:(\d+)", text.split("Share it?")[1])
+    found = re.search(r" at 127\.0\.0\.1:(\d+)", text.split("Share it?")[1])
     assert found, text
     port = int(found.group(1))
     assert http_get(port, "/tty", {"X-Safetunnel-Token": token}).status == 200

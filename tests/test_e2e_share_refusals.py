@@ -159,7 +159,7 @@ def test_permitlisten_restricted_key_refuses_another_port(
         e2e: E2E, sshd_factory: SSHDFactory) -> None:
     allowed, other = free_remote_port(), None
     server = sshd_factory(
-        authorized_options=f'restrict,port-forwarding,permitlisten="localhost:{allowed}"')
+        authorized_options=f'restrict,port-forwarding,permitlisten="127.0.0.1:{allowed}"')
     other = allowed + 1 if not port_open(allowed + 1) else allowed + 2
     service = e2e.service(http_keepalive)
     result = e2e.run(["share", str(service.port), "--ttl", "5s", "--yes", "--json",
@@ -204,3 +204,25 @@ def test_token_file_is_private_never_overwritten_and_not_in_events(
     assert proc.wait(15) == 0
     assert proc.stdout.count(token) == 0  # not even in the started event
     assert token not in proc.stderr
+
+
+def test_remote_port_taken_on_ipv4_loopback_is_refused_not_half_bound(
+        e2e: E2E, sshd: SSHD) -> None:
+    # Another program holds 127.0.0.1:N on the SSH host. Asking sshd for "localhost:N" used to
+    # succeed on [::1]:N alone, while the printed link (127.0.0.1/localhost) reached the other
+    # program, token and all. The explicit 127.0.0.1 bind is refused instead.
+    port = free_remote_port()
+    impostor = socket.socket()
+    impostor.bind(("127.0.0.1", port))
+    impostor.listen(1)
+    try:
+        service = e2e.service(http_keepalive)
+        result = e2e.run(["share", str(service.port), "--ttl", "5s", "--yes", "--json",
+                          "--remote-port", str(port), *sshd_args(sshd)])
+        assert result.returncode == 6, result.stderr
+        assert '"event":"started"' not in result.stdout.replace(" ", "")
+        impostor.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            impostor.accept()  # nobody was sent here
+    finally:
+        impostor.close()

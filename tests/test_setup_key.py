@@ -49,11 +49,11 @@ def test_emitted_permitlisten_forms_match_the_binds_safetunnel_requests(
     key = generate_ed25519()
     line = setupkey.authorized_line(public_line(key, "t"), allow_public)
     server = sshd_factory(extra_authorized_lines=[line])
-    assert forward_ok(server, key, tmp_path, "localhost", 0)  # the default share
-    assert forward_ok(server, key, tmp_path, "localhost", FIXED_PORT)  # --remote-port N
+    assert forward_ok(server, key, tmp_path, "127.0.0.1", 0)  # the default share
+    assert forward_ok(server, key, tmp_path, "127.0.0.1", FIXED_PORT)  # --remote-port N
     assert forward_ok(server, key, tmp_path, "0.0.0.0", 0) is allow_public  # --public
     # OpenSSH compares the host literally: the same loopback, spelled otherwise, is refused.
-    assert not forward_ok(server, key, tmp_path, "127.0.0.1", 0)
+    assert not forward_ok(server, key, tmp_path, "localhost", 0)
     assert not forward_ok(server, key, tmp_path, "::1", 0)
 
 
@@ -80,7 +80,7 @@ def test_setup_key_installs_a_forward_only_key_that_share_uses(
         sandbox: Sandbox, sshd: SSHD, tmp_path: Path) -> None:
     line, env = setup_lab(sandbox, sshd)
     key_path = sandbox.config_dir / "keys" / "lab_ed25519"
-    assert line.startswith('restrict,port-forwarding,permitlisten="localhost:*",'
+    assert line.startswith('restrict,port-forwarding,permitlisten="127.0.0.1:*",'
                            'permitopen="invalid.invalid:1",command="/bin/false" ssh-ed25519 ')
     assert line.endswith(" safetunnel-lab")
     assert sshd.installed_keys is not None and sshd.installed_keys.read_text() == line + "\n"
@@ -118,7 +118,7 @@ def assert_refuses_everything_else(server: SSHD, key: paramiko.PKey, tmp: Path) 
             output = channel.makefile("rb").read()
             assert channel.recv_exit_status() != 0 and b"MARKER" not in output
     assert "forced command" in server.log_text()
-    assert not forward_ok(server, key, tmp, "127.0.0.1", FIXED_PORT)
+    assert not forward_ok(server, key, tmp, "localhost", FIXED_PORT)
 
 
 def test_setup_key_again_reuses_the_key_and_installs_once(sandbox: Sandbox, sshd: SSHD) -> None:

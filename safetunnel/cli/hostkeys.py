@@ -95,7 +95,7 @@ def setup_key_command(name: str, install: bool, unencrypted: bool, allow_public:
 
     The key is Ed25519, encrypted with a random passphrase kept in the OS keyring, saved under
     safetunnel's config dir and recorded as NAME's identity. The authorized_keys line printed
-    allows nothing but a remote forward bound to localhost (and 0.0.0.0 with --allow-public).
+    allows nothing but a remote forward bound to 127.0.0.1 (and 0.0.0.0 with --allow-public).
     """
     config = load_config()
     config.profile(name)  # a clear error listing the profiles when NAME is not one

@@ -188,7 +188,7 @@ class SSHSession:
         if not bind:
             raise ConfigError(
                 "Refusing to request bind address \"\": servers read it as every interface.",
-                hint="Use \"localhost\", or \"0.0.0.0\" with --public.")
+                hint="Use \"127.0.0.1\", or \"0.0.0.0\" with --public.")
         if self._forward is not None:
             raise SSHError("This session already carries a forward; open one session per tunnel.")
         seen = len(self._transport.debug_messages)
