@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import psutil
 
 from safetunnel import fsutil, paths
+from safetunnel.audit import AuditLog
 from safetunnel.errors import StateError, TunnelNotFound
 
 ID_RE = re.compile(r"st-[0-9a-f]{6}")
@@ -146,6 +147,7 @@ class Registry:
         # could be renamed away and replaced by someone else.
         fsutil.ensure_private_dir(base)
         self.dir = fsutil.ensure_private_dir(base / "tunnels")
+        self._audit_path = base / "audit.jsonl"
 
     def record_path(self, tunnel_id: str) -> Path:
         return self.dir / f"{check_tunnel_id(tunnel_id)}.json"
@@ -196,9 +198,16 @@ class Registry:
                 live.append(record)
             else:
                 self.remove(record.id)
+                self._audit_lost(record)
                 pruned += 1
         live.sort(key=lambda r: (r.started_at, r.id))
         return LoadResult(live, pruned)
+
+    def _audit_lost(self, record: TunnelRecord) -> None:
+        """A tunnel killed with -9 never wrote its own ``stopped`` line; say what became of it."""
+        AuditLog(self._audit_path).write(
+            "stopped", record.id, reason="lost",
+            detail="its process was gone; the stale record was removed")
 
     def _prune_path(self, path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):

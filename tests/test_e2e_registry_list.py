@@ -149,6 +149,9 @@ def test_kill_9_is_pruned_by_the_next_list(kit: Kit, sshd: SSHD) -> None:
     assert not kit.record_path(tunnel_id).exists()
     assert not kit.socket_path(tunnel_id).exists()
     assert "Cleaned" not in kit.ok("list").stdout  # pruned once, not on every call
+    # The killed tunnel could not write its own end; the audit log still says how it ended.
+    stops = [e for e in kit.audit(tunnel_id) if e["event"] == "stopped"]
+    assert [e["reason"] for e in stops] == ["lost"]
     # sshd notices the dead client and releases the forward.
     wait_until(lambda: not port_open(event["remote_port"]), what="the remote port to close")
 
