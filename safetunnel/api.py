@@ -47,7 +47,7 @@ def share(port: int | str, *, ttl: str | int = "30m", host: str | None = None,
     ``remote_port``, ``token``, ``expires_at`` and ``close()``.
     """
     request = ShareRequest(
-        local=port, host=host, ttl=_seconds(ttl), idle=_seconds(idle) if idle else None,
+        local=port, host=host, ttl=_seconds(ttl), idle=_seconds(idle),
         remote_port=remote_port, public=public, protocol=protocol, yes=True,
         identity=identity, known_hosts=known_hosts, max_connections=max_connections,
         max_failures=max_failures, keepalive=keepalive)

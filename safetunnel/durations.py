@@ -30,6 +30,8 @@ def parse_duration(text: str) -> int:
         raise DurationError("empty duration; use e.g. 90s, 30m, 1h30m or 2d")
     if raw.startswith("-"):
         raise DurationError(f"{text!r} is negative; a duration must be positive")
+    if raw.isdigit() and int(raw) == 0:
+        raise DurationError(f"{text!r} is zero; a duration must be positive, e.g. 30m")
     if raw.isdigit():
         raise DurationError(f"{text!r} has no unit; write e.g. {raw}m or {raw}s")
     pos = 0

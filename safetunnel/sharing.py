@@ -22,7 +22,7 @@ from safetunnel.config import load_config, resolve_host, validate_ttl
 from safetunnel.confirm import ShareSummary
 from safetunnel.credentials import KeyringAuthSource
 from safetunnel.durations import parse_duration
-from safetunnel.errors import ConfigError, NotConfirmed
+from safetunnel.errors import ConfigError, ForwardRefused, NotConfirmed
 from safetunnel.fsutil import create_exclusive
 from safetunnel.gate.policy import GateProtocol
 from safetunnel.preflight import Risk, ServiceInfo, assess_risks, parse_local, probe_local
@@ -91,7 +91,24 @@ def confirm_share(request: ShareRequest, ui: ShareUI) -> ShareSummary:
     return summary
 
 
+def check_request(request: ShareRequest) -> None:
+    """Refuse values the CLI's option types would refuse; the Python API has no click."""
+    problems = [
+        (request.ttl is not None and request.ttl <= 0, "ttl must be a positive duration"),
+        (request.idle is not None and request.idle <= 0, "idle must be a positive duration"),
+        (not 0 <= request.remote_port <= 65535, "remote_port must be 0-65535 (0: server picks)"),
+        (request.max_connections < 1, "max_connections must be at least 1"),
+        (request.max_failures is not None and request.max_failures < 1,
+         "max_failures must be at least 1"),
+        (request.keepalive <= 0, "keepalive must be a positive number of seconds"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise ConfigError(message)
+
+
 def _run(request: ShareRequest, ui: ShareUI, start: bool) -> Tunnel | ShareSummary:
+    check_request(request)
     config = load_config()
     ttl = request.ttl if request.ttl is not None else parse_duration(config.default_ttl)
     validate_ttl(ttl, config)
@@ -109,6 +126,9 @@ def _run(request: ShareRequest, ui: ShareUI, start: bool) -> Tunnel | ShareSumma
             if not typed else "Run it in a terminal: this share is risky and needs a typed "
             "confirmation (only --yes together with --public replaces it).")
     target = None if request.builtin_gateway else resolve_host(request.host, config)
+    if target is None and request.public:
+        raise ConfigError("the built-in gateway listens on this machine's loopback only",
+                          hint="--public needs an SSH host: pass --host or set a default host.")
     if target is not None and request.identity:
         target = dataclasses.replace(target, identity_files=(request.identity,))
     session, owned = _connect(target, request, ui)
@@ -204,10 +224,16 @@ def _confirm_and_start(request: ShareRequest, ui: ShareUI, session: SSHSession,
     ui.attach(tunnel, summary)
     try:
         tunnel.start(on_up=books.start)
-    except BaseException:
+    except BaseException as err:
         if token_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 token_path.unlink()
+        if via_builtin and isinstance(err, ForwardRefused):
+            # The session's own message names a throwaway in-process host the user never saw.
+            raise ForwardRefused(
+                f"the built-in gateway could not listen on 127.0.0.1:{request.remote_port}",
+                hint="That port is probably in use on this machine; --remote-port 0 picks a "
+                "free one.") from err
         raise
     return tunnel
 

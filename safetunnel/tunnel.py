@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from safetunnel import tokens
-from safetunnel.durations import format_remaining
+from safetunnel.durations import format_duration, format_remaining
 from safetunnel.errors import ConfigError
 from safetunnel.gate import FailureBudget, GatePolicy
 from safetunnel.pump import Pump
@@ -160,7 +160,7 @@ class Tunnel:
         new_expiry = self._expires_mono + seconds
         if new_expiry - self._start_mono > self.config.max_ttl + 0.5:
             raise ConfigError(
-                f"extending by {seconds}s would run past max_ttl "
+                f"extending by {format_duration(seconds)} would run past max_ttl "
                 f"({format_remaining(self.config.max_ttl)} from start)",
                 hint="Start a new share, or raise max_ttl in config.toml.")
         self._expires_mono = new_expiry

@@ -3,6 +3,7 @@ share, and trusting an unknown host key by typing `yes`."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 from collections.abc import Callable, Iterator
@@ -49,6 +50,17 @@ def test_declining_the_prompt_exits_3(e2e: E2E, sshd: SSHD, pty_share: StartPty,
     assert share.wait() == 3, share.text
     assert "tcpip-forward" not in sshd.log_text()
     assert e2e.records() == []
+
+
+def test_end_of_input_at_the_prompt_is_a_decline(e2e: E2E, sshd: SSHD,
+                                                 pty_share: StartPty) -> None:
+    # Ctrl-D is "no answer", which the y/N question reads as No: exit 3, not the 130 of Ctrl-C.
+    service = e2e.service(http_keepalive)
+    share = pty_share(str(service.port), "--ttl", "5s", *sshd_args(sshd))
+    share.expect("Share it? [y/N]")
+    os.write(share.master, b"\x04")
+    assert share.wait() == 3, share.text
+    assert "tcpip-forward" not in sshd.log_text()
 
 
 def test_accepting_the_prompt_starts_and_serves(e2e: E2E, sshd: SSHD, pty_share: StartPty) -> None:

@@ -71,15 +71,25 @@ class ConsoleUI:
         self.say(f"The SSH host {target.display} is not known yet.\n"
                  f"  host key: {algorithm} {fingerprint}\n"
                  "Check this fingerprint with the host's owner before you trust it.")
-        answer: str = click.prompt("Type 'yes' to trust and remember this key", default="",
-                                   show_default=False, err=True)
-        return answer.strip() == "yes"
+        return self._ask("Type 'yes' to trust and remember this key").strip() == "yes"
 
     def confirm(self, summary: ShareSummary, typed: bool) -> bool:
         self.say(confirmation_block(summary))
         question = typed_prompt(summary).rstrip(":") if typed else "Share it? [y/N]"
-        answer: str = click.prompt(question, default="", show_default=False, err=True)
+        answer = self._ask(question)
         return accepts_typed(summary, answer) if typed else accepts_yes(answer)
+
+    def _ask(self, question: str) -> str:
+        """One answer; end of input (Ctrl-D) is no answer, which every question reads as No.
+
+        Ctrl-C does not come here as an answer: the share's signal handler ends it with 130.
+        """
+        try:
+            answer: str = click.prompt(question, default="", show_default=False, err=True)
+        except click.exceptions.Abort:
+            click.echo("", err=True)
+            return ""
+        return answer
 
     def auth_source(self, target: SSHTarget) -> KeyringAuthSource:
         if not self.interactive:

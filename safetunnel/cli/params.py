@@ -10,8 +10,10 @@ from safetunnel.durations import DurationError, parse_duration
 
 if TYPE_CHECKING:
     _IntParam = click.ParamType[int, Any]
+    _StrParam = click.ParamType[str, Any]
 else:  # click < 8.5 is not generic at runtime; pyproject allows click >= 8.1
     _IntParam = click.ParamType
+    _StrParam = click.ParamType
 
 
 class DurationParam(_IntParam):
@@ -32,3 +34,19 @@ class DurationParam(_IntParam):
 
 
 DURATION = DurationParam()
+
+
+class LocalAddressParam(_StrParam):
+    """PORT, ``127.0.0.1:PORT`` or ``[::1]:PORT``: a bad one is a usage error (exit 2)."""
+
+    name = "port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from safetunnel.errors import ConfigError
+        from safetunnel.preflight import parse_local
+
+        try:
+            parse_local(str(value))
+        except ConfigError as err:
+            self.fail(err.message + (f" ({err.hint})" if err.hint else ""), param, ctx)
+        return str(value)

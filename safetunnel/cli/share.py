@@ -14,7 +14,7 @@ import click
 
 from safetunnel import background
 from safetunnel.cli.console import BackgroundChildUI, ConsoleUI
-from safetunnel.cli.params import DurationParam
+from safetunnel.cli.params import DurationParam, LocalAddressParam
 from safetunnel.confirm import started_block
 from safetunnel.errors import ConnectionLost, SafetunnelError
 from safetunnel.gate.policy import GateProtocol
@@ -23,7 +23,7 @@ from safetunnel.timefmt import parse_iso_z
 
 
 @click.command("share")
-@click.argument("port")
+@click.argument("port", type=LocalAddressParam())
 @click.option("--host", help="[user@]host[:port], a saved profile, or an ~/.ssh/config alias. "
               "Default: the default host, else the built-in loopback gateway.")
 @click.option("--ttl", type=DurationParam(), help="Time limit, e.g. 90s, 30m, 2h (default 30m).")
@@ -35,7 +35,8 @@ from safetunnel.timefmt import parse_iso_z
               show_default=True, help="Which gate protocol remote clients must speak.")
 @click.option("--yes", "-y", is_flag=True, help="Skip the y/N question (never host-key trust).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
-@click.option("--identity", type=click.Path(dir_okay=False), help="SSH private key file.")
+@click.option("--identity", type=click.Path(exists=True, dir_okay=False),
+              help="SSH private key file.")
 @click.option("--known-hosts", type=click.Path(dir_okay=False),
               help="known_hosts file to read instead of ~/.ssh/known_hosts (never written).")
 @click.option("--token-file", type=click.Path(dir_okay=False),
@@ -64,7 +65,9 @@ def share_command(port: str, host: str | None, ttl: int | None, idle: int | None
         token_file=token_file, max_connections=max_connections, max_failures=max_failures,
         keepalive=keepalive)
     if background:
-        sys.exit(run_background(request, ConsoleUI(as_json=as_json)))
+        asking = ConsoleUI(as_json=as_json)
+        with StopSignals(asking):  # Ctrl-C at a prompt here: 130, like the foreground share
+            sys.exit(run_background(request, asking))
     ui: ConsoleUI = ConsoleUI(as_json=as_json)
     if background_child is not None:
         ui = BackgroundChildUI(background_child)
@@ -147,6 +150,11 @@ def serve(request: ShareRequest, ui: ConsoleUI) -> int:
         raise ConnectionLost(
             f"the SSH connection to {tunnel.config.ssh_host} was lost; the tunnel is closed",
             hint="Check the network and the SSH host, then share again.")
+    if tunnel.stop_reason == "max-failures":
+        raise SafetunnelError(
+            f"the tunnel stopped after {tunnel.config.max_failures} refused attempts "
+            "(--max-failures); someone may be guessing the token",
+            hint="Check `safetunnel log` for the origins; a new share gets a new token.")
     if tunnel.exit_code:
         raise SafetunnelError(f"the tunnel stopped: {tunnel.stop_reason}")
     return 0
