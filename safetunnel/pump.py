@@ -41,6 +41,13 @@ log = logging.getLogger("safetunnel.pump")
 _MIN_WAIT = 0.05
 
 
+BAD_GATEWAY = (b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 37\r\n"
+               b"Connection: close\r\n\r\nThe shared service is not answering.\n")
+
+
+class ServiceUnavailable(Exception):
+    """The local service refused the connection after the gate allowed it."""
+
 class ChannelLike(Protocol):
     """What the pump needs from a paramiko Channel (the gateway's channels fit too)."""
 
@@ -136,6 +143,8 @@ class Pump:
                 return True
             if self._piped and not self._closed:
                 self._copy_to_service()
+        except ServiceUnavailable:
+            self._answer_service_down()
         except (OSError, EOFError) as err:
             self._note_error(err)
         except Exception as err:  # a bug must not kill the pool thread silently
@@ -144,6 +153,17 @@ class Pump:
             if not handed_over:
                 self._direction_done()
         return False
+
+    def _answer_service_down(self) -> None:
+        """The token was right but the local service is gone: say so (HTTP 502), and count it
+        as an allowed connection that failed, not as a refused one."""
+        if self._counters.protocol == "http":
+            with contextlib.suppress(OSError, EOFError):
+                self._chan.sendall(BAD_GATEWAY)
+        self._reason = "service-unavailable"
+        self._decided, self._allowed = True, True
+        self._on_decision(self._counters, True, "allowed")
+        self.close()
 
     def close(self) -> None:
         """Close both ends; idempotent, callable from any thread (teardown uses it)."""
@@ -230,7 +250,10 @@ class Pump:
     def _connect(self, protocol: str) -> None:
         """First successful authentication: only now is the local service contacted."""
         self._counters.protocol = protocol
-        sock = open_local(self._service)
+        try:
+            sock = open_local(self._service)
+        except OSError as err:
+            raise ServiceUnavailable(str(err)) from err
         with self._state_lock:
             if self._closed:  # teardown closed us while we connected: don't leak the socket
                 _close_socket(sock)

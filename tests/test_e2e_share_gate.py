@@ -170,3 +170,18 @@ def test_server_first_protocol_gets_its_greeting_after_the_preamble(
     assert service.connections == connections_before
     assert bytes(service.received) == b"EHLO me\r\n"
     stop_with_sigterm(proc)
+
+
+def test_service_gone_after_start_gets_502_and_is_not_counted_as_denied(e2e: E2E) -> None:
+    service = e2e.service(http_keepalive)
+    proc = e2e.share(service.port)
+    started = e2e.started(proc)
+    service.close()  # the shared service stops while the tunnel is up
+    answer = http_get(started["remote_port"], "/", {"X-Safetunnel-Token": started["token"]})
+    assert answer.status == 502
+    event = proc.next_event("connection", 5)
+    assert event["allowed"] is True
+    status = e2e.run(["status", started["id"], "--json"])
+    assert status.returncode == 0, status.stderr
+    assert '"denied": 0' in status.stdout
+    stop_with_sigterm(proc)
