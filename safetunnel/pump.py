@@ -19,8 +19,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
 
+from safetunnel import pumpio
 from safetunnel.gate import (
     Close,
     Connect,
@@ -32,35 +32,11 @@ from safetunnel.gate import (
     ToRemote,
     ToService,
 )
-from safetunnel.pumpio import BUFSIZE, Outbox, RemoteStarter, copy_stream, open_local
+from safetunnel.pumpio import ChannelLike, Decision, Finished, Submit
 from safetunnel.stats import ConnCounters
 
 log = logging.getLogger("safetunnel.pump")
 
-# Deadlines are polled at least this often so a stuck read never outlives the header deadline much.
-_MIN_WAIT = 0.05
-
-
-BAD_GATEWAY = (b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 37\r\n"
-               b"Connection: close\r\n\r\nThe shared service is not answering.\n")
-
-
-class ServiceUnavailable(Exception):
-    """The local service refused the connection after the gate allowed it."""
-
-class ChannelLike(Protocol):
-    """What the pump needs from a paramiko Channel (the gateway's channels fit too)."""
-
-    def recv(self, nbytes: int) -> bytes: ...
-    def sendall(self, s: bytes) -> None: ...
-    def settimeout(self, timeout: float | None) -> None: ...
-    def shutdown_write(self) -> None: ...
-    def close(self) -> None: ...
-
-
-Submit = Callable[[Callable[[], None]], object]
-Decision = Callable[[ConnCounters, bool, str], None]
-Finished = Callable[[ConnCounters, bool, str], None]
 
 
 class Pump:
@@ -90,10 +66,10 @@ class Pump:
         # Built now, so the header deadline runs from the channel open even when the pump only
         # starts on the first data (see start).
         self._gate: Gate | None = Gate(policy, clock())
-        self._starter = RemoteStarter(chan, submit)
+        self._starter = pumpio.RemoteStarter(chan, submit)
         self._sock: socket.socket | None = None
-        self._to_remote = Outbox(chan.sendall)
-        self._to_service: Outbox | None = None
+        self._to_remote = pumpio.Outbox(chan.sendall)
+        self._to_service: pumpio.Outbox | None = None
         self._piped = False
         self._decided = False
         self._announce = False  # the "allowed" decision is made but not yet reported
@@ -143,7 +119,7 @@ class Pump:
                 return True
             if self._piped and not self._closed:
                 self._copy_to_service()
-        except ServiceUnavailable:
+        except pumpio.ServiceUnavailable:
             self._answer_service_down()
         except (OSError, EOFError) as err:
             self._note_error(err)
@@ -159,7 +135,7 @@ class Pump:
         as an allowed connection that failed, not as a refused one."""
         if self._counters.protocol == "http":
             with contextlib.suppress(OSError, EOFError):
-                self._chan.sendall(BAD_GATEWAY)
+                self._chan.sendall(pumpio.BAD_GATEWAY)
         self._reason = "service-unavailable"
         self._decided, self._allowed = True, True
         self._on_decision(self._counters, True, "allowed")
@@ -175,7 +151,7 @@ class Pump:
         with contextlib.suppress(Exception):
             self._chan.close()
         if sock is not None:
-            _close_socket(sock)
+            pumpio.close_socket(sock)
 
     # -- gate phase ------------------------------------------------------------------------------
 
@@ -189,7 +165,7 @@ class Pump:
                 return  # after Connect, run() turns this thread into the service reader
             if remote_eof:
                 return  # nothing more will come from the remote; the service reader finishes
-            data = self._recv_remote(deadline)
+            data = pumpio.recv_until(self._chan, deadline, self._clock)
             if data is None:
                 continue  # deadline passed: the next drain turns it into a Close
             self._counters.add_in(len(data))
@@ -200,19 +176,6 @@ class Pump:
                 assert self._gate is not None
                 self._gate.receive_remote(data)
             remote_eof = not data
-
-    def _recv_remote(self, deadline: float | None) -> bytes | None:
-        if deadline is None:
-            self._chan.settimeout(None)
-        else:
-            self._chan.settimeout(max(_MIN_WAIT, deadline - self._clock()))
-        try:
-            return self._chan.recv(BUFSIZE)
-        except TimeoutError:
-            return None
-        finally:
-            if deadline is not None:
-                self._chan.settimeout(None)
 
     def _drain(self) -> list[Event]:
         """Collect events up to the next wait point. Called with the gate lock held."""
@@ -251,15 +214,15 @@ class Pump:
         """First successful authentication: only now is the local service contacted."""
         self._counters.protocol = protocol
         try:
-            sock = open_local(self._service)
+            sock = pumpio.open_local(self._service)
         except OSError as err:
-            raise ServiceUnavailable(str(err)) from err
+            raise pumpio.ServiceUnavailable(str(err)) from err
         with self._state_lock:
             if self._closed:  # teardown closed us while we connected: don't leak the socket
-                _close_socket(sock)
+                pumpio.close_socket(sock)
                 raise ConnectionAbortedError("the tunnel is closing")
             self._sock = sock
-        self._to_service = Outbox(sock.sendall)
+        self._to_service = pumpio.Outbox(sock.sendall)
         # Decided now; reported by _apply once the first bytes are on their way to the service:
         # the sinks (event line, audit) cost ~75 us that no longer sit between the client's
         # request and the service, nor under the gate lock.
@@ -318,7 +281,7 @@ class Pump:
     def _service_gate_phase(self) -> None:
         assert self._sock is not None
         while not self._closed:
-            data = self._sock.recv(BUFSIZE)
+            data = self._sock.recv(pumpio.BUFSIZE)
             self._counters.add_out(len(data))
             with self._gate_lock:
                 if self._piped:
@@ -343,14 +306,14 @@ class Pump:
     def _copy_to_service(self) -> None:
         assert self._sock is not None and self._to_service is not None
         self._to_service.flush()
-        copy_stream(self._chan.recv, self._sock.sendall, self._counters.add_in)
+        pumpio.copy_stream(self._chan.recv, self._sock.sendall, self._counters.add_in)
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_WR)  # pass the half-close on, like ssh -R does
 
     def _copy_to_remote(self) -> None:
         assert self._sock is not None
         self._to_remote.flush()
-        copy_stream(self._sock.recv, self._chan.sendall, self._counters.add_out)
+        pumpio.copy_stream(self._sock.recv, self._chan.sendall, self._counters.add_out)
         with contextlib.suppress(OSError, EOFError):
             self._chan.shutdown_write()
 
@@ -373,9 +336,3 @@ class Pump:
             self._decide(False, self._reason)
         self._on_finished(self._counters, self._allowed, self._reason)
 
-
-def _close_socket(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(OSError):
-        sock.close()

@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
+
+from safetunnel.stats import ConnCounters
 
 # Large reads: DESIGN §4 measured 64-256 KiB with sendall as the sweet spot.
 BUFSIZE = 256 * 1024
 
 log = logging.getLogger("safetunnel.pump")
+
+
+BAD_GATEWAY = (b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 37\r\n"
+               b"Connection: close\r\n\r\nThe shared service is not answering.\n")
+
+
+class ServiceUnavailable(Exception):
+    """The local service refused the connection after the gate allowed it."""
+
+class ChannelLike(Protocol):
+    """What the pump needs from a paramiko Channel (the gateway's channels fit too)."""
+
+    def recv(self, nbytes: int) -> bytes: ...
+    def sendall(self, s: bytes) -> None: ...
+    def settimeout(self, timeout: float | None) -> None: ...
+    def shutdown_write(self) -> None: ...
+    def close(self) -> None: ...
+
+
+Submit = Callable[[Callable[[], None]], object]
+Decision = Callable[[ConnCounters, bool, str], None]
+Finished = Callable[[ConnCounters, bool, str], None]
 
 
 class StartOnInput:
@@ -124,3 +149,28 @@ def copy_stream(recv: Callable[[int], bytes], send: Callable[[bytes], None],
     while data := recv(BUFSIZE):
         count(len(data))
         send(data)
+
+
+# Deadlines are polled at least this often so a stuck read never outlives the header deadline much.
+_MIN_WAIT = 0.05
+
+
+def recv_until(chan: ChannelLike, deadline: float | None,
+               clock: Callable[[], float]) -> bytes | None:
+    """One read from the channel, or None once ``deadline`` (same clock as ``clock``) passed."""
+    chan.settimeout(None if deadline is None else max(_MIN_WAIT, deadline - clock()))
+    try:
+        return chan.recv(BUFSIZE)
+    except TimeoutError:
+        return None
+    finally:
+        if deadline is not None:
+            chan.settimeout(None)
+
+
+def close_socket(sock: socket.socket) -> None:
+    """Shut down and close, whatever state the socket is in (teardown must not fail)."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()

@@ -40,7 +40,7 @@ class _Chain:
         except paramiko.BadAuthenticationType as exc:
             self.allowed = set(exc.allowed_types)
         except paramiko.AuthenticationException:
-            pass
+            return False  # refused without a method list: the chain tries each method anyway
         return self.transport.is_authenticated()
 
     def try_key(self, key: paramiko.PKey, label: str) -> bool:
@@ -75,10 +75,13 @@ class _Chain:
         try:
             return paramiko.PKey.from_path(path)
         except (paramiko.PasswordRequiredException, TypeError):
-            pass  # cryptography signals "encrypted, no password given" with TypeError
+            # Encrypted (cryptography says "no password given" with TypeError): unlock below.
+            return self._unlock(path)
         except (paramiko.SSHException, OSError, ValueError) as exc:
             self.tried.append(f"{path} (unreadable: {type(exc).__name__})")
             return None
+
+    def _unlock(self, path: str) -> paramiko.PKey | None:
         absolute = os.path.abspath(path)
         if self.auth is None or (phrase := self.auth.passphrase(absolute)) is None:
             self.tried.append(f"{path} (encrypted, no passphrase available)")

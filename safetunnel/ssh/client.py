@@ -97,18 +97,32 @@ def fetch_host_key(target: SSHTarget, hostkeys: HostKeyStore | None,
     algorithm policy, timeouts and preferred key types), so the key shown is the key a share
     will be offered later.
     """
-    transport = TunedTransport(connect_socket(target.hostname, target.port, timeout), timeout)
+    transport = _handshake(target, hostkeys, None, timeout)
     try:
-        if hostkeys is not None:
-            _prefer_key_types(transport, hostkeys.known_types(target.hostname, target.port))
-        try:
-            transport.start_client(timeout=timeout)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise SSHError(f"SSH handshake with {target.display} failed: {exc}") from exc
         key: paramiko.PKey = transport.get_remote_server_key()
         return key
     finally:
         transport.close()
+
+
+def _handshake(target: SSHTarget, hostkeys: HostKeyStore | None,
+               expected_key: paramiko.PKey | None, timeout: float) -> TunedTransport:
+    """TCP connect and SSH key exchange, preferring the host key types already pinned (as
+    OpenSSH does), so that a pinned host is not offered a key of another type first."""
+    transport = TunedTransport(connect_socket(target.hostname, target.port, timeout), timeout)
+    try:
+        if expected_key is not None:
+            _prefer_key_types(transport, (expected_key.get_name(),))
+        elif hostkeys is not None:
+            _prefer_key_types(transport, hostkeys.known_types(target.hostname, target.port))
+        transport.start_client(timeout=timeout)
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        transport.close()
+        raise SSHError(f"SSH handshake with {target.display} failed: {exc}") from exc
+    except BaseException:
+        transport.close()
+        raise
+    return transport
 
 
 def open_session(target: SSHTarget, *, hostkeys: HostKeyStore | None,
@@ -120,16 +134,8 @@ def open_session(target: SSHTarget, *, hostkeys: HostKeyStore | None,
 
     Raises HostKeyUnknown/HostKeyChanged (4), AuthFailed (5) or SSHError (1).
     """
-    transport = TunedTransport(connect_socket(target.hostname, target.port, timeout), timeout)
+    transport = _handshake(target, hostkeys, expected_key, timeout)
     try:
-        if expected_key is not None:
-            _prefer_key_types(transport, (expected_key.get_name(),))
-        elif hostkeys is not None:
-            _prefer_key_types(transport, hostkeys.known_types(target.hostname, target.port))
-        try:
-            transport.start_client(timeout=timeout)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise SSHError(f"SSH handshake with {target.display} failed: {exc}") from exc
         state = _verify_host_key(target, transport, hostkeys, on_unknown_key, expected_key)
         authenticate(transport, target, auth, client_key)
     except BaseException:

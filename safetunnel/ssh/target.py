@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import ipaddress
 import os
@@ -47,10 +48,8 @@ def _parse_port(text: str, original: str) -> int:
 
 
 def _check_hostname(host: str, original: str) -> str:
-    try:
+    with contextlib.suppress(ValueError):  # not an IP address: check it as a host name
         return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
     if not _HOSTNAME.match(host) or ".." in host:
         raise ConfigError(f"Invalid SSH host in {original!r}: {host!r}", hint=_FORMAT_HINT)
     return host
