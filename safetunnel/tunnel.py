@@ -283,11 +283,11 @@ class Tunnel:
         self._warned = {w for w in WARN_BEFORE if left <= w}
 
     def _maybe_warn(self, left: float) -> None:
-        for threshold in WARN_BEFORE:
-            if left <= threshold and threshold not in self._warned:
-                self._warned.add(threshold)
-                self._emit({"event": "warning", "id": self.id,
-                            "message": f"expires in {format_remaining(math.ceil(left))}"})
+        crossed = {w for w in WARN_BEFORE if left <= w} - self._warned
+        if crossed:  # several thresholds at once (a jump, a late tick): one warning says it all
+            self._warned |= crossed
+            self._emit({"event": "warning", "id": self.id,
+                        "message": f"expires in {format_remaining(math.ceil(left))}"})
 
     # -- teardown --------------------------------------------------------------------------------
 

@@ -1,0 +1,83 @@
+"""The tunnel's own timers with an injected clock, over a real session to the built-in gateway:
+warnings 5 and 1 minutes before expiry (once each), extend re-arming them, and TTL teardown."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import paramiko
+from e2e import port_open, wait_for
+from services import Service, echo
+
+from safetunnel import tokens
+from safetunnel.ssh.client import open_session
+from safetunnel.ssh.gateway import Gateway
+from safetunnel.ssh.target import SSHTarget
+from safetunnel.tunnel import Tunnel
+from safetunnel.tunnelconfig import TunnelConfig
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def set(self, value: float) -> None:
+        with self._lock:
+            self.now = value
+
+
+def start_tunnel(gateway: Gateway, key: paramiko.PKey, service: Service, clock: Clock,
+                 ttl: int) -> tuple[Tunnel, list[dict[str, Any]]]:
+    host, port = gateway.address
+    session = open_session(SSHTarget(host, port, "t"), hostkeys=None, on_unknown_key=None,
+                           auth=None, client_key=key, expected_key=gateway.host_key)
+    config = TunnelConfig(local=("127.0.0.1", service.port), ttl=ttl, ssh_host="built-in",
+                          tunnel_id="st-abc123", max_ttl=3600)
+    events: list[dict[str, Any]] = []
+    tunnel = Tunnel(session, config, tokens.generate(), sinks=[events.append], clock=clock)
+    tunnel.start()
+    return tunnel, events
+
+
+def warnings(events: list[dict[str, Any]]) -> list[str]:
+    return [e["message"] for e in events if e["event"] == "warning"]
+
+
+def test_warnings_extend_and_ttl_follow_the_clock(
+        builtin_gateway: tuple[Gateway, paramiko.PKey]) -> None:
+    gateway, key = builtin_gateway
+    clock = Clock()
+    with Service(echo) as service:
+        tunnel, events = start_tunnel(gateway, key, service, clock, ttl=600)
+        port = tunnel.remote_port
+        try:
+            time.sleep(0.6)
+            assert warnings(events) == []  # 10 minutes left: nothing to say yet
+            clock.set(1000.0 + 600 - 299)
+            assert wait_for(lambda: len(warnings(events)) == 1, 3)
+            assert warnings(events) == ["expires in 4m 59s"]
+            time.sleep(0.6)
+            assert len(warnings(events)) == 1  # once, not on every tick
+            tunnel.extend(600)  # 14m 59s left again: both warnings re-armed
+            clock.set(1000.0 + 1200 - 59)
+            assert wait_for(lambda: len(warnings(events)) == 2, 3)
+            time.sleep(0.6)
+            # Both thresholds were crossed in one jump: one warning, with the real time left.
+            assert warnings(events) == ["expires in 4m 59s", "expires in 59s"]
+            assert tunnel.wait(0.3) is False and port_open(port)
+            clock.set(1000.0 + 1200 + 1)
+            assert tunnel.wait(10)
+        finally:
+            tunnel.close()
+    assert tunnel.stop_reason == "ttl"
+    assert events[-1]["event"] == "stopped" and events[-1]["reason"] == "ttl"
+    assert not port_open(port)
