@@ -14,7 +14,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Literal
 
 from .durations import format_duration
-from .preflight import Risk, ServiceInfo, format_address
+from .preflight import Risk, ServiceInfo, format_address, needs_typed
 from .tokens import looks_like_token
 
 HostKeyState = Literal["pinned", "newly-trusted", "builtin"]
@@ -77,7 +77,7 @@ class ShareSummary:
 
 def needs_typed_confirmation(summary: ShareSummary) -> bool:
     """True when any risk (not a mere notice) applies: y/N is then not enough."""
-    return any(risk.severity == "risk" for risk in summary.risks)
+    return needs_typed(summary.risks)
 
 
 def typed_prompt(summary: ShareSummary) -> str:

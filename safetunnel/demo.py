@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -47,7 +45,3 @@ class DemoServer:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-
-def port_is_free(port: int) -> bool:
-    with contextlib.closing(socket.socket()) as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0

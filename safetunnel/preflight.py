@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import re
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -253,6 +254,11 @@ def _is_loopback_ip(ip: str) -> bool:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return addr.ipv4_mapped.is_loopback
     return addr.is_loopback
+
+
+def needs_typed(risks: Iterable[Risk]) -> bool:
+    """Any real risk (not a mere notice) needs the typed confirmation, not just y/N."""
+    return any(risk.severity == "risk" for risk in risks)
 
 
 def assess_risks(

@@ -25,7 +25,14 @@ from safetunnel.durations import parse_duration
 from safetunnel.errors import ConfigError, ForwardRefused, NotConfirmed
 from safetunnel.fsutil import create_exclusive
 from safetunnel.gate.policy import GateProtocol
-from safetunnel.preflight import Risk, ServiceInfo, assess_risks, parse_local, probe_local
+from safetunnel.preflight import (
+    Risk,
+    ServiceInfo,
+    assess_risks,
+    needs_typed,
+    parse_local,
+    probe_local,
+)
 from safetunnel.registry import Registry, new_tunnel_id
 from safetunnel.ssh.client import HostKeyPrompt, SSHSession, open_session
 from safetunnel.ssh.gateway import Gateway, start_builtin
@@ -117,7 +124,7 @@ def _run(request: ShareRequest, ui: ShareUI, start: bool) -> Tunnel | ShareSumma
     service = probe_local(host, port)
     risks = assess_risks(port, request.public, ttl, service.exposed,
                          service_kind=service.service_kind)
-    risky = any(risk.severity == "risk" for risk in risks)
+    risky = needs_typed(risks)
     typed = risky and not (request.yes and request.public) and not ui.preconfirmed
     if not ui.interactive and not ui.preconfirmed and (typed or not request.yes):
         raise NotConfirmed(
@@ -135,12 +142,19 @@ def _run(request: ShareRequest, ui: ShareUI, start: bool) -> Tunnel | ShareSumma
     plan = _Plan(service=service, ttl=ttl, risks=tuple(risks), typed=typed,
                  max_ttl=config.max_ttl_seconds(), registry=registry, audit=AuditLog())
     try:
-        return _confirm_and_start(request, ui, session, owned, plan, start)
+        result = _confirm_and_start(request, ui, session, owned, plan, start)
     except BaseException:
-        session.close()
-        for resource in owned:
-            resource.close()
+        _close_all(session, owned)
         raise
+    if isinstance(result, ShareSummary):  # confirmation only: the detached share reconnects
+        _close_all(session, owned)
+    return result
+
+
+def _close_all(session: SSHSession, owned: list[Gateway]) -> None:
+    session.close()
+    for resource in owned:
+        resource.close()
 
 
 def _connect(target: SSHTarget | None, request: ShareRequest,
@@ -197,9 +211,6 @@ def _confirm_and_start(request: ShareRequest, ui: ShareUI, session: SSHSession,
     if needs_answer and not ui.confirm(summary, plan.typed):
         raise NotConfirmed("not confirmed; nothing was shared")
     if not start:
-        session.close()
-        for resource in owned:
-            resource.close()
         return summary
     token = tokens.generate()
     token_path = Path(request.token_file) if request.token_file else None

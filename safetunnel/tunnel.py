@@ -71,7 +71,6 @@ class Tunnel:
         self._stopping = False
         self.stop_reason: str | None = None
         self._supervisor: threading.Thread | None = None
-        self._tick_hooks: list[Callable[[], None]] = []
         self._warned: set[int] = set()
         self.started_at = utc_now()
         self._start_mono = clock()
@@ -97,10 +96,6 @@ class Tunnel:
 
     def add_sink(self, sink: EventSink) -> None:
         self._sinks.append(sink)
-
-    def on_tick(self, hook: Callable[[], None]) -> None:
-        """Run ``hook`` every supervisor tick (records, status lines); it must not block."""
-        self._tick_hooks.append(hook)
 
     def start(self, on_up: Callable[[], None] | None = None) -> None:
         """Request the remote forward and start serving; raises ForwardRefused (exit 6).
@@ -252,8 +247,6 @@ class Tunnel:
         try:
             while not self._stop.is_set():
                 self._check_limits()
-                for hook in self._tick_hooks:
-                    hook()
                 self._stop.wait(min(TICK, max(0.01, self._expires_mono - self._clock())))
         finally:
             self._teardown()
