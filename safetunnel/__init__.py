@@ -17,7 +17,7 @@ from safetunnel.errors import SafetunnelError
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from safetunnel.tunnel import Tunnel
+    from safetunnel.sharing.tunnel import Tunnel
 
 __all__ = ["SafetunnelError", "Tunnel", "__version__", "share"]
 
@@ -32,7 +32,7 @@ def share(port: int | str, **options: Any) -> Tunnel:
 
 def __getattr__(name: str) -> Any:
     if name == "Tunnel":
-        from safetunnel.tunnel import Tunnel
+        from safetunnel.sharing.tunnel import Tunnel
 
         return Tunnel
     raise AttributeError(name)

@@ -6,13 +6,13 @@ raises HostKeyUnknown; pin it first with ``safetunnel hosts trust``), and so doe
 
 from __future__ import annotations
 
-from safetunnel.confirm import ShareSummary
-from safetunnel.credentials import KeyringAuthSource
 from safetunnel.durations import parse_duration
 from safetunnel.gate.policy import GateProtocol
-from safetunnel.sharing import ShareRequest, open_share
+from safetunnel.secrets.credentials import KeyringAuthSource
+from safetunnel.sharing.flow import ShareRequest, open_share
+from safetunnel.sharing.summary import ShareSummary
+from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.ssh.target import SSHTarget
-from safetunnel.tunnel import Tunnel
 
 
 class _ApiUI:

@@ -17,11 +17,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from safetunnel import registry as reg
 from safetunnel import timefmt
-from safetunnel.audit import AuditLog
-from safetunnel.control import ControlServer
 from safetunnel.errors import SafetunnelError
+from safetunnel.registry import records as reg
+from safetunnel.registry.audit import AuditLog
+from safetunnel.registry.control import ControlServer
 
 HERE = Path(__file__).resolve()
 

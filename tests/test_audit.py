@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from safetunnel import tokens
-from safetunnel.audit import REDACTED, AuditLog, is_secret_name, scrub
 from safetunnel.errors import StateError
+from safetunnel.registry.audit import REDACTED, AuditLog, is_secret_name, scrub
 
 
 def test_write_creates_0600_file_in_0700_dir_with_utc_ts(tmp_path: Path) -> None:

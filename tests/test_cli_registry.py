@@ -13,9 +13,9 @@ import pytest
 import shareproc
 from shareproc import SCRIPT
 
-from safetunnel import manage
-from safetunnel import registry as reg
-from safetunnel.audit import AuditLog
+from safetunnel.registry import manage
+from safetunnel.registry import records as reg
+from safetunnel.registry.audit import AuditLog
 from safetunnel.timefmt import parse_iso_z
 
 

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from safetunnel.cli import render
 from safetunnel.cli.params import DURATION
-from safetunnel.registry import TunnelRecord
+from safetunnel.registry.records import TunnelRecord
 
 NOW = datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC)
 

@@ -10,10 +10,10 @@ from conftest import Sandbox
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safetunnel import tomlwrite
-from safetunnel.config import Config, HostProfile, load_config, save_config, validate_ttl
 from safetunnel.errors import ConfigError
-from safetunnel.hostres import HostRef, locate_host, parse_literal, ssh_aliases
+from safetunnel.hosts import tomlwrite
+from safetunnel.hosts.config import Config, HostProfile, load_config, save_config, validate_ttl
+from safetunnel.hosts.resolve import HostRef, locate_host, parse_literal, ssh_aliases
 
 AWKWARD = ['quote " and \\ backslash', "new\nline\ttab\r", "uni ✓ café", "del \x7f nul-ish \x01",
            "# not a comment", "[hosts.fake]", '"""', "trailing space ", ""]
@@ -187,7 +187,7 @@ def test_parse_literal_refuses(text: str) -> None:
 
 def test_resolve_host_builds_ssh_target(sandbox: Sandbox) -> None:
     target_mod = pytest.importorskip("safetunnel.ssh.target")  # the SSH layer, after integration
-    from safetunnel.config import resolve_host
+    from safetunnel.hosts.config import resolve_host
 
     assert resolve_host(None, Config()) is None
     target = resolve_host("u@h.example:2200", Config())

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from safetunnel import tokens
-from safetunnel.confirm import (
+from safetunnel.sharing.preflight import ServiceInfo, assess_risks
+from safetunnel.sharing.summary import (
     CONFIRM_PROMPT,
     ShareSummary,
     accepts_typed,
@@ -16,7 +17,6 @@ from safetunnel.confirm import (
     started_block,
     typed_prompt,
 )
-from safetunnel.preflight import ServiceInfo, assess_risks
 
 CET = timezone(timedelta(hours=1), "CET")
 EXPIRES = datetime(2026, 11, 29, 13, 30, tzinfo=UTC)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from safetunnel import control
 from safetunnel.errors import SafetunnelError, StateError
+from safetunnel.registry import control
 
 
 def echo(args: dict[str, Any]) -> dict[str, Any]:

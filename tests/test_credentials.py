@@ -16,7 +16,8 @@ from keyring.backends import chainer, fail, null
 from keyring.compat import properties
 from secrets_check import assert_secret_absent
 
-from safetunnel.credentials import (
+from safetunnel.errors import CredentialError
+from safetunnel.secrets.credentials import (
     KeyringAuthSource,
     KeyringStore,
     passphrase_username,
@@ -24,7 +25,6 @@ from safetunnel.credentials import (
     verify_passphrase,
     vet_backend,
 )
-from safetunnel.errors import CredentialError
 
 PASSPHRASE = "correct horse \"battery\" ✓"
 

@@ -20,7 +20,7 @@ from e2e import http_status, port_open, wait_until
 from e2e_registry_kit import LIST_KEYS, Kit, pid_running
 from sshd import SSHD
 
-from safetunnel.registry import Registry, TunnelRecord
+from safetunnel.registry.records import Registry, TunnelRecord
 from safetunnel.timefmt import parse_iso_z
 
 pytestmark = pytest.mark.sshd

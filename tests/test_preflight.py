@@ -9,8 +9,8 @@ import psutil
 import pytest
 
 from safetunnel.errors import ConfigError, NothingListening
-from safetunnel.ports import classify_greeting
-from safetunnel.preflight import assess_risks, parse_local, probe_local
+from safetunnel.sharing.ports import classify_greeting
+from safetunnel.sharing.preflight import assess_risks, parse_local, probe_local
 
 # ---------------------------------------------------------------- parse_local
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from safetunnel import registry as reg
-from safetunnel.publish import RecordPublisher
+from safetunnel.registry import records as reg
+from safetunnel.registry.publish import RecordPublisher
 
 
 def make_record() -> reg.TunnelRecord:

@@ -20,8 +20,8 @@ from paramiko.buffered_pipe import BufferedPipe, PipeTimeout
 
 from safetunnel import tokens
 from safetunnel.gate import GatePolicy
-from safetunnel.pump import Pump
-from safetunnel.stats import ConnCounters
+from safetunnel.sharing.pump import Pump
+from safetunnel.sharing.stats import ConnCounters
 
 TOKEN = tokens.generate()
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from safetunnel import registry as reg
 from safetunnel.errors import StateError, TunnelNotFound
+from safetunnel.registry import records as reg
 
 
 def mode(path: Path) -> int:
@@ -127,7 +127,7 @@ def test_remove_is_idempotent(tmp_path: Path) -> None:
 
 WRITER = """
 import sys
-from safetunnel import registry as reg
+from safetunnel.registry import records as reg
 from pathlib import Path
 r = reg.Registry(Path(sys.argv[1]))
 rec = reg.TunnelRecord.from_json(Path(sys.argv[2]).read_text())

@@ -18,8 +18,8 @@ from services import Service, echo
 from shareproc import run
 from sshd import SSHD, SSHDFactory
 
-from safetunnel import setupkey
 from safetunnel.errors import ForwardRefused
+from safetunnel.hosts import setupkey
 from safetunnel.ssh.client import SSHSession, open_session
 from safetunnel.ssh.hostkeys import HostKeyStore, fingerprint
 from safetunnel.ssh.keys import generate_ed25519

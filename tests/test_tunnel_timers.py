@@ -12,11 +12,11 @@ from e2e import port_open, wait_for
 from services import Service, echo
 
 from safetunnel import tokens
+from safetunnel.sharing.tunnel import Tunnel
+from safetunnel.sharing.tunnelconfig import TunnelConfig
 from safetunnel.ssh.client import open_session
 from safetunnel.ssh.gateway import Gateway
 from safetunnel.ssh.target import SSHTarget
-from safetunnel.tunnel import Tunnel
-from safetunnel.tunnelconfig import TunnelConfig
 
 
 class Clock:

@@ -14,7 +14,9 @@ from typing import Any
 
 import click
 
-from safetunnel.confirm import (
+from safetunnel.durations import format_remaining
+from safetunnel.secrets.credentials import KeyringAuthSource
+from safetunnel.sharing.summary import (
     ShareSummary,
     accepts_typed,
     accepts_yes,
@@ -22,10 +24,8 @@ from safetunnel.confirm import (
     started_block,
     typed_prompt,
 )
-from safetunnel.credentials import KeyringAuthSource
-from safetunnel.durations import format_remaining
+from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.ssh.target import SSHTarget
-from safetunnel.tunnel import Tunnel
 
 JSON_EVENTS = {"started", "connection", "warning", "stopped"}
 STOP_TEXT = {

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import click
 
-from safetunnel.config import load_config
-from safetunnel.credentials import (
+from safetunnel.errors import CredentialError
+from safetunnel.hosts.config import load_config
+from safetunnel.hosts.resolve import HostRef, locate_host
+from safetunnel.secrets.credentials import (
     KeyringStore,
     key_is_encrypted,
     passphrase_username,
     password_username,
     verify_passphrase,
 )
-from safetunnel.errors import CredentialError
-from safetunnel.hostres import HostRef, locate_host
 
 _KEY_OPTION = click.option("--passphrase-for", "key_file",
                            type=click.Path(exists=True, dir_okay=False),

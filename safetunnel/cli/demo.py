@@ -8,8 +8,8 @@ import click
 
 from safetunnel.cli.console import ConsoleUI
 from safetunnel.cli.share import serve
-from safetunnel.demo import DemoServer
-from safetunnel.sharing import ShareRequest
+from safetunnel.sharing.demo import DemoServer
+from safetunnel.sharing.flow import ShareRequest
 
 
 @click.command("demo")

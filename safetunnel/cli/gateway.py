@@ -11,8 +11,8 @@ import click
 import paramiko
 
 from safetunnel import paths
-from safetunnel.config import load_config
 from safetunnel.errors import ConfigError
+from safetunnel.hosts.config import load_config
 from safetunnel.ssh.gateway import Gateway, load_authorized_keys
 from safetunnel.ssh.hostkeys import fingerprint
 from safetunnel.ssh.keys import load_or_create_host_key

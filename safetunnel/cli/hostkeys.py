@@ -1,7 +1,7 @@
 """``hosts trust`` and ``hosts setup-key`` (DESIGN §3.1, §3.6; issue 5).
 
 Registered on the ``hosts`` group by :mod:`safetunnel.cli.hosts`. Prompts live here; the work
-is in :mod:`safetunnel.trust` and :mod:`safetunnel.setupkey`.
+is in :mod:`safetunnel.hosts.trust` and :mod:`safetunnel.hosts.setupkey`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from pathlib import Path
 
 import click
 
-from safetunnel import paths, setupkey, trust
-from safetunnel.config import load_config, resolve_host, save_config
-from safetunnel.credentials import KeyringAuthSource
+from safetunnel import paths
 from safetunnel.errors import CredentialError, HostKeyUnknown, NotConfirmed
-from safetunnel.keystore import KeyringStore
+from safetunnel.hosts import setupkey, trust
+from safetunnel.hosts.config import load_config, resolve_host, save_config
+from safetunnel.secrets.credentials import KeyringAuthSource
+from safetunnel.secrets.keystore import KeyringStore
 from safetunnel.ssh.client import open_session
 from safetunnel.ssh.hostkeys import HostKeyStore
 from safetunnel.ssh.target import SSHTarget

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from safetunnel.config import HostProfile, load_config, save_config
-from safetunnel.hostres import locate_host, parse_literal, ssh_config_alias
+from safetunnel.hosts.config import HostProfile, load_config, save_config
+from safetunnel.hosts.resolve import locate_host, parse_literal, ssh_config_alias
 
 
 @click.group()

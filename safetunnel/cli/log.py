@@ -6,9 +6,9 @@ import json
 
 import click
 
-from safetunnel.audit import AuditLog
 from safetunnel.cli import render
-from safetunnel.registry import check_tunnel_id
+from safetunnel.registry.audit import AuditLog
+from safetunnel.registry.records import check_tunnel_id
 
 
 @click.command("log")

@@ -43,7 +43,7 @@ class LocalAddressParam(_StrParam):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         from safetunnel.errors import ConfigError
-        from safetunnel.preflight import parse_local
+        from safetunnel.sharing.preflight import parse_local
 
         try:
             parse_local(str(value))

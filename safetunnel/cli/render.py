@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from safetunnel.durations import format_remaining
-from safetunnel.registry import TunnelRecord
+from safetunnel.registry.records import TunnelRecord
 from safetunnel.timefmt import parse_iso_z
 
 LIST_HEADERS = ("ID", "LOCAL", "VIA", "REMOTE", "EXPIRES IN", "CONNS", "PID")

@@ -1,4 +1,4 @@
-"""``safetunnel share``: thin command; the flow lives in safetunnel.sharing, rendering here."""
+"""``safetunnel share``: thin command; the flow lives in safetunnel.sharing.flow, rendering here."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from typing import Any, cast
 
 import click
 
-from safetunnel import background
 from safetunnel.cli.console import BackgroundChildUI, ConsoleUI
 from safetunnel.cli.params import DurationParam, LocalAddressParam
-from safetunnel.confirm import started_block
 from safetunnel.errors import ConnectionLost, SafetunnelError
 from safetunnel.gate.policy import GateProtocol
-from safetunnel.sharing import ShareRequest, confirm_share, open_share
+from safetunnel.sharing import background
+from safetunnel.sharing.flow import ShareRequest, confirm_share, open_share
+from safetunnel.sharing.summary import started_block
 from safetunnel.timefmt import parse_iso_z
 
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import click
 
-from safetunnel import manage, timefmt
+from safetunnel import timefmt
 from safetunnel.cli import render
 from safetunnel.cli.params import DURATION
 from safetunnel.durations import format_duration
 from safetunnel.errors import SafetunnelError
-from safetunnel.registry import Registry
+from safetunnel.registry import manage
+from safetunnel.registry.records import Registry
 
 
 @click.command("list")

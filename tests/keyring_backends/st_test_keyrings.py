@@ -39,7 +39,7 @@ class FileKeyring(KeyringBackend):
     """A JSON file of {"service\\0username": secret}, shared safely by several processes.
 
     It is a real-enough keyring for safetunnel's vetting: priority 1 and no plaintext marker in
-    its name (vetting looks for "plaintext", not "file"; see safetunnel.keystore).
+    its name (vetting looks for "plaintext", not "file"; see safetunnel.secrets.keystore).
     """
 
     @properties.classproperty

@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from safetunnel import pumpio
 from safetunnel.gate import (
     Close,
     Connect,
@@ -32,10 +31,11 @@ from safetunnel.gate import (
     ToRemote,
     ToService,
 )
-from safetunnel.pumpio import ChannelLike, Decision, Finished, Submit
-from safetunnel.stats import ConnCounters
+from safetunnel.sharing import pumpio
+from safetunnel.sharing.pumpio import ChannelLike, Decision, Finished, Submit
+from safetunnel.sharing.stats import ConnCounters
 
-log = logging.getLogger("safetunnel.pump")
+log = logging.getLogger("safetunnel.sharing.pump")
 
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from safetunnel.audit import AuditLog
-from safetunnel.control import ControlServer
 from safetunnel.errors import SafetunnelError
-from safetunnel.publish import RecordPublisher
-from safetunnel.registry import Registry, TunnelRecord, current_process_start_time
+from safetunnel.registry.audit import AuditLog
+from safetunnel.registry.control import ControlServer
+from safetunnel.registry.publish import RecordPublisher
+from safetunnel.registry.records import Registry, TunnelRecord, current_process_start_time
+from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.timefmt import iso_z
-from safetunnel.tunnel import Tunnel
 
 _RECORD_FIELDS = set(TunnelRecord.__dataclass_fields__) - {"pid_start_time", "log_path"}
 

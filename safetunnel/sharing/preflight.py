@@ -19,8 +19,8 @@ from typing import Any, Literal, NamedTuple
 
 import psutil
 
-from .errors import ConfigError, NothingListening
-from .ports import HTTP_PORTS, SENSITIVE_PORTS, TLS_PORTS, classify_greeting
+from safetunnel.errors import ConfigError, NothingListening
+from safetunnel.sharing.ports import HTTP_PORTS, SENSITIVE_PORTS, TLS_PORTS, classify_greeting
 
 LOOPBACK_V4 = "127.0.0.1"
 LOOPBACK_V6 = "::1"

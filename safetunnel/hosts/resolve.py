@@ -18,8 +18,8 @@ from typing import Literal
 
 import paramiko
 
-from safetunnel.config import Config, HostProfile
 from safetunnel.errors import ConfigError
+from safetunnel.hosts.config import Config, HostProfile
 from safetunnel.ssh._invoke import allow_match_exec
 from safetunnel.ssh.target import SSHTarget, from_ssh_config, parse_target
 

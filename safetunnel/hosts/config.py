@@ -1,10 +1,11 @@
 """config.toml: default host, TTL limits and saved host profiles (DESIGN §3.5).
 
 The file is optional: a missing file means the defaults. It is read with tomllib and written with
-:mod:`safetunnel.tomlwrite` through :func:`safetunnel.fsutil.atomic_write` (0600 in a 0700 dir).
-Nothing secret ever goes in here; secrets live in the keyring (:mod:`safetunnel.credentials`).
+:mod:`safetunnel.hosts.tomlwrite` through :func:`safetunnel.fsutil.atomic_write` (0600 in a
+0700 dir). Nothing secret ever goes in here; secrets live in the keyring
+(:mod:`safetunnel.secrets.credentials`).
 
-Host resolution (profile → ~/.ssh/config alias → literal) lives in :mod:`safetunnel.hostres`;
+Host resolution (profile → ~/.ssh/config alias → literal) lives in :mod:`safetunnel.hosts.resolve`;
 :func:`resolve_host` is re-exported here because the module contract names it on this module.
 """
 
@@ -17,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from safetunnel import fsutil, paths, tomlwrite
+from safetunnel import fsutil, paths
 from safetunnel.durations import DurationError, format_duration, parse_duration
 from safetunnel.errors import ConfigError
+from safetunnel.hosts import tomlwrite
 
 DEFAULT_TTL = "30m"
 DEFAULT_MAX_TTL = "24h"
@@ -230,8 +232,8 @@ def _duration(data: dict[str, Any], name: str, default: str, path: Path) -> str:
 def resolve_host(text: str | None, config: Config) -> SSHTarget | None:
     """``--host`` text (or None) → SSHTarget, or None for the built-in gateway.
 
-    See :func:`safetunnel.hostres.resolve_host`; imported lazily to keep this module light.
+    See :func:`safetunnel.hosts.resolve.resolve_host`; imported lazily to keep this module light.
     """
-    from safetunnel import hostres
+    from safetunnel.hosts import resolve as hostres
 
     return hostres.resolve_host(text, config)

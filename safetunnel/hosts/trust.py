@@ -13,8 +13,8 @@ from typing import Literal
 import paramiko
 
 from safetunnel import paths
-from safetunnel.config import load_config, resolve_host
 from safetunnel.errors import ConfigError, HostKeyError
+from safetunnel.hosts.config import load_config, resolve_host
 from safetunnel.ssh.client import fetch_host_key
 from safetunnel.ssh.hostkeys import HostKeyStore, fingerprint, host_pattern
 from safetunnel.ssh.target import SSHTarget

@@ -3,7 +3,7 @@
 :class:`KeyringAuthSource` implements the SSH layer's ``AuthSource`` protocol
 (``passphrase(key_path)``, ``password(target)``, ``rejected(what)``). Prompting, confirming and
 printing are injected callables, so the CLI owns the terminal and tests pass plain functions.
-Keyring access and vetting live in :mod:`safetunnel.keystore` and are re-exported here.
+Keyring access and vetting live in :mod:`safetunnel.secrets.keystore` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 import paramiko
 
 from safetunnel.errors import CredentialError
-from safetunnel.keystore import (
+from safetunnel.secrets.keystore import (
     SERVICE,
     BackendStatus,
     KeyringStore,

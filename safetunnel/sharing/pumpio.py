@@ -10,12 +10,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from safetunnel.stats import ConnCounters
+from safetunnel.sharing.stats import ConnCounters
 
 # Large reads: DESIGN §4 measured 64-256 KiB with sendall as the sweet spot.
 BUFSIZE = 256 * 1024
 
-log = logging.getLogger("safetunnel.pump")
+log = logging.getLogger("safetunnel.sharing.pump")
 
 
 BAD_GATEWAY = (b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 37\r\n"

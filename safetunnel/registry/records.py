@@ -23,8 +23,8 @@ from typing import Any, NamedTuple
 import psutil
 
 from safetunnel import fsutil, paths
-from safetunnel.audit import AuditLog
 from safetunnel.errors import StateError, TunnelNotFound
+from safetunnel.registry.audit import AuditLog
 
 ID_RE = re.compile(r"st-[0-9a-f]{6}")
 RECENT_MAX = 20

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from safetunnel import control
 from safetunnel.errors import SafetunnelError, TunnelNotFound
-from safetunnel.registry import Registry, TunnelRecord, process_matches
+from safetunnel.registry import control
+from safetunnel.registry.records import Registry, TunnelRecord, process_matches
 
 StopMethod = Literal["control", "sigterm", "stale"]
 POLL = 0.05

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Literal
 
-from .durations import format_duration
-from .preflight import Risk, ServiceInfo, format_address, needs_typed
-from .tokens import looks_like_token
+from safetunnel.durations import format_duration
+from safetunnel.sharing.preflight import Risk, ServiceInfo, format_address, needs_typed
+from safetunnel.tokens import looks_like_token
 
 HostKeyState = Literal["pinned", "newly-trusted", "builtin"]
 GateProtocol = Literal["auto", "http", "tcp"]

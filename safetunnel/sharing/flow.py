@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Protocol
 
 from safetunnel import paths, tokens
-from safetunnel.audit import AuditLog
-from safetunnel.bookkeeping import Bookkeeper
-from safetunnel.config import load_config, resolve_host, validate_ttl
-from safetunnel.confirm import ShareSummary
-from safetunnel.credentials import KeyringAuthSource
 from safetunnel.durations import parse_duration
 from safetunnel.errors import ConfigError, ForwardRefused, NotConfirmed
 from safetunnel.fsutil import create_exclusive
 from safetunnel.gate.policy import GateProtocol
-from safetunnel.preflight import (
+from safetunnel.hosts.config import load_config, resolve_host, validate_ttl
+from safetunnel.registry.audit import AuditLog
+from safetunnel.registry.publication import Bookkeeper
+from safetunnel.registry.records import Registry, new_tunnel_id
+from safetunnel.secrets.credentials import KeyringAuthSource
+from safetunnel.sharing.preflight import (
     Risk,
     ServiceInfo,
     assess_risks,
@@ -33,14 +33,14 @@ from safetunnel.preflight import (
     parse_local,
     probe_local,
 )
-from safetunnel.registry import Registry, new_tunnel_id
+from safetunnel.sharing.summary import ShareSummary
+from safetunnel.sharing.tunnel import Tunnel
+from safetunnel.sharing.tunnelconfig import LOOPBACK_BIND, PUBLIC_BIND, TunnelConfig
 from safetunnel.ssh.client import HostKeyPrompt, SSHSession, open_session
 from safetunnel.ssh.gateway import Gateway, start_builtin
 from safetunnel.ssh.hostkeys import HostKeyStore
 from safetunnel.ssh.target import SSHTarget
 from safetunnel.timefmt import utc_now
-from safetunnel.tunnel import Tunnel
-from safetunnel.tunnelconfig import LOOPBACK_BIND, PUBLIC_BIND, TunnelConfig
 
 DEFAULT_TTL = 30 * 60
 

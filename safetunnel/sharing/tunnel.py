@@ -22,22 +22,22 @@ from safetunnel import tokens
 from safetunnel.durations import format_duration, format_remaining
 from safetunnel.errors import ConfigError
 from safetunnel.gate import FailureBudget, GatePolicy
-from safetunnel.pump import Pump
-from safetunnel.stats import ConnCounters, TunnelStats
-from safetunnel.timefmt import iso_z, utc_now
-from safetunnel.tunnelconfig import (
+from safetunnel.sharing.pump import Pump
+from safetunnel.sharing.stats import ConnCounters, TunnelStats
+from safetunnel.sharing.tunnelconfig import (
     EXIT_CODES,
     Closeable,
     EventSink,
     SessionLike,
     TunnelConfig,
 )
+from safetunnel.timefmt import iso_z, utc_now
 
 WARN_BEFORE = (300, 60)  # warn 5 min and 1 min before expiry
 GRACE_SECONDS = 2.0  # in-flight data gets this long after the forward is cancelled
 TICK = 0.5
 
-log = logging.getLogger("safetunnel.tunnel")
+log = logging.getLogger("safetunnel.sharing.tunnel")
 
 
 class Tunnel:

@@ -1,4 +1,4 @@
-"""Keeps a running tunnel's record fresh: an optional helper for :class:`safetunnel.tunnel.Tunnel`.
+"""Keeps a running tunnel's record fresh (an optional helper of a running share).
 
 ``list`` and ``status`` read counters from the record, so a tunnel rewrites it every few seconds
 (and at once after anything a user would notice, such as an extend). The first write happens in
@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 
 from safetunnel.errors import SafetunnelError
-from safetunnel.registry import Registry, TunnelRecord
+from safetunnel.registry.records import Registry, TunnelRecord
 
 
 class RecordPublisher:
