@@ -74,8 +74,15 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(rounds=2, bulk_mib=64, conn_seconds=1.5, rps_seconds=1.0, hold_seconds=1.0,
-                   idle_settle=1.0, cli_runs=3)
+        return cls(
+            rounds=2,
+            bulk_mib=64,
+            conn_seconds=1.5,
+            rps_seconds=1.0,
+            hold_seconds=1.0,
+            idle_settle=1.0,
+            cli_runs=3,
+        )
 
 
 @dataclass
@@ -108,9 +115,17 @@ class Metric:
         return a / b
 
     def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, "unit": self.unit, "higher_is_better": self.higher_is_better,
-                "aggregate": self.aggregate, SSH: self.summary(SSH), ST: self.summary(ST),
-                "ratio": self.ratio(), "values": self.values, "rounds": self.rounds}
+        return {
+            "label": self.label,
+            "unit": self.unit,
+            "higher_is_better": self.higher_is_better,
+            "aggregate": self.aggregate,
+            SSH: self.summary(SSH),
+            ST: self.summary(ST),
+            "ratio": self.ratio(),
+            "values": self.values,
+            "rounds": self.rounds,
+        }
 
 
 @dataclass
@@ -126,10 +141,20 @@ class Floor:
         value = None
         if metric is not None:
             value = metric.ratio() if self.what == "ratio" else metric.summary(ST)
-        passed = None if value is None else (
-            value >= self.threshold if self.op == ">=" else value <= self.threshold)
-        return {"name": self.name, "metric": self.metric, "on": self.what, "op": self.op,
-                "threshold": self.threshold, "value": value, "pass": passed}
+        passed = (
+            None
+            if value is None
+            else (value >= self.threshold if self.op == ">=" else value <= self.threshold)
+        )
+        return {
+            "name": self.name,
+            "metric": self.metric,
+            "on": self.what,
+            "op": self.op,
+            "threshold": self.threshold,
+            "value": value,
+            "pass": passed,
+        }
 
 
 FLOORS = (
@@ -157,8 +182,9 @@ def load_sshd_helper() -> Any:
     try:
         return importlib.import_module(path.stem)
     except ImportError as exc:
-        raise BenchError(f"cannot import {path} ({exc}); install with: pip install -e '.[test]'"
-                         ) from exc
+        raise BenchError(
+            f"cannot import {path} ({exc}); install with: pip install -e '.[test]'"
+        ) from exc
 
 
 def raise_fd_limit(wanted: int) -> dict[str, int]:
@@ -187,20 +213,24 @@ def machine_info() -> dict[str, Any]:
     for dist in ("paramiko", "cryptography", "safetunnel"):
         try:
             from importlib.metadata import version
+
             versions[dist] = version(dist)
         except Exception:  # a missing distribution is just "unknown"
             versions[dist] = "unknown"
     import psutil
 
     return {
-        "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model, "memory_bytes": psutil.virtual_memory().total,
-        "platform": platform.platform(), "python": sys.version.split()[0],
-        "python_executable": sys.executable, **{f"{k}_version": v for k, v in versions.items()},
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model,
+        "memory_bytes": psutil.virtual_memory().total,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "python_executable": sys.executable,
+        **{f"{k}_version": v for k, v in versions.items()},
         "openssh": run("ssh", "-V"),
         "git_commit": run("git", "-C", str(REPO), "rev-parse", "--short", "HEAD"),
-        "git_dirty": bool(run("git", "-C", str(REPO), "status", "--porcelain", "--",
-                              "safetunnel")),
+        "git_dirty": bool(run("git", "-C", str(REPO), "status", "--porcelain", "--", "safetunnel")),
         "loadavg_start": list(os.getloadavg()),
     }
 
@@ -248,25 +278,40 @@ class Bench:
     def start_ssh(self, service: str) -> Forwarder:
         assert self.services is not None
         self._n += 1
-        return SshForward(self.children, self.sshd, self.services.ports[service],
-                          self.workdir / f"ssh-{self._n}-{service}.log", self.env)
+        return SshForward(
+            self.children,
+            self.sshd,
+            self.services.ports[service],
+            self.workdir / f"ssh-{self._n}-{service}.log",
+            self.env,
+        )
 
     def start_share(self, service: str, protocol: str, extra: tuple[str, ...] = ()) -> Forwarder:
         assert self.services is not None
         self._n += 1
-        return ShareForward(self.children, self.sshd, self.services.ports[service], protocol,
-                            self.workdir / f"share-{self._n}-{service}.log", self.env,
-                            extra_args=extra)
+        return ShareForward(
+            self.children,
+            self.sshd,
+            self.services.ports[service],
+            protocol,
+            self.workdir / f"share-{self._n}-{service}.log",
+            self.env,
+            extra_args=extra,
+        )
 
     def stop_forwarder(self, forwarder: Forwarder) -> None:
         code = forwarder.stop()
         if isinstance(forwarder, ShareForward):
-            record = {"exit_code": code, "events": dict(forwarder.events),
-                      "stopped_reason": (forwarder.stopped or {}).get("reason")}
+            record = {
+                "exit_code": code,
+                "events": dict(forwarder.events),
+                "stopped_reason": (forwarder.stopped or {}).get("reason"),
+            }
             self.share_exits.append(record)
             if code != 0:
-                self.notes.append(f"a share exited {code} on SIGTERM (expected 0): "
-                                  f"{forwarder.describe_failure()}")
+                self.notes.append(
+                    f"a share exited {code} on SIGTERM (expected 0): {forwarder.describe_failure()}"
+                )
 
     def teardown(self) -> None:
         for forwarder in self.forwarders.values():
@@ -288,11 +333,15 @@ class Bench:
         who = [SSH, ST] if self.st_enabled else [SSH]
         return who if round_no % 2 == 0 else who[::-1]
 
-    def measure(self, metric: Metric, who: str, forwarder: Forwarder | None, round_no: int,
-                **spec: Any) -> dict[str, Any]:
+    def measure(
+        self, metric: Metric, who: str, forwarder: Forwarder | None, round_no: int, **spec: Any
+    ) -> dict[str, Any]:
         if forwarder is None or not forwarder.alive():
-            detail = {"round": round_no, "error": "forwarder is not running"
-                      + (f": {forwarder.describe_failure()}" if forwarder else "")}
+            detail = {
+                "round": round_no,
+                "error": "forwarder is not running"
+                + (f": {forwarder.describe_failure()}" if forwarder else ""),
+            }
             metric.add(who, None, detail)
             return detail
         cpu0 = forwarder.cpu_seconds()
@@ -317,9 +366,14 @@ class Bench:
 
     def run(self) -> None:
         stages: list[tuple[str, Callable[[], None]]] = [
-            ("direct", self.stage_direct), ("bulk", self.stage_bulk), ("http", self.stage_http),
-            ("conn", self.stage_conn), ("idle", self.stage_idle), ("held", self.stage_held),
-            ("cli", self.stage_cli)]
+            ("direct", self.stage_direct),
+            ("bulk", self.stage_bulk),
+            ("http", self.stage_http),
+            ("conn", self.stage_conn),
+            ("idle", self.stage_idle),
+            ("held", self.stage_held),
+            ("cli", self.stage_cli),
+        ]
         for name, stage in stages:
             if name != "direct" and name not in self.config.tests:
                 continue
@@ -335,13 +389,19 @@ class Bench:
         assert self.services is not None
         ports = self.services.ports
         cases: tuple[tuple[str, int, dict[str, Any]], ...] = (
-                ("bulk_tcp_gbit", ports["sink"], {"mode": "bulk_tcp", "mib": self.config.bulk_mib}),
-                ("bulk_http_gbit", ports["http"],
-                 {"mode": "bulk_http", "mib": self.config.bulk_mib}),
-                ("conn_1_per_s", ports["reqrep"],
-                 {"mode": "connrate", "clients": 1, "seconds": self.config.conn_seconds / 2}),
-                ("conn_50_per_s", ports["reqrep"],
-                 {"mode": "connrate", "clients": 50, "seconds": self.config.conn_seconds / 2}))
+            ("bulk_tcp_gbit", ports["sink"], {"mode": "bulk_tcp", "mib": self.config.bulk_mib}),
+            ("bulk_http_gbit", ports["http"], {"mode": "bulk_http", "mib": self.config.bulk_mib}),
+            (
+                "conn_1_per_s",
+                ports["reqrep"],
+                {"mode": "connrate", "clients": 1, "seconds": self.config.conn_seconds / 2},
+            ),
+            (
+                "conn_50_per_s",
+                ports["reqrep"],
+                {"mode": "connrate", "clients": 50, "seconds": self.config.conn_seconds / 2},
+            ),
+        )
         for key, port, spec in cases:
             result = self.loadgen.run(None, port, **spec)
             self.direct[key] = result.get("value")
@@ -350,36 +410,69 @@ class Bench:
         log(f"  direct: { {k: round(v, 2) if v else v for k, v in self.direct.items()} }")
 
     def stage_bulk(self) -> None:
-        metric = self.metric("bulk_tcp", f"bulk raw TCP, 1 stream, {self.config.bulk_mib} MiB",
-                             "Gbit/s")
+        metric = self.metric(
+            "bulk_tcp", f"bulk raw TCP, 1 stream, {self.config.bulk_mib} MiB", "Gbit/s"
+        )
         for round_no, who in self.rounds():
-            self.measure(metric, who, self.forwarders.get((who, "sink")), round_no,
-                         mode="bulk_tcp", mib=self.config.bulk_mib)
+            self.measure(
+                metric,
+                who,
+                self.forwarders.get((who, "sink")),
+                round_no,
+                mode="bulk_tcp",
+                mib=self.config.bulk_mib,
+            )
 
     def stage_http(self) -> None:
-        metric = self.metric("bulk_http", f"bulk HTTP response, {self.config.bulk_mib} MiB",
-                             "Gbit/s")
+        metric = self.metric(
+            "bulk_http", f"bulk HTTP response, {self.config.bulk_mib} MiB", "Gbit/s"
+        )
         for round_no, who in self.rounds():
-            self.measure(metric, who, self.forwarders.get((who, "http")), round_no,
-                         mode="bulk_http", mib=self.config.bulk_mib)
+            self.measure(
+                metric,
+                who,
+                self.forwarders.get((who, "http")),
+                round_no,
+                mode="bulk_http",
+                mib=self.config.bulk_mib,
+            )
         metric = self.metric("http_rps", "HTTP small requests, 1 keep-alive conn", "req/s")
         for round_no, who in self.rounds():
-            self.measure(metric, who, self.forwarders.get((who, "http")), round_no,
-                         mode="http_rps", seconds=self.config.rps_seconds)
+            self.measure(
+                metric,
+                who,
+                self.forwarders.get((who, "http")),
+                round_no,
+                mode="http_rps",
+                seconds=self.config.rps_seconds,
+            )
 
     def stage_conn(self) -> None:
         for clients in (1, 50):
-            metric = self.metric(f"conn_{clients}", f"new connections/s, {clients} client"
-                                 + ("s" if clients > 1 else ""), "conn/s")
-            latency = self.metric(f"conn_{clients}_p50", f"  connect+exchange latency p50, "
-                                  f"{clients} client" + ("s" if clients > 1 else ""), "ms",
-                                  higher_is_better=False)
+            metric = self.metric(
+                f"conn_{clients}",
+                f"new connections/s, {clients} client" + ("s" if clients > 1 else ""),
+                "conn/s",
+            )
+            latency = self.metric(
+                f"conn_{clients}_p50",
+                f"  connect+exchange latency p50, {clients} client" + ("s" if clients > 1 else ""),
+                "ms",
+                higher_is_better=False,
+            )
             for round_no, who in self.rounds():
-                result = self.measure(metric, who, self.forwarders.get((who, "reqrep")),
-                                      round_no, mode="connrate", clients=clients,
-                                      seconds=self.config.conn_seconds)
-                latency.add(who, result.get("p50_ms"), {"round": round_no,
-                                                        "p99_ms": result.get("p99_ms")})
+                result = self.measure(
+                    metric,
+                    who,
+                    self.forwarders.get((who, "reqrep")),
+                    round_no,
+                    mode="connrate",
+                    clients=clients,
+                    seconds=self.config.conn_seconds,
+                )
+                latency.add(
+                    who, result.get("p50_ms"), {"round": round_no, "p99_ms": result.get("p99_ms")}
+                )
 
     def fresh_pair(self) -> dict[str, Forwarder]:
         """A new ssh -R and a new share to the echo service (clean peak-RSS counters)."""
@@ -395,8 +488,9 @@ class Bench:
 
     def stage_idle(self) -> None:
         rss = self.metric("idle_rss", "idle RSS after start", "MB", higher_is_better=False)
-        threads = self.metric("idle_threads", "idle threads after start", "threads",
-                              higher_is_better=False)
+        threads = self.metric(
+            "idle_threads", "idle threads after start", "threads", higher_is_better=False
+        )
         for round_no in range(self.config.rounds):
             pair = self.fresh_pair()
             try:
@@ -405,23 +499,37 @@ class Bench:
                     mem = forwarder.memory()
                     rss.add(who, mem.get("rss", 0) / MB, {"round": round_no, **mem})
                     threads.add(who, mem.get("threads"), {"round": round_no})
-                    log(f"  idle {who} round {round_no}: {mem.get('rss', 0) / MB:.1f} MB, "
-                        f"{mem.get('threads')} threads")
+                    log(
+                        f"  idle {who} round {round_no}: {mem.get('rss', 0) / MB:.1f} MB, "
+                        f"{mem.get('threads')} threads"
+                    )
             finally:
                 for forwarder in pair.values():
                     self.stop_forwarder(forwarder)
 
     def stage_held(self) -> None:
         if self.st_enabled:
-            self.notes.append(f"held tests run the share with --max-connections "
-                              f"{self.config.held_max_connections} (its default is 256)")
+            self.notes.append(
+                f"held tests run the share with --max-connections "
+                f"{self.config.held_max_connections} (its default is 256)"
+            )
         for count in self.config.held:
-            errors = self.metric(f"held_{count}_errors", f"{count} held connections: errors",
-                                 "errors", higher_is_better=False, aggregate="max")
-            peak = self.metric(f"held_{count}_peak_rss", f"{count} held: peak RSS", "MB",
-                               higher_is_better=False)
-            opened = self.metric(f"held_{count}_open_s", f"{count} held: time to open all", "s",
-                                 higher_is_better=False)
+            errors = self.metric(
+                f"held_{count}_errors",
+                f"{count} held connections: errors",
+                "errors",
+                higher_is_better=False,
+                aggregate="max",
+            )
+            peak = self.metric(
+                f"held_{count}_peak_rss", f"{count} held: peak RSS", "MB", higher_is_better=False
+            )
+            opened = self.metric(
+                f"held_{count}_open_s",
+                f"{count} held: time to open all",
+                "s",
+                higher_is_better=False,
+            )
             for round_no in range(self.config.rounds):
                 pair = self.fresh_pair()
                 try:
@@ -431,10 +539,17 @@ class Bench:
                     for forwarder in pair.values():
                         self.stop_forwarder(forwarder)
 
-    def hold(self, count: int, round_no: int, who: str, forwarder: Forwarder, errors: Metric,
-             peak: Metric, opened: Metric) -> None:
-        proc = self.loadgen.start(self.loadgen.spec(forwarder, 0, {"mode": "held",
-                                                                   "count": count}))
+    def hold(
+        self,
+        count: int,
+        round_no: int,
+        who: str,
+        forwarder: Forwarder,
+        errors: Metric,
+        peak: Metric,
+        opened: Metric,
+    ) -> None:
+        proc = self.loadgen.start(self.loadgen.spec(forwarder, 0, {"mode": "held", "count": count}))
         assert proc.stdin is not None and proc.stdout is not None
         detail: dict[str, Any] = {"round": round_no}
         try:
@@ -457,38 +572,64 @@ class Bench:
         else:
             result.pop("value", None)
             errors.add(who, float(result["errors"]), {**detail, **result})
-            log(f"  held {count} {who} round {round_no}: {result['errors']} errors, "
+            log(
+                f"  held {count} {who} round {round_no}: {result['errors']} errors, "
                 f"{result['alive_after_hold']} alive, peak RSS {mem.get('peak_rss', 0) / MB:.1f} MB"
-                f", {detail['during_hold'].get('threads')} threads while holding")
+                f", {detail['during_hold'].get('threads')} threads while holding"
+            )
         peak.add(who, mem.get("peak_rss", 0) / MB if mem else None, {"round": round_no})
         opened.add(who, holding.get("open_seconds"), {"round": round_no})
 
     def stage_cli(self) -> None:
         """Wall time of short commands, each run with state/config/HOME in a fresh temp dir."""
-        cases = (("cli_list", "`safetunnel list` wall time", [SAFETUNNEL, "list"]),
-                 ("cli_help", "`safetunnel --help` wall time", [SAFETUNNEL, "--help"]))
+        cases = (
+            ("cli_list", "`safetunnel list` wall time", [SAFETUNNEL, "list"]),
+            ("cli_help", "`safetunnel --help` wall time", [SAFETUNNEL, "--help"]),
+        )
         for key, label, argv in cases:
             metric = self.metric(key, label, "s", higher_is_better=False)
             for run_no in range(self.config.cli_runs + 1):  # run 0 warms the page cache
                 root = Path(tempfile.mkdtemp(dir=self.workdir, prefix="cli-"))
                 env = isolated_env(root)
                 start = time.perf_counter()
-                done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60,
-                                      stdin=subprocess.DEVNULL)
+                done = subprocess.run(
+                    argv,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    stdin=subprocess.DEVNULL,
+                )
                 elapsed = time.perf_counter() - start
                 shutil.rmtree(root, ignore_errors=True)
                 if run_no == 0:
                     continue
                 if done.returncode != 0:
-                    message = redact((done.stderr or done.stdout).strip().splitlines()[-1:][0]
-                                     if (done.stderr or done.stdout).strip() else "")
-                    metric.add(ST, None, {"run": run_no, "seconds": elapsed,
-                                          "error": f"exit {done.returncode}: {message}"})
+                    message = redact(
+                        (done.stderr or done.stdout).strip().splitlines()[-1:][0]
+                        if (done.stderr or done.stdout).strip()
+                        else ""
+                    )
+                    metric.add(
+                        ST,
+                        None,
+                        {
+                            "run": run_no,
+                            "seconds": elapsed,
+                            "error": f"exit {done.returncode}: {message}",
+                        },
+                    )
                 else:
                     metric.add(ST, elapsed, {"run": run_no})
             summary = metric.summary(ST)
-            log(f"  {key}: " + (f"{summary:.3f} s" if summary is not None else
-                               f"ERROR {metric.rounds[-1].get('error')}"))
+            log(
+                f"  {key}: "
+                + (
+                    f"{summary:.3f} s"
+                    if summary is not None
+                    else f"ERROR {metric.rounds[-1].get('error')}"
+                )
+            )
         # Reference: the interpreter's own start-up, the floor under any Python CLI.
         runs = []
         for _ in range(self.config.cli_runs):
@@ -499,14 +640,16 @@ class Bench:
 
     # ---- report ----------------------------------------------------------------------------
 
-    def report(self, started: float, argv: list[str], machine: dict[str, Any],
-               fd_limit: dict[str, int]) -> dict[str, Any]:
+    def report(
+        self, started: float, argv: list[str], machine: dict[str, Any], fd_limit: dict[str, int]
+    ) -> dict[str, Any]:
         machine = {**machine, "loadavg_end": list(os.getloadavg()), "fd_limit": fd_limit}
         return {
             "schema": 1,
             "command": " ".join(["python", "benchmarks/bench.py", *argv]),
-            "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat().replace(
-                "+00:00", "Z"),
+            "started_at": dt.datetime.fromtimestamp(started, dt.UTC)
+            .isoformat()
+            .replace("+00:00", "Z"),
             "duration_s": round(time.time() - started, 1),
             "config": {k: v for k, v in vars(self.config).items()},
             "machine": machine,
@@ -534,25 +677,39 @@ def table(report: dict[str, Any]) -> str:
     for metric in report["metrics"].values():
         agg = " (max)" if metric["aggregate"] == "max" else ""
         ratio = metric["ratio"]
-        rows.append((metric["label"] + agg, metric["unit"], fmt(metric[SSH], metric["unit"]),
-                     fmt(metric[ST], metric["unit"]), f"{ratio:.2f}x" if ratio else "-"))
+        rows.append(
+            (
+                metric["label"] + agg,
+                metric["unit"],
+                fmt(metric[SSH], metric["unit"]),
+                fmt(metric[ST], metric["unit"]),
+                f"{ratio:.2f}x" if ratio else "-",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-             for row in rows]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
     lines.insert(1, "-" * len(lines[0]))
     direct = report["direct"]
     if direct:
         lines.append("")
-        lines.append("direct to the services (no forwarder): " + ", ".join(
-            f"{k}={v:.4g}" if v is not None else f"{k}=-" for k, v in direct.items()))
+        lines.append(
+            "direct to the services (no forwarder): "
+            + ", ".join(f"{k}={v:.4g}" if v is not None else f"{k}=-" for k, v in direct.items())
+        )
     lines.append("")
     lines.append("floors (issue 6):")
     for floor in report["floors"]:
         verdict = {True: "PASS", False: "FAIL", None: "n/a "}[floor["pass"]]
         value = floor["value"]
-        shown = "-" if value is None else (f"{value:.2f}x" if floor["on"] == "ratio"
-                                           else f"{value:g}")
+        shown = (
+            "-" if value is None else (f"{value:.2f}x" if floor["on"] == "ratio" else f"{value:g}")
+        )
         lines.append(f"  {verdict}  {floor['name']}  (measured {shown})")
     for error in report["errors"]:
         lines.append(f"error: {error}")
@@ -560,28 +717,42 @@ def table(report: dict[str, Any]) -> str:
         lines.append(f"note: {note}")
     machine = report["machine"]
     lines.append("")
-    lines.append(f"{machine['cores']} cores, Python {machine['python']}, paramiko "
-                 f"{machine['paramiko_version']}, {machine['openssh']}; load average "
-                 f"{machine['loadavg_start'][0]:.2f} -> {machine['loadavg_end'][0]:.2f}; "
-                 f"{report['config']['rounds']} rounds, {report['duration_s']:.0f} s")
+    lines.append(
+        f"{machine['cores']} cores, Python {machine['python']}, paramiko "
+        f"{machine['paramiko_version']}, {machine['openssh']}; load average "
+        f"{machine['loadavg_start'][0]:.2f} -> {machine['loadavg_end'][0]:.2f}; "
+        f"{report['config']['rounds']} rounds, {report['duration_s']:.0f} s"
+    )
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="2 rounds, 64 MiB bulk, shorter runs (for a first look)")
-    parser.add_argument("--json-out", type=Path, default=DEFAULT_OUT,
-                        help=f"where to write the JSON (default {DEFAULT_OUT.relative_to(REPO)})")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 rounds, 64 MiB bulk, shorter runs (for a first look)",
+    )
+    parser.add_argument(
+        "--json-out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"where to write the JSON (default {DEFAULT_OUT.relative_to(REPO)})",
+    )
     parser.add_argument("--rounds", type=int, help="A/B rounds (default 5, --quick 2)")
     parser.add_argument("--bulk-mib", type=int, help="bulk size in MiB (default 256, --quick 64)")
     parser.add_argument("--held", help="comma-separated held connection counts (default 500,1000)")
     parser.add_argument("--tests", help=f"comma-separated subset of {','.join(TESTS)}")
-    parser.add_argument("--only-ssh", action="store_true",
-                        help="measure the ssh -R half only (to check the harness)")
-    parser.add_argument("--keep-workdir", action="store_true",
-                        help="keep the temp dir with the sshd/ssh/share logs")
+    parser.add_argument(
+        "--only-ssh",
+        action="store_true",
+        help="measure the ssh -R half only (to check the harness)",
+    )
+    parser.add_argument(
+        "--keep-workdir", action="store_true", help="keep the temp dir with the sshd/ssh/share logs"
+    )
     args = parser.parse_args(argv)
     if args.tests and not set(args.tests.split(",")) <= set(TESTS):
         parser.error(f"--tests takes a subset of {','.join(TESTS)}")

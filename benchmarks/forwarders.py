@@ -28,7 +28,8 @@ import psutil
 HERE = Path(__file__).resolve().parent
 # The console script next to this interpreter; SAFETUNNEL_BENCH_SAFETUNNEL may name another build.
 SAFETUNNEL = os.environ.get("SAFETUNNEL_BENCH_SAFETUNNEL") or str(
-    Path(sys.executable).with_name("safetunnel"))
+    Path(sys.executable).with_name("safetunnel")
+)
 _TOKEN_RE = re.compile(r"st_[A-Za-z0-9_-]{8,}")
 _ALLOCATED_RE = re.compile(r"Allocated port (\d+) for remote forward")
 
@@ -89,8 +90,9 @@ class Children:
         self._procs.clear()
 
 
-def stop_process(proc: subprocess.Popen[bytes], grace: float,
-                 sig: int = signal.SIGTERM) -> int | None:
+def stop_process(
+    proc: subprocess.Popen[bytes], grace: float, sig: int = signal.SIGTERM
+) -> int | None:
     """Signal, wait ``grace`` seconds, then SIGKILL. Returns the exit code."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
@@ -146,16 +148,41 @@ class SshForward(Forwarder):
 
     name = "ssh"
 
-    def __init__(self, children: Children, sshd: Any, service_port: int, log_path: Path,
-                 env: dict[str, str], timeout: float = 20.0) -> None:
-        args = ["ssh", "-N", "-F", "/dev/null",
-                "-R", f"0:127.0.0.1:{service_port}",
-                "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes",
-                "-o", f"UserKnownHostsFile={sshd.known_hosts}",
-                "-i", str(sshd.client_key_path), "-p", str(sshd.port),
-                f"{sshd.user}@127.0.0.1"]
-        proc = children.popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, env=env)
+    def __init__(
+        self,
+        children: Children,
+        sshd: Any,
+        service_port: int,
+        log_path: Path,
+        env: dict[str, str],
+        timeout: float = 20.0,
+    ) -> None:
+        args = [
+            "ssh",
+            "-N",
+            "-F",
+            "/dev/null",
+            "-R",
+            f"0:127.0.0.1:{service_port}",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={sshd.known_hosts}",
+            "-i",
+            str(sshd.client_key_path),
+            "-p",
+            str(sshd.port),
+            f"{sshd.user}@127.0.0.1",
+        ]
+        proc = children.popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         super().__init__(proc, log_path)
         found = threading.Event()
         assert proc.stderr is not None
@@ -183,17 +210,41 @@ class ShareForward(Forwarder):
 
     name = "safetunnel"
 
-    def __init__(self, children: Children, sshd: Any, service_port: int, protocol: str,
-                 log_path: Path, env: dict[str, str], ttl: str = "1h",
-                 extra_args: tuple[str, ...] = (), timeout: float = 30.0) -> None:
-        args = [SAFETUNNEL, "share", str(service_port),
-                "--host", f"{sshd.user}@127.0.0.1:{sshd.port}",
-                "--identity", str(sshd.client_key_path), "--known-hosts", str(sshd.known_hosts),
-                "--yes", "--json", "--ttl", ttl, "--protocol", protocol, *extra_args]
+    def __init__(
+        self,
+        children: Children,
+        sshd: Any,
+        service_port: int,
+        protocol: str,
+        log_path: Path,
+        env: dict[str, str],
+        ttl: str = "1h",
+        extra_args: tuple[str, ...] = (),
+        timeout: float = 30.0,
+    ) -> None:
+        args = [
+            SAFETUNNEL,
+            "share",
+            str(service_port),
+            "--host",
+            f"{sshd.user}@127.0.0.1:{sshd.port}",
+            "--identity",
+            str(sshd.client_key_path),
+            "--known-hosts",
+            str(sshd.known_hosts),
+            "--yes",
+            "--json",
+            "--ttl",
+            ttl,
+            "--protocol",
+            protocol,
+            *extra_args,
+        ]
         stderr = open(log_path, "ab")  # noqa: SIM115 - closed right below; the child keeps its copy
         try:
-            proc = children.popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=stderr, env=env)
+            proc = children.popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=env
+            )
         finally:
             stderr.close()
         super().__init__(proc, log_path)
@@ -214,8 +265,10 @@ class ShareForward(Forwarder):
         token = started.get("token")
         if not isinstance(token, str) or not token.startswith("st_"):
             self.stop()
-            raise BenchError("safetunnel share's started event has no token "
-                             "(the benchmark needs it in the event, not --token-file)")
+            raise BenchError(
+                "safetunnel share's started event has no token "
+                "(the benchmark needs it in the event, not --token-file)"
+            )
         self.remote_port = int(started["remote_port"])
         self.prefix = f"SAFETUNNEL {token}\n"
         self.headers = {"X-Safetunnel-Token": token}
@@ -243,13 +296,17 @@ class ShareForward(Forwarder):
 def isolated_env(root: Path) -> dict[str, str]:
     """HOME, SAFETUNNEL_STATE_DIR and SAFETUNNEL_CONFIG_DIR under ``root``; no agent, no keyring."""
     dropped = {"SSH_AUTH_SOCK", "PYTHON_KEYRING_BACKEND"}
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SAFETUNNEL_") and k not in dropped}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("SAFETUNNEL_") and k not in dropped
+    }
     for sub in ("home", "config", "state"):
         (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
-    env.update(HOME=str(root / "home"), SAFETUNNEL_CONFIG_DIR=str(root / "config"),
-               SAFETUNNEL_STATE_DIR=str(root / "state"),
-               PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    env.update(
+        HOME=str(root / "home"),
+        SAFETUNNEL_CONFIG_DIR=str(root / "config"),
+        SAFETUNNEL_STATE_DIR=str(root / "state"),
+        PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+    )
     return env
 
 
@@ -257,8 +314,11 @@ class Services:
     """``services.py`` in its own process; ``ports`` maps sink/echo/reqrep/http to a port."""
 
     def __init__(self, children: Children, timeout: float = 15.0) -> None:
-        self.proc = children.popen([sys.executable, str(HERE / "services.py")],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.proc = children.popen(
+            [sys.executable, str(HERE / "services.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         assert self.proc.stdout is not None
         line = _readline(self.proc.stdout, timeout)
         if not line:
@@ -281,15 +341,19 @@ class LoadGen:
         self.children = children
 
     def start(self, spec: dict[str, Any]) -> subprocess.Popen[bytes]:
-        proc = self.children.popen([sys.executable, str(HERE / "loadgen.py")],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        proc = self.children.popen(
+            [sys.executable, str(HERE / "loadgen.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         assert proc.stdin is not None
         proc.stdin.write(json.dumps(spec).encode() + b"\n")
         proc.stdin.flush()
         return proc
 
-    def run(self, forwarder: Forwarder | None, port: int, timeout: float = 300.0,
-            **spec: Any) -> dict[str, Any]:
+    def run(
+        self, forwarder: Forwarder | None, port: int, timeout: float = 300.0, **spec: Any
+    ) -> dict[str, Any]:
         """Run one measurement through ``forwarder`` (or directly to ``port`` when None)."""
         proc = self.start(self.spec(forwarder, port, spec))
         try:
@@ -303,8 +367,12 @@ class LoadGen:
     def spec(forwarder: Forwarder | None, port: int, spec: dict[str, Any]) -> dict[str, Any]:
         if forwarder is None:
             return {"port": port, "prefix": "", "headers": {}, **spec}
-        return {"port": forwarder.remote_port, "prefix": forwarder.prefix,
-                "headers": forwarder.headers, **spec}
+        return {
+            "port": forwarder.remote_port,
+            "prefix": forwarder.prefix,
+            "headers": forwarder.headers,
+            **spec,
+        }
 
 
 def parse_result(lines: list[str]) -> dict[str, Any]:

@@ -77,8 +77,9 @@ def bulk_http(spec: dict[str, Any]) -> dict[str, Any]:
     """``GET /big?mib=N`` and read the whole body; throughput of the response direction."""
     mib = int(spec["mib"])
     headers = "".join(f"{k}: {v}\r\n" for k, v in spec.get("headers", {}).items())
-    request = (f"GET /big?mib={mib} HTTP/1.1\r\nHost: bench\r\n{headers}"
-               "Connection: close\r\n\r\n").encode()
+    request = (
+        f"GET /big?mib={mib} HTTP/1.1\r\nHost: bench\r\n{headers}Connection: close\r\n\r\n"
+    ).encode()
     buffer = bytearray(1 << 20)
     view = memoryview(buffer)
     start = time.perf_counter()
@@ -94,8 +95,14 @@ def bulk_http(spec: dict[str, Any]) -> dict[str, Any]:
         status = head.split(b"\r\n", 1)[0]
         if b" 200 " not in status + b" ":
             return {"error": f"status {status[:60]!r}"}
-        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
-                       if line.lower().startswith(b"content-length:")), -1)
+        length = next(
+            (
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")[1:]
+                if line.lower().startswith(b"content-length:")
+            ),
+            -1,
+        )
         got = len(body_start)
         while got < length:
             n = sock.recv_into(view)
@@ -157,9 +164,14 @@ def connrate(spec: dict[str, Any]) -> dict[str, Any]:
         thread.join()
     elapsed = time.perf_counter() - start
     total = sum(done)
-    return {"connections": total, "seconds": elapsed, "value": total / elapsed,
-            "errors": len(errors), "error_samples": sorted(set(errors))[:5],
-            **_percentiles(latencies)}
+    return {
+        "connections": total,
+        "seconds": elapsed,
+        "value": total / elapsed,
+        "errors": len(errors),
+        "error_samples": sorted(set(errors))[:5],
+        **_percentiles(latencies),
+    }
 
 
 def http_rps(spec: dict[str, Any]) -> dict[str, Any]:
@@ -199,7 +211,8 @@ async def _held(spec: dict[str, Any]) -> dict[str, Any]:
         async with gate:
             try:
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection("127.0.0.1", port), TIMEOUT)
+                    asyncio.open_connection("127.0.0.1", port), TIMEOUT
+                )
                 writer.write(prefix + line)
                 echoed = await asyncio.wait_for(reader.readexactly(len(line)), TIMEOUT)
             except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
@@ -214,8 +227,12 @@ async def _held(spec: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     await asyncio.gather(*(open_one(i) for i in range(count)))
     open_s = time.perf_counter() - start
-    print(json.dumps({"event": "holding", "open": len(conns), "errors": len(errors),
-                      "open_seconds": open_s}), flush=True)
+    print(
+        json.dumps(
+            {"event": "holding", "open": len(conns), "errors": len(errors), "open_seconds": open_s}
+        ),
+        flush=True,
+    )
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
     alive = 0
@@ -238,17 +255,28 @@ async def _held(spec: dict[str, Any]) -> dict[str, Any]:
     for _, writer in conns:
         writer.close()
     all_errors = errors + late
-    return {"requested": count, "opened": len(conns), "alive_after_hold": alive,
-            "open_seconds": open_s, "errors": len(all_errors),
-            "error_samples": sorted(set(all_errors))[:5], "value": len(all_errors)}
+    return {
+        "requested": count,
+        "opened": len(conns),
+        "alive_after_hold": alive,
+        "open_seconds": open_s,
+        "errors": len(all_errors),
+        "error_samples": sorted(set(all_errors))[:5],
+        "value": len(all_errors),
+    }
 
 
 def held(spec: dict[str, Any]) -> dict[str, Any]:
     return asyncio.run(_held(spec))
 
 
-MODES = {"bulk_tcp": bulk_tcp, "bulk_http": bulk_http, "connrate": connrate,
-         "http_rps": http_rps, "held": held}
+MODES = {
+    "bulk_tcp": bulk_tcp,
+    "bulk_http": bulk_http,
+    "connrate": connrate,
+    "http_rps": http_rps,
+    "held": held,
+}
 
 
 def main() -> None:

@@ -96,8 +96,10 @@ async def http_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             if path == b"/big":
                 params = dict(p.partition(b"=")[::2] for p in query.split(b"&") if p)
                 size = int(params.get(b"mib", b"1")) * CHUNK
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                             b"Content-Length: %d\r\n\r\n" % size)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                    b"Content-Length: %d\r\n\r\n" % size
+                )
                 if method != b"HEAD":
                     sent = 0
                     while sent < size:
@@ -106,8 +108,10 @@ async def http_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
                         await writer.drain()
             else:
                 body = b"hello " + path
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
             await writer.drain()
             if close:
                 break
@@ -121,8 +125,7 @@ async def serve() -> None:
         "sink": await loop.create_server(Sink, host, 0, backlog=BACKLOG),
         "echo": await loop.create_server(Echo, host, 0, backlog=BACKLOG),
         "reqrep": await loop.create_server(ReqRep, host, 0, backlog=BACKLOG),
-        "http": await asyncio.start_server(http_handler, host, 0, backlog=BACKLOG,
-                                           limit=64 * 1024),
+        "http": await asyncio.start_server(http_handler, host, 0, backlog=BACKLOG, limit=64 * 1024),
     }
     ports = {name: server.sockets[0].getsockname()[1] for name, server in servers.items()}
     print(json.dumps(ports), flush=True)

@@ -14,8 +14,10 @@ def main() -> None:
     with safetunnel.share(8000, ttl="10m") as tunnel:
         print(f"remote port {tunnel.remote_port}, expires {tunnel.expires_at}")
         print(f"token (shown once): {tunnel.token}")
-        print(f"on the SSH host: curl -H 'X-Safetunnel-Token: {tunnel.token}' "
-              f"http://127.0.0.1:{tunnel.remote_port}/")
+        print(
+            f"on the SSH host: curl -H 'X-Safetunnel-Token: {tunnel.token}' "
+            f"http://127.0.0.1:{tunnel.remote_port}/"
+        )
         tunnel.wait()  # returns when the TTL ends (or `safetunnel kill` stops it)
 
 

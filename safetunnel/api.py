@@ -34,12 +34,21 @@ class _ApiUI:
         """Nothing to render; callers read the Tunnel's attributes."""
 
 
-def share(port: int | str, *, ttl: str | int = "30m", host: str | None = None,
-          idle: str | int | None = None, remote_port: int = 0, public: bool = False,
-          protocol: GateProtocol = "auto", identity: str | None = None,
-          known_hosts: str | None = None,
-          max_connections: int = 256, max_failures: int | None = None,
-          keepalive: float = 10.0) -> Tunnel:
+def share(
+    port: int | str,
+    *,
+    ttl: str | int = "30m",
+    host: str | None = None,
+    idle: str | int | None = None,
+    remote_port: int = 0,
+    public: bool = False,
+    protocol: GateProtocol = "auto",
+    identity: str | None = None,
+    known_hosts: str | None = None,
+    max_connections: int = 256,
+    max_failures: int | None = None,
+    keepalive: float = 10.0,
+) -> Tunnel:
     """Share 127.0.0.1:``port`` and return the started :class:`Tunnel` (a context manager).
 
     ``ttl`` and ``idle`` take seconds or strings such as ``"30m"``. ``host`` is as for the CLI;
@@ -47,10 +56,20 @@ def share(port: int | str, *, ttl: str | int = "30m", host: str | None = None,
     ``remote_port``, ``token``, ``expires_at`` and ``close()``.
     """
     request = ShareRequest(
-        local=port, host=host, ttl=_seconds(ttl), idle=_seconds(idle),
-        remote_port=remote_port, public=public, protocol=protocol, yes=True,
-        identity=identity, known_hosts=known_hosts, max_connections=max_connections,
-        max_failures=max_failures, keepalive=keepalive)
+        local=port,
+        host=host,
+        ttl=_seconds(ttl),
+        idle=_seconds(idle),
+        remote_port=remote_port,
+        public=public,
+        protocol=protocol,
+        yes=True,
+        identity=identity,
+        known_hosts=known_hosts,
+        max_connections=max_connections,
+        max_failures=max_failures,
+        keepalive=keepalive,
+    )
     return open_share(request, _ApiUI())
 
 

@@ -56,10 +56,16 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox
     """
     home = tmp_path / "home"
     home.mkdir()
-    sandbox = Sandbox(home=home, config_dir=tmp_path / "config", state_dir=tmp_path / "state",
-                      keyring_file=tmp_path / "keyring.json", env={})
-    pythonpath = os.pathsep.join(filter(None, [str(KEYRING_BACKENDS_DIR),
-                                               os.environ.get("PYTHONPATH")]))
+    sandbox = Sandbox(
+        home=home,
+        config_dir=tmp_path / "config",
+        state_dir=tmp_path / "state",
+        keyring_file=tmp_path / "keyring.json",
+        env={},
+    )
+    pythonpath = os.pathsep.join(
+        filter(None, [str(KEYRING_BACKENDS_DIR), os.environ.get("PYTHONPATH")])
+    )
     overrides = {
         "HOME": str(home),
         "SAFETUNNEL_CONFIG_DIR": str(sandbox.config_dir),

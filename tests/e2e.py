@@ -36,12 +36,19 @@ TOKEN_RE = re.compile(r"st_[A-Za-z0-9_-]{43}")
 
 # -- command lines --------------------------------------------------------------------------------
 
-def sshd_args(server: SSHD, *, known_hosts: Path | None = None,
-              identity: Path | None = None) -> list[str]:
+
+def sshd_args(
+    server: SSHD, *, known_hosts: Path | None = None, identity: Path | None = None
+) -> list[str]:
     """The flags that share through the fixture sshd, host key pinned via --known-hosts."""
-    return ["--host", f"{server.user}@{server.host}:{server.port}",
-            "--identity", str(identity or server.client_key_path),
-            "--known-hosts", str(known_hosts or server.known_hosts)]
+    return [
+        "--host",
+        f"{server.user}@{server.host}:{server.port}",
+        "--identity",
+        str(identity or server.client_key_path),
+        "--known-hosts",
+        str(known_hosts or server.known_hosts),
+    ]
 
 
 def public_line(key: paramiko.PKey, comment: str = "test") -> str:
@@ -54,8 +61,15 @@ def known_hosts_line(host: str, port: int, key: paramiko.PKey) -> str:
     return f"[{host}]:{port} {key.get_name()} {key.get_base64()}\n"
 
 
-def share_argv(port: int | str, *extra: str, ttl: str | None = "5s", via: SSHD | None = None,
-               yes: bool = True, as_json: bool = True, background: bool = False) -> list[str]:
+def share_argv(
+    port: int | str,
+    *extra: str,
+    ttl: str | None = "5s",
+    via: SSHD | None = None,
+    yes: bool = True,
+    as_json: bool = True,
+    background: bool = False,
+) -> list[str]:
     """``share PORT [--ttl T] [sshd flags] [--yes] [--json] [--background] EXTRA…``."""
     argv = ["share", str(port)]
     if ttl is not None:
@@ -80,6 +94,7 @@ def token_from(text: str) -> str:
 
 # -- polling --------------------------------------------------------------------------------------
 
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` s pass; returns its last answer."""
     deadline = time.monotonic() + timeout
@@ -90,14 +105,19 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: flo
     return predicate()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition",
-               interval: float = 0.05) -> None:
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout: float = 10.0,
+    what: str = "condition",
+    interval: float = 0.05,
+) -> None:
     """:func:`wait_for`, failing (never hanging) when ``predicate`` is still false."""
     if not wait_for(predicate, timeout, interval):
         raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 # -- sockets --------------------------------------------------------------------------------------
+
 
 def _connect_once(port: int, host: str, timeout: float) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -128,7 +148,8 @@ def port_refused(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bo
 def assert_port_released(port: int, timeout: float = 5.0) -> None:
     """The remote listener is gone: connecting is refused (on both loopbacks)."""
     assert wait_for(lambda: not port_open(port) and not port_open(port, "::1"), timeout), (
-        f"remote port {port} still accepts connections")
+        f"remote port {port} still accepts connections"
+    )
 
 
 def connect(port: int, timeout: float = 5.0) -> socket.socket:
@@ -167,8 +188,9 @@ class Response:
         return self.headers.get(name.lower())
 
 
-def request_bytes(path: str = "/", headers: dict[str, str] | None = None,
-                  method: str = "GET") -> bytes:
+def request_bytes(
+    path: str = "/", headers: dict[str, str] | None = None, method: str = "GET"
+) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", "Host: localhost"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
@@ -202,8 +224,9 @@ def read_response(sock: socket.socket, limit: float = 5.0) -> Response:
     return Response(int(status_line.split(" ")[1]), headers, body, head + b"\r\n\r\n" + body)
 
 
-def http_get(port: int, path: str = "/", headers: dict[str, str] | None = None,
-             timeout: float = 5.0) -> Response:
+def http_get(
+    port: int, path: str = "/", headers: dict[str, str] | None = None, timeout: float = 5.0
+) -> Response:
     """One raw HTTP/1.1 request on a fresh connection to 127.0.0.1:port, and its response."""
     with connect(port, timeout) as sock:
         sock.sendall(request_bytes(path, headers))
@@ -233,8 +256,14 @@ class Pty:
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.master, terminal = os.openpty()
-        self.proc = subprocess.Popen([SCRIPT, *args], stdin=terminal, stdout=terminal,
-                                     stderr=terminal, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [SCRIPT, *args],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            env=env,
+            start_new_session=True,
+        )
         os.close(terminal)
         self.output = b""
         self._cursor = 0
@@ -300,6 +329,7 @@ class Pty:
 
 # -- runners --------------------------------------------------------------------------------------
 
+
 class SandboxUser:
     """What :class:`E2E` and the registry ``Kit`` share: the sandbox's services, tunnel records
     and audit log."""
@@ -345,9 +375,16 @@ class E2E(SandboxUser):
     servers: list[SSHD] = field(default_factory=list)
     token_files: list[Path] = field(default_factory=list)
 
-    def share(self, port: int, *args: str, via: SSHD | None = None, ttl: str | None = "5s",
-              as_json: bool = True, yes: bool = True, extra_env: dict[str, str] | None = None,
-              ) -> ShareProcess:
+    def share(
+        self,
+        port: int,
+        *args: str,
+        via: SSHD | None = None,
+        ttl: str | None = "5s",
+        as_json: bool = True,
+        yes: bool = True,
+        extra_env: dict[str, str] | None = None,
+    ) -> ShareProcess:
         if via is not None:
             self.servers.append(via)
         argv = share_argv(port, *args, ttl=ttl, via=via, yes=yes, as_json=as_json)
@@ -381,8 +418,9 @@ class E2E(SandboxUser):
         outputs: list[str | bytes] = [bytes(s.received) for s in self.services]
         outputs += [s.log_text() for s in self.servers]
         for proc in self.procs:
-            outputs.append("".join(line for line in proc.stdout_lines
-                                   if '"event":"started"' not in line))
+            outputs.append(
+                "".join(line for line in proc.stdout_lines if '"event":"started"' not in line)
+            )
             if "--json" in proc.args:
                 outputs.append(proc.stderr)  # human text goes to stderr; no token in --json mode
         assert_secret_absent(token, self.sandbox.dirs, outputs, allow=self.token_files)

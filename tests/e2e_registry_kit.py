@@ -26,8 +26,20 @@ from sshd import SSHD
 if TYPE_CHECKING:
     from conftest import Sandbox
 
-LIST_KEYS = ("id", "pid", "local", "ssh_host", "remote_bind", "remote_port", "started_at",
-             "expires_at", "connections", "total_connections", "bytes_in", "bytes_out")
+LIST_KEYS = (
+    "id",
+    "pid",
+    "local",
+    "ssh_host",
+    "remote_bind",
+    "remote_port",
+    "started_at",
+    "expires_at",
+    "connections",
+    "total_connections",
+    "bytes_in",
+    "bytes_out",
+)
 
 
 def pid_running(pid: int) -> bool:
@@ -73,14 +85,20 @@ class Kit(SandboxUser):
     def share_args(self, port: int, ttl: str, *extra: str, builtin: bool = False) -> list[str]:
         """``share PORT --ttl TTL [via kit.sshd] --yes --background EXTRA…``."""
         assert builtin or self.sshd is not None, "call kit.sshd = sshd first"
-        return share_argv(port, *extra, ttl=ttl, via=None if builtin else self.sshd,
-                          as_json=False, background=True)
+        return share_argv(
+            port,
+            *extra,
+            ttl=ttl,
+            via=None if builtin else self.sshd,
+            as_json=False,
+            background=True,
+        )
 
-    def share_bg(self, port: int, ttl: str = "2m", *extra: str,
-                 builtin: bool = False) -> dict[str, Any]:
+    def share_bg(
+        self, port: int, ttl: str = "2m", *extra: str, builtin: bool = False
+    ) -> dict[str, Any]:
         """``share --background --json``; returns the started event printed on stdout."""
-        out = self.ok(*self.share_args(port, ttl, "--json", *extra, builtin=builtin),
-                      timeout=60)
+        out = self.ok(*self.share_args(port, ttl, "--json", *extra, builtin=builtin), timeout=60)
         return self.started_from(out)
 
     def started_from(self, out: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -98,8 +116,9 @@ class Kit(SandboxUser):
         assert self.tokens, "no token was captured; the check would prove nothing"
         for token in self.tokens:
             assert TOKEN_RE.fullmatch(token), token
-            assert_secret_absent(token, self.sandbox.dirs, more_outputs,
-                                 allow=[self.sandbox.keyring_file])
+            assert_secret_absent(
+                token, self.sandbox.dirs, more_outputs, allow=[self.sandbox.keyring_file]
+            )
 
     # -- teardown ---------------------------------------------------------------------------------
 

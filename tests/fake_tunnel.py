@@ -28,8 +28,9 @@ HERE = Path(__file__).resolve()
 
 def start(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
     """Start the fake tunnel; return the process and its id once it says it is up."""
-    proc = subprocess.Popen([sys.executable, str(HERE), *args], stdout=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE), *args], stdout=subprocess.PIPE, text=True, env=env
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline().split()
     assert line and line[0] == "ready", f"fake tunnel did not start: {line}"
@@ -58,11 +59,17 @@ class FakeTunnel:
         self.done = threading.Event()
         self.lock = threading.Lock()  # the record is touched by the control thread and main
         self.record = reg.TunnelRecord(
-            id=ns.id or reg.new_tunnel_id(), pid=os.getpid(),
-            pid_start_time=reg.current_process_start_time(), local="127.0.0.1:62893",
-            ssh_host="alice@bastion:22", remote_bind="localhost", remote_port=40123,
-            protocol="auto", started_at=timefmt.iso_z(self.started),
-            expires_at=timefmt.iso_z(self.expires), token_hash_prefix="0badc0de",
+            id=ns.id or reg.new_tunnel_id(),
+            pid=os.getpid(),
+            pid_start_time=reg.current_process_start_time(),
+            local="127.0.0.1:62893",
+            ssh_host="alice@bastion:22",
+            remote_bind="localhost",
+            remote_port=40123,
+            protocol="auto",
+            started_at=timefmt.iso_z(self.started),
+            expires_at=timefmt.iso_z(self.expires),
+            token_hash_prefix="0badc0de",
         )
 
     def finish(self, reason: str) -> None:
@@ -72,8 +79,12 @@ class FakeTunnel:
     def status(self, _: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             rec = self.record
-            return {"expires_at": rec.expires_at, "connections": rec.connections,
-                    "total_connections": rec.total_connections, "recent": list(rec.recent)}
+            return {
+                "expires_at": rec.expires_at,
+                "connections": rec.connections,
+                "total_connections": rec.total_connections,
+                "recent": list(rec.recent),
+            }
 
     def stop(self, _: dict[str, Any]) -> dict[str, Any]:
         if not self.ns.ignore_stop:
@@ -98,15 +109,25 @@ class FakeTunnel:
         """Pretend a connection happened, and refresh the record as a real tunnel does."""
         with self.lock:
             self.record.total_connections += 1
-            self.record.add_recent({"origin": "127.0.0.1:5000", "protocol": "http",
-                                    "allowed": True, "reason": "token", "bytes_in": 10,
-                                    "bytes_out": 20, "duration": 0.1})
+            self.record.add_recent(
+                {
+                    "origin": "127.0.0.1:5000",
+                    "protocol": "http",
+                    "allowed": True,
+                    "reason": "token",
+                    "bytes_in": 10,
+                    "bytes_out": 20,
+                    "duration": 0.1,
+                }
+            )
             self.registry.write(self.record)
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: self.finish("signal"))
-        server = ControlServer(self.registry.socket_path(self.record.id),
-                               {"status": self.status, "stop": self.stop, "extend": self.extend})
+        server = ControlServer(
+            self.registry.socket_path(self.record.id),
+            {"status": self.status, "stop": self.stop, "extend": self.extend},
+        )
         if not self.ns.no_control:
             server.start()
         self.registry.write(self.record)

@@ -116,8 +116,11 @@ def chunked(script: Sequence[Step], size: int) -> list[Step]:
 
 
 def request(
-    target: str = "/", headers: Sequence[tuple[str, str]] = (), body: bytes = b"",
-    method: str = "GET", version: str = "1.1",
+    target: str = "/",
+    headers: Sequence[tuple[str, str]] = (),
+    body: bytes = b"",
+    method: str = "GET",
+    version: str = "1.1",
 ) -> bytes:
     """A well-formed request; Host is added unless given."""
     lines = [f"{method} {target} HTTP/{version}"]
@@ -138,5 +141,15 @@ def response(body: bytes = b"hello", status: str = "200 OK", extra: str = "") ->
     return head.encode() + body
 
 
-__all__ = ["COOKIE", "TOKEN", "FailureBudget", "Run", "authed", "chunked", "make_policy",
-           "request", "response", "run"]
+__all__ = [
+    "COOKIE",
+    "TOKEN",
+    "FailureBudget",
+    "Run",
+    "authed",
+    "chunked",
+    "make_policy",
+    "request",
+    "response",
+    "run",
+]

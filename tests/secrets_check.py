@@ -17,8 +17,13 @@ from pathlib import Path
 
 
 def _needles(secret: str) -> set[bytes]:
-    forms = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
-             urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}
+    forms = {
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote_plus(secret),
+    }
     return {form.encode("utf-8") for form in forms if form}
 
 
@@ -35,9 +40,12 @@ def _files(paths: Iterable[Path | str]) -> Iterable[Path]:
                         yield candidate
 
 
-def assert_secret_absent(secret: str, paths: Iterable[Path | str] = (),
-                         outputs: Iterable[str | bytes | None] = (),
-                         allow: Iterable[Path | str] = ()) -> None:
+def assert_secret_absent(
+    secret: str,
+    paths: Iterable[Path | str] = (),
+    outputs: Iterable[str | bytes | None] = (),
+    allow: Iterable[Path | str] = (),
+) -> None:
     """Fail when ``secret`` appears in any file under ``paths`` or in any of ``outputs``.
 
     ``allow`` lists files that may legitimately hold it (the test keyring's own file).

@@ -15,8 +15,11 @@ from collections.abc import Callable
 class Service:
     """A TCP service on 127.0.0.1:0; ``handle(conn, record)`` runs per connection in a thread."""
 
-    def __init__(self, handle: Callable[[socket.socket, Callable[[bytes], None]], None],
-                 host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        handle: Callable[[socket.socket, Callable[[bytes], None]], None],
+        host: str = "127.0.0.1",
+    ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -113,5 +116,9 @@ def http_keepalive(conn: socket.socket, record: Callable[[bytes], None]) -> None
         buffer = buffer[length:]
         path = head.split(b" ")[1]
         body = b"hello " + path
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
-                     + str(len(body)).encode() + b"\r\n\r\n" + body)
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )

@@ -20,18 +20,25 @@ class ShareProcess:
     Every stdout line is a JSON event (``--json``) unless ``json_events`` is false.
     """
 
-    def __init__(self, args: list[str], env: dict[str, str], stdin: int | IO[bytes] | None =
-                 subprocess.DEVNULL, json_events: bool = True) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        stdin: int | IO[bytes] | None = subprocess.DEVNULL,
+        json_events: bool = True,
+    ) -> None:
         self.args = args
-        self.proc = subprocess.Popen([SCRIPT, *args], stdin=stdin, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env)
+        self.proc = subprocess.Popen(
+            [SCRIPT, *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
         self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
         self._events: queue.Queue[dict[str, Any]] = queue.Queue()
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self._readers = [
-            threading.Thread(target=self._read,
-                             args=(self.proc.stdout, self.stdout_lines, json_events)),
+            threading.Thread(
+                target=self._read, args=(self.proc.stdout, self.stdout_lines, json_events)
+            ),
             threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr_lines, False)),
         ]
         for reader in self._readers:
@@ -50,7 +57,8 @@ class ShareProcess:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(
-                    f"no {kind or 'event'} within {timeout}s; stderr:\n{self.stderr}")
+                    f"no {kind or 'event'} within {timeout}s; stderr:\n{self.stderr}"
+                )
             try:
                 event = self._events.get(timeout=min(left, 0.5))
             except queue.Empty:
@@ -90,8 +98,15 @@ class ShareProcess:
         return "".join(self.stderr_lines)
 
 
-def run(args: list[str], env: dict[str, str], timeout: float = 30.0,
-        input_text: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SCRIPT, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, input=input_text,
-                          stdin=None if input_text is not None else subprocess.DEVNULL)
+def run(
+    args: list[str], env: dict[str, str], timeout: float = 30.0, input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SCRIPT, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input_text,
+        stdin=None if input_text is not None else subprocess.DEVNULL,
+    )

@@ -112,26 +112,28 @@ def _free_port() -> int:
 
 
 def _config(workdir: Path, port: int, gateway_ports: bool, log_level: str) -> str:
-    return "\n".join([
-        f"Port {port}",
-        "ListenAddress 127.0.0.1",
-        f"HostKey {workdir / 'host_ed25519'}",
-        f"PidFile {workdir / 'sshd.pid'}",
-        f"AuthorizedKeysFile {workdir / 'authorized_keys'} {workdir / 'installed_keys'}",
-        "UsePAM no",
-        "StrictModes no",
-        "PermitRootLogin prohibit-password",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "PubkeyAuthentication yes",
-        "AllowTcpForwarding yes",
-        f"GatewayPorts {'yes' if gateway_ports else 'no'}",
-        "X11Forwarding no",
-        "AllowAgentForwarding no",
-        "PrintMotd no",
-        f"LogLevel {log_level}",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"Port {port}",
+            "ListenAddress 127.0.0.1",
+            f"HostKey {workdir / 'host_ed25519'}",
+            f"PidFile {workdir / 'sshd.pid'}",
+            f"AuthorizedKeysFile {workdir / 'authorized_keys'} {workdir / 'installed_keys'}",
+            "UsePAM no",
+            "StrictModes no",
+            "PermitRootLogin prohibit-password",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PubkeyAuthentication yes",
+            "AllowTcpForwarding yes",
+            f"GatewayPorts {'yes' if gateway_ports else 'no'}",
+            "X11Forwarding no",
+            "AllowAgentForwarding no",
+            "PrintMotd no",
+            f"LogLevel {log_level}",
+            "",
+        ]
+    )
 
 
 def _wait_listening(process: subprocess.Popen[bytes], port: int, timeout: float) -> bool:

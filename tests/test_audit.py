@@ -46,10 +46,17 @@ def test_append_only_and_read_filters_by_id(tmp_path: Path) -> None:
 def test_secret_fields_dropped_and_token_values_redacted(tmp_path: Path) -> None:
     token = tokens.generate()
     log = AuditLog(tmp_path / "audit.jsonl")
-    log.write("started", "st-1a2b3c", token=token, password="hunter2", ssh_passphrase="pp",
-              url=f"http://localhost:1/?safetunnel_token={token}",
-              nested={"access_token": token, "note": [token]}, token_hash_prefix="0badc0de",
-              path=Path(f"/tmp/{token}"))
+    log.write(
+        "started",
+        "st-1a2b3c",
+        token=token,
+        password="hunter2",
+        ssh_passphrase="pp",
+        url=f"http://localhost:1/?safetunnel_token={token}",
+        nested={"access_token": token, "note": [token]},
+        token_hash_prefix="0badc0de",
+        path=Path(f"/tmp/{token}"),
+    )
     text = log.path.read_text()
     assert token not in text and "hunter2" not in text and '"pp"' not in text
     entry = json.loads(text)
@@ -65,8 +72,10 @@ def test_reserved_keys_cannot_be_overridden(tmp_path: Path) -> None:
     assert entry["event"] == "warning" and entry["ts"] != "fake"
 
 
-@pytest.mark.parametrize("name", ["token", "Token", "access_token", "password",
-                                  "ssh_password", "passphrase", "client_secret"])
+@pytest.mark.parametrize(
+    "name",
+    ["token", "Token", "access_token", "password", "ssh_password", "passphrase", "client_secret"],
+)
 def test_secret_names(name: str) -> None:
     assert is_secret_name(name)
 
@@ -74,7 +83,11 @@ def test_secret_names(name: str) -> None:
 def test_non_secret_names_and_plain_values_kept() -> None:
     assert not is_secret_name("token_hash_prefix")
     assert scrub({"allowed": False, "bytes_in": 3, "d": 0.5, "n": None}) == {
-        "allowed": False, "bytes_in": 3, "d": 0.5, "n": None}
+        "allowed": False,
+        "bytes_in": 3,
+        "d": 0.5,
+        "n": None,
+    }
 
 
 def test_bad_event_name_is_a_bug(tmp_path: Path) -> None:

@@ -29,10 +29,13 @@ def test_help_lists_every_command() -> None:
 
 
 def test_help_imports_no_command_module() -> None:
-    code = ("import sys; from safetunnel.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = ('paramiko', 'safetunnel.cli.')\n"
-            "print(sorted(m for m in sys.modules if m.startswith(heavy)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys; from safetunnel.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('paramiko', 'safetunnel.cli.')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip().splitlines()[-1] == "[]"

@@ -15,7 +15,7 @@ from test_credentials import PASSPHRASE, make_key
 
 from safetunnel.cli import cli
 
-PASSWORD = "pw with spaces & \"quotes\" ✓"
+PASSWORD = 'pw with spaces & "quotes" ✓'
 
 
 def run(sandbox: Sandbox, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -37,10 +37,12 @@ def keyring_data(sandbox: Sandbox) -> dict[str, str]:
 
 # --- hosts (CliRunner) ---
 
+
 def test_hosts_add_list_show_remove(sandbox: Sandbox, tmp_path: Path) -> None:
     key = make_key(tmp_path / "id_bastion", None)
-    code, out = invoke("hosts", "add", "bastion", "alice@bastion.example:2222",
-                       "--identity", str(key), "--default")
+    code, out = invoke(
+        "hosts", "add", "bastion", "alice@bastion.example:2222", "--identity", str(key), "--default"
+    )
     assert code == 0 and "default host" in out
     assert invoke("hosts", "add", "db", "db.example")[0] == 0
     code, out = invoke("hosts", "list")
@@ -83,6 +85,7 @@ def test_config_file_is_private(sandbox: Sandbox) -> None:
 
 # --- creds (real console script; the file keyring is shared across processes) ---
 
+
 def test_creds_set_status_delete_password(sandbox: Sandbox) -> None:
     run(sandbox, "hosts", "add", "bastion", "alice@bastion.example:2222")
     stored = run(sandbox, "creds", "set", "bastion", stdin=PASSWORD + "\nignored second line\n")
@@ -100,8 +103,9 @@ def test_creds_set_status_delete_password(sandbox: Sandbox) -> None:
 def test_creds_host_through_ssh_config_alias(sandbox: Sandbox) -> None:
     ssh = sandbox.home / ".ssh"
     ssh.mkdir(mode=0o700)
-    (ssh / "config").write_text("Host jump\n  HostName jump.example.org\n  User carol\n"
-                                "  Port 2022\n")
+    (ssh / "config").write_text(
+        "Host jump\n  HostName jump.example.org\n  User carol\n  Port 2022\n"
+    )
     assert run(sandbox, "creds", "set", "jump", stdin="pw\n").returncode == 0
     assert list(keyring_data(sandbox)) == ["password:carol@jump.example.org:2022"]
     unknown = run(sandbox, "creds", "set", "jmup", stdin="pw\n")
@@ -111,28 +115,40 @@ def test_creds_host_through_ssh_config_alias(sandbox: Sandbox) -> None:
 def test_creds_passphrase_verified_before_storing(sandbox: Sandbox) -> None:
     (sandbox.home / ".ssh").mkdir(mode=0o700)
     key = make_key(sandbox.home / ".ssh" / "id_ed25519", PASSPHRASE)
-    wrong = run(sandbox, "creds", "set", "u@h.example", "--passphrase-for", str(key),
-                stdin="not it\n")
+    wrong = run(
+        sandbox, "creds", "set", "u@h.example", "--passphrase-for", str(key), stdin="not it\n"
+    )
     assert wrong.returncode == 1 and "does not unlock" in wrong.stderr
     assert keyring_data(sandbox) == {}
-    right = run(sandbox, "creds", "set", "u@h.example", "--passphrase-for", str(key),
-                stdin=PASSPHRASE + "\n")
+    right = run(
+        sandbox,
+        "creds",
+        "set",
+        "u@h.example",
+        "--passphrase-for",
+        str(key),
+        stdin=PASSPHRASE + "\n",
+    )
     assert right.returncode == 0, right.stderr
     assert keyring_data(sandbox) == {f"passphrase:{key}": PASSPHRASE}
     status = run(sandbox, "creds", "status", "u@h.example")
     assert f"passphrase for {key}: stored" in status.stdout  # a default key is listed
     plain = make_key(sandbox.home / "plain", None)
-    refused = run(sandbox, "creds", "set", "u@h.example", "--passphrase-for", str(plain),
-                  stdin="x\n")
+    refused = run(
+        sandbox, "creds", "set", "u@h.example", "--passphrase-for", str(plain), stdin="x\n"
+    )
     assert refused.returncode == 1 and "not encrypted" in refused.stderr
     outputs = [p.stdout + p.stderr for p in (wrong, right, status, refused)]
     assert_secret_absent(PASSPHRASE, sandbox.dirs, outputs)
 
 
-@pytest.mark.parametrize(("backend", "name"), [
-    ("keyring.backends.fail.Keyring", "backend: fail.Keyring"),
-    ("st_test_keyrings.PlaintextKeyring", "backend: st_test_keyrings.PlaintextKeyring"),
-])
+@pytest.mark.parametrize(
+    ("backend", "name"),
+    [
+        ("keyring.backends.fail.Keyring", "backend: fail.Keyring"),
+        ("st_test_keyrings.PlaintextKeyring", "backend: st_test_keyrings.PlaintextKeyring"),
+    ],
+)
 def test_creds_set_refuses_non_keyrings(sandbox: Sandbox, backend: str, name: str) -> None:
     sandbox.env["PYTHON_KEYRING_BACKEND"] = backend
     result = run(sandbox, "creds", "set", "u@h.example", stdin=PASSWORD + "\n")

@@ -48,16 +48,25 @@ def fake(procs: list[subprocess.Popen[str]], *args: str) -> tuple[subprocess.Pop
     return proc, tunnel_id
 
 
-def forged_sleep_record(state: Path, procs: list[subprocess.Popen[str]]) -> tuple[
-        subprocess.Popen[str], str]:
+def forged_sleep_record(
+    state: Path, procs: list[subprocess.Popen[str]]
+) -> tuple[subprocess.Popen[str], str]:
     """A record naming a live, unrelated `sleep` with the wrong start time (as after pid reuse)."""
     sleeper = subprocess.Popen(["sleep", "30"], text=True)
     procs.append(sleeper)
     record = reg.TunnelRecord(
-        id="st-5eeb00", pid=sleeper.pid, pid_start_time=time.time() - 3600, local="127.0.0.1:1",
-        ssh_host="h", remote_bind="localhost", remote_port=1, protocol="tcp",
-        started_at="2026-01-01T00:00:00Z", expires_at="2026-01-01T00:30:00Z",
-        token_hash_prefix="00000000")
+        id="st-5eeb00",
+        pid=sleeper.pid,
+        pid_start_time=time.time() - 3600,
+        local="127.0.0.1:1",
+        ssh_host="h",
+        remote_bind="localhost",
+        remote_port=1,
+        protocol="tcp",
+        started_at="2026-01-01T00:00:00Z",
+        expires_at="2026-01-01T00:30:00Z",
+        token_hash_prefix="00000000",
+    )
     reg.Registry(state).write(record)
     return sleeper, record.id
 
@@ -75,8 +84,20 @@ def test_list_table_and_json(state: Path, procs: list[subprocess.Popen[str]]) ->
     assert row[:4] == [tunnel_id, "127.0.0.1:62893", "alice@bastion:22", "localhost:40123"]
     assert row[-1] == str(proc.pid)
     (entry,) = json.loads(run("list", "--json").stdout)
-    for key in ("id", "pid", "local", "ssh_host", "remote_bind", "remote_port", "started_at",
-                "expires_at", "connections", "total_connections", "bytes_in", "bytes_out"):
+    for key in (
+        "id",
+        "pid",
+        "local",
+        "ssh_host",
+        "remote_bind",
+        "remote_port",
+        "started_at",
+        "expires_at",
+        "connections",
+        "total_connections",
+        "bytes_in",
+        "bytes_out",
+    ):
         assert key in entry
     assert entry["id"] == tunnel_id and entry["pid"] == proc.pid
     assert "token" not in entry
@@ -88,9 +109,18 @@ def test_stale_dead_pid_is_pruned_and_counted(state: Path) -> None:
     registry = reg.Registry(state)
     for tunnel_id in ("st-000001", "st-000002"):
         record = reg.TunnelRecord(
-            id=tunnel_id, pid=dead.pid, pid_start_time=time.time(), local="l", ssh_host="h",
-            remote_bind="localhost", remote_port=1, protocol="tcp", started_at="x",
-            expires_at="y", token_hash_prefix="0")
+            id=tunnel_id,
+            pid=dead.pid,
+            pid_start_time=time.time(),
+            local="l",
+            ssh_host="h",
+            remote_bind="localhost",
+            remote_port=1,
+            protocol="tcp",
+            started_at="x",
+            expires_at="y",
+            token_hash_prefix="0",
+        )
         registry.write(record)
     out = run("list")
     assert out.stdout == "No active tunnels.\nCleaned 2 stale entries.\n"
@@ -106,7 +136,8 @@ def test_list_json_reports_cleanup_on_stderr(state: Path) -> None:
 
 
 def test_forged_record_with_live_unrelated_pid_is_pruned_never_signalled(
-        state: Path, procs: list[subprocess.Popen[str]]) -> None:
+    state: Path, procs: list[subprocess.Popen[str]]
+) -> None:
     sleeper, tunnel_id = forged_sleep_record(state, procs)
     out = run("kill", tunnel_id)
     assert "was not running" in out.stdout
@@ -127,24 +158,28 @@ def test_kill_via_control_socket(state: Path, procs: list[subprocess.Popen[str]]
     assert proc.wait(timeout=5) == 0
     assert not registry.record_path(tunnel_id).exists()
     assert not registry.socket_path(tunnel_id).exists()
-    stopped = [e for e in AuditLog(state / "audit.jsonl").read(tunnel_id)
-               if e["event"] == "stopped"]
+    stopped = [
+        e for e in AuditLog(state / "audit.jsonl").read(tunnel_id) if e["event"] == "stopped"
+    ]
     assert stopped[0]["reason"] == "killed"
 
 
 def test_kill_falls_back_to_sigterm_when_socket_is_gone(
-        state: Path, procs: list[subprocess.Popen[str]]) -> None:
+    state: Path, procs: list[subprocess.Popen[str]]
+) -> None:
     proc, tunnel_id = fake(procs, "--no-control")
     out = run("kill", tunnel_id)
     assert out.stdout.startswith(f"{tunnel_id}: stopped with SIGTERM")
     assert proc.wait(timeout=5) == 0
     assert list(reg.Registry(state).dir.iterdir()) == []
-    assert [e["reason"] for e in AuditLog(state / "audit.jsonl").read()
-            if e["event"] == "stopped"] == ["signal"]
+    assert [
+        e["reason"] for e in AuditLog(state / "audit.jsonl").read() if e["event"] == "stopped"
+    ] == ["signal"]
 
 
 def test_stop_escalates_when_tunnel_ignores_stop(
-        state: Path, procs: list[subprocess.Popen[str]]) -> None:
+    state: Path, procs: list[subprocess.Popen[str]]
+) -> None:
     proc, tunnel_id = fake(procs, "--ignore-stop")
     result = manage.stop(reg.Registry(state), tunnel_id, timeout=2.0)
     assert result.method == "sigterm"
@@ -187,7 +222,8 @@ def test_status_text_and_json(state: Path, procs: list[subprocess.Popen[str]]) -
 
 
 def test_extend_moves_expiry_exactly_and_refuses_past_max(
-        state: Path, procs: list[subprocess.Popen[str]]) -> None:
+    state: Path, procs: list[subprocess.Popen[str]]
+) -> None:
     _, tunnel_id = fake(procs, "--ttl", "60", "--max-ttl", "1000")
     registry = reg.Registry(state)
     before = parse_iso_z(registry.get(tunnel_id).expires_at)
@@ -197,8 +233,9 @@ def test_extend_moves_expiry_exactly_and_refuses_past_max(
     assert (after - before).total_seconds() == 600
     refused = run("extend", tunnel_id, "--by", "10m", check_code=1)
     assert "max_ttl" in refused.stderr
-    assert "Invalid value for '--by'" in run("extend", tunnel_id, "--by", "10x",
-                                              check_code=2).stderr
+    assert (
+        "Invalid value for '--by'" in run("extend", tunnel_id, "--by", "10x", check_code=2).stderr
+    )
     events = [e["event"] for e in AuditLog(state / "audit.jsonl").read(tunnel_id)]
     assert events == ["started", "extended"]
 
@@ -219,8 +256,9 @@ def test_log_table_json_and_filter(state: Path, procs: list[subprocess.Popen[str
 
 
 def test_log_follow_prints_new_entries(state: Path, procs: list[subprocess.Popen[str]]) -> None:
-    follower = subprocess.Popen([SCRIPT, "log", "--follow", "--json"], stdout=subprocess.PIPE,
-                                text=True)
+    follower = subprocess.Popen(
+        [SCRIPT, "log", "--follow", "--json"], stdout=subprocess.PIPE, text=True
+    )
     procs.append(follower)
     _, tunnel_id = fake(procs)
     assert follower.stdout is not None
@@ -255,12 +293,21 @@ print("HEAVY:" + ",".join(heavy), file=sys.stderr)
 """
 
 
-@pytest.mark.parametrize("args", [["list"], ["list", "--json"], ["kill", "--all"],
-                                  ["status", "st-abcdef"], ["log"],
-                                  ["extend", "st-abcdef", "--by", "1m"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list"],
+        ["list", "--json"],
+        ["kill", "--all"],
+        ["status", "st-abcdef"],
+        ["log"],
+        ["extend", "st-abcdef", "--by", "1m"],
+    ],
+)
 def test_registry_commands_do_not_import_paramiko(state: Path, args: list[str]) -> None:
-    out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
-                         timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=30
+    )
     assert "HEAVY:\n" in out.stderr, out.stderr
 
 

@@ -34,10 +34,20 @@ def test_duration_param_passes_int_defaults_through() -> None:
 
 def record() -> TunnelRecord:
     return TunnelRecord(
-        id="st-1a2b3c", pid=4242, pid_start_time=1.0, local="127.0.0.1:62893",
-        ssh_host="alice@bastion:22", remote_bind="localhost", remote_port=40123,
-        protocol="auto", started_at="2026-01-01T00:00:00Z", expires_at="2026-01-01T00:29:58Z",
-        token_hash_prefix="0badc0de", connections=1, total_connections=7)
+        id="st-1a2b3c",
+        pid=4242,
+        pid_start_time=1.0,
+        local="127.0.0.1:62893",
+        ssh_host="alice@bastion:22",
+        remote_bind="localhost",
+        remote_port=40123,
+        protocol="auto",
+        started_at="2026-01-01T00:00:00Z",
+        expires_at="2026-01-01T00:29:58Z",
+        token_hash_prefix="0badc0de",
+        connections=1,
+        total_connections=7,
+    )
 
 
 def test_list_table() -> None:
@@ -47,17 +57,31 @@ def test_list_table() -> None:
     ]
 
 
-@pytest.mark.parametrize(("stamp", "text"), [("2026-01-01T04:59:00Z", "4h 59m"),
-                                             ("2025-12-31T23:59:00Z", "expired"),
-                                             ("garbage", "?")])
+@pytest.mark.parametrize(
+    ("stamp", "text"),
+    [("2026-01-01T04:59:00Z", "4h 59m"), ("2025-12-31T23:59:00Z", "expired"), ("garbage", "?")],
+)
 def test_remaining(stamp: str, text: str) -> None:
     assert render.remaining(stamp, NOW) == text
 
 
 def test_status_text_shows_counters_and_recent() -> None:
-    info = {**record().to_dict(), "live": False, "live_error": "no answer", "recent": [
-        {"origin": "127.0.0.1:5000", "protocol": "http", "allowed": False,
-         "reason": "bad-token", "bytes_in": 2048, "bytes_out": 0, "duration": 0.25}]}
+    info = {
+        **record().to_dict(),
+        "live": False,
+        "live_error": "no answer",
+        "recent": [
+            {
+                "origin": "127.0.0.1:5000",
+                "protocol": "http",
+                "allowed": False,
+                "reason": "bad-token",
+                "bytes_in": 2048,
+                "bytes_out": 0,
+                "duration": 0.25,
+            }
+        ],
+    }
     text = render.status_text(info, NOW)
     assert "1 open, 7 total, 0 denied" in text
     assert "unavailable (no answer)" in text
@@ -65,8 +89,9 @@ def test_status_text_shows_counters_and_recent() -> None:
 
 
 def test_log_line_and_header_align() -> None:
-    line = render.log_line({"ts": "2026-01-01T00:00:00Z", "id": "st-1a2b3c",
-                            "event": "stopped", "reason": "ttl"})
+    line = render.log_line(
+        {"ts": "2026-01-01T00:00:00Z", "id": "st-1a2b3c", "event": "stopped", "reason": "ttl"}
+    )
     header = render.log_header()
     assert header.index("EVENT") == line.index("stopped")
     assert line.endswith("reason=ttl")

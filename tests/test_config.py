@@ -15,8 +15,17 @@ from safetunnel.hosts import tomlwrite
 from safetunnel.hosts.config import Config, HostProfile, load_config, save_config, validate_ttl
 from safetunnel.hosts.resolve import HostRef, locate_host, parse_literal, ssh_aliases
 
-AWKWARD = ['quote " and \\ backslash', "new\nline\ttab\r", "uni ✓ café", "del \x7f nul-ish \x01",
-           "# not a comment", "[hosts.fake]", '"""', "trailing space ", ""]
+AWKWARD = [
+    'quote " and \\ backslash',
+    "new\nline\ttab\r",
+    "uni ✓ café",
+    "del \x7f nul-ish \x01",
+    "# not a comment",
+    "[hosts.fake]",
+    '"""',
+    "trailing space ",
+    "",
+]
 
 
 def mode(path: Path) -> int:
@@ -44,8 +53,15 @@ def test_missing_file_gives_defaults(sandbox: Sandbox) -> None:
 def test_save_load_round_trip_with_modes(sandbox: Sandbox) -> None:
     config = Config(default_ttl="1h", max_ttl="2d")
     for index, text in enumerate(AWKWARD[:-1]):
-        config.add_profile(HostProfile(f"p{index}", host=f"u@h{index}:2{index}", identity=text,
-                                       user=text or None, port=1000 + index))
+        config.add_profile(
+            HostProfile(
+                f"p{index}",
+                host=f"u@h{index}:2{index}",
+                identity=text,
+                user=text or None,
+                port=1000 + index,
+            )
+        )
     config.set_default_host("p1")
     path = save_config(config)
     assert mode(path) == 0o600
@@ -62,15 +78,18 @@ def test_malformed_file_says_where(sandbox: Sandbox) -> None:
         load_config()
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ('max_tll = "1h"\n', "unknown key.*max_tll"),
-    ('[hosts.a]\nhost = "h:22"\nport = true\n', "port must be an integer"),
-    ('[hosts.a]\nhost = "h"\nport = 70000\n', "out of range"),
-    ('[hosts.a]\nidentity = "k"\n', "needs host"),
-    ('max_ttl = "forever"\n', "max_ttl"),
-    ('default_ttl = "2d"\n', "longer than max_ttl"),
-    ('hosts = "x"\n', "must be a table"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('max_tll = "1h"\n', "unknown key.*max_tll"),
+        ('[hosts.a]\nhost = "h:22"\nport = true\n', "port must be an integer"),
+        ('[hosts.a]\nhost = "h"\nport = 70000\n', "out of range"),
+        ('[hosts.a]\nidentity = "k"\n', "needs host"),
+        ('max_ttl = "forever"\n', "max_ttl"),
+        ('default_ttl = "2d"\n', "longer than max_ttl"),
+        ('hosts = "x"\n', "must be a table"),
+    ],
+)
 def test_bad_values_are_config_errors(sandbox: Sandbox, body: str, message: str) -> None:
     sandbox.config_dir.mkdir(mode=0o700)
     (sandbox.config_dir / "config.toml").write_text(body)
@@ -78,8 +97,9 @@ def test_bad_values_are_config_errors(sandbox: Sandbox, body: str, message: str)
         load_config()
 
 
-def test_env_host_overrides_but_is_never_saved(sandbox: Sandbox,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_host_overrides_but_is_never_saved(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = load_config()
     config.add_profile(HostProfile("saved", host="u@saved:22"), make_default=True)
     save_config(config)
@@ -114,6 +134,7 @@ def test_ttl_above_max_is_refused_with_hint() -> None:
 
 # --- resolution: profile -> ~/.ssh/config alias -> literal ---
 
+
 def write_ssh_config(sandbox: Sandbox) -> None:
     ssh = sandbox.home / ".ssh"
     ssh.mkdir(mode=0o700)
@@ -121,7 +142,8 @@ def write_ssh_config(sandbox: Sandbox) -> None:
         "Host jump\n  HostName jump.example.org\n  User carol\n  Port 2022\n"
         "  IdentityFile ~/.ssh/jump_key\n"
         "Host shared\n  HostName alias-wins.example.org\n"
-        "Host *.internal\n  User wild\n")
+        "Host *.internal\n  User wild\n"
+    )
 
 
 def test_resolution_order(sandbox: Sandbox) -> None:
@@ -130,10 +152,19 @@ def test_resolution_order(sandbox: Sandbox) -> None:
     config.add_profile(HostProfile("shared", host="bob@profile-wins.example.org:2200"))
     by_profile = locate_host("shared", config)
     assert (by_profile.kind, by_profile.hostname, by_profile.user) == (
-        "profile", "profile-wins.example.org", "bob")
+        "profile",
+        "profile-wins.example.org",
+        "bob",
+    )
     alias = locate_host("jump", config)
-    assert alias == HostRef("alias", label="jump", hostname="jump.example.org", port=2022,
-                            user="carol", identity_files=(str(sandbox.home / ".ssh/jump_key"),))
+    assert alias == HostRef(
+        "alias",
+        label="jump",
+        hostname="jump.example.org",
+        port=2022,
+        user="carol",
+        identity_files=(str(sandbox.home / ".ssh/jump_key"),),
+    )
     literal = locate_host("dave@db.example.org:2201", config)
     assert literal.display == "dave@db.example.org:2201" and literal.kind == "literal"
     assert ssh_aliases() == ["jump", "shared"]  # wildcard patterns are not aliases
@@ -157,8 +188,9 @@ def test_unknown_bare_name_lists_what_exists(sandbox: Sandbox) -> None:
     assert locate_host("bastoin:22", config).kind == "literal"  # the way to mean a hostname
 
 
-def test_no_host_uses_default_then_builtin(sandbox: Sandbox,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_host_uses_default_then_builtin(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert locate_host(None, load_config()).kind == "builtin"
     config = load_config()
     config.add_profile(HostProfile("b", host="u@b.example:22"), make_default=True)
@@ -168,13 +200,16 @@ def test_no_host_uses_default_then_builtin(sandbox: Sandbox,
     assert locate_host(None, load_config()).display == "x@env.example:2222"
 
 
-@pytest.mark.parametrize(("text", "display"), [
-    ("h.example", f"{getpass.getuser()}@h.example:22"),
-    ("a@[2001:db8::1]:2222", "a@[2001:db8::1]:2222"),
-    ("localhost", f"{getpass.getuser()}@localhost:22"),
-    # A bare IPv6 literal has no room for a port, so it is unambiguous (as for `ssh ::1`).
-    ("::1", f"{getpass.getuser()}@[::1]:22"),
-])
+@pytest.mark.parametrize(
+    ("text", "display"),
+    [
+        ("h.example", f"{getpass.getuser()}@h.example:22"),
+        ("a@[2001:db8::1]:2222", "a@[2001:db8::1]:2222"),
+        ("localhost", f"{getpass.getuser()}@localhost:22"),
+        # A bare IPv6 literal has no room for a port, so it is unambiguous (as for `ssh ::1`).
+        ("::1", f"{getpass.getuser()}@[::1]:22"),
+    ],
+)
 def test_parse_literal(text: str, display: str) -> None:
     assert parse_literal(text).display == display
 

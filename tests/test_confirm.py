@@ -24,16 +24,31 @@ FINGERPRINT = "SHA256:Ynz3Vd0o0yq9nQ6i1Gf3mXw2T7pQ0bS4kY8hJcLrTzA"
 TOKEN = "st_" + "A" * 40 + "x-_"
 
 SERVICE = ServiceInfo(
-    host="127.0.0.1", port=62893, pid=4242, process="python3", user="alice", exposed=False,
-    listen_addresses=("127.0.0.1:62893",), protocol_guess="unknown",
+    host="127.0.0.1",
+    port=62893,
+    pid=4242,
+    process="python3",
+    user="alice",
+    exposed=False,
+    listen_addresses=("127.0.0.1:62893",),
+    protocol_guess="unknown",
 )
 
 
 def summary(**changes: object) -> ShareSummary:
     base = ShareSummary(
-        service=SERVICE, ssh_user="alice", ssh_hostname="bastion.example.com", ssh_port=22,
-        via_builtin=False, host_key_state="pinned", fingerprint=FINGERPRINT, ttl_seconds=1800,
-        expires_at=EXPIRES, max_connections=20, key_type="ssh-ed25519", local_tz=CET,
+        service=SERVICE,
+        ssh_user="alice",
+        ssh_hostname="bastion.example.com",
+        ssh_port=22,
+        via_builtin=False,
+        host_key_state="pinned",
+        fingerprint=FINGERPRINT,
+        ttl_seconds=1800,
+        expires_at=EXPIRES,
+        max_connections=20,
+        key_type="ssh-ed25519",
+        local_tz=CET,
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
@@ -62,18 +77,35 @@ def test_golden_block_for_the_plain_case() -> None:
 
 def test_block_names_the_service_host_key_and_who() -> None:
     text = confirmation_block(summary(remote_port=40123, idle_seconds=600))
-    for needle in ("127.0.0.1:62893", "python3", "pid 4242", "user alice",
-                   "alice@bastion.example.com:22", FINGERPRINT, "pinned",
-                   "127.0.0.1:40123 on bastion.example.com",
-                   "only users and processes on bastion.example.com",
-                   "must present the access token", "14:30:00 CET", "13:30:00 UTC", "30m",
-                   "10m without connections", "at most 20 connections"):
+    for needle in (
+        "127.0.0.1:62893",
+        "python3",
+        "pid 4242",
+        "user alice",
+        "alice@bastion.example.com:22",
+        FINGERPRINT,
+        "pinned",
+        "127.0.0.1:40123 on bastion.example.com",
+        "only users and processes on bastion.example.com",
+        "must present the access token",
+        "14:30:00 CET",
+        "13:30:00 UTC",
+        "30m",
+        "10m without connections",
+        "at most 20 connections",
+    ):
         assert needle in text, needle
 
 
 def test_block_is_compact_and_narrow() -> None:
-    text = confirmation_block(with_risks(summary(service=dataclasses.replace(
-        SERVICE, port=6379, exposed=True), ttl_seconds=6 * 3600), public=True))
+    text = confirmation_block(
+        with_risks(
+            summary(
+                service=dataclasses.replace(SERVICE, port=6379, exposed=True), ttl_seconds=6 * 3600
+            ),
+            public=True,
+        )
+    )
     lines = text.splitlines()
     assert 10 <= len(lines) <= 17
     assert max(map(len, lines)) <= 100
@@ -86,9 +118,16 @@ def test_newly_trusted_key_is_said_plainly() -> None:
 
 
 def test_builtin_gateway_wording() -> None:
-    text = confirmation_block(summary(
-        via_builtin=True, host_key_state="builtin", ssh_hostname="127.0.0.1", ssh_port=40001,
-        key_type=None, fingerprint="SHA256:eph"))
+    text = confirmation_block(
+        summary(
+            via_builtin=True,
+            host_key_state="builtin",
+            ssh_hostname="127.0.0.1",
+            ssh_port=40001,
+            key_type=None,
+            fingerprint="SHA256:eph",
+        )
+    )
     assert "built-in SSH gateway" in text
     assert "only programs on this machine" in text
     assert "nothing leaves this computer" in text
@@ -105,8 +144,7 @@ def test_public_wording() -> None:
 
 
 def test_exposed_service_gets_one_loud_line_even_without_risk_list() -> None:
-    exposed = dataclasses.replace(SERVICE, exposed=True,
-                                  listen_addresses=("0.0.0.0:62893",))
+    exposed = dataclasses.replace(SERVICE, exposed=True, listen_addresses=("0.0.0.0:62893",))
     for s in (summary(service=exposed), with_risks(summary(service=exposed))):
         text = confirmation_block(s)
         assert text.count("ALREADY EXPOSED") == 1
@@ -121,8 +159,9 @@ def test_unknown_owner_and_invisible_socket_are_admitted() -> None:
 
 
 def test_risk_lines_and_local_day_rollover() -> None:
-    s = with_risks(summary(ttl_seconds=6 * 3600, expires_at=datetime(2026, 11, 29, 23, 30,
-                                                                    tzinfo=UTC)))
+    s = with_risks(
+        summary(ttl_seconds=6 * 3600, expires_at=datetime(2026, 11, 29, 23, 30, tzinfo=UTC))
+    )
     text = confirmation_block(s)
     assert "! TTL of 6h is over 4h" in text
     assert "00:30:00 CET 2026-11-30 (23:30:00 UTC 2026-11-29)" in text
@@ -150,7 +189,8 @@ def test_prompts_and_answers() -> None:
     s = summary()
     assert CONFIRM_PROMPT == "Share it? [y/N]"
     assert typed_prompt(s) == (
-        "This share is risky. Type the port number (62893) to share it anyway:")
+        "This share is risky. Type the port number (62893) to share it anyway:"
+    )
     assert accepts_yes("y") and accepts_yes(" YES ")
     assert not any(accepts_yes(a) for a in ("", "n", "no", "yess", "ja"))
     assert accepts_typed(s, " 62893\n")
@@ -185,8 +225,9 @@ def test_started_block_public_has_no_ssh_l() -> None:
 
 
 def test_started_block_builtin_is_local_only() -> None:
-    s = summary(via_builtin=True, host_key_state="builtin", ssh_hostname="127.0.0.1",
-                ssh_port=40001)
+    s = summary(
+        via_builtin=True, host_key_state="builtin", ssh_hostname="127.0.0.1", ssh_port=40001
+    )
     text = started_block(s, 40123, TOKEN)
     assert "http://127.0.0.1:40123/" in text
     assert "ssh -N" not in text

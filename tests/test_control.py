@@ -33,8 +33,10 @@ def server(tmp_path: Path) -> Any:
 
 
 def test_round_trip_and_socket_mode(server: control.ControlServer) -> None:
-    assert control.request(server.path, "echo", seconds=600) == {"ok": True,
-                                                                 "got": {"seconds": 600}}
+    assert control.request(server.path, "echo", seconds=600) == {
+        "ok": True,
+        "got": {"seconds": 600},
+    }
     st = server.path.stat()
     assert stat.S_ISSOCK(st.st_mode)
     assert stat.S_IMODE(st.st_mode) & 0o077 == 0
@@ -116,9 +118,13 @@ def test_foreign_peer_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     path = tmp_path / "st-abcdef.sock"
     with control.ControlServer(path, {"echo": echo}):
         real = control.peer_uid_allowed
-        monkeypatch.setattr(control, "peer_uid_allowed",
-                            lambda uid, own_uid=None: threading.current_thread().name
-                            .startswith("MainThread") and real(uid, own_uid))
+        monkeypatch.setattr(
+            control,
+            "peer_uid_allowed",
+            lambda uid, own_uid=None: (
+                threading.current_thread().name.startswith("MainThread") and real(uid, own_uid)
+            ),
+        )
         with pytest.raises(control.ControlError, match="permission denied"):
             control.request(path, "echo")
 

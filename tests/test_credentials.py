@@ -26,15 +26,18 @@ from safetunnel.secrets.credentials import (
     vet_backend,
 )
 
-PASSPHRASE = "correct horse \"battery\" ✓"
+PASSPHRASE = 'correct horse "battery" ✓'
 
 
 def make_key(path: Path, passphrase: str | None) -> Path:
     encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase.encode()) if passphrase
-        else serialization.NoEncryption())
+        serialization.BestAvailableEncryption(passphrase.encode())
+        if passphrase
+        else serialization.NoEncryption()
+    )
     data = ed25519.Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption)
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption
+    )
     path.write_bytes(data)
     path.chmod(0o600)
     return path
@@ -67,12 +70,15 @@ def test_username_scheme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert passphrase_username("k") == f"passphrase:{tmp_path / 'k'}"
 
 
-@pytest.mark.parametrize(("backend", "problem"), [
-    (fail.Keyring(), "backend: fail.Keyring; it stores nothing"),
-    (null.Keyring(), "backend: null.Keyring; it stores nothing"),
-    (LowPriority(), "priority 0.5 is below 1"),
-    (st_test_keyrings.PlaintextKeyring(), "PlaintextKeyring; it stores secrets unencrypted"),
-])
+@pytest.mark.parametrize(
+    ("backend", "problem"),
+    [
+        (fail.Keyring(), "backend: fail.Keyring; it stores nothing"),
+        (null.Keyring(), "backend: null.Keyring; it stores nothing"),
+        (LowPriority(), "priority 0.5 is below 1"),
+        (st_test_keyrings.PlaintextKeyring(), "PlaintextKeyring; it stores secrets unencrypted"),
+    ],
+)
 def test_vetting_refuses(sandbox: Sandbox, backend: Any, problem: str) -> None:
     status = vet_backend(backend)
     assert not status.usable
@@ -81,12 +87,16 @@ def test_vetting_refuses(sandbox: Sandbox, backend: Any, problem: str) -> None:
 
 
 def test_vetting_accepts_file_test_backend_and_checks_chainer(
-        sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert vet_backend(st_test_keyrings.FileKeyring()).usable
     monkeypatch.setattr(chainer.ChainerBackend, "backends", [])
     assert "chains no usable" in (vet_backend(chainer.ChainerBackend()).reason or "")
-    monkeypatch.setattr(chainer.ChainerBackend, "backends",
-                        [st_test_keyrings.PlaintextKeyring(), st_test_keyrings.FileKeyring()])
+    monkeypatch.setattr(
+        chainer.ChainerBackend,
+        "backends",
+        [st_test_keyrings.PlaintextKeyring(), st_test_keyrings.FileKeyring()],
+    )
     assert not vet_backend(chainer.ChainerBackend()).usable
     monkeypatch.delenv("SAFETUNNEL_TEST_KEYRING_FILE")  # the test backend is now "not viable"
     assert "not usable here" in (vet_backend(st_test_keyrings.FileKeyring()).reason or "")
@@ -130,6 +140,7 @@ def test_verify_passphrase_against_real_key(tmp_path: Path) -> None:
 
 
 # --- KeyringAuthSource ---
+
 
 class Recorder:
     def __init__(self, answers: list[str | None] | None = None, confirm: bool = False) -> None:
@@ -181,8 +192,9 @@ def test_rejected_then_prompt_once_and_replace_on_commit(sandbox: Sandbox) -> No
     username = password_username("alice", "bastion.example", 2222)
     file_store().set(username, "old-pw")
     rec = Recorder(answers=["new-pw", "never-asked"], confirm=True)
-    source = KeyringAuthSource(file_store(), prompt=rec.prompt, confirm=rec.confirm,
-                               notify=rec.notify)
+    source = KeyringAuthSource(
+        file_store(), prompt=rec.prompt, confirm=rec.confirm, notify=rec.notify
+    )
     assert source.password(Target()) == "old-pw"
     source.rejected(username)
     assert source.password(Target()) == "new-pw"
@@ -199,8 +211,9 @@ def test_typed_passphrase_verified_and_replaces_stored(sandbox: Sandbox, tmp_pat
     key = str(make_key(tmp_path / "id", PASSPHRASE))
     file_store().set(passphrase_username(key), "stale")
     rec = Recorder(answers=[PASSPHRASE], confirm=True)
-    source = KeyringAuthSource(file_store(), prompt=rec.prompt, confirm=rec.confirm,
-                               notify=rec.notify)
+    source = KeyringAuthSource(
+        file_store(), prompt=rec.prompt, confirm=rec.confirm, notify=rec.notify
+    )
     assert source.passphrase(key) == "stale"
     source.rejected(key)
     assert source.passphrase(key) == PASSPHRASE
@@ -238,8 +251,9 @@ def test_hanging_keyring_falls_back_to_prompt(sandbox: Sandbox) -> None:
 def test_secrets_never_reach_disk_outside_keyring(sandbox: Sandbox, tmp_path: Path) -> None:
     key = str(make_key(sandbox.home / "id", PASSPHRASE))
     rec = Recorder(answers=[PASSPHRASE], confirm=True)
-    source = KeyringAuthSource(file_store(), prompt=rec.prompt, confirm=rec.confirm,
-                               notify=rec.notify)
+    source = KeyringAuthSource(
+        file_store(), prompt=rec.prompt, confirm=rec.confirm, notify=rec.notify
+    )
     assert source.passphrase(key) == PASSPHRASE
     assert_secret_absent(PASSPHRASE, sandbox.dirs, [*rec.notes, *rec.prompts, source.hint()])
     # The helper itself must catch a leak, also when JSON-escaped.

@@ -14,8 +14,15 @@ from safetunnel.durations import (
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90s", 90), ("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("1d", 86400),
-     ("1d2h3m4s", 93784), (" 5M ", 300)],
+    [
+        ("90s", 90),
+        ("30m", 1800),
+        ("2h", 7200),
+        ("1h30m", 5400),
+        ("1d", 86400),
+        ("1d2h3m4s", 93784),
+        (" 5M ", 300),
+    ],
 )
 def test_parse_accepts(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
@@ -23,11 +30,22 @@ def test_parse_accepts(text: str, seconds: int) -> None:
 
 @pytest.mark.parametrize(
     ("text", "fragment"),
-    [("0", "zero"), ("0s", "zero"), ("0h0m", "zero"), ("-5m", "negative"),
-     ("banana", "cannot read"),
-     ("", "empty"), ("30", "no unit"), ("5w", "unknown unit"), ("30m1h", "largest to smallest"),
-     ("1m1m", "largest to smallest"), ("999999999999999d", "too long"), ("400d", "too long"),
-     ("1.5h", "cannot read"), ("1h 30m", "cannot read")],
+    [
+        ("0", "zero"),
+        ("0s", "zero"),
+        ("0h0m", "zero"),
+        ("-5m", "negative"),
+        ("banana", "cannot read"),
+        ("", "empty"),
+        ("30", "no unit"),
+        ("5w", "unknown unit"),
+        ("30m1h", "largest to smallest"),
+        ("1m1m", "largest to smallest"),
+        ("999999999999999d", "too long"),
+        ("400d", "too long"),
+        ("1.5h", "cannot read"),
+        ("1h 30m", "cannot read"),
+    ],
 )
 def test_parse_rejects_with_reason(text: str, fragment: str) -> None:
     with pytest.raises(DurationError, match=fragment):

@@ -112,7 +112,8 @@ def _connections_seen(sshd: SSHD) -> int:
 
 @pytest.mark.parametrize("background", [False, True], ids=["foreground", "background"])
 def test_group_writable_state_dir_is_refused_before_any_network(
-        kit: Kit, sshd: SSHD, background: bool) -> None:
+    kit: Kit, sshd: SSHD, background: bool
+) -> None:
     kit.sshd = sshd
     service = kit.service()
     state = kit.sandbox.state_dir
@@ -138,7 +139,8 @@ def test_group_writable_state_dir_is_refused_before_any_network(
 
     # Control: with a private state dir the same command does reach sshd (and sshd logs it).
     os.chmod(state, 0o700)
-    kit.started_from(kit.ok(*args, "--background", timeout=60) if not background
-                     else kit.ok(*args, timeout=60))
+    kit.started_from(
+        kit.ok(*args, "--background", timeout=60) if not background else kit.ok(*args, timeout=60)
+    )
     wait_until(lambda: _connections_seen(sshd) > seen, what="sshd to log the connection")
     kit.ok("kill", "--all")

@@ -67,7 +67,8 @@ class OneShotService:
 
 
 def test_background_child_failure_is_reported_with_its_message_and_code(
-        kit: Kit, sshd: SSHD) -> None:
+    kit: Kit, sshd: SSHD
+) -> None:
     """The service goes away between the foreground's check and the child's: child's exit 7."""
     kit.sshd = sshd
     service = OneShotService()
@@ -89,7 +90,7 @@ def test_background_unknown_host_key_is_refused_non_interactively(kit: Kit, sshd
     kit.sshd = sshd
     args = kit.share_args(kit.service().port, "1m", "--json")
     at = args.index("--known-hosts")
-    del args[at:at + 2]
+    del args[at : at + 2]
     out = kit.run(*args, timeout=60)
     assert out.returncode == 4, (out.stdout, out.stderr)
     assert out.stdout == ""
@@ -160,17 +161,20 @@ def test_parallel_shares_and_list_loop_never_see_a_torn_record(kit: Kit) -> None
     kit.assert_no_token_on_disk()
 
 
-def _start_while_listing(kit: Kit, port: int, count: int,
-                         rounds: int) -> list[subprocess.CompletedProcess[str]]:
+def _start_while_listing(
+    kit: Kit, port: int, count: int, rounds: int
+) -> list[subprocess.CompletedProcess[str]]:
     """Start ``count`` shares at once; run `list --json` ``rounds`` times or until all are up."""
     with ThreadPoolExecutor(max_workers=count) as pool:
-        futures = [pool.submit(kit.run, *kit.share_args(port, "2m", "--json",
-                                                        builtin=True), timeout=90)
-                   for _ in range(count)]
+        futures = [
+            pool.submit(kit.run, *kit.share_args(port, "2m", "--json", builtin=True), timeout=90)
+            for _ in range(count)
+        ]
         seen_counts: list[int] = []
         deadline = time.monotonic() + 90
-        while (len(seen_counts) < rounds or not all(f.done() for f in futures)) \
-                and time.monotonic() < deadline:
+        while (
+            len(seen_counts) < rounds or not all(f.done() for f in futures)
+        ) and time.monotonic() < deadline:
             listing = kit.run("list", "--json")
             assert listing.returncode == 0, listing.stderr
             # A torn record would be unparsable, and list prunes what it cannot parse.

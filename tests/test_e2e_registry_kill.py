@@ -16,7 +16,8 @@ pytestmark = pytest.mark.sshd
 
 
 def test_kill_id_ends_the_process_frees_the_port_and_removes_record_and_socket(
-        kit: Kit, sshd: SSHD) -> None:
+    kit: Kit, sshd: SSHD
+) -> None:
     kit.sshd = sshd
     event = kit.share_bg(kit.service().port)
     tunnel_id, pid, port = event["id"], event["pid"], event["remote_port"]
@@ -55,7 +56,8 @@ def test_kill_all_stops_both_tunnels(kit: Kit, sshd: SSHD) -> None:
 
 
 def test_extend_moves_expiry_by_exactly_the_amount_and_the_tunnel_honours_it(
-        kit: Kit, sshd: SSHD) -> None:
+    kit: Kit, sshd: SSHD
+) -> None:
     kit.sshd = sshd
     event = kit.share_bg(kit.service().port, "6s")
     tunnel_id = event["id"]

@@ -28,8 +28,9 @@ pytestmark = pytest.mark.sshd
 
 def _parse_human_started(stderr: str) -> tuple[str, int, int, str]:
     """(id, pid, remote_port, token) from the human started block of `share --background`."""
-    sharing = re.search(r"^Sharing \S+ at 127\.0\.0\.1:(\d+) on .*\(tunnel (st-[0-9a-f]{6})\)$",
-                        stderr, re.M)
+    sharing = re.search(
+        r"^Sharing \S+ at 127\.0\.0\.1:(\d+) on .*\(tunnel (st-[0-9a-f]{6})\)$", stderr, re.M
+    )
     token = re.search(r"^\s+token\s+(st_\S{43})\s", stderr, re.M)
     running = re.search(r"^Running in the background \(pid (\d+)\); log: (\S+)$", stderr, re.M)
     assert sharing and token and running, stderr
@@ -71,8 +72,15 @@ def test_two_background_shares_are_listed_with_correct_fields(kit: Kit, sshd: SS
         assert (record["bytes_in"], record["bytes_out"]) == (0, 0)
         assert record["token_hash_prefix"] == hashlib.sha256(token.encode()).hexdigest()[:8]
         assert "token" not in record
-    for key in ("pid", "local", "ssh_host", "remote_bind", "remote_port", "started_at",
-                "expires_at"):
+    for key in (
+        "pid",
+        "local",
+        "ssh_host",
+        "remote_bind",
+        "remote_port",
+        "started_at",
+        "expires_at",
+    ):
         assert records[id2][key] == event2[key], key
 
     table = kit.ok("list").stdout
@@ -81,8 +89,11 @@ def test_two_background_shares_are_listed_with_correct_fields(kit: Kit, sshd: SS
     for tunnel_id, (pid, port, rport, _token, _ttl) in expected.items():
         row = next(line for line in lines if line.startswith(tunnel_id))
         cells = row.split()
-        assert cells[1:4] == [f"127.0.0.1:{port}", f"{sshd.user}@127.0.0.1:{sshd.port}",
-                              f"127.0.0.1:{rport}"]
+        assert cells[1:4] == [
+            f"127.0.0.1:{port}",
+            f"{sshd.user}@127.0.0.1:{sshd.port}",
+            f"127.0.0.1:{rport}",
+        ]
         assert cells[-2:] == ["0/0", str(pid)]
     assert "Cleaned" not in table
     kit.assert_no_token_on_disk(table)
@@ -92,12 +103,20 @@ def test_list_does_not_import_paramiko_or_cryptography(kit: Kit, sshd: SSHD) -> 
     """`list` must start fast: the whole command path stays clear of the SSH stack."""
     kit.sshd = sshd
     event = kit.share_bg(kit.service().port)  # a live record, so rendering runs too
-    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "safetunnel", "list"],
-                         env=kit.env, capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "safetunnel", "list"],
+        env=kit.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     assert event["id"] in out.stdout
-    modules = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()
-               if line.startswith("import time:")}
+    modules = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in out.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert "psutil" in modules and "click" in modules  # importtime output was really parsed
     heavy = sorted(m for m in modules if m.split(".")[0] in {"paramiko", "cryptography", "nacl"})
     assert heavy == [], f"`safetunnel list` imports {heavy}"
@@ -115,8 +134,13 @@ def test_status_counters_move_after_requests(kit: Kit, sshd: SSHD) -> None:
 
     assert http_status(port, token, "/counted") == 200
     assert http_status(port, None, "/refused") == 401
-    wait_until(lambda: kit.status(tunnel_id)["total_connections"] == 2
-               and len(kit.status(tunnel_id)["recent"]) == 2, what="both connections counted")
+    wait_until(
+        lambda: (
+            kit.status(tunnel_id)["total_connections"] == 2
+            and len(kit.status(tunnel_id)["recent"]) == 2
+        ),
+        what="both connections counted",
+    )
     after = kit.status(tunnel_id)
     assert after["denied"] == 1 and after["connections"] == 0
     assert after["bytes_in"] > 0 and after["bytes_out"] > 0
@@ -131,8 +155,11 @@ def test_status_counters_move_after_requests(kit: Kit, sshd: SSHD) -> None:
     assert re.search(r"^127\.0\.0\.1:\d+\s+http\s+allowed\s", text, re.M), text
     assert re.search(r"^127\.0\.0\.1:\d+\s+http\s+denied\s+unauthorized", text, re.M), text
     # The record (what `list` reads) catches up on its own within its refresh interval.
-    wait_until(lambda: kit.list_json()[0]["total_connections"] == 2, timeout=8,
-               what="the record to be refreshed")
+    wait_until(
+        lambda: kit.list_json()[0]["total_connections"] == 2,
+        timeout=8,
+        what="the record to be refreshed",
+    )
     kit.assert_no_token_on_disk(text, bytes(service.received).decode(errors="replace"))
 
 
@@ -160,17 +187,26 @@ def _forge(kit: Kit, pid: int) -> str:
     """A well-formed record for a live process that is not a share (start time does not match)."""
     start = psutil.Process(pid).create_time()
     forged = TunnelRecord(
-        id="st-f0f0f0", pid=pid, pid_start_time=start - 3600.0, local="127.0.0.1:1",
-        ssh_host="mallory@127.0.0.1:22", remote_bind="localhost", remote_port=1,
-        protocol="auto", started_at="2026-01-01T00:00:00Z", expires_at="2026-01-01T00:30:00Z",
-        token_hash_prefix="00000000")
+        id="st-f0f0f0",
+        pid=pid,
+        pid_start_time=start - 3600.0,
+        local="127.0.0.1:1",
+        ssh_host="mallory@127.0.0.1:22",
+        remote_bind="localhost",
+        remote_port=1,
+        protocol="auto",
+        started_at="2026-01-01T00:00:00Z",
+        expires_at="2026-01-01T00:30:00Z",
+        token_hash_prefix="00000000",
+    )
     Registry(kit.sandbox.state_dir).write(forged)
     kit.socket_path(forged.id).touch(mode=0o600)
     return forged.id
 
 
 def test_forged_record_with_a_live_unrelated_pid_is_pruned_and_never_signalled(
-        kit: Kit, sshd: SSHD) -> None:
+    kit: Kit, sshd: SSHD
+) -> None:
     kit.sshd = sshd
     real = kit.share_bg(kit.service().port)
     sleeper = subprocess.Popen(["sleep", "30"])

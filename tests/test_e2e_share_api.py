@@ -25,9 +25,13 @@ def _threads() -> set[str]:
 def test_api_share_through_sshd_serves_and_frees_the_port(e2e: E2E, sshd: SSHD) -> None:
     service = e2e.service(http_keepalive)
     before = _threads()
-    with safetunnel.share(service.port, ttl="5s", host=f"{sshd.user}@127.0.0.1:{sshd.port}",
-                          identity=str(sshd.client_key_path),
-                          known_hosts=str(sshd.known_hosts)) as tunnel:
+    with safetunnel.share(
+        service.port,
+        ttl="5s",
+        host=f"{sshd.user}@127.0.0.1:{sshd.port}",
+        identity=str(sshd.client_key_path),
+        known_hosts=str(sshd.known_hosts),
+    ) as tunnel:
         assert tunnel.remote_port > 0
         assert tunnel.token.startswith("st_")
         left = tunnel.expires_at - datetime.now(UTC)
@@ -49,8 +53,9 @@ def test_api_share_through_sshd_serves_and_frees_the_port(e2e: E2E, sshd: SSHD) 
 def test_api_share_through_the_builtin_gateway(e2e: E2E) -> None:
     service = e2e.service(http_keepalive)
     with safetunnel.share(service.port, ttl=5) as tunnel:
-        assert http_get(tunnel.remote_port, "/b", {"X-Safetunnel-Token": tunnel.token}
-                        ).status == 200
+        assert (
+            http_get(tunnel.remote_port, "/b", {"X-Safetunnel-Token": tunnel.token}).status == 200
+        )
         port = tunnel.remote_port
         e2e.tokens.append(tunnel.token)
     assert not port_open(port)
@@ -61,8 +66,13 @@ def test_api_never_prompts_on_an_unknown_host_key(e2e: E2E, sshd: SSHD, tmp_path
     empty = tmp_path / "known_hosts"
     empty.write_bytes(b"")
     with pytest.raises(HostKeyUnknown) as raised:
-        safetunnel.share(service.port, ttl="5s", host=f"{sshd.user}@127.0.0.1:{sshd.port}",
-                         identity=str(sshd.client_key_path), known_hosts=str(empty))
+        safetunnel.share(
+            service.port,
+            ttl="5s",
+            host=f"{sshd.user}@127.0.0.1:{sshd.port}",
+            identity=str(sshd.client_key_path),
+            known_hosts=str(empty),
+        )
     assert raised.value.exit_code == 4
     assert "SHA256:" in str(raised.value)
     assert empty.read_bytes() == b""

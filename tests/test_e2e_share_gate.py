@@ -33,7 +33,8 @@ def stop_with_sigterm(proc: ShareProcess) -> dict[str, Any]:
 
 
 def test_no_token_or_wrong_token_gets_401_and_the_service_sees_nothing(
-        e2e: E2E, via: SSHD | None) -> None:
+    e2e: E2E, via: SSHD | None
+) -> None:
     service = e2e.service(http_keepalive)
     proc = e2e.share(service.port, via=via)
     started = e2e.started(proc)
@@ -45,9 +46,11 @@ def test_no_token_or_wrong_token_gets_401_and_the_service_sees_nothing(
     assert bare.status == 401
     assert bare.header("www-authenticate") == 'Bearer realm="safetunnel"'
     wrong_token = "st_" + "A" * 43
-    for headers in ({"X-Safetunnel-Token": wrong_token},
-                    {"Authorization": f"Bearer {wrong_token}"},
-                    {"Cookie": f"safetunnel_{started['id']}={wrong_token}"}):
+    for headers in (
+        {"X-Safetunnel-Token": wrong_token},
+        {"Authorization": f"Bearer {wrong_token}"},
+        {"Cookie": f"safetunnel_{started['id']}={wrong_token}"},
+    ):
         refused = http_get(port, "/secret-path", headers)
         assert refused.status == 401, headers
         assert wrong_token.encode() not in refused.raw  # never echoes input
@@ -63,7 +66,8 @@ def test_no_token_or_wrong_token_gets_401_and_the_service_sees_nothing(
 
 
 def test_every_token_carrier_works_and_the_token_never_reaches_the_service(
-        e2e: E2E, via: SSHD | None) -> None:
+    e2e: E2E, via: SSHD | None
+) -> None:
     service = e2e.service(http_keepalive)
     proc = e2e.share(service.port, via=via)
     started = e2e.started(proc)
@@ -91,8 +95,9 @@ def test_every_token_carrier_works_and_the_token_never_reaches_the_service(
     assert (cookie.status, cookie.body) == (200, b"hello /by-link?x=1")
 
     # The application's own Authorization (not an st_ bearer) passes through untouched.
-    app_auth = http_get(port, "/app", {"X-Safetunnel-Token": token,
-                                       "Authorization": "Bearer app-secret"})
+    app_auth = http_get(
+        port, "/app", {"X-Safetunnel-Token": token, "Authorization": "Bearer app-secret"}
+    )
     assert app_auth.status == 200
 
     received = bytes(service.received)
@@ -146,7 +151,8 @@ def test_keepalive_second_request_without_token_is_refused(e2e: E2E, via: SSHD |
 
 
 def test_server_first_protocol_gets_its_greeting_after_the_preamble(
-        e2e: E2E, via: SSHD | None) -> None:
+    e2e: E2E, via: SSHD | None
+) -> None:
     service = e2e.service(greeting_echo)
     proc = e2e.share(service.port, "--protocol", "tcp", via=via)
     started = e2e.started(proc)

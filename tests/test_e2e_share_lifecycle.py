@@ -45,10 +45,12 @@ def test_ttl_expiry_exits_0_and_releases_the_port(e2e: E2E, via: SSHD | None) ->
     assert kinds[0] == "confirmed" and "started" in kinds and kinds[-1] == "stopped"
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130),
-                                           (signal.SIGHUP, 0)])
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130), (signal.SIGHUP, 0)]
+)
 def test_signals_stop_the_share_and_release_the_port(
-        e2e: E2E, sshd: SSHD, sig: signal.Signals, code: int) -> None:
+    e2e: E2E, sshd: SSHD, sig: signal.Signals, code: int
+) -> None:
     service = e2e.service(echo)
     proc = e2e.share(service.port, ttl="30s", via=sshd)
     started = e2e.started(proc)
@@ -125,8 +127,7 @@ def test_ssh_loss_exits_8_within_the_watchdog_bound(e2e: E2E, sshd: SSHD) -> Non
     assert started["remote_port"] > 0
 
 
-def test_max_connections_refuses_a_third_while_two_are_open(
-        e2e: E2E, via: SSHD | None) -> None:
+def test_max_connections_refuses_a_third_while_two_are_open(e2e: E2E, via: SSHD | None) -> None:
     service = e2e.service(echo)
     proc = e2e.share(service.port, "--max-connections", "2", ttl="30s", via=via)
     started = e2e.started(proc)
@@ -180,8 +181,10 @@ def test_idle_limit_stops_after_no_traffic(e2e: E2E, via: SSHD | None) -> None:
     proc = e2e.share(service.port, "--idle", "2s", ttl="30s", via=via)
     started = e2e.started(proc)
     began = time.monotonic()
-    assert http_get(started["remote_port"], "/", {"X-Safetunnel-Token": started["token"]}
-                    ).status == 200
+    assert (
+        http_get(started["remote_port"], "/", {"X-Safetunnel-Token": started["token"]}).status
+        == 200
+    )
     assert proc.wait(10) == 0, proc.stderr
     took = time.monotonic() - began
     assert 1.5 < took < 5, f"stopped after {took:.1f}s"

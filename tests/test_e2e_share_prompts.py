@@ -39,8 +39,9 @@ def pty_share(e2e: E2E) -> Iterator[StartPty]:
 
 
 @pytest.mark.parametrize("answer", ["n", ""])
-def test_declining_the_prompt_exits_3(e2e: E2E, sshd: SSHD, pty_share: StartPty,
-                                      answer: str) -> None:
+def test_declining_the_prompt_exits_3(
+    e2e: E2E, sshd: SSHD, pty_share: StartPty, answer: str
+) -> None:
     service = e2e.service(http_keepalive)
     share = pty_share(str(service.port), "--ttl", "5s", *sshd_args(sshd))
     text = share.expect("Share it? [y/N]")
@@ -52,8 +53,7 @@ def test_declining_the_prompt_exits_3(e2e: E2E, sshd: SSHD, pty_share: StartPty,
     assert e2e.records() == []
 
 
-def test_end_of_input_at_the_prompt_is_a_decline(e2e: E2E, sshd: SSHD,
-                                                 pty_share: StartPty) -> None:
+def test_end_of_input_at_the_prompt_is_a_decline(e2e: E2E, sshd: SSHD, pty_share: StartPty) -> None:
     # Ctrl-D is "no answer", which the y/N question reads as No: exit 3, not the 130 of Ctrl-C.
     service = e2e.service(http_keepalive)
     share = pty_share(str(service.port), "--ttl", "5s", *sshd_args(sshd))
@@ -99,13 +99,15 @@ def test_risky_share_refuses_y_and_needs_the_typed_port(e2e: E2E, pty_share: Sta
 
 
 def test_unknown_host_key_typed_yes_pins_in_own_known_hosts_only(
-        e2e: E2E, sshd: SSHD, pty_share: StartPty, tmp_path: Path) -> None:
+    e2e: E2E, sshd: SSHD, pty_share: StartPty, tmp_path: Path
+) -> None:
     service = e2e.service(http_keepalive)
     user_known = tmp_path / "user_known_hosts"
     user_known.write_bytes(b"# nothing pinned\n")
     own = e2e.sandbox.config_dir / "known_hosts"
-    share = pty_share(str(service.port), "--ttl", "3s", "--yes",
-                      *sshd_args(sshd, known_hosts=user_known))
+    share = pty_share(
+        str(service.port), "--ttl", "3s", "--yes", *sshd_args(sshd, known_hosts=user_known)
+    )
     text = share.expect("Type 'yes' to trust")
     assert fingerprint(sshd.host_key) in text
     share.send("yes")
@@ -117,21 +119,34 @@ def test_unknown_host_key_typed_yes_pins_in_own_known_hosts_only(
     assert f"[127.0.0.1]:{sshd.port}" in pinned and sshd.host_key.get_base64() in pinned
 
     # Now pinned: a non-interactive share goes through without asking.
-    result = e2e.run(["share", str(service.port), "--ttl", "1s", "--yes", "--json",
-                      *sshd_args(sshd, known_hosts=user_known)])
+    result = e2e.run(
+        [
+            "share",
+            str(service.port),
+            "--ttl",
+            "1s",
+            "--yes",
+            "--json",
+            *sshd_args(sshd, known_hosts=user_known),
+        ]
+    )
     assert result.returncode == 0, result.stderr
 
 
-def test_unknown_host_key_answered_no_exits_4(e2e: E2E, sshd: SSHD, pty_share: StartPty,
-                                              tmp_path: Path) -> None:
+def test_unknown_host_key_answered_no_exits_4(
+    e2e: E2E, sshd: SSHD, pty_share: StartPty, tmp_path: Path
+) -> None:
     service = e2e.service(http_keepalive)
     user_known = tmp_path / "user_known_hosts"
     user_known.write_bytes(b"")
-    share = pty_share(str(service.port), "--ttl", "3s", "--yes",
-                      *sshd_args(sshd, known_hosts=user_known))
+    share = pty_share(
+        str(service.port), "--ttl", "3s", "--yes", *sshd_args(sshd, known_hosts=user_known)
+    )
     share.expect("Type 'yes' to trust")
     share.send("y")  # only the whole word counts
     assert share.wait() == 4, share.text
-    assert not (e2e.sandbox.config_dir / "known_hosts").exists() or \
-        sshd.host_key.get_base64() not in (e2e.sandbox.config_dir / "known_hosts").read_text()
+    assert (
+        not (e2e.sandbox.config_dir / "known_hosts").exists()
+        or sshd.host_key.get_base64() not in (e2e.sandbox.config_dir / "known_hosts").read_text()
+    )
     assert user_known.read_bytes() == b""

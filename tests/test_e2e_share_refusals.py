@@ -65,7 +65,7 @@ def test_no_tty_and_no_yes_exits_3_before_any_connection(e2e: E2E, sshd: SSHD) -
     assert "Error:" in result.stderr and "--yes" in result.stderr  # the hint says what to do
     assert result.stdout == ""
     log_after = settled_log(sshd)
-    assert log_after == log_before, "the share touched sshd: " + log_after[len(log_before):]
+    assert log_after == log_before, "the share touched sshd: " + log_after[len(log_before) :]
     assert "tcpip-forward" not in log_after
     assert e2e.records() == []
     assert not any(p.name.endswith((".json", ".sock")) for p in state_files(e2e))
@@ -84,8 +84,17 @@ def _hostkey_refused(e2e: E2E, sshd: SSHD, known_hosts: Path) -> str:
     own = e2e.sandbox.config_dir / "known_hosts"
     own_before = own.read_bytes() if own.exists() else None
     before = known_hosts.read_bytes()
-    result = e2e.run(["share", str(service.port), "--ttl", "5s", "--yes", "--json",
-                      *sshd_args(sshd, known_hosts=known_hosts)])
+    result = e2e.run(
+        [
+            "share",
+            str(service.port),
+            "--ttl",
+            "5s",
+            "--yes",
+            "--json",
+            *sshd_args(sshd, known_hosts=known_hosts),
+        ]
+    )
     assert result.returncode == 4, result.stderr
     assert result.stdout == ""
     assert known_hosts.read_bytes() == before
@@ -96,7 +105,8 @@ def _hostkey_refused(e2e: E2E, sshd: SSHD, known_hosts: Path) -> str:
 
 
 def test_unknown_host_key_exits_4_with_fingerprint_and_trust_command(
-        e2e: E2E, sshd: SSHD, tmp_path: Path) -> None:
+    e2e: E2E, sshd: SSHD, tmp_path: Path
+) -> None:
     empty = tmp_path / "empty_known_hosts"
     empty.write_bytes(b"")
     stderr = _hostkey_refused(e2e, sshd, empty)
@@ -127,12 +137,24 @@ def test_nothing_listening_exits_7_with_a_hint(e2e: E2E, sshd: SSHD) -> None:
 
 
 def test_gatewayports_yes_without_public_exits_6_and_unbinds(
-        e2e: E2E, sshd_factory: SSHDFactory) -> None:
+    e2e: E2E, sshd_factory: SSHDFactory
+) -> None:
     server = sshd_factory(gateway_ports=True)
     service = e2e.service(http_keepalive)
     remote = free_remote_port()
-    result = e2e.run(["share", str(service.port), "--ttl", "5s", "--yes", "--json",
-                      "--remote-port", str(remote), *sshd_args(server)])
+    result = e2e.run(
+        [
+            "share",
+            str(service.port),
+            "--ttl",
+            "5s",
+            "--yes",
+            "--json",
+            "--remote-port",
+            str(remote),
+            *sshd_args(server),
+        ]
+    )
     assert result.returncode == 6, result.stderr
     assert "ALL interfaces" in result.stderr and "--public" in result.stderr
     assert result.stdout == ""  # never announced as started
@@ -140,8 +162,7 @@ def test_gatewayports_yes_without_public_exits_6_and_unbinds(
     assert "tcpip-forward" in server.log_text()  # it really was requested, and then cancelled
 
 
-def test_gatewayports_yes_with_public_and_yes_starts(e2e: E2E,
-                                                     sshd_factory: SSHDFactory) -> None:
+def test_gatewayports_yes_with_public_and_yes_starts(e2e: E2E, sshd_factory: SSHDFactory) -> None:
     server = sshd_factory(gateway_ports=True)
     service = e2e.service(http_keepalive)
     proc = e2e.share(service.port, "--public", via=server)
@@ -156,14 +177,27 @@ def test_gatewayports_yes_with_public_and_yes_starts(e2e: E2E,
 
 
 def test_permitlisten_restricted_key_refuses_another_port(
-        e2e: E2E, sshd_factory: SSHDFactory) -> None:
+    e2e: E2E, sshd_factory: SSHDFactory
+) -> None:
     allowed, other = free_remote_port(), None
     server = sshd_factory(
-        authorized_options=f'restrict,port-forwarding,permitlisten="127.0.0.1:{allowed}"')
+        authorized_options=f'restrict,port-forwarding,permitlisten="127.0.0.1:{allowed}"'
+    )
     other = allowed + 1 if not port_open(allowed + 1) else allowed + 2
     service = e2e.service(http_keepalive)
-    result = e2e.run(["share", str(service.port), "--ttl", "5s", "--yes", "--json",
-                      "--remote-port", str(other), *sshd_args(server)])
+    result = e2e.run(
+        [
+            "share",
+            str(service.port),
+            "--ttl",
+            "5s",
+            "--yes",
+            "--json",
+            "--remote-port",
+            str(other),
+            *sshd_args(server),
+        ]
+    )
     assert result.returncode == 6, result.stderr
     assert "refused" in result.stderr
     assert not port_open(other)
@@ -177,7 +211,8 @@ def test_permitlisten_restricted_key_refuses_another_port(
 
 
 def test_token_file_is_private_never_overwritten_and_not_in_events(
-        e2e: E2E, sshd: SSHD, tmp_path: Path) -> None:
+    e2e: E2E, sshd: SSHD, tmp_path: Path
+) -> None:
     service = e2e.service(http_keepalive)
     token_file = tmp_path / "token"
     e2e.token_files.append(token_file)
@@ -194,8 +229,19 @@ def test_token_file_is_private_never_overwritten_and_not_in_events(
     ok = http_get(started["remote_port"], "/tf", {"X-Safetunnel-Token": token})
     assert (ok.status, ok.body) == (200, b"hello /tf")
 
-    second = e2e.run(["share", str(service.port), "--ttl", "5s", "--yes", "--json",
-                      "--token-file", str(token_file), *sshd_args(sshd)])
+    second = e2e.run(
+        [
+            "share",
+            str(service.port),
+            "--ttl",
+            "5s",
+            "--yes",
+            "--json",
+            "--token-file",
+            str(token_file),
+            *sshd_args(sshd),
+        ]
+    )
     assert second.returncode == 1, second.stderr
     assert "already exists" in second.stderr and "never overwritten" in second.stderr
     assert second.stdout == ""
@@ -206,8 +252,7 @@ def test_token_file_is_private_never_overwritten_and_not_in_events(
     assert token not in proc.stderr
 
 
-def test_remote_port_taken_on_ipv4_loopback_is_refused_not_half_bound(
-        e2e: E2E, sshd: SSHD) -> None:
+def test_remote_port_taken_on_ipv4_loopback_is_refused_not_half_bound(e2e: E2E, sshd: SSHD) -> None:
     # Another program holds 127.0.0.1:N on the SSH host. Asking sshd for "localhost:N" used to
     # succeed on [::1]:N alone, while the printed link (127.0.0.1/localhost) reached the other
     # program, token and all. The explicit 127.0.0.1 bind is refused instead.
@@ -217,8 +262,19 @@ def test_remote_port_taken_on_ipv4_loopback_is_refused_not_half_bound(
     impostor.listen(1)
     try:
         service = e2e.service(http_keepalive)
-        result = e2e.run(["share", str(service.port), "--ttl", "5s", "--yes", "--json",
-                          "--remote-port", str(port), *sshd_args(sshd)])
+        result = e2e.run(
+            [
+                "share",
+                str(service.port),
+                "--ttl",
+                "5s",
+                "--yes",
+                "--json",
+                "--remote-port",
+                str(port),
+                *sshd_args(sshd),
+            ]
+        )
         assert result.returncode == 6, result.stderr
         assert '"event":"started"' not in result.stdout.replace(" ", "")
         impostor.settimeout(0.2)

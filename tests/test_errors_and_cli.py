@@ -38,14 +38,16 @@ def console_script() -> str:
 
 
 def test_console_script_version() -> None:
-    out = subprocess.run([console_script(), "--version"], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [console_script(), "--version"], capture_output=True, text=True, check=True
+    )
     assert __version__ in out.stdout
 
 
 def test_module_entry_point_help() -> None:
-    out = subprocess.run([sys.executable, "-m", "safetunnel", "--help"], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "safetunnel", "--help"], capture_output=True, text=True, check=True
+    )
     assert "Usage: safetunnel" in out.stdout
 
 

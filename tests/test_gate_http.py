@@ -50,22 +50,28 @@ def test_wrong_token_gets_401_that_echoes_nothing() -> None:
 
 def test_keep_alive_second_request_without_token_gets_401_and_nothing_reaches_service() -> None:
     first = authed("/one")
-    result = run([
-        ("remote", first), ("service", response(b"first")), ("remote", request("/two")),
-    ])
-    assert result.service == first.replace(
-        b"X-Safetunnel-Token: " + TOKEN_B + b"\r\n", b""
+    result = run(
+        [
+            ("remote", first),
+            ("service", response(b"first")),
+            ("remote", request("/two")),
+        ]
     )
+    assert result.service == first.replace(b"X-Safetunnel-Token: " + TOKEN_B + b"\r\n", b"")
     assert result.remote.startswith(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
     assert b"401 Unauthorized" in result.remote
     assert result.close.reason == "unauthorized" and not result.close.allowed
 
 
 def test_keep_alive_every_request_with_token_is_forwarded() -> None:
-    result = run([
-        ("remote", authed("/1")), ("service", response(b"a")),
-        ("remote", authed("/2")), ("service", response(b"b")),
-    ])
+    result = run(
+        [
+            ("remote", authed("/1")),
+            ("service", response(b"a")),
+            ("remote", authed("/2")),
+            ("service", response(b"b")),
+        ]
+    )
     assert result.service.count(b"GET /") == 2
     assert result.remote.count(b"HTTP/1.1 200 OK") == 2
     assert result.gate.requests == 2
@@ -90,10 +96,20 @@ def test_pipelined_authenticated_requests_wait_for_the_previous_response() -> No
 
 
 def test_app_bearer_and_other_cookies_are_kept() -> None:
-    result = run([("remote", request("/", [
-        ("Authorization", "Bearer xyz"),
-        ("Cookie", f"a=1; {COOKIE}={TOKEN}; b=2"),
-    ]))])
+    result = run(
+        [
+            (
+                "remote",
+                request(
+                    "/",
+                    [
+                        ("Authorization", "Bearer xyz"),
+                        ("Cookie", f"a=1; {COOKIE}={TOKEN}; b=2"),
+                    ],
+                ),
+            )
+        ]
+    )
     assert result.connects == 1
     assert b"Authorization: Bearer xyz\r\n" in result.service
     assert b"Cookie: a=1; b=2\r\n" in result.service
@@ -166,9 +182,12 @@ def test_request_body_streams_through_content_length() -> None:
 
 def test_chunked_request_is_reframed_and_trailers_dropped() -> None:
     raw = (
-        b"POST /c HTTP/1.1\r\nHost: h\r\nX-Safetunnel-Token: " + TOKEN_B
+        b"POST /c HTTP/1.1\r\nHost: h\r\nX-Safetunnel-Token: "
+        + TOKEN_B
         + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + b"3\r\nabc\r\n0\r\nX-Safetunnel-Token: " + TOKEN_B + b"\r\n\r\n"
+        + b"3\r\nabc\r\n0\r\nX-Safetunnel-Token: "
+        + TOKEN_B
+        + b"\r\n\r\n"
     )
     result = run([("remote", raw)])
     assert result.service.endswith(b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
@@ -176,9 +195,13 @@ def test_chunked_request_is_reframed_and_trailers_dropped() -> None:
 
 
 def test_read_until_close_response_is_reframed_and_connection_closed() -> None:
-    result = run([
-        ("remote", authed("/")), ("service", b"HTTP/1.1 200 OK\r\n\r\nstream"), ("service", b""),
-    ])
+    result = run(
+        [
+            ("remote", authed("/")),
+            ("service", b"HTTP/1.1 200 OK\r\n\r\nstream"),
+            ("service", b""),
+        ]
+    )
     assert b"Transfer-Encoding: chunked" in result.remote
     assert b"Connection: close" in result.remote
     assert result.remote.endswith(b"6\r\nstream\r\n0\r\n\r\n")
@@ -219,10 +242,14 @@ def test_http10_request_is_answered_then_closed() -> None:
 
 def test_expect_100_continue_passes_through() -> None:
     req = authed("/u", [("Expect", "100-continue"), ("Content-Length", "3")], method="POST")
-    result = run([
-        ("remote", req), ("service", b"HTTP/1.1 100 Continue\r\n\r\n"),
-        ("remote", b"abc"), ("service", response(b"ok")),
-    ])
+    result = run(
+        [
+            ("remote", req),
+            ("service", b"HTTP/1.1 100 Continue\r\n\r\n"),
+            ("remote", b"abc"),
+            ("service", response(b"ok")),
+        ]
+    )
     assert result.remote.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK")
     assert result.service.endswith(b"\r\n\r\nabc")
 
@@ -232,9 +259,12 @@ def test_101_switches_to_pipe_preserving_trailing_bytes_both_ways() -> None:
     switch = (
         b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
     )
-    result = run([
-        ("remote", upgrade + b"\x81\x05early"), ("service", switch + b"\x81\x02hi"),
-    ])
+    result = run(
+        [
+            ("remote", upgrade + b"\x81\x05early"),
+            ("service", switch + b"\x81\x02hi"),
+        ]
+    )
     assert result.final == Pipe()
     assert result.remote == switch + b"\x81\x02hi"
     assert result.service.endswith(b"\r\n\r\n\x81\x05early")
@@ -249,8 +279,15 @@ def test_head_deadline_is_absolute_and_timeout_counts_as_refusal() -> None:
 
 
 def test_idle_keep_alive_expires_without_counting_as_failure() -> None:
-    result = run([("remote", authed("/")), ("time", 3.0), ("service", response()),
-                  ("time", 12.9), ("time", 13.0)])
+    result = run(
+        [
+            ("remote", authed("/")),
+            ("time", 3.0),
+            ("service", response()),
+            ("time", 12.9),
+            ("time", 13.0),
+        ]
+    )
     assert NeedData(13.0) in result.events
     assert result.close == Close("idle", allowed=True, delay=0.0)
 
@@ -263,15 +300,22 @@ def test_next_event_after_close_keeps_returning_close() -> None:
 
 
 SCRIPTS = {
-    "keep-alive": [("remote", authed("/1")), ("service", response(b"a" * 300)),
-                   ("remote", authed("/2", body=b"b" * 300, method="PUT")),
-                   ("service", response(b"wxyz", extra="Set-Cookie: x=1\r\n")),
-                   ("remote", request("/3"))],
-    "link": [("remote", request(f"/p?q=1&safetunnel_token={TOKEN}")),
-             ("remote", request("/p?q=1", [("Cookie", f"{COOKIE}={TOKEN}")])),
-             ("service", response())],
-    "upgrade": [("remote", authed("/ws", [("Connection", "Upgrade"), ("Upgrade", "x")])),
-                ("service", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n")],
+    "keep-alive": [
+        ("remote", authed("/1")),
+        ("service", response(b"a" * 300)),
+        ("remote", authed("/2", body=b"b" * 300, method="PUT")),
+        ("service", response(b"wxyz", extra="Set-Cookie: x=1\r\n")),
+        ("remote", request("/3")),
+    ],
+    "link": [
+        ("remote", request(f"/p?q=1&safetunnel_token={TOKEN}")),
+        ("remote", request("/p?q=1", [("Cookie", f"{COOKIE}={TOKEN}")])),
+        ("service", response()),
+    ],
+    "upgrade": [
+        ("remote", authed("/ws", [("Connection", "Upgrade"), ("Upgrade", "x")])),
+        ("service", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"),
+    ],
     "smuggle": [("remote", authed("/", [("Content-Length", "1"), ("Content-Length", "1")]))],
 }
 
@@ -289,8 +333,9 @@ def test_split_anywhere_gives_the_same_decisions_and_bytes(name: str) -> None:
 def test_chunked_response_split_anywhere_decodes_to_the_same_body() -> None:
     # h11 re-chunks what it relays, so chunk sizes follow delivery; the content must not.
     body = b"0123456789" * 50
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 64]), body[i:i + 64])
-                      for i in range(0, len(body), 64))
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + 64]), body[i : i + 64]) for i in range(0, len(body), 64)
+    )
     svc = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
     for size in (1, 3, 1000):
         result = run(chunked([("remote", authed("/")), ("service", svc)], size))
@@ -304,7 +349,7 @@ def _dechunk(data: bytes) -> bytes:
         size = int(size_line, 16)
         if size == 0:
             return out
-        out, data = out + data[:size], data[size + 2:]
+        out, data = out + data[:size], data[size + 2 :]
 
 
 def test_gate_holds_no_clock_deadline_comes_from_construction() -> None:
@@ -316,9 +361,19 @@ def test_other_tunnels_cookies_never_reach_the_service() -> None:
     # Browsers send every tunnel's cookie to every port of a host: another tunnel's token must be
     # dropped, not forwarded to this tunnel's service.
     other = "st_" + "Z" * 43
-    result = run([("remote", request("/", [
-        ("Cookie", f"safetunnel_st-999999={other}; a=1; {COOKIE}={TOKEN}"),
-    ]))])
+    result = run(
+        [
+            (
+                "remote",
+                request(
+                    "/",
+                    [
+                        ("Cookie", f"safetunnel_st-999999={other}; a=1; {COOKIE}={TOKEN}"),
+                    ],
+                ),
+            )
+        ]
+    )
     assert result.connects == 1
     assert b"Cookie: a=1\r\n" in result.service
     assert other.encode() not in result.service
@@ -337,20 +392,22 @@ def test_bearer_separated_by_a_tab_is_recognised_and_stripped() -> None:
     assert b"Authorization" not in result.service
 
 
-@pytest.mark.parametrize("target",
-                         ["/\\evil.example/x", "\\\\evil.example/x", "/\\/evil.example/x"])
+@pytest.mark.parametrize(
+    "target", ["/\\evil.example/x", "\\\\evil.example/x", "/\\/evil.example/x"]
+)
 def test_link_redirect_with_backslashes_stays_on_the_origin(target: str) -> None:
     result = run([("remote", request(f"{target}?safetunnel_token={TOKEN}"))])
-    location = next(line for line in result.remote.split(b"\r\n")
-                    if line.startswith(b"Location:"))
+    location = next(line for line in result.remote.split(b"\r\n") if line.startswith(b"Location:"))
     assert location == b"Location: /evil.example/x"
 
 
 def test_many_candidates_in_one_request_are_refused_as_one_failure() -> None:
     budget = FailureBudget()
     guesses = [("Authorization", "Bearer st_" + "A" * 43) for _ in range(5)]
-    result = run([("remote", request("/", [*guesses, ("Authorization", f"Bearer {TOKEN}")]))],
-                 make_policy(budget=budget))
+    result = run(
+        [("remote", request("/", [*guesses, ("Authorization", f"Bearer {TOKEN}")]))],
+        make_policy(budget=budget),
+    )
     assert b"401" in result.remote
     assert result.service == b""
     assert budget.total_failures == 1

@@ -13,13 +13,25 @@ from safetunnel.gate import Connect, Gate, GateError, ToService
 FAST = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Byte soup biased toward HTTP and preamble syntax, so the fuzzer reaches deep states.
-FRAGMENTS = st.sampled_from([
-    b"GET / HTTP/1.1\r\n", b"POST /x?safetunnel_token=st_AAAA HTTP/1.1\r\n", b"Host: h\r\n",
-    b"X-Safetunnel-Token: st_guess\r\n", b"Authorization: Bearer st_zz\r\n",
-    f"Cookie: {COOKIE}=st_nope; a=b\r\n".encode(), b"Content-Length: 3\r\n",
-    b"Transfer-Encoding: chunked\r\n", b"\r\n", b"\n", b"0\r\n\r\n", b"SAFETUNNEL ", b"st_",
-    b"Upgrade: websocket\r\nConnection: upgrade\r\n", b"HTTP/1.1 101 Switching\r\n\r\n",
-])
+FRAGMENTS = st.sampled_from(
+    [
+        b"GET / HTTP/1.1\r\n",
+        b"POST /x?safetunnel_token=st_AAAA HTTP/1.1\r\n",
+        b"Host: h\r\n",
+        b"X-Safetunnel-Token: st_guess\r\n",
+        b"Authorization: Bearer st_zz\r\n",
+        f"Cookie: {COOKIE}=st_nope; a=b\r\n".encode(),
+        b"Content-Length: 3\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"\r\n",
+        b"\n",
+        b"0\r\n\r\n",
+        b"SAFETUNNEL ",
+        b"st_",
+        b"Upgrade: websocket\r\nConnection: upgrade\r\n",
+        b"HTTP/1.1 101 Switching\r\n\r\n",
+    ]
+)
 SOUP = st.lists(st.one_of(FRAGMENTS, st.binary(max_size=40)), max_size=12).map(b"".join)
 
 
@@ -86,8 +98,12 @@ ACTIONS = st.lists(
 
 
 @FAST
-@given(prefix=st.sampled_from([b"", request("/", [("X-Safetunnel-Token", TOKEN)]),
-                                f"SAFETUNNEL {TOKEN}\n".encode()]), actions=ACTIONS)
+@given(
+    prefix=st.sampled_from(
+        [b"", request("/", [("X-Safetunnel-Token", TOKEN)]), f"SAFETUNNEL {TOKEN}\n".encode()]
+    ),
+    actions=ACTIONS,
+)
 def test_the_gate_never_raises_anything_but_gate_error(
     prefix: bytes, actions: list[tuple[str, bytes | float]]
 ) -> None:

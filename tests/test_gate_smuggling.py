@@ -19,7 +19,8 @@ CORPUS = {
     "te-identity": POST + b"Transfer-Encoding: identity\r\n\r\n",
     "te-gzip-chunked": POST + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
     "te-twice": POST + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-    "http10-te": b"POST / HTTP/1.0\r\nHost: h\r\n" + T
+    "http10-te": b"POST / HTTP/1.0\r\nHost: h\r\n"
+    + T
     + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     "obs-fold": GET + b"X-App: a\r\n b\r\n\r\n",
     "obs-fold-tab": GET + b"X-App: a\r\n\tb\r\n\r\n",
@@ -51,10 +52,12 @@ def test_smuggling_head_is_refused_with_400_and_nothing_reaches_the_service(name
 
 def test_smuggled_second_request_after_a_good_one_is_refused_too() -> None:
     good = GET + b"\r\n"
-    result = run([
-        ("remote", good + CORPUS["cl-te"]),
-        ("service", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
-    ])
+    result = run(
+        [
+            ("remote", good + CORPUS["cl-te"]),
+            ("service", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ]
+    )
     assert result.service.count(b"HTTP/1.1") == 1
     assert result.remote.endswith(b"Bad request.\n")
 

@@ -120,9 +120,16 @@ def test_service_bytes_before_connect_are_api_misuse() -> None:
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        (b"", None), (b"SAFE", None), (b"SAFETUNNEL ", "tcp"), (b"GE", None),
-        (b"GET / HTTP/1.1", "http"), (b"DELETE /x", "http"), (b"get / HTTP/1.1", "unknown"),
-        (b" GET", "unknown"), (b"A" * 21, "unknown"), (b"\r\n", "unknown"),
+        (b"", None),
+        (b"SAFE", None),
+        (b"SAFETUNNEL ", "tcp"),
+        (b"GE", None),
+        (b"GET / HTTP/1.1", "http"),
+        (b"DELETE /x", "http"),
+        (b"get / HTTP/1.1", "unknown"),
+        (b" GET", "unknown"),
+        (b"A" * 21, "unknown"),
+        (b"\r\n", "unknown"),
     ],
 )
 def test_sniff(data: bytes, expected: str | None) -> None:

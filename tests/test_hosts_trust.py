@@ -19,16 +19,30 @@ def own_known_hosts(sandbox: Sandbox) -> str:
 
 
 def test_trust_by_profile_with_fingerprint_then_share_uses_the_pin(
-        sandbox: Sandbox, sshd: SSHD) -> None:
+    sandbox: Sandbox, sshd: SSHD
+) -> None:
     env = env_without_agent(sandbox)
-    assert run(["hosts", "add", "lab", f"{sshd.user}@127.0.0.1:{sshd.port}",
-                "--identity", str(sshd.client_key_path)], env).returncode == 0
+    assert (
+        run(
+            [
+                "hosts",
+                "add",
+                "lab",
+                f"{sshd.user}@127.0.0.1:{sshd.port}",
+                "--identity",
+                str(sshd.client_key_path),
+            ],
+            env,
+        ).returncode
+        == 0
+    )
     expected = fingerprint(sshd.host_key)
     result = run(["hosts", "trust", "lab", "--fingerprint", expected], env)
     assert result.returncode == 0, result.stderr
     assert f"ssh-ed25519 {expected}" in result.stdout and "Pinned" in result.stdout
-    assert own_known_hosts(sandbox) == (f"[127.0.0.1]:{sshd.port} ssh-ed25519 "
-                                        f"{sshd.host_key.get_base64()}\n")
+    assert own_known_hosts(sandbox) == (
+        f"[127.0.0.1]:{sshd.port} ssh-ed25519 {sshd.host_key.get_base64()}\n"
+    )
     again = run(["hosts", "trust", "lab"], env)  # no TTY, no --fingerprint: fine when pinned
     assert again.returncode == 0 and "already trusted" in again.stdout
     assert own_known_hosts(sandbox).count("\n") == 1  # append-only, but no duplicate
@@ -40,17 +54,18 @@ def test_trust_by_profile_with_fingerprint_then_share_uses_the_pin(
 
 
 def test_trust_mismatched_fingerprint_exits_4_and_pins_nothing(
-        sandbox: Sandbox, sshd: SSHD) -> None:
+    sandbox: Sandbox, sshd: SSHD
+) -> None:
     wrong = fingerprint(generate_ed25519())
-    result = run(["hosts", "trust", f"127.0.0.1:{sshd.port}", "--fingerprint", wrong],
-                 sandbox.env)
+    result = run(["hosts", "trust", f"127.0.0.1:{sshd.port}", "--fingerprint", wrong], sandbox.env)
     assert result.returncode == 4
     assert fingerprint(sshd.host_key) in result.stdout and wrong in result.stderr
     assert own_known_hosts(sandbox) == ""
 
 
 def test_trust_without_tty_or_fingerprint_exits_4_and_shows_it(
-        sandbox: Sandbox, sshd: SSHD) -> None:
+    sandbox: Sandbox, sshd: SSHD
+) -> None:
     result = run(["hosts", "trust", f"127.0.0.1:{sshd.port}"], sandbox.env)
     assert result.returncode == 4
     expected = fingerprint(sshd.host_key)
@@ -58,8 +73,18 @@ def test_trust_without_tty_or_fingerprint_exits_4_and_shows_it(
     assert own_known_hosts(sandbox) == ""
     # And share, without the pin, refuses the same way (exit 4, naming hosts trust).
     with Service(echo) as service:
-        shared = run(["share", str(service.port), "--host", f"127.0.0.1:{sshd.port}", "--yes",
-                      "--identity", str(sshd.client_key_path)], sandbox.env)
+        shared = run(
+            [
+                "share",
+                str(service.port),
+                "--host",
+                f"127.0.0.1:{sshd.port}",
+                "--yes",
+                "--identity",
+                str(sshd.client_key_path),
+            ],
+            sandbox.env,
+        )
     assert shared.returncode == 4 and "safetunnel hosts trust" in shared.stderr
 
 
@@ -67,8 +92,10 @@ def test_trust_changed_key_exits_4_without_override(sandbox: Sandbox, sshd: SSHD
     sandbox.config_dir.mkdir(mode=0o700)
     other = generate_ed25519()
     (sandbox.config_dir / "known_hosts").write_text(known_hosts_line("127.0.0.1", sshd.port, other))
-    result = run(["hosts", "trust", f"127.0.0.1:{sshd.port}", "--fingerprint",
-                  fingerprint(sshd.host_key)], sandbox.env)
+    result = run(
+        ["hosts", "trust", f"127.0.0.1:{sshd.port}", "--fingerprint", fingerprint(sshd.host_key)],
+        sandbox.env,
+    )
     assert result.returncode == 4 and "HOST KEY CHANGED" in result.stderr
     assert own_known_hosts(sandbox).count("\n") == 1
 

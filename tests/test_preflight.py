@@ -35,8 +35,24 @@ def test_parse_local_accepts_loopback(text: str, expected: tuple[str, int]) -> N
 
 @pytest.mark.parametrize(
     "text",
-    ["0", "65536", "99999", "", "abc", "-1", "+80", "8o80", "127.0.0.1:", "127.0.0.1:0",
-     "localhost:65536", "::1:80", "[::1]", "[::1]:", "1.2.3.4:5:6", "٨٠"],
+    [
+        "0",
+        "65536",
+        "99999",
+        "",
+        "abc",
+        "-1",
+        "+80",
+        "8o80",
+        "127.0.0.1:",
+        "127.0.0.1:0",
+        "localhost:65536",
+        "::1:80",
+        "[::1]",
+        "[::1]:",
+        "1.2.3.4:5:6",
+        "٨٠",
+    ],
 )
 def test_parse_local_rejects_junk(text: str) -> None:
     with pytest.raises(ConfigError):
@@ -44,8 +60,16 @@ def test_parse_local_rejects_junk(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["0.0.0.0:80", "192.168.1.5:80", "127.0.0.2:80", "[::]:80", "example.com:80",
-             "[fe80::1]:80", ":80"],
+    "text",
+    [
+        "0.0.0.0:80",
+        "192.168.1.5:80",
+        "127.0.0.2:80",
+        "[::]:80",
+        "example.com:80",
+        "[fe80::1]:80",
+        ":80",
+    ],
 )
 def test_parse_local_refuses_non_loopback_and_says_out_of_scope(text: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -168,7 +192,10 @@ def test_probe_recognises_server_greeting_without_echoing_it(
     info = probe_local("127.0.0.1", port, greeting_wait=2.0)
     thread.join(timeout=5)
     assert (info.protocol_guess, info.service_kind, info.guess_basis) == (
-        "tcp", "SSH", "server greeting")
+        "tcp",
+        "SSH",
+        "server greeting",
+    )
     assert "Evil" not in repr(info)
     # An SSH server on an unusual port is still an admin protocol.
     codes = [r.code for r in assess_risks(port, False, 1800, False, service_kind=info.service_kind)]
@@ -246,9 +273,7 @@ HOUR = 3600
         (6379, True, 24 * HOUR, True, ["already-exposed", "public", "sensitive-port", "long-ttl"]),
     ],
 )
-def test_risk_rules(
-    port: int, public: bool, ttl: int, exposed: bool, codes: list[str]
-) -> None:
+def test_risk_rules(port: int, public: bool, ttl: int, exposed: bool, codes: list[str]) -> None:
     assert [r.code for r in assess_risks(port, public, ttl, exposed)] == codes
 
 

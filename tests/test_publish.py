@@ -9,9 +9,18 @@ from safetunnel.registry.publish import RecordPublisher
 
 def make_record() -> reg.TunnelRecord:
     return reg.TunnelRecord(
-        id="st-abc123", pid=1, pid_start_time=0.0, local="l", ssh_host="h",
-        remote_bind="localhost", remote_port=1, protocol="tcp", started_at="s",
-        expires_at="e", token_hash_prefix="0")
+        id="st-abc123",
+        pid=1,
+        pid_start_time=0.0,
+        local="l",
+        ssh_host="h",
+        remote_bind="localhost",
+        remote_port=1,
+        protocol="tcp",
+        started_at="s",
+        expires_at="e",
+        token_hash_prefix="0",
+    )
 
 
 def test_publishes_at_start_refreshes_and_removes_on_close(tmp_path: Path) -> None:

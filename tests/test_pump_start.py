@@ -94,10 +94,21 @@ class Harness:
         self.finished = threading.Event()
         self.result: tuple[bool, str] | None = None
         self.decisions: list[tuple[bool, str]] = []
-        policy = GatePolicy(token_hash=tokens.hash_token(TOKEN), tunnel_id="st-test",
-                            protocol="tcp", header_timeout=header_timeout)
-        self.pump = Pump(self.chan, ConnCounters(origin="127.0.0.1:1"), policy, service,
-                         self._submit, self._decision, self._finished)
+        policy = GatePolicy(
+            token_hash=tokens.hash_token(TOKEN),
+            tunnel_id="st-test",
+            protocol="tcp",
+            header_timeout=header_timeout,
+        )
+        self.pump = Pump(
+            self.chan,
+            ConnCounters(origin="127.0.0.1:1"),
+            policy,
+            service,
+            self._submit,
+            self._decision,
+            self._finished,
+        )
 
     def _submit(self, fn: object) -> object:
         self.submitted += 1

@@ -18,14 +18,21 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def make_record(tunnel_id: str | None = None, pid: int | None = None,
-                start: float | None = None) -> reg.TunnelRecord:
+def make_record(
+    tunnel_id: str | None = None, pid: int | None = None, start: float | None = None
+) -> reg.TunnelRecord:
     return reg.TunnelRecord(
-        id=tunnel_id or reg.new_tunnel_id(), pid=pid or os.getpid(),
+        id=tunnel_id or reg.new_tunnel_id(),
+        pid=pid or os.getpid(),
         pid_start_time=reg.current_process_start_time() if start is None else start,
-        local="127.0.0.1:62893", ssh_host="alice@bastion:22", remote_bind="localhost",
-        remote_port=40123, protocol="auto", started_at="2026-01-01T00:00:00Z",
-        expires_at="2026-01-01T00:30:00Z", token_hash_prefix="0badc0de",
+        local="127.0.0.1:62893",
+        ssh_host="alice@bastion:22",
+        remote_bind="localhost",
+        remote_port=40123,
+        protocol="auto",
+        started_at="2026-01-01T00:00:00Z",
+        expires_at="2026-01-01T00:30:00Z",
+        token_hash_prefix="0badc0de",
     )
 
 

@@ -30,8 +30,13 @@ FIXED_PORT = 23456  # outside the ephemeral range (DESIGN §5)
 
 def session(server: SSHD, key: paramiko.PKey, tmp: Path) -> SSHSession:
     target = SSHTarget("127.0.0.1", server.port, server.user)
-    return open_session(target, hostkeys=HostKeyStore(server.known_hosts, tmp / "own"),
-                        on_unknown_key=None, auth=None, client_key=key)
+    return open_session(
+        target,
+        hostkeys=HostKeyStore(server.known_hosts, tmp / "own"),
+        on_unknown_key=None,
+        auth=None,
+        client_key=key,
+    )
 
 
 def forward_ok(server: SSHD, key: paramiko.PKey, tmp: Path, bind: str, port: int) -> bool:
@@ -45,7 +50,8 @@ def forward_ok(server: SSHD, key: paramiko.PKey, tmp: Path, bind: str, port: int
 
 @pytest.mark.parametrize("allow_public", [False, True])
 def test_emitted_permitlisten_forms_match_the_binds_safetunnel_requests(
-        sshd_factory: SSHDFactory, tmp_path: Path, allow_public: bool) -> None:
+    sshd_factory: SSHDFactory, tmp_path: Path, allow_public: bool
+) -> None:
     key = generate_ed25519()
     line = setupkey.authorized_line(public_line(key, "t"), allow_public)
     server = sshd_factory(extra_authorized_lines=[line])
@@ -65,23 +71,53 @@ def keyring(sandbox: Sandbox) -> dict[str, str]:
 def setup_lab(sandbox: Sandbox, server: SSHD, *extra: str) -> tuple[str, dict[str, str]]:
     """Profile `lab` on the old (unrestricted) key, host key pinned; then setup-key --install."""
     env = env_without_agent(sandbox)
-    assert run(["hosts", "add", "lab", f"{server.user}@127.0.0.1:{server.port}",
-                "--identity", str(server.client_key_path)], env).returncode == 0
-    assert run(["hosts", "trust", "lab", "--fingerprint", fingerprint(server.host_key)],
-               env).returncode == 0
+    assert (
+        run(
+            [
+                "hosts",
+                "add",
+                "lab",
+                f"{server.user}@127.0.0.1:{server.port}",
+                "--identity",
+                str(server.client_key_path),
+            ],
+            env,
+        ).returncode
+        == 0
+    )
+    assert (
+        run(
+            ["hosts", "trust", "lab", "--fingerprint", fingerprint(server.host_key)], env
+        ).returncode
+        == 0
+    )
     assert server.installed_keys is not None
-    result = run(["hosts", "setup-key", "lab", "--install", "--yes", "--remote-file",
-                  str(server.installed_keys), *extra], env)
+    result = run(
+        [
+            "hosts",
+            "setup-key",
+            "lab",
+            "--install",
+            "--yes",
+            "--remote-file",
+            str(server.installed_keys),
+            *extra,
+        ],
+        env,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip(), env
 
 
 def test_setup_key_installs_a_forward_only_key_that_share_uses(
-        sandbox: Sandbox, sshd: SSHD, tmp_path: Path) -> None:
+    sandbox: Sandbox, sshd: SSHD, tmp_path: Path
+) -> None:
     line, env = setup_lab(sandbox, sshd)
     key_path = sandbox.config_dir / "keys" / "lab_ed25519"
-    assert line.startswith('restrict,port-forwarding,permitlisten="127.0.0.1:*",'
-                           'permitopen="invalid.invalid:1",command="/bin/false" ssh-ed25519 ')
+    assert line.startswith(
+        'restrict,port-forwarding,permitlisten="127.0.0.1:*",'
+        'permitopen="invalid.invalid:1",command="/bin/false" ssh-ed25519 '
+    )
     assert line.endswith(" safetunnel-lab")
     assert sshd.installed_keys is not None and sshd.installed_keys.read_text() == line + "\n"
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
@@ -111,8 +147,9 @@ def assert_refuses_everything_else(server: SSHD, key: paramiko.PKey, tmp: Path) 
         target.listen(1)
         with session(server, key, tmp) as ssh:
             with pytest.raises(paramiko.ChannelException):  # no local forward (-L)
-                ssh.transport.open_channel("direct-tcpip", target.getsockname(),
-                                           ("127.0.0.1", 1), timeout=5)
+                ssh.transport.open_channel(
+                    "direct-tcpip", target.getsockname(), ("127.0.0.1", 1), timeout=5
+                )
             channel = ssh.transport.open_session(timeout=5)
             channel.exec_command("echo MARKER-RAN")
             output = channel.makefile("rb").read()
@@ -128,8 +165,20 @@ def test_setup_key_again_reuses_the_key_and_installs_once(sandbox: Sandbox, sshd
     assert sshd.installed_keys is not None
     # The profile now names the forward-only key, which cannot run the install: log in with
     # the old one.
-    again = run(["hosts", "setup-key", "lab", "--install", "--yes", "--remote-file",
-                 str(sshd.installed_keys), "--identity", str(sshd.client_key_path)], env)
+    again = run(
+        [
+            "hosts",
+            "setup-key",
+            "lab",
+            "--install",
+            "--yes",
+            "--remote-file",
+            str(sshd.installed_keys),
+            "--identity",
+            str(sshd.client_key_path),
+        ],
+        env,
+    )
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == line and "Reusing" in again.stderr
     assert "already in" in again.stderr

@@ -20,8 +20,18 @@ def test_bad_port_is_a_usage_error(sandbox: Sandbox, port: str) -> None:
 
 
 def test_missing_identity_file_is_a_usage_error(sandbox: Sandbox) -> None:
-    result = run(["share", "62893", "--yes", "--host", "u@example.invalid",
-                  "--identity", str(sandbox.home / "no-such-key")], sandbox.env)
+    result = run(
+        [
+            "share",
+            "62893",
+            "--yes",
+            "--host",
+            "u@example.invalid",
+            "--identity",
+            str(sandbox.home / "no-such-key"),
+        ],
+        sandbox.env,
+    )
     assert result.returncode == 2, result.stderr
     assert "does not exist" in result.stderr
 
@@ -30,18 +40,24 @@ def test_public_through_the_builtin_gateway_is_refused_clearly(sandbox: Sandbox)
     from services import Service, echo
 
     with Service(echo) as service:
-        result = run(["share", str(service.port), "--yes", "--public", "--ttl", "5s"],
-                     sandbox.env)
+        result = run(["share", str(service.port), "--yes", "--public", "--ttl", "5s"], sandbox.env)
     assert result.returncode == 1, result.stderr
     assert "built-in gateway listens on this machine's loopback only" in result.stderr
     assert "hint: --public needs an SSH host" in result.stderr
 
 
-@pytest.mark.parametrize("options", [
-    {"ttl": 0}, {"ttl": -5}, {"ttl": "5s", "remote_port": 70000},
-    {"ttl": "5s", "max_connections": 0}, {"ttl": "5s", "idle": 0},
-    {"ttl": "5s", "max_failures": 0}, {"ttl": "5s", "keepalive": 0},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"ttl": 0},
+        {"ttl": -5},
+        {"ttl": "5s", "remote_port": 70000},
+        {"ttl": "5s", "max_connections": 0},
+        {"ttl": "5s", "idle": 0},
+        {"ttl": "5s", "max_failures": 0},
+        {"ttl": "5s", "keepalive": 0},
+    ],
+)
 def test_api_refuses_what_the_cli_refuses(sandbox: Sandbox, options: dict[str, object]) -> None:
     # Port 1 has nothing listening: a refusal here proves the check ran before the probe.
     with pytest.raises(ConfigError):

@@ -67,8 +67,13 @@ def store_of(sshd: SSHD, tmp_path: Path) -> HostKeyStore:
 
 
 def connect(sshd: SSHD, tmp_path: Path, **kwargs: object) -> SSHSession:
-    options: dict[str, object] = {"hostkeys": store_of(sshd, tmp_path), "on_unknown_key": None,
-                                  "auth": None, "client_key": sshd.client_key, "timeout": 5.0}
+    options: dict[str, object] = {
+        "hostkeys": store_of(sshd, tmp_path),
+        "on_unknown_key": None,
+        "auth": None,
+        "client_key": sshd.client_key,
+        "timeout": 5.0,
+    }
     options.update(kwargs)
     return open_session(target_of(sshd), **options)  # type: ignore[arg-type]
 
@@ -82,7 +87,8 @@ def test_session_with_pinned_key(sshd: SSHD, tmp_path: Path) -> None:
         assert session.strict_kex  # OpenSSH >= 9.6p1/9.2 Debian backport: kex-strict agreed
         assert "cbc" not in session.transport.remote_cipher
         assert session.transport.remote_mac.startswith("hmac-sha2") or "gcm" in (
-            session.transport.remote_cipher)
+            session.transport.remote_cipher
+        )
         # what paramiko offers in KEXINIT (SecurityOptions shows the list before filtering)
         offered: Any = session.transport
         assert not set(DISABLED_ALGORITHMS["ciphers"]) & set(offered.preferred_ciphers)
@@ -115,8 +121,12 @@ def test_unknown_key_trusted_by_prompt_is_pinned(sshd: SSHD, tmp_path: Path) -> 
     with connect(sshd, tmp_path, hostkeys=store) as session:
         assert session.host_key_state == "pinned"
     with pytest.raises(HostKeyUnknown, match="not trusted"):
-        connect(sshd, tmp_path, hostkeys=HostKeyStore(tmp_path / "e", tmp_path / "o2"),
-                on_unknown_key=lambda *a: False)
+        connect(
+            sshd,
+            tmp_path,
+            hostkeys=HostKeyStore(tmp_path / "e", tmp_path / "o2"),
+            on_unknown_key=lambda *a: False,
+        )
 
 
 def test_changed_key_refused(sshd: SSHD, tmp_path: Path) -> None:
@@ -125,8 +135,12 @@ def test_changed_key_refused(sshd: SSHD, tmp_path: Path) -> None:
     user.write_text(f"[127.0.0.1]:{sshd.port} ssh-ed25519 {other.get_base64()}\n")
     before = user.read_bytes()
     with pytest.raises(HostKeyChanged) as info:
-        connect(sshd, tmp_path, hostkeys=HostKeyStore(user, tmp_path / "own"),
-                on_unknown_key=lambda *a: True)
+        connect(
+            sshd,
+            tmp_path,
+            hostkeys=HostKeyStore(user, tmp_path / "own"),
+            on_unknown_key=lambda *a: True,
+        )
     assert fingerprint(other) in info.value.message
     assert fingerprint(sshd.host_key) in info.value.message
     assert user.read_bytes() == before
@@ -152,25 +166,31 @@ def test_wrong_key_is_auth_failed(sshd: SSHD, tmp_path: Path) -> None:
 
 def test_identity_file_and_default_identity(sshd: SSHD, tmp_path: Path, isolated: Path) -> None:
     target = target_of(sshd, sshd.client_key_path)
-    with open_session(target, hostkeys=store_of(sshd, tmp_path), on_unknown_key=None,
-                      auth=None) as session:
+    with open_session(
+        target, hostkeys=store_of(sshd, tmp_path), on_unknown_key=None, auth=None
+    ) as session:
         assert session.transport.is_authenticated()
     (isolated / ".ssh").mkdir()
     shutil.copy(sshd.client_key_path, isolated / ".ssh" / "id_ed25519")
-    with open_session(target_of(sshd), hostkeys=store_of(sshd, tmp_path), on_unknown_key=None,
-                      auth=None) as session:
+    with open_session(
+        target_of(sshd), hostkeys=store_of(sshd, tmp_path), on_unknown_key=None, auth=None
+    ) as session:
         assert session.transport.is_authenticated()
 
 
 def test_encrypted_key_unlocked_by_auth_source(sshd: SSHD, tmp_path: Path) -> None:
     key = tmp_path / "enc_key"
     shutil.copy(sshd.client_key_path, key)
-    subprocess.run(["ssh-keygen", "-q", "-p", "-P", "", "-N", "s3cret-phrase", "-f", str(key)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-p", "-P", "", "-N", "s3cret-phrase", "-f", str(key)],
+        check=True,
+        capture_output=True,
+    )
     target = target_of(sshd, key)
     auth = FakeAuth(passphrase="s3cret-phrase")
-    with open_session(target, hostkeys=store_of(sshd, tmp_path), on_unknown_key=None,
-                      auth=auth) as session:
+    with open_session(
+        target, hostkeys=store_of(sshd, tmp_path), on_unknown_key=None, auth=auth
+    ) as session:
         assert session.transport.is_authenticated()
     assert auth.asked == [f"passphrase:{key}"] and auth.rejections == []
     wrong = FakeAuth(passphrase="nope")
@@ -179,8 +199,9 @@ def test_encrypted_key_unlocked_by_auth_source(sshd: SSHD, tmp_path: Path) -> No
     assert wrong.rejections == [f"passphrase:{key}"]
     assert "nope" not in info.value.message
     with pytest.raises(AuthFailed, match="no passphrase available"):
-        open_session(target, hostkeys=store_of(sshd, tmp_path), on_unknown_key=None,
-                     auth=FakeAuth())
+        open_session(
+            target, hostkeys=store_of(sshd, tmp_path), on_unknown_key=None, auth=FakeAuth()
+        )
 
 
 def echo_handler(threads: list[threading.Thread]) -> object:
@@ -189,8 +210,9 @@ def echo_handler(threads: list[threading.Thread]) -> object:
             while data := channel.recv(65536):
                 channel.sendall(data.upper())
 
-    def handler(channel: paramiko.Channel, origin: tuple[str, int],
-                server: tuple[str, int]) -> None:
+    def handler(
+        channel: paramiko.Channel, origin: tuple[str, int], server: tuple[str, int]
+    ) -> None:
         thread = threading.Thread(target=serve, args=(channel,), name="test-echo")
         threads.append(thread)
         thread.start()  # hand off: never block paramiko's transport thread
@@ -227,7 +249,8 @@ def test_gatewayports_override_detected(sshd_factory: SSHDFactory, tmp_path: Pat
         port = int(re.search(r"bound port (\d+)", info.value.message).group(1))  # type: ignore[union-attr]
         assert port_refused(port)  # cancelled before raising
         assert 'Forwarding listen address "localhost" overridden by server GatewayPorts' in (
-            info.value.message)
+            info.value.message
+        )
         threads: list[threading.Thread] = []
         wide = session.forward("localhost", 0, echo_handler(threads), allow_wildcard=True)  # type: ignore[arg-type]
         assert wide > 0
@@ -236,7 +259,8 @@ def test_gatewayports_override_detected(sshd_factory: SSHDFactory, tmp_path: Pat
 
 
 def test_public_request_on_gatewayports_yes_is_not_flagged(
-        sshd_factory: SSHDFactory, tmp_path: Path) -> None:
+    sshd_factory: SSHDFactory, tmp_path: Path
+) -> None:
     sshd = sshd_factory(gateway_ports=True)
     with connect(sshd, tmp_path) as session:
         assert session.forward("0.0.0.0", 0, lambda *a: None) > 0

@@ -11,10 +11,27 @@ pytestmark = pytest.mark.sshd
 
 def test_sshd_accepts_the_fixture_key_with_openssh_client(sshd: SSHD) -> None:
     result = subprocess.run(
-        ["ssh", "-F", "/dev/null", "-i", str(sshd.client_key_path), "-p", str(sshd.port),
-         "-o", f"UserKnownHostsFile={sshd.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-         "-o", "BatchMode=yes", f"{sshd.user}@{sshd.host}", "echo", "fixture-ok"],
-        capture_output=True, timeout=10, check=False,
+        [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-i",
+            str(sshd.client_key_path),
+            "-p",
+            str(sshd.port),
+            "-o",
+            f"UserKnownHostsFile={sshd.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            f"{sshd.user}@{sshd.host}",
+            "echo",
+            "fixture-ok",
+        ],
+        capture_output=True,
+        timeout=10,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == b"fixture-ok"

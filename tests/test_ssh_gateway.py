@@ -22,9 +22,14 @@ BuiltIn = tuple[Gateway, paramiko.PKey]
 
 def connect(gateway: Gateway, key: paramiko.PKey | None, **kwargs: object) -> SSHSession:
     host, port = gateway.address
-    options: dict[str, object] = {"hostkeys": None, "on_unknown_key": None, "auth": None,
-                                  "client_key": key, "expected_key": gateway.host_key,
-                                  "timeout": 5.0}
+    options: dict[str, object] = {
+        "hostkeys": None,
+        "on_unknown_key": None,
+        "auth": None,
+        "client_key": key,
+        "expected_key": gateway.host_key,
+        "timeout": 5.0,
+    }
     options.update(kwargs)
     return open_session(SSHTarget(host, port, "tunnel"), **options)  # type: ignore[arg-type]
 
@@ -40,8 +45,9 @@ class Echo:
             while data := channel.recv(65536):
                 channel.sendall(data[::-1])
 
-    def __call__(self, channel: paramiko.Channel, origin: tuple[str, int],
-                 server: tuple[str, int]) -> None:
+    def __call__(
+        self, channel: paramiko.Channel, origin: tuple[str, int], server: tuple[str, int]
+    ) -> None:
         self.origins.append(origin)
         thread = threading.Thread(target=self._serve, args=(channel,), name="test-echo")
         self.threads.append(thread)
@@ -53,8 +59,11 @@ class Echo:
 
 
 def listen_ips(port: int) -> set[str]:
-    return {c.laddr.ip for c in psutil.net_connections("tcp")
-            if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+    return {
+        c.laddr.ip
+        for c in psutil.net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    }
 
 
 def test_forward_through_builtin_gateway(builtin_gateway: BuiltIn) -> None:
@@ -104,8 +113,9 @@ def test_refuses_sessions_exec_and_direct_tcpip(builtin_gateway: BuiltIn) -> Non
         with pytest.raises(paramiko.ChannelException):
             session.transport.open_session(timeout=5)
         with pytest.raises(paramiko.ChannelException):
-            session.transport.open_channel("direct-tcpip", ("127.0.0.1", 22), ("127.0.0.1", 1),
-                                           timeout=5)
+            session.transport.open_channel(
+                "direct-tcpip", ("127.0.0.1", 22), ("127.0.0.1", 1), timeout=5
+            )
         assert session.global_request("keepalive@openssh.com") is None  # a reply: failure
 
 
@@ -194,8 +204,10 @@ def test_one_session_cannot_pile_up_forwards(builtin_gateway: BuiltIn) -> None:
 
     gateway, key = builtin_gateway
     with connect(gateway, key) as session:
-        replies = [session.global_request("tcpip-forward", ("localhost", 0))
-                   for _ in range(MAX_FORWARDS_PER_SESSION + 2)]
+        replies = [
+            session.global_request("tcpip-forward", ("localhost", 0))
+            for _ in range(MAX_FORWARDS_PER_SESSION + 2)
+        ]
     granted = [reply for reply in replies if reply is not None]
     assert len(granted) == MAX_FORWARDS_PER_SESSION
     assert replies[-1] is None

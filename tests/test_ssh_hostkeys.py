@@ -30,8 +30,9 @@ def keys() -> dict[str, paramiko.PKey]:
 def test_fingerprint_matches_ssh_keygen(tmp_path: Path) -> None:
     key_path = tmp_path / "k"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key_path)], check=True)
-    out = subprocess.run(["ssh-keygen", "-l", "-f", str(key_path)], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["ssh-keygen", "-l", "-f", str(key_path)], check=True, capture_output=True, text=True
+    ).stdout
     key = paramiko.Ed25519Key.from_private_key_file(str(key_path))
     assert fingerprint(key) == out.split()[1]
     assert "=" not in fingerprint(key)
@@ -88,8 +89,14 @@ def test_other_type_is_changed_too(tmp_path: Path, keys: dict[str, paramiko.PKey
 
 def test_revoked_key_refused(tmp_path: Path, keys: dict[str, paramiko.PKey]) -> None:
     user = tmp_path / "known_hosts"
-    user.write_text("@revoked * " + _line("", keys["ed"]).strip().lstrip() + "\n"
-                    + "@cert-authority *.corp " + _line("", keys["ed2"]).strip() + "\n")
+    user.write_text(
+        "@revoked * "
+        + _line("", keys["ed"]).strip().lstrip()
+        + "\n"
+        + "@cert-authority *.corp "
+        + _line("", keys["ed2"]).strip()
+        + "\n"
+    )
     with pytest.raises(HostKeyChanged, match="revoked"):
         HostKeyStore(user, tmp_path / "own").check("bastion", 22, keys["ed"])
     assert HostKeyStore(user, tmp_path / "own").check("x.corp", 22, keys["ed2"]) == "unknown"
@@ -97,8 +104,10 @@ def test_revoked_key_refused(tmp_path: Path, keys: dict[str, paramiko.PKey]) -> 
 
 def test_junk_lines_and_negation(tmp_path: Path, keys: dict[str, paramiko.PKey]) -> None:
     user = tmp_path / "known_hosts"
-    user.write_text("# comment\n\ngarbage\nhost ssh-ed25519 !!!notbase64\nhost ssh-foo AAAA\n"
-                    + _line("*.corp,!evil.corp", keys["ed"]))
+    user.write_text(
+        "# comment\n\ngarbage\nhost ssh-ed25519 !!!notbase64\nhost ssh-foo AAAA\n"
+        + _line("*.corp,!evil.corp", keys["ed"])
+    )
     store = HostKeyStore(user, tmp_path / "own")
     assert store.check("db.corp", 22, keys["ed"]) == "known"
     assert store.check("evil.corp", 22, keys["ed2"]) == "unknown"
@@ -120,8 +129,12 @@ def test_pin_writes_only_own_file_private(tmp_path: Path, keys: dict[str, parami
     assert stat.S_IMODE(own.parent.stat().st_mode) == 0o700
     assert own.read_text().splitlines()[0].startswith("[gw]:2222 ssh-ed25519 ")
     # the own file is an ordinary known_hosts: OpenSSH reads it too
-    out = subprocess.run(["ssh-keygen", "-F", "[gw]:2222", "-f", str(own)],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["ssh-keygen", "-F", "[gw]:2222", "-f", str(own)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 0
 
 

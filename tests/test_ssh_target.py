@@ -32,9 +32,25 @@ def test_parse_target_accepts(text: str, user: str, host: str, port: int) -> Non
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "host:", "host:0", "host:65536", "host:22x", "@host", "-oProxyCommand=x",
-     "host name", "a@b@", "[::1]:", "[::1]x", "user@-host", "ho$t", "a..b", "bad user@host",
-     "h:1:2:z"],
+    [
+        "",
+        "   ",
+        "host:",
+        "host:0",
+        "host:65536",
+        "host:22x",
+        "@host",
+        "-oProxyCommand=x",
+        "host name",
+        "a@b@",
+        "[::1]:",
+        "[::1]x",
+        "user@-host",
+        "ho$t",
+        "a..b",
+        "bad user@host",
+        "h:1:2:z",
+    ],
 )
 def test_parse_target_rejects_with_config_error(text: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -29,7 +29,7 @@ from test_credentials import make_key
 
 from safetunnel.ssh.gateway import Gateway
 
-PASSPHRASE = "stored passphrase ✓ \"q\""
+PASSPHRASE = 'stored passphrase ✓ "q"'
 PASSWORD = "gateway pw & spaces ✓"
 USER = "tester"
 
@@ -62,8 +62,17 @@ def key_sshd(sshd_factory: SSHDFactory, encrypted_key: Path) -> SSHD:
 def key_target(key_sshd: SSHD, encrypted_key: Path) -> Target:
     """The real sshd, logged into with the passphrase-protected key."""
     host = f"{key_sshd.user}@127.0.0.1:{key_sshd.port}"
-    return Target(host, ["--host", host, "--identity", str(encrypted_key), "--known-hosts",
-                         str(key_sshd.known_hosts)])
+    return Target(
+        host,
+        [
+            "--host",
+            host,
+            "--identity",
+            str(encrypted_key),
+            "--known-hosts",
+            str(key_sshd.known_hosts),
+        ],
+    )
 
 
 @pytest.fixture
@@ -78,8 +87,12 @@ def pw_target(tmp_path: Path) -> Iterator[Target]:
 
 
 def password_attempts(caplog: pytest.LogCaptureFixture) -> int:
-    return sum(1 for r in caplog.records if r.getMessage().startswith("Auth rejected (password)")
-               or r.getMessage().startswith("Auth granted (password)"))
+    return sum(
+        1
+        for r in caplog.records
+        if r.getMessage().startswith("Auth rejected (password)")
+        or r.getMessage().startswith("Auth granted (password)")
+    )
 
 
 def assert_not_leaked(secret: str, sandbox: Sandbox, outputs: list[Any]) -> None:
@@ -87,8 +100,12 @@ def assert_not_leaked(secret: str, sandbox: Sandbox, outputs: list[Any]) -> None
     assert_secret_absent(secret, sandbox.dirs, outputs, allow=[sandbox.keyring_file])
 
 
-def store_then_share(env: dict[str, str], target: Target, secret: str, *creds_args: str,
-                     ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], ShareProcess]:
+def store_then_share(
+    env: dict[str, str],
+    target: Target,
+    secret: str,
+    *creds_args: str,
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], ShareProcess]:
     """``creds set HOST …`` with ``secret`` on stdin, then a share that must start and stop."""
     stored = run(["creds", "set", target.host, *creds_args], env, input_text=secret + "\n")
     assert stored.returncode == 0, stored.stderr
@@ -98,26 +115,28 @@ def store_then_share(env: dict[str, str], target: Target, secret: str, *creds_ar
     return stored, started, proc
 
 
-def share_once(env: dict[str, str], target: Target,
-               *extra: str) -> subprocess.CompletedProcess[str]:
+def share_once(
+    env: dict[str, str], target: Target, *extra: str
+) -> subprocess.CompletedProcess[str]:
     """``share PORT --yes … HOST-FLAGS`` to completion (the refusals), with an echo service."""
     with Service(echo) as service:
         return run(share_argv(service.port, *target.args, *extra, ttl=None, as_json=False), env)
 
 
 def test_stored_passphrase_unlocks_key_for_non_interactive_share(
-        sandbox: Sandbox, env: dict[str, str], key_sshd: SSHD, key_target: Target,
-        encrypted_key: Path) -> None:
-    stored, _, proc = store_then_share(env, key_target, PASSPHRASE,
-                                       "--passphrase-for", str(encrypted_key))
+    sandbox: Sandbox, env: dict[str, str], key_sshd: SSHD, key_target: Target, encrypted_key: Path
+) -> None:
+    stored, _, proc = store_then_share(
+        env, key_target, PASSPHRASE, "--passphrase-for", str(encrypted_key)
+    )
     assert "Accepted publickey" in key_sshd.log_text()
     outputs = [stored.stdout, stored.stderr, proc.stdout, proc.stderr, key_sshd.log_text()]
     assert_not_leaked(PASSPHRASE, sandbox, outputs)
 
 
 def test_stored_password_for_gateway_share(
-        sandbox: Sandbox, env: dict[str, str], pw_target: Target,
-        caplog: pytest.LogCaptureFixture) -> None:
+    sandbox: Sandbox, env: dict[str, str], pw_target: Target, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="paramiko.transport")
     stored, started, proc = store_then_share(env, pw_target, PASSWORD)
     assert started["ssh_host"] == pw_target.host
@@ -127,8 +146,8 @@ def test_stored_password_for_gateway_share(
 
 
 def test_wrong_stored_password_exit_5_after_one_attempt(
-        sandbox: Sandbox, env: dict[str, str], pw_target: Target,
-        caplog: pytest.LogCaptureFixture) -> None:
+    sandbox: Sandbox, env: dict[str, str], pw_target: Target, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="paramiko.transport")
     host = pw_target.host
     wrong = "not the password"
@@ -143,8 +162,8 @@ def test_wrong_stored_password_exit_5_after_one_attempt(
 
 
 def test_wrong_stored_passphrase_exit_5_names_it(
-        sandbox: Sandbox, env: dict[str, str], key_sshd: SSHD, key_target: Target,
-        encrypted_key: Path) -> None:
+    sandbox: Sandbox, env: dict[str, str], key_sshd: SSHD, key_target: Target, encrypted_key: Path
+) -> None:
     username = "passphrase:" + str(encrypted_key)
     sandbox.keyring_file.write_text(json.dumps({f"safetunnel\0{username}": "wrong phrase"}))
     result = share_once(env, key_target)
@@ -155,13 +174,20 @@ def test_wrong_stored_passphrase_exit_5_names_it(
     assert "Accepted publickey" not in key_sshd.log_text()
 
 
-@pytest.mark.parametrize(("backend", "why"), [
-    ("keyring.backends.fail.Keyring", "backend: fail.Keyring"),
-    ("st_test_keyrings.PlaintextKeyring", "it stores secrets unencrypted"),
-])
+@pytest.mark.parametrize(
+    ("backend", "why"),
+    [
+        ("keyring.backends.fail.Keyring", "backend: fail.Keyring"),
+        ("st_test_keyrings.PlaintextKeyring", "it stores secrets unencrypted"),
+    ],
+)
 def test_unusable_keyring_is_not_used_and_said_once(
-        sandbox: Sandbox, env: dict[str, str], pw_target: Target, backend: str, why: str,
-        ) -> None:
+    sandbox: Sandbox,
+    env: dict[str, str],
+    pw_target: Target,
+    backend: str,
+    why: str,
+) -> None:
     host = pw_target.host
     # The right password sits in the (plaintext) file: a refused backend must not be read.
     sandbox.keyring_file.write_text(json.dumps({f"safetunnel\0password:{host}": PASSWORD}))
@@ -174,10 +200,13 @@ def test_unusable_keyring_is_not_used_and_said_once(
 
 
 def test_unusable_keyring_falls_back_to_a_prompt_on_a_tty(
-        sandbox: Sandbox, env: dict[str, str], pw_target: Target) -> None:
+    sandbox: Sandbox, env: dict[str, str], pw_target: Target
+) -> None:
     env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
-    with Service(echo) as service, \
-            Pty(share_argv(service.port, *pw_target.args, ttl="30s"), env) as share:
+    with (
+        Service(echo) as service,
+        Pty(share_argv(service.port, *pw_target.args, ttl="30s"), env) as share,
+    ):
         try:
             share.expect("Password for " + pw_target.host)
             share.send(PASSWORD)

@@ -35,13 +35,25 @@ class Clock:
             self.now = value
 
 
-def start_tunnel(gateway: Gateway, key: paramiko.PKey, service: Service, clock: Clock,
-                 ttl: int) -> tuple[Tunnel, list[dict[str, Any]]]:
+def start_tunnel(
+    gateway: Gateway, key: paramiko.PKey, service: Service, clock: Clock, ttl: int
+) -> tuple[Tunnel, list[dict[str, Any]]]:
     host, port = gateway.address
-    session = open_session(SSHTarget(host, port, "t"), hostkeys=None, on_unknown_key=None,
-                           auth=None, client_key=key, expected_key=gateway.host_key)
-    config = TunnelConfig(local=("127.0.0.1", service.port), ttl=ttl, ssh_host="built-in",
-                          tunnel_id="st-abc123", max_ttl=3600)
+    session = open_session(
+        SSHTarget(host, port, "t"),
+        hostkeys=None,
+        on_unknown_key=None,
+        auth=None,
+        client_key=key,
+        expected_key=gateway.host_key,
+    )
+    config = TunnelConfig(
+        local=("127.0.0.1", service.port),
+        ttl=ttl,
+        ssh_host="built-in",
+        tunnel_id="st-abc123",
+        max_ttl=3600,
+    )
     events: list[dict[str, Any]] = []
     tunnel = Tunnel(session, config, tokens.generate(), sinks=[events.append], clock=clock)
     tunnel.start()
@@ -53,7 +65,8 @@ def warnings(events: list[dict[str, Any]]) -> list[str]:
 
 
 def test_warnings_extend_and_ttl_follow_the_clock(
-        builtin_gateway: tuple[Gateway, paramiko.PKey]) -> None:
+    builtin_gateway: tuple[Gateway, paramiko.PKey],
+) -> None:
     gateway, key = builtin_gateway
     clock = Clock()
     with Service(echo) as service:

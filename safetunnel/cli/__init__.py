@@ -36,8 +36,7 @@ _COMMANDS: dict[str, str] = {
 # the first paragraph of the command's docstring; tests/test_cli_help_table.py checks they agree.
 _SHORT_HELP: dict[str, str] = {
     "share": "Share the service on 127.0.0.1:PORT through an SSH host, after confirmation.",
-    "demo": "Serve a demo page on 127.0.0.1:62893 and share it for 5 minutes through this "
-            "machine.",
+    "demo": "Serve a demo page on 127.0.0.1:62893 and share it for 5 minutes through this machine.",
     "gateway": "Run the built-in SSH gateway: it accepts only remote forwards, bound to loopback.",
     "creds": "Secrets in the OS keyring: SSH passwords and key passphrases.",
     "hosts": "Saved SSH hosts (profiles) and the default host.",

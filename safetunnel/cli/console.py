@@ -68,9 +68,11 @@ class ConsoleUI:
         click.echo(text, err=True)
 
     def trust_host_key(self, target: SSHTarget, algorithm: str, fingerprint: str) -> bool:
-        self.say(f"The SSH host {target.display} is not known yet.\n"
-                 f"  host key: {algorithm} {fingerprint}\n"
-                 "Check this fingerprint with the host's owner before you trust it.")
+        self.say(
+            f"The SSH host {target.display} is not known yet.\n"
+            f"  host key: {algorithm} {fingerprint}\n"
+            "Check this fingerprint with the host's owner before you trust it."
+        )
         return self._ask("Type 'yes' to trust and remember this key").strip() == "yes"
 
     def confirm(self, summary: ShareSummary, typed: bool) -> bool:
@@ -94,13 +96,18 @@ class ConsoleUI:
     def auth_source(self, target: SSHTarget) -> KeyringAuthSource:
         if not self.interactive:
             return KeyringAuthSource(notify=self.say, host_label=target.label or target.display)
-        return KeyringAuthSource(prompt=self._secret_prompt, confirm=self._yes_no,
-                                 notify=self.say, host_label=target.label or target.display)
+        return KeyringAuthSource(
+            prompt=self._secret_prompt,
+            confirm=self._yes_no,
+            notify=self.say,
+            host_label=target.label or target.display,
+        )
 
     def _secret_prompt(self, question: str) -> str | None:
         self.clear_status()
-        answer: str = click.prompt(question, hide_input=True, default="", show_default=False,
-                                   err=True)
+        answer: str = click.prompt(
+            question, hide_input=True, default="", show_default=False, err=True
+        )
         return answer or None
 
     def _yes_no(self, question: str) -> bool:
@@ -128,8 +135,11 @@ class ConsoleUI:
             return
         if kind == "started" and self._tunnel is not None and self._summary is not None:
             summary = dataclasses.replace(self._summary, expires_at=self._tunnel.expires_at)
-            self.say(started_block(summary, event["remote_port"], event.get("token"),
-                                   tunnel_id=event["id"]))
+            self.say(
+                started_block(
+                    summary, event["remote_port"], event.get("token"), tunnel_id=event["id"]
+                )
+            )
         elif kind == "connection":
             mark = "allowed" if event["allowed"] else f"refused ({event.get('reason', 'denied')})"
             self.say(f"  {event['origin']} {event['protocol']}: {mark}")
@@ -143,9 +153,11 @@ class ConsoleUI:
         if not self._tty or self.as_json:
             return
         snap = tunnel.stats.snapshot()
-        text = (f"{format_remaining(tunnel.remaining)} left · {snap['connections']} open · "
-                f"in {human_size(snap['bytes_in'])} · out {human_size(snap['bytes_out'])}"
-                " · Ctrl-C stops")
+        text = (
+            f"{format_remaining(tunnel.remaining)} left · {snap['connections']} open · "
+            f"in {human_size(snap['bytes_in'])} · out {human_size(snap['bytes_out'])}"
+            " · Ctrl-C stops"
+        )
         sys.stderr.write("\r\x1b[2K" + text)
         sys.stderr.flush()
         self._status_shown = True

@@ -23,9 +23,12 @@ from safetunnel.secrets.credentials import (
     verify_passphrase,
 )
 
-_KEY_OPTION = click.option("--passphrase-for", "key_file",
-                           type=click.Path(exists=True, dir_okay=False),
-                           help="Act on this private key's passphrase instead of the password.")
+_KEY_OPTION = click.option(
+    "--passphrase-for",
+    "key_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Act on this private key's passphrase instead of the password.",
+)
 _DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 
 
@@ -49,8 +52,10 @@ def set_secret(host: str, key_file: str | None) -> None:
         username, what = _passphrase_to_store(key_file)
         secret = _read_secret(f"Passphrase for {key_file}", confirm=False)
         if not verify_passphrase(key_file, secret):
-            raise CredentialError(f"that passphrase does not unlock {key_file}; nothing was stored",
-                                  hint="Check it with `ssh-keygen -y -f KEYFILE`.")
+            raise CredentialError(
+                f"that passphrase does not unlock {key_file}; nothing was stored",
+                hint="Check it with `ssh-keygen -y -f KEYFILE`.",
+            )
     else:
         username = password_username(ref.user, ref.hostname, ref.port)
         what = f"the SSH password for {ref.display}"
@@ -67,9 +72,14 @@ def delete_secret(host: str, key_file: str | None) -> None:
     store = KeyringStore()
     store.require_usable()
     ref = _resolve(host)
-    username, what = (_passphrase_names(key_file) if key_file else
-                      (password_username(ref.user, ref.hostname, ref.port),
-                       f"the SSH password for {ref.display}"))
+    username, what = (
+        _passphrase_names(key_file)
+        if key_file
+        else (
+            password_username(ref.user, ref.hostname, ref.port),
+            f"the SSH password for {ref.display}",
+        )
+    )
     if store.delete(username):
         click.echo(f"Deleted {what} from the keyring.")
     else:
@@ -117,8 +127,10 @@ def _read_secret(label: str, confirm: bool) -> str:
         # Exactly one line: the newline ends it; spaces inside a password are kept.
         secret = sys.stdin.readline().rstrip("\r\n")
     if not secret:
-        raise CredentialError("no secret given; nothing was stored",
-                              hint="Type it at the prompt, or pipe one line on stdin.")
+        raise CredentialError(
+            "no secret given; nothing was stored",
+            hint="Type it at the prompt, or pipe one line on stdin.",
+        )
     return secret
 
 

@@ -19,8 +19,10 @@ def demo_command(as_json: bool) -> None:
     server = DemoServer()
     try:
         ui = ConsoleUI(as_json=as_json)
-        ui.say(f"Serving a demo page on 127.0.0.1:{server.port}; sharing it through the "
-               "built-in gateway (reachable only from this machine) for 5 minutes.")
+        ui.say(
+            f"Serving a demo page on 127.0.0.1:{server.port}; sharing it through the "
+            "built-in gateway (reachable only from this machine) for 5 minutes."
+        )
         request = ShareRequest(local=server.port, ttl=300, yes=True, builtin_gateway=True)
         code = serve(request, ui)
     finally:

@@ -48,21 +48,28 @@ def _authorized(host: str, authorized_keys: str | None) -> list[paramiko.PKey]:
     if authorized_keys:
         return load_authorized_keys(Path(authorized_keys))
     if host not in LOOPBACK:
-        raise ConfigError(f"listening on {host} needs --authorized-keys",
-                          hint="Without an authorized_keys file only a loopback listener is "
-                          "allowed.")
+        raise ConfigError(
+            f"listening on {host} needs --authorized-keys",
+            hint="Without an authorized_keys file only a loopback listener is allowed.",
+        )
     keys = own_public_keys()
     if not keys:
-        raise ConfigError("no public key found in ~/.ssh to authorize",
-                          hint="Pass --authorized-keys FILE, or create a key with ssh-keygen.")
+        raise ConfigError(
+            "no public key found in ~/.ssh to authorize",
+            hint="Pass --authorized-keys FILE, or create a key with ssh-keygen.",
+        )
     return keys
 
 
 @click.command("gateway")
-@click.option("--listen", default="127.0.0.1:2222", show_default=True,
-              help="HOST:PORT to listen on.")
-@click.option("--authorized-keys", type=click.Path(exists=True, dir_okay=False),
-              help="OpenSSH authorized_keys file (default on loopback: your own ~/.ssh keys).")
+@click.option(
+    "--listen", default="127.0.0.1:2222", show_default=True, help="HOST:PORT to listen on."
+)
+@click.option(
+    "--authorized-keys",
+    type=click.Path(exists=True, dir_okay=False),
+    help="OpenSSH authorized_keys file (default on loopback: your own ~/.ssh keys).",
+)
 def gateway_command(listen: str, authorized_keys: str | None) -> None:
     """Run the built-in SSH gateway: it accepts only remote forwards, bound to loopback.
 
@@ -79,13 +86,20 @@ def gateway_command(listen: str, authorized_keys: str | None) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    with Gateway(listen=(host, port), host_key=host_key, authorized_keys=keys,
-                 max_session_seconds=config.max_ttl_seconds()) as gateway:
+    with Gateway(
+        listen=(host, port),
+        host_key=host_key,
+        authorized_keys=keys,
+        max_session_seconds=config.max_ttl_seconds(),
+    ) as gateway:
         gateway.start()
         bound_host, bound_port = gateway.address
-        click.echo(f"safetunnel gateway listening on {bound_host}:{bound_port}\n"
-                   f"  host key {host_key.get_name()} {fingerprint(host_key)}\n"
-                   f"  {len(keys)} authorized key(s); forwards bind on loopback only; "
-                   "Ctrl-C stops.", err=True)
+        click.echo(
+            f"safetunnel gateway listening on {bound_host}:{bound_port}\n"
+            f"  host key {host_key.get_name()} {fingerprint(host_key)}\n"
+            f"  {len(keys)} authorized key(s); forwards bind on loopback only; "
+            "Ctrl-C stops.",
+            err=True,
+        )
         stop.wait()
     click.echo("gateway stopped.", err=True)

@@ -23,8 +23,11 @@ from safetunnel.ssh.client import open_session
 from safetunnel.ssh.hostkeys import HostKeyStore
 from safetunnel.ssh.target import SSHTarget
 
-_KNOWN_HOSTS = click.option("--known-hosts", type=click.Path(dir_okay=False),
-                            help="Read this known_hosts file instead of ~/.ssh/known_hosts.")
+_KNOWN_HOSTS = click.option(
+    "--known-hosts",
+    type=click.Path(dir_okay=False),
+    help="Read this known_hosts file instead of ~/.ssh/known_hosts.",
+)
 
 
 def _interactive() -> bool:
@@ -37,8 +40,12 @@ def _say(text: str) -> None:
 
 @click.command("trust")
 @click.argument("host")
-@click.option("--fingerprint", "expected", metavar="SHA256:…",
-              help="Pin only if the host key has this fingerprint (for scripts).")
+@click.option(
+    "--fingerprint",
+    "expected",
+    metavar="SHA256:…",
+    help="Pin only if the host key has this fingerprint (for scripts).",
+)
 @_KNOWN_HOSTS
 def trust_command(host: str, expected: str | None, known_hosts: str | None) -> None:
     """Show HOST's SSH host key and pin it in safetunnel's own known_hosts.
@@ -66,32 +73,57 @@ def _confirm_trust(info: trust.HostKeyInfo, host: str) -> None:
             f"The host key of {info.target.display} is not known: {info.algorithm} "
             f"{info.fingerprint}; not pinned (no terminal to confirm on).",
             hint=f"Check the fingerprint with the host's administrator, then run "
-                 f"`safetunnel hosts trust {host} --fingerprint {info.fingerprint}`.")
+            f"`safetunnel hosts trust {host} --fingerprint {info.fingerprint}`.",
+        )
     _say("Check this fingerprint with the host's owner before you trust it.")
-    answer: str = click.prompt("Type 'yes' to trust and remember this key", default="",
-                               show_default=False, err=True)
+    answer: str = click.prompt(
+        "Type 'yes' to trust and remember this key", default="", show_default=False, err=True
+    )
     if answer.strip() != "yes":
-        raise HostKeyUnknown(f"The host key of {info.target.display} was not trusted; "
-                             "nothing was pinned.")
+        raise HostKeyUnknown(
+            f"The host key of {info.target.display} was not trusted; nothing was pinned."
+        )
 
 
 @click.command("setup-key")
 @click.argument("name")
-@click.option("--install", is_flag=True,
-              help="Append the line to ~/.ssh/authorized_keys on the host, over SSH.")
-@click.option("--unencrypted", is_flag=True,
-              help="Without a usable keyring, write the key unencrypted (not recommended).")
-@click.option("--allow-public", is_flag=True,
-              help="Also permit --public shares (remote bind 0.0.0.0).")
+@click.option(
+    "--install",
+    is_flag=True,
+    help="Append the line to ~/.ssh/authorized_keys on the host, over SSH.",
+)
+@click.option(
+    "--unencrypted",
+    is_flag=True,
+    help="Without a usable keyring, write the key unencrypted (not recommended).",
+)
+@click.option(
+    "--allow-public", is_flag=True, help="Also permit --public shares (remote bind 0.0.0.0)."
+)
 @click.option("--yes", is_flag=True, help="Install without asking (for scripts).")
-@click.option("--identity", "login_key", type=click.Path(exists=True, dir_okay=False),
-              help="Key to log in with for --install (default: as the profile did before).")
-@click.option("--remote-file", default=setupkey.DEFAULT_REMOTE_FILE, hidden=True,
-              help="authorized_keys path on the host, relative to its home (tests use this).")
+@click.option(
+    "--identity",
+    "login_key",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Key to log in with for --install (default: as the profile did before).",
+)
+@click.option(
+    "--remote-file",
+    default=setupkey.DEFAULT_REMOTE_FILE,
+    hidden=True,
+    help="authorized_keys path on the host, relative to its home (tests use this).",
+)
 @_KNOWN_HOSTS
-def setup_key_command(name: str, install: bool, unencrypted: bool, allow_public: bool,
-                      yes: bool, login_key: str | None, remote_file: str,
-                      known_hosts: str | None) -> None:
+def setup_key_command(
+    name: str,
+    install: bool,
+    unencrypted: bool,
+    allow_public: bool,
+    yes: bool,
+    login_key: str | None,
+    remote_file: str,
+    known_hosts: str | None,
+) -> None:
     """Make a key for profile NAME that can only do safetunnel's remote forward.
 
     The key is Ed25519, encrypted with a random passphrase kept in the OS keyring, saved under
@@ -109,8 +141,10 @@ def setup_key_command(name: str, install: bool, unencrypted: bool, allow_public:
     line = setupkey.authorized_line(key.public_line, allow_public)
     verb = "Created" if key.created else "Reusing"
     _say(f"{verb} {key.path}; host {name} now uses it.")
-    _say("Add this line to ~/.ssh/authorized_keys on the host (it allows only safetunnel's "
-         "remote forward):")
+    _say(
+        "Add this line to ~/.ssh/authorized_keys on the host (it allows only safetunnel's "
+        "remote forward):"
+    )
     click.echo(line)
     if install and login is not None:
         _install(login, key.path, line, remote_file, yes, known_hosts)
@@ -122,31 +156,43 @@ def _key_store(unencrypted: bool) -> KeyringStore | None:
     if status.usable and not unencrypted:
         return store
     if not unencrypted:
-        raise CredentialError(status.reason or "no usable keyring",
-                              hint="The key's passphrase must go into a keyring. Install one, "
-                                   "or pass --unencrypted to accept an unencrypted key file.")
-    _say("WARNING: writing the key UNENCRYPTED. Anyone who can read the file can open this "
-         "tunnel login; it is protected only by its 0600 mode.")
+        raise CredentialError(
+            status.reason or "no usable keyring",
+            hint="The key's passphrase must go into a keyring. Install one, "
+            "or pass --unencrypted to accept an unencrypted key file.",
+        )
+    _say(
+        "WARNING: writing the key UNENCRYPTED. Anyone who can read the file can open this "
+        "tunnel login; it is protected only by its 0600 mode."
+    )
     return None
 
 
-def _install(login: SSHTarget, new_key: Path, line: str, remote_file: str, yes: bool,
-             known_hosts: str | None) -> None:
+def _install(
+    login: SSHTarget, new_key: Path, line: str, remote_file: str, yes: bool, known_hosts: str | None
+) -> None:
     where = f"{remote_file} of {login.display}"
     if not yes:
         if not _interactive():
-            raise NotConfirmed(f"not installed: appending to {where} needs a confirmation",
-                               hint="Run it in a terminal, or pass --yes.")
+            raise NotConfirmed(
+                f"not installed: appending to {where} needs a confirmation",
+                hint="Run it in a terminal, or pass --yes.",
+            )
         if not click.confirm(f"Append the line to {where}?", default=False, err=True):
             raise NotConfirmed("not installed; add the line by hand")
     # Log in with what worked so far, never with the key that is not installed yet.
-    others = tuple(f for f in login.identity_files
-                   if os.path.abspath(os.path.expanduser(f)) != str(new_key))
+    others = tuple(
+        f for f in login.identity_files if os.path.abspath(os.path.expanduser(f)) != str(new_key)
+    )
     login = dataclasses.replace(login, identity_files=others)
     store = HostKeyStore(Path(known_hosts) if known_hosts else None, paths.own_known_hosts())
     interactive = _interactive()
-    auth = KeyringAuthSource(KeyringStore(), notify=_say, host_label=login.label or None,
-                             prompt=_secret_prompt if interactive else None)
+    auth = KeyringAuthSource(
+        KeyringStore(),
+        notify=_say,
+        host_label=login.label or None,
+        prompt=_secret_prompt if interactive else None,
+    )
     prompt = _trust_prompt if interactive else None
     with open_session(login, hostkeys=store, on_unknown_key=prompt, auth=auth) as session:
         outcome = setupkey.install_line(session.transport, line, remote_file)
@@ -157,15 +203,16 @@ def _install(login: SSHTarget, new_key: Path, line: str, remote_file: str, yes: 
 
 
 def _secret_prompt(question: str) -> str | None:
-    answer: str = click.prompt(question, hide_input=True, default="", show_default=False,
-                               err=True)
+    answer: str = click.prompt(question, hide_input=True, default="", show_default=False, err=True)
     return answer or None
 
 
 def _trust_prompt(target: SSHTarget, algorithm: str, fingerprint: str) -> bool:
-    _say(f"The SSH host {target.display} is not known yet.\n  host key: {algorithm} "
-         f"{fingerprint}\nCheck this fingerprint with the host's owner before you trust it.")
-    answer: str = click.prompt("Type 'yes' to trust and remember this key", default="",
-                               show_default=False, err=True)
+    _say(
+        f"The SSH host {target.display} is not known yet.\n  host key: {algorithm} "
+        f"{fingerprint}\nCheck this fingerprint with the host's owner before you trust it."
+    )
+    answer: str = click.prompt(
+        "Type 'yes' to trust and remember this key", default="", show_default=False, err=True
+    )
     return answer.strip() == "yes"
-

@@ -20,8 +20,11 @@ def hosts() -> None:
 @hosts.command("add")
 @click.argument("name")
 @click.argument("host")
-@click.option("--identity", type=click.Path(exists=True, dir_okay=False),
-              help="Private key file to use for this host.")
+@click.option(
+    "--identity",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Private key file to use for this host.",
+)
 @click.option("--default", "make_default", is_flag=True, help="Make this the default host.")
 def add(name: str, host: str, identity: str | None, make_default: bool) -> None:
     """Save HOST ([user@]hostname[:port] or an ~/.ssh/config alias) as NAME."""
@@ -35,8 +38,9 @@ def add(name: str, host: str, identity: str | None, make_default: bool) -> None:
     if make_default:
         click.echo(f"{name} is now the default host.")
         if config.default_host_from_env:
-            click.echo(f"Note: SAFETUNNEL_HOST={config.default_host} overrides it while set.",
-                       err=True)
+            click.echo(
+                f"Note: SAFETUNNEL_HOST={config.default_host} overrides it while set.", err=True
+            )
 
 
 @hosts.command("list")
@@ -46,10 +50,15 @@ def list_hosts(as_json: bool) -> None:
     config = load_config()
     rows = [_row(p, config.default_host) for _, p in sorted(config.hosts.items())]
     if as_json:
-        source = "env" if config.default_host_from_env else ("config" if config.default_host
-                                                             else None)
-        click.echo(json.dumps({"default_host": config.default_host, "default_source": source,
-                               "hosts": rows}, indent=2))
+        source = (
+            "env" if config.default_host_from_env else ("config" if config.default_host else None)
+        )
+        click.echo(
+            json.dumps(
+                {"default_host": config.default_host, "default_source": source, "hosts": rows},
+                indent=2,
+            )
+        )
         return
     if not rows:
         click.echo("No saved hosts. Add one with `safetunnel hosts add NAME [user@]host[:port]`.")
@@ -85,8 +94,10 @@ def remove(name: str) -> None:
     save_config(config)
     click.echo(f"Removed host {name}.")
     if was_default:
-        click.echo("It was the default host; shares now use the built-in loopback gateway "
-                   "unless --host is given.")
+        click.echo(
+            "It was the default host; shares now use the built-in loopback gateway "
+            "unless --host is given."
+        )
 
 
 def _row(profile: HostProfile, default: str | None) -> dict[str, Any]:

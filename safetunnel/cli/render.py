@@ -13,9 +13,22 @@ from safetunnel.timefmt import parse_iso_z
 
 LIST_HEADERS = ("ID", "LOCAL", "VIA", "REMOTE", "EXPIRES IN", "CONNS", "PID")
 LIST_JSON_KEYS = (
-    "id", "pid", "local", "ssh_host", "remote_bind", "remote_port", "protocol", "started_at",
-    "expires_at", "token_hash_prefix", "connections", "total_connections", "denied",
-    "bytes_in", "bytes_out", "log_path",
+    "id",
+    "pid",
+    "local",
+    "ssh_host",
+    "remote_bind",
+    "remote_port",
+    "protocol",
+    "started_at",
+    "expires_at",
+    "token_hash_prefix",
+    "connections",
+    "total_connections",
+    "denied",
+    "bytes_in",
+    "bytes_out",
+    "log_path",
 )
 
 
@@ -23,8 +36,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """Left-aligned columns separated by two spaces; no trailing whitespace."""
     cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in cells]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
     return "\n".join(lines)
 
 
@@ -48,8 +62,13 @@ def list_json(records: Sequence[TunnelRecord]) -> str:
 def list_table(records: Sequence[TunnelRecord], now: datetime) -> str:
     rows = [
         (
-            r.id, r.local, r.ssh_host, f"{r.remote_bind}:{r.remote_port}",
-            remaining(r.expires_at, now), f"{r.connections}/{r.total_connections}", r.pid,
+            r.id,
+            r.local,
+            r.ssh_host,
+            f"{r.remote_bind}:{r.remote_port}",
+            remaining(r.expires_at, now),
+            f"{r.connections}/{r.total_connections}",
+            r.pid,
         )
         for r in records
     ]
@@ -71,16 +90,25 @@ def status_text(status: Mapping[str, Any], now: datetime) -> str:
     """The human form of ``safetunnel status``: key facts, counters, then recent connections."""
     expires = str(status.get("expires_at", "?"))
     facts = [
-        ("Tunnel", status.get("id")), ("PID", status.get("pid")),
-        ("Local", status.get("local")), ("Via", status.get("ssh_host")),
+        ("Tunnel", status.get("id")),
+        ("PID", status.get("pid")),
+        ("Local", status.get("local")),
+        ("Via", status.get("ssh_host")),
         ("Remote", f"{status.get('remote_bind')}:{status.get('remote_port')}"),
-        ("Protocol", status.get("protocol")), ("Started", status.get("started_at")),
+        ("Protocol", status.get("protocol")),
+        ("Started", status.get("started_at")),
         ("Expires", f"{expires} (in {remaining(expires, now)})"),
-        ("Connections", f"{status.get('connections', 0)} open, "
-                        f"{status.get('total_connections', 0)} total, "
-                        f"{status.get('denied', 0)} denied"),
-        ("Traffic", f"{human_bytes(status.get('bytes_in', 0))} in, "
-                    f"{human_bytes(status.get('bytes_out', 0))} out"),
+        (
+            "Connections",
+            f"{status.get('connections', 0)} open, "
+            f"{status.get('total_connections', 0)} total, "
+            f"{status.get('denied', 0)} denied",
+        ),
+        (
+            "Traffic",
+            f"{human_bytes(status.get('bytes_in', 0))} in, "
+            f"{human_bytes(status.get('bytes_out', 0))} out",
+        ),
         ("Token hash", status.get("token_hash_prefix")),
     ]
     if status.get("log_path"):
@@ -98,9 +126,12 @@ def recent_table(recent: Sequence[Mapping[str, Any]]) -> str:
         return "  (none yet)"
     rows = [
         (
-            c.get("origin", "?"), c.get("protocol", "?"),
-            "allowed" if c.get("allowed") else "denied", c.get("reason") or "",
-            human_bytes(c.get("bytes_in", 0)), human_bytes(c.get("bytes_out", 0)),
+            c.get("origin", "?"),
+            c.get("protocol", "?"),
+            "allowed" if c.get("allowed") else "denied",
+            c.get("reason") or "",
+            human_bytes(c.get("bytes_in", 0)),
+            human_bytes(c.get("bytes_out", 0)),
             f"{float(c.get('duration') or 0):.1f}s",
         )
         for c in recent

@@ -24,46 +24,103 @@ from safetunnel.timefmt import parse_iso_z
 
 @click.command("share")
 @click.argument("port", type=LocalAddressParam())
-@click.option("--host", help="[user@]host[:port], a saved profile, or an ~/.ssh/config alias. "
-              "Default: the default host, else the built-in loopback gateway.")
+@click.option(
+    "--host",
+    help="[user@]host[:port], a saved profile, or an ~/.ssh/config alias. "
+    "Default: the default host, else the built-in loopback gateway.",
+)
 @click.option("--ttl", type=DurationParam(), help="Time limit, e.g. 90s, 30m, 2h (default 30m).")
 @click.option("--idle", type=DurationParam(), help="Also stop after this long without traffic.")
-@click.option("--remote-port", type=click.IntRange(0, 65535), default=0, show_default=True,
-              help="Port on the SSH host; 0 lets the server pick.")
+@click.option(
+    "--remote-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port on the SSH host; 0 lets the server pick.",
+)
 @click.option("--public", is_flag=True, help="Bind on all interfaces of the SSH host (risky).")
-@click.option("--protocol", type=click.Choice(["auto", "http", "tcp"]), default="auto",
-              show_default=True, help="Which gate protocol remote clients must speak.")
+@click.option(
+    "--protocol",
+    type=click.Choice(["auto", "http", "tcp"]),
+    default="auto",
+    show_default=True,
+    help="Which gate protocol remote clients must speak.",
+)
 @click.option("--yes", "-y", is_flag=True, help="Skip the y/N question (never host-key trust).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
-@click.option("--identity", type=click.Path(exists=True, dir_okay=False),
-              help="SSH private key file.")
-@click.option("--known-hosts", type=click.Path(dir_okay=False),
-              help="known_hosts file to read instead of ~/.ssh/known_hosts (never written).")
-@click.option("--token-file", type=click.Path(dir_okay=False),
-              help="Write the token to this new file (0600) instead of showing it.")
+@click.option(
+    "--identity", type=click.Path(exists=True, dir_okay=False), help="SSH private key file."
+)
+@click.option(
+    "--known-hosts",
+    type=click.Path(dir_okay=False),
+    help="known_hosts file to read instead of ~/.ssh/known_hosts (never written).",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    help="Write the token to this new file (0600) instead of showing it.",
+)
 @click.option("--max-connections", type=click.IntRange(1, 4096), default=256, show_default=True)
-@click.option("--max-failures", type=click.IntRange(1), default=None,
-              help="Stop the tunnel after this many refused attempts in total.")
-@click.option("--keepalive", type=click.FloatRange(0.2, 600), default=10.0, show_default=True,
-              help="Seconds between SSH keepalives; loss is declared after ~3 missed.")
-@click.option("--background", is_flag=True,
-              help="Ask here, then keep the tunnel running detached; see `safetunnel list`.")
+@click.option(
+    "--max-failures",
+    type=click.IntRange(1),
+    default=None,
+    help="Stop the tunnel after this many refused attempts in total.",
+)
+@click.option(
+    "--keepalive",
+    type=click.FloatRange(0.2, 600),
+    default=10.0,
+    show_default=True,
+    help="Seconds between SSH keepalives; loss is declared after ~3 missed.",
+)
+@click.option(
+    "--background",
+    is_flag=True,
+    help="Ask here, then keep the tunnel running detached; see `safetunnel list`.",
+)
 @click.option("--background-child", type=int, hidden=True)
-def share_command(port: str, host: str | None, ttl: int | None, idle: int | None,
-                  remote_port: int, public: bool, protocol: str, yes: bool, as_json: bool,
-                  identity: str | None, known_hosts: str | None, token_file: str | None,
-                  max_connections: int, max_failures: int | None, keepalive: float,
-                  background: bool, background_child: int | None) -> None:
+def share_command(
+    port: str,
+    host: str | None,
+    ttl: int | None,
+    idle: int | None,
+    remote_port: int,
+    public: bool,
+    protocol: str,
+    yes: bool,
+    as_json: bool,
+    identity: str | None,
+    known_hosts: str | None,
+    token_file: str | None,
+    max_connections: int,
+    max_failures: int | None,
+    keepalive: float,
+    background: bool,
+    background_child: int | None,
+) -> None:
     """Share the service on 127.0.0.1:PORT through an SSH host, after confirmation.
 
     Every remote connection must present the generated access token. The tunnel stops by itself
     when the TTL ends, on `safetunnel kill`, on a signal, or when the SSH connection is lost.
     """
     request = ShareRequest(
-        local=port, host=host, ttl=ttl, idle=idle, remote_port=remote_port, public=public,
-        protocol=cast(GateProtocol, protocol), yes=yes, identity=identity, known_hosts=known_hosts,
-        token_file=token_file, max_connections=max_connections, max_failures=max_failures,
-        keepalive=keepalive)
+        local=port,
+        host=host,
+        ttl=ttl,
+        idle=idle,
+        remote_port=remote_port,
+        public=public,
+        protocol=cast(GateProtocol, protocol),
+        yes=yes,
+        identity=identity,
+        known_hosts=known_hosts,
+        token_file=token_file,
+        max_connections=max_connections,
+        max_failures=max_failures,
+        keepalive=keepalive,
+    )
     if background:
         asking = ConsoleUI(as_json=as_json)
         with StopSignals(asking):  # Ctrl-C at a prompt here: 130, like the foreground share
@@ -84,12 +141,18 @@ def run_background(request: ShareRequest, ui: ConsoleUI) -> int:
         click.echo(json.dumps(event, separators=(",", ":")))
     else:
         expires = parse_iso_z(event["expires_at"])
-        block = started_block(dataclasses.replace(summary, expires_at=expires),
-                              event["remote_port"], event.get("token"), tunnel_id=event["id"])
+        block = started_block(
+            dataclasses.replace(summary, expires_at=expires),
+            event["remote_port"],
+            event.get("token"),
+            tunnel_id=event["id"],
+        )
         # Ctrl-C here would not stop a detached tunnel; the kill line below says what does.
         ui.say("\n".join(line for line in block.splitlines() if not line.startswith("Ctrl-C")))
-    ui.say(f"Running in the background (pid {event['pid']}); log: {log_path}\n"
-           f"Stop it with: safetunnel kill {event['id']}")
+    ui.say(
+        f"Running in the background (pid {event['pid']}); log: {log_path}\n"
+        f"Stop it with: safetunnel kill {event['id']}"
+    )
     return 0
 
 
@@ -149,12 +212,14 @@ def serve(request: ShareRequest, ui: ConsoleUI) -> int:
     if tunnel.stop_reason == "ssh-lost":
         raise ConnectionLost(
             f"the SSH connection to {tunnel.config.ssh_host} was lost; the tunnel is closed",
-            hint="Check the network and the SSH host, then share again.")
+            hint="Check the network and the SSH host, then share again.",
+        )
     if tunnel.stop_reason == "max-failures":
         raise SafetunnelError(
             f"the tunnel stopped after {tunnel.config.max_failures} refused attempts "
             "(--max-failures); someone may be guessing the token",
-            hint="Check `safetunnel log` for the origins; a new share gets a new token.")
+            hint="Check `safetunnel log` for the origins; a new share gets a new token.",
+        )
     if tunnel.exit_code:
         raise SafetunnelError(f"the tunnel stopped: {tunnel.stop_reason}")
     return 0

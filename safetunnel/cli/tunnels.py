@@ -80,5 +80,7 @@ def extend_cmd(tunnel_id: str, seconds: int) -> None:
     reply = manage.extend(Registry(), tunnel_id, seconds)
     expires = str(reply.get("expires_at", "?"))
     left = render.remaining(expires, timefmt.utc_now())
-    click.echo(f"{tunnel_id}: extended by {format_duration(seconds)}; "
-               f"now expires at {expires} (in {left}).")
+    click.echo(
+        f"{tunnel_id}: extended by {format_duration(seconds)}; "
+        f"now expires at {expires} (in {left})."
+    )

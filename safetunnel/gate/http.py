@@ -23,9 +23,13 @@ from safetunnel.gate.policy import GatePolicy
 def _reply(status: bytes, extra: bytes, text: bytes) -> bytes:
     # Fixed bodies: a refusal never echoes anything the client sent.
     return (
-        b"HTTP/1.1 " + status + b"\r\n" + extra
+        b"HTTP/1.1 "
+        + status
+        + b"\r\n"
+        + extra
         + b"Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n"
-        + b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(text) + text
+        + b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(text)
+        + text
     )
 
 
@@ -238,7 +242,8 @@ class HttpSession:
                 # This cycle is the last one the service will take, so the remote must not
                 # send another request: there is only one service connection per gate.
                 event = h11.Response(
-                    status_code=event.status_code, reason=event.reason,
+                    status_code=event.status_code,
+                    reason=event.reason,
                     headers=[*event.headers.raw_items(), (b"Connection", b"close")],
                 )
         elif type(event) is h11.EndOfMessage:

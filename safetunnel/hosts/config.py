@@ -49,8 +49,13 @@ class HostProfile:
     port: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "host": self.host, "identity": self.identity,
-                "user": self.user, "port": self.port}
+        return {
+            "name": self.name,
+            "host": self.host,
+            "identity": self.identity,
+            "user": self.user,
+            "port": self.port,
+        }
 
 
 @dataclass
@@ -74,21 +79,27 @@ class Config:
         try:
             return self.hosts[name]
         except KeyError:
-            raise ConfigError(f"no saved host profile {name!r} ({self.known_profiles()})",
-                              hint="Run `safetunnel hosts list`, or add it with "
-                                   f"`safetunnel hosts add {name} [user@]host[:port]`.") from None
+            raise ConfigError(
+                f"no saved host profile {name!r} ({self.known_profiles()})",
+                hint="Run `safetunnel hosts list`, or add it with "
+                f"`safetunnel hosts add {name} [user@]host[:port]`.",
+            ) from None
 
     def known_profiles(self) -> str:
         return "saved: " + ", ".join(sorted(self.hosts)) if self.hosts else "none saved"
 
     def add_profile(self, profile: HostProfile, make_default: bool = False) -> None:
         if not PROFILE_NAME.match(profile.name):
-            raise ConfigError(f"invalid profile name {profile.name!r}",
-                              hint="Use letters, digits, '-' and '_' (at most 64), "
-                                   "starting with a letter or digit.")
+            raise ConfigError(
+                f"invalid profile name {profile.name!r}",
+                hint="Use letters, digits, '-' and '_' (at most 64), "
+                "starting with a letter or digit.",
+            )
         if profile.name in self.hosts:
-            raise ConfigError(f"a host profile named {profile.name!r} already exists",
-                              hint=f"Remove it first: `safetunnel hosts remove {profile.name}`.")
+            raise ConfigError(
+                f"a host profile named {profile.name!r} already exists",
+                hint=f"Remove it first: `safetunnel hosts remove {profile.name}`.",
+            )
         self.hosts[profile.name] = profile
         if make_default:
             self.set_default_host(profile.name)
@@ -134,10 +145,17 @@ def save_config(config: Config, path: Path | None = None) -> Path:
     """Write config.toml atomically (0600, directory 0700). Returns the path written."""
     path = path or paths.config_file()
     fsutil.ensure_private_dir(path.parent)
-    top = {"default_host": config.file_default_host, "default_ttl": config.default_ttl,
-           "max_ttl": config.max_ttl}
-    tables = {"hosts": {name: {k: v for k, v in p.as_dict().items() if k != "name"}
-                        for name, p in sorted(config.hosts.items())}}
+    top = {
+        "default_host": config.file_default_host,
+        "default_ttl": config.default_ttl,
+        "max_ttl": config.max_ttl,
+    }
+    tables = {
+        "hosts": {
+            name: {k: v for k, v in p.as_dict().items() if k != "name"}
+            for name, p in sorted(config.hosts.items())
+        }
+    }
     fsutil.atomic_write(path, tomlwrite.dumps(top, tables).encode("utf-8"))
     return path
 
@@ -149,7 +167,8 @@ def validate_ttl(ttl_seconds: int, config: Config) -> int:
         raise ConfigError(
             f"TTL {format_duration(ttl_seconds)} is longer than max_ttl {config.max_ttl}",
             hint=f"Use a shorter --ttl, or raise max_ttl in {paths.config_file()} "
-                 f'(for example max_ttl = "{format_duration(ttl_seconds)}").')
+            f'(for example max_ttl = "{format_duration(ttl_seconds)}").',
+        )
     return ttl_seconds
 
 
@@ -160,8 +179,10 @@ def _parse_toml(raw: bytes, path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not UTF-8 text (byte {err.start})") from err
     except tomllib.TOMLDecodeError as err:
         # tomllib's message already says "(at line N, column M)".
-        raise ConfigError(f"{path} is not valid TOML: {err}",
-                          hint="Fix the file by hand, or move it away to start over.") from err
+        raise ConfigError(
+            f"{path} is not valid TOML: {err}",
+            hint="Fix the file by hand, or move it away to start over.",
+        ) from err
 
 
 def _from_data(data: dict[str, Any], path: Path) -> Config:
@@ -174,9 +195,11 @@ def _from_data(data: dict[str, Any], path: Path) -> Config:
     # Only a default_ttl written in the file contradicts max_ttl; the built-in 30m default must
     # not make a short max_ttl unusable when --ttl is given (validate_ttl checks the TTL used).
     if "default_ttl" in data and (
-            parse_duration(config.default_ttl) > parse_duration(config.max_ttl)):
-        raise ConfigError(f"{path}: default_ttl {config.default_ttl} is longer than "
-                          f"max_ttl {config.max_ttl}")
+        parse_duration(config.default_ttl) > parse_duration(config.max_ttl)
+    ):
+        raise ConfigError(
+            f"{path}: default_ttl {config.default_ttl} is longer than max_ttl {config.max_ttl}"
+        )
     hosts = data.get("hosts", {})
     if not isinstance(hosts, dict):
         raise ConfigError(f"{path}: 'hosts' must be a table of [hosts.NAME] sections")
@@ -196,19 +219,26 @@ def _profile(name: str, fields: Any, path: Path) -> HostProfile:
     _check_keys(fields, _PROFILE_KEYS, where)
     host = _optional(fields, "host", str, where)
     if not host:
-        raise ConfigError(f"{where} needs host = \"[user@]hostname[:port]\"")
+        raise ConfigError(f'{where} needs host = "[user@]hostname[:port]"')
     port = _optional(fields, "port", int, where)
     if port is not None and not 0 < port < 65536:
         raise ConfigError(f"{where}: port {port} is out of range")
-    return HostProfile(name=name, host=host, identity=_optional(fields, "identity", str, where),
-                       user=_optional(fields, "user", str, where), port=port)
+    return HostProfile(
+        name=name,
+        host=host,
+        identity=_optional(fields, "identity", str, where),
+        user=_optional(fields, "user", str, where),
+        port=port,
+    )
 
 
 def _check_keys(data: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
     unknown = sorted(set(data) - set(allowed))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}",
-                          hint=f"Known keys here: {', '.join(allowed)}.")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}",
+            hint=f"Known keys here: {', '.join(allowed)}.",
+        )
 
 
 def _optional(data: dict[str, Any], name: str, kind: type[T], where: str) -> T | None:

@@ -50,8 +50,13 @@ AliasLookup = Callable[[str], HostRef | None]
 def parse_literal(text: str, label: str | None = None) -> HostRef:
     """Parse ``[user@]hostname[:port]`` or ``[user@][v6addr]:port``; default user is you."""
     target = parse_target(text)
-    return HostRef("literal", label=label if label is not None else text,
-                   hostname=target.hostname, port=target.port, user=target.user)
+    return HostRef(
+        "literal",
+        label=label if label is not None else text,
+        hostname=target.hostname,
+        port=target.port,
+        user=target.user,
+    )
 
 
 def ssh_config_path() -> Path:
@@ -71,13 +76,23 @@ def ssh_config_alias(alias: str, path: Path | None = None) -> HostRef | None:
     target = from_ssh_config(alias, path or ssh_config_path())
     if target is None:
         return None
-    return HostRef("alias", label=alias, hostname=target.hostname, port=target.port,
-                   user=target.user, identity_files=target.identity_files)
+    return HostRef(
+        "alias",
+        label=alias,
+        hostname=target.hostname,
+        port=target.port,
+        user=target.user,
+        identity_files=target.identity_files,
+    )
 
 
-def locate_host(text: str | None, config: Config, *,
-                alias: AliasLookup = ssh_config_alias,
-                aliases: Callable[[], list[str]] = ssh_aliases) -> HostRef:
+def locate_host(
+    text: str | None,
+    config: Config,
+    *,
+    alias: AliasLookup = ssh_config_alias,
+    aliases: Callable[[], list[str]] = ssh_aliases,
+) -> HostRef:
     """Decide what ``--host text`` means. ``alias``/``aliases`` are injectable for tests."""
     if text is None:
         text = config.default_host
@@ -97,18 +112,25 @@ def locate_host(text: str | None, config: Config, *,
             f"unknown host {text!r}: not a saved profile ({config.known_profiles()}) and not an "
             f"~/.ssh/config alias ({', '.join(aliases()) or 'none found'})",
             hint=f"Add it with `safetunnel hosts add NAME {text}`, or write a literal host as "
-                 f"user@{text} or {text}:22.")
+            f"user@{text} or {text}:22.",
+        )
     return parse_literal(text)
 
 
-def resolve_host(text: str | None, config: Config, *,
-                 alias: AliasLookup = ssh_config_alias) -> SSHTarget | None:
+def resolve_host(
+    text: str | None, config: Config, *, alias: AliasLookup = ssh_config_alias
+) -> SSHTarget | None:
     """``--host`` text → the SSH layer's ``SSHTarget``; None means the built-in gateway."""
     ref = locate_host(text, config, alias=alias)
     if ref.kind == "builtin":
         return None
-    target = SSHTarget(hostname=ref.hostname, port=ref.port, user=ref.user,
-                               identity_files=ref.identity_files, label=ref.label)
+    target = SSHTarget(
+        hostname=ref.hostname,
+        port=ref.port,
+        user=ref.user,
+        identity_files=ref.identity_files,
+        label=ref.label,
+    )
     return target
 
 
@@ -116,9 +138,14 @@ def _from_profile(profile: HostProfile, alias: AliasLookup) -> HostRef:
     # A profile's host may itself be an ssh alias; it is never another profile (no chains).
     base = alias(profile.host) or parse_literal(profile.host)
     identity = (os.path.expanduser(profile.identity),) if profile.identity else ()
-    return HostRef("profile", label=profile.name, hostname=base.hostname,
-                   port=profile.port or base.port, user=profile.user or base.user,
-                   identity_files=identity + base.identity_files)
+    return HostRef(
+        "profile",
+        label=profile.name,
+        hostname=base.hostname,
+        port=profile.port or base.port,
+        user=profile.user or base.user,
+        identity_files=identity + base.identity_files,
+    )
 
 
 def _looks_like_a_name(text: str) -> bool:

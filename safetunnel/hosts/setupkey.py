@@ -79,19 +79,27 @@ def create_key(name: str, passphrase: str | None) -> SetupKey:
     fsutil.ensure_private_dir(path.parent)
     private = Ed25519PrivateKey.generate()
     encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase.encode("utf-8")) if passphrase
-        else serialization.NoEncryption())
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                encryption)
-    public = private.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                               serialization.PublicFormat.OpenSSH).decode()
+        serialization.BestAvailableEncryption(passphrase.encode("utf-8"))
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption
+    )
+    public = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
     line = f"{public} safetunnel-{name}"
     try:
         fsutil.create_exclusive(path, pem)
     except FileExistsError:
-        raise ConfigError(f"{path} already exists; a key is never overwritten",
-                          hint=f"Run `safetunnel hosts setup-key {name}` again to reuse it, or "
-                               "move the file away to make a new one.") from None
+        raise ConfigError(
+            f"{path} already exists; a key is never overwritten",
+            hint=f"Run `safetunnel hosts setup-key {name}` again to reuse it, or "
+            "move the file away to make a new one.",
+        ) from None
     pub = path.with_name(path.name + ".pub")
     pub.unlink(missing_ok=True)  # a stale .pub without its key would describe another key
     fsutil.create_exclusive(pub, (line + "\n").encode())
@@ -107,9 +115,10 @@ def existing_key(name: str) -> SetupKey | None:
     try:
         line = pub.read_text().strip()
     except OSError as err:
-        raise ConfigError(f"{path} exists but its public half {pub} cannot be read: "
-                          f"{err.strerror}", hint="Move both files away and run setup-key "
-                          "again.") from err
+        raise ConfigError(
+            f"{path} exists but its public half {pub} cannot be read: {err.strerror}",
+            hint="Move both files away and run setup-key again.",
+        ) from err
     return SetupKey(name=name, path=path, public_line=line, created=False)
 
 
@@ -141,16 +150,22 @@ def install_command(remote_file: str = DEFAULT_REMOTE_FILE) -> str:
     """
     if not _SAFE_REMOTE_PATH.match(remote_file) or ".." in remote_file.split("/"):
         raise ConfigError(f"unsafe remote authorized_keys path {remote_file!r}")
-    script = ('umask 077; f="$1"; mkdir -p -- "$(dirname -- "$f")" || exit 1; '
-              'IFS= read -r line || exit 1; '
-              'if [ -f "$f" ] && grep -qxF -- "$line" "$f"; then echo present; exit 0; fi; '
-              'if [ -s "$f" ] && [ -n "$(tail -c 1 -- "$f")" ]; then echo >> "$f"; fi; '
-              'printf "%s\\n" "$line" >> "$f" && echo added')
+    script = (
+        'umask 077; f="$1"; mkdir -p -- "$(dirname -- "$f")" || exit 1; '
+        "IFS= read -r line || exit 1; "
+        'if [ -f "$f" ] && grep -qxF -- "$line" "$f"; then echo present; exit 0; fi; '
+        'if [ -s "$f" ] && [ -n "$(tail -c 1 -- "$f")" ]; then echo >> "$f"; fi; '
+        'printf "%s\\n" "$line" >> "$f" && echo added'
+    )
     return f"exec /bin/sh -c {shlex.quote(script)} safetunnel-install {remote_file}"
 
 
-def install_line(transport: paramiko.Transport, line: str,
-                 remote_file: str = DEFAULT_REMOTE_FILE, timeout: float = 20.0) -> str:
+def install_line(
+    transport: paramiko.Transport,
+    line: str,
+    remote_file: str = DEFAULT_REMOTE_FILE,
+    timeout: float = 20.0,
+) -> str:
     """Run :func:`install_command` over an authenticated transport; "added" or "present"."""
     command = install_command(remote_file)
     channel = transport.open_session(timeout=timeout)
@@ -167,7 +182,8 @@ def install_line(transport: paramiko.Transport, line: str,
     finally:
         channel.close()
     if status != 0 or out not in ("added", "present"):
-        raise SSHError(f"installing the key failed (exit {status}): {err or out or 'no output'}",
-                       hint="Append the printed line to ~/.ssh/authorized_keys on the host "
-                            "by hand.")
+        raise SSHError(
+            f"installing the key failed (exit {status}): {err or out or 'no output'}",
+            hint="Append the printed line to ~/.ssh/authorized_keys on the host by hand.",
+        )
     return out

@@ -12,8 +12,15 @@ from collections.abc import Mapping
 
 Scalar = str | int | bool
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
-            "\r": "\\r"}
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
 
 
 def quote(text: str) -> str:
@@ -49,8 +56,10 @@ def scalar(value: Scalar) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to config.toml")
 
 
-def dumps(top: Mapping[str, Scalar | None],
-          tables: Mapping[str, Mapping[str, Mapping[str, Scalar | None]]]) -> str:
+def dumps(
+    top: Mapping[str, Scalar | None],
+    tables: Mapping[str, Mapping[str, Mapping[str, Scalar | None]]],
+) -> str:
     """Render top-level scalars, then ``[group.name]`` tables. ``None`` values are left out."""
     lines = [f"{key(k)} = {scalar(v)}" for k, v in top.items() if v is not None]
     for group, members in tables.items():

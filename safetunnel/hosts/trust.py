@@ -47,8 +47,7 @@ class HostKeyInfo:
         return host_pattern(self.target.hostname, self.target.port)
 
 
-def inspect_host(host: str, known_hosts: Path | None = None,
-                 timeout: float = 10.0) -> HostKeyInfo:
+def inspect_host(host: str, known_hosts: Path | None = None, timeout: float = 10.0) -> HostKeyInfo:
     """Resolve HOST like ``share`` does (profile, ~/.ssh/config alias, literal), fetch its key."""
     target = resolve_host(host, load_config())
     if target is None:  # only happens for an empty text; the CLI always passes HOST
@@ -63,11 +62,13 @@ def normalize_fingerprint(text: str) -> str:
     """``SHA256:abc`` as OpenSSH prints it; also accepts the form without prefix or padding."""
     value = text.strip()
     if value.upper().startswith("SHA256:"):
-        value = value[len("SHA256:"):]
+        value = value[len("SHA256:") :]
     elif ":" in value:
-        raise ConfigError(f"{text!r} is not a SHA256 fingerprint",
-                          hint="Use the SHA256:… form that `ssh-keygen -lf` prints "
-                               "(MD5 fingerprints are not accepted).")
+        raise ConfigError(
+            f"{text!r} is not a SHA256 fingerprint",
+            hint="Use the SHA256:… form that `ssh-keygen -lf` prints "
+            "(MD5 fingerprints are not accepted).",
+        )
     return "SHA256:" + value.rstrip("=")
 
 
@@ -79,7 +80,8 @@ def check_fingerprint(info: HostKeyInfo, expected: str) -> None:
             f"{info.target.display} presented {info.algorithm} {info.fingerprint}, not the "
             f"expected {wanted}. Nothing was pinned.",
             hint="Check the fingerprint with the host's administrator; a mismatch can mean "
-                 "someone is intercepting the connection.")
+            "someone is intercepting the connection.",
+        )
 
 
 def pin(info: HostKeyInfo) -> Path:

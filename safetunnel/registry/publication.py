@@ -23,16 +23,19 @@ _RECORD_FIELDS = set(TunnelRecord.__dataclass_fields__) - {"pid_start_time", "lo
 class Bookkeeper:
     """Record (refreshed every 2 s), control socket (status/stop/extend) and audit log."""
 
-    def __init__(self, tunnel: Tunnel, registry: Registry, audit: AuditLog,
-                 log_path: str | None = None) -> None:
+    def __init__(
+        self, tunnel: Tunnel, registry: Registry, audit: AuditLog, log_path: str | None = None
+    ) -> None:
         self._tunnel = tunnel
         self._registry = registry
         self._audit = audit
         self._log_path = log_path
         self._start_time = current_process_start_time()
         self._publisher = RecordPublisher(registry, self.snapshot)
-        self._control = ControlServer(registry.socket_path(tunnel.id), {
-            "status": self._status, "stop": self._stop, "extend": self._extend})
+        self._control = ControlServer(
+            registry.socket_path(tunnel.id),
+            {"status": self._status, "stop": self._stop, "extend": self._extend},
+        )
         self._started = False
         self._closed = False
 

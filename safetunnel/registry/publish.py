@@ -19,8 +19,9 @@ from safetunnel.registry.records import Registry, TunnelRecord
 class RecordPublisher:
     """Rewrites ``snapshot()`` to the registry every ``interval`` seconds on a named thread."""
 
-    def __init__(self, registry: Registry, snapshot: Callable[[], TunnelRecord],
-                 interval: float = 2.0) -> None:
+    def __init__(
+        self, registry: Registry, snapshot: Callable[[], TunnelRecord], interval: float = 2.0
+    ) -> None:
         self.registry = registry
         self.snapshot = snapshot
         self.interval = interval

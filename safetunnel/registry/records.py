@@ -206,8 +206,11 @@ class Registry:
     def _audit_lost(self, record: TunnelRecord) -> None:
         """A tunnel killed with -9 never wrote its own ``stopped`` line; say what became of it."""
         AuditLog(self._audit_path).write(
-            "stopped", record.id, reason="lost",
-            detail="its process was gone; the stale record was removed")
+            "stopped",
+            record.id,
+            reason="lost",
+            detail="its process was gone; the stale record was removed",
+        )
 
     def _prune_path(self, path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -25,8 +25,17 @@ from safetunnel.secrets.keystore import (
     vet_backend,
 )
 
-__all__ = ["SERVICE", "BackendStatus", "KeyringAuthSource", "KeyringStore", "key_is_encrypted",
-           "passphrase_username", "password_username", "verify_passphrase", "vet_backend"]
+__all__ = [
+    "SERVICE",
+    "BackendStatus",
+    "KeyringAuthSource",
+    "KeyringStore",
+    "key_is_encrypted",
+    "passphrase_username",
+    "password_username",
+    "verify_passphrase",
+    "vet_backend",
+]
 
 Prompt = Callable[[str], "str | None"]
 Confirm = Callable[[str], bool]
@@ -62,8 +71,7 @@ def verify_passphrase(key_path: str, passphrase: str) -> bool:
     try:
         # paramiko hands the password to cryptography, which needs bytes; its stubs say str.
         secret = passphrase.encode("utf-8")
-        paramiko.PKey.from_path(os.path.expanduser(key_path),
-                                secret)  # type: ignore[arg-type, unused-ignore]
+        paramiko.PKey.from_path(os.path.expanduser(key_path), secret)  # type: ignore[arg-type, unused-ignore]
     except (ValueError, TypeError, paramiko.SSHException):
         return False
     return True
@@ -96,9 +104,15 @@ class KeyringAuthSource:
     caller runs after authentication worked.
     """
 
-    def __init__(self, store: KeyringStore | None = None, *, prompt: Prompt | None = None,
-                 confirm: Confirm | None = None, notify: Notify | None = None,
-                 host_label: str | None = None) -> None:
+    def __init__(
+        self,
+        store: KeyringStore | None = None,
+        *,
+        prompt: Prompt | None = None,
+        confirm: Confirm | None = None,
+        notify: Notify | None = None,
+        host_label: str | None = None,
+    ) -> None:
         # No store given means the OS keyring (vetted on first use), not "no keyring": the
         # share UIs construct this without one, and stored secrets must work for them.
         self._store = store if store is not None else KeyringStore()
@@ -147,8 +161,10 @@ class KeyringAuthSource:
     def hint(self) -> str:
         """What to run so that a non-interactive run can authenticate next time."""
         host = self._host_label or "HOST"
-        return (f"Store the secret in the keyring with `safetunnel creds set {host}` "
-                f"(add `--passphrase-for KEYFILE` for a key passphrase), or run on a terminal.")
+        return (
+            f"Store the secret in the keyring with `safetunnel creds set {host}` "
+            f"(add `--passphrase-for KEYFILE` for a key passphrase), or run on a terminal."
+        )
 
     def _slot(self, username: str, kind: Literal["password", "passphrase"], subject: str) -> _Slot:
         slot = self._slots.setdefault(username, _Slot(username, kind, subject))

@@ -19,8 +19,10 @@ from safetunnel.errors import CredentialError
 SERVICE = "safetunnel"
 DEFAULT_TIMEOUT = 5.0
 TIMEOUT_ENV = "SAFETUNNEL_KEYRING_TIMEOUT"
-INSTALL_HINT = ("install a keyring backend such as Secret Service (gnome-keyring) or KWallet, "
-                "or keyrings.cryptfile")
+INSTALL_HINT = (
+    "install a keyring backend such as Secret Service (gnome-keyring) or KWallet, "
+    "or keyrings.cryptfile"
+)
 # Markers of backends that store secrets readable by anyone who can read the file. We vet by an
 # explicit "plaintext"/"unencrypted" marker and not by "file": a file-backed backend can be
 # encrypted (keyrings.cryptfile), and safetunnel's own test backend is file-backed on purpose.
@@ -62,8 +64,10 @@ def vet_backend(backend: Any) -> BackendStatus:
     problem = _problem(backend)
     if problem is None:
         return BackendStatus(name, True)
-    reason = (f"No OS keyring is available (backend: {name}; {problem}). Secrets will be asked "
-              f"for each time; to store them, {INSTALL_HINT}.")
+    reason = (
+        f"No OS keyring is available (backend: {name}; {problem}). Secrets will be asked "
+        f"for each time; to store them, {INSTALL_HINT}."
+    )
     return BackendStatus(name, False, reason)
 
 
@@ -94,8 +98,13 @@ class KeyringStore:
     ``PYTHON_KEYRING_BACKEND``). ``timeout`` defaults to ``$SAFETUNNEL_KEYRING_TIMEOUT`` or 5 s.
     """
 
-    def __init__(self, backend: Any | None = None, *, timeout: float | None = None,
-                 loader: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        backend: Any | None = None,
+        *,
+        timeout: float | None = None,
+        loader: Callable[[], Any] | None = None,
+    ) -> None:
         self._backend = backend
         self._loader = loader if loader is not None else _load_default_backend
         self.timeout = timeout if timeout is not None else _env_timeout()
@@ -106,15 +115,21 @@ class KeyringStore:
         try:
             return vet_backend(self._get_backend())
         except CredentialError as err:
-            return BackendStatus("unknown", False, f"{err.message}. Secrets will be asked for "
-                                 f"each time; to store them, {INSTALL_HINT}.")
+            return BackendStatus(
+                "unknown",
+                False,
+                f"{err.message}. Secrets will be asked for "
+                f"each time; to store them, {INSTALL_HINT}.",
+            )
 
     def require_usable(self) -> BackendStatus:
         """The status, or CredentialError with the vetting reason (for ``creds set``)."""
         status = self.status()
         if not status.usable:
-            raise CredentialError(status.reason or "no usable keyring",
-                                  hint="Until then, safetunnel asks for secrets as needed.")
+            raise CredentialError(
+                status.reason or "no usable keyring",
+                hint="Until then, safetunnel asks for secrets as needed.",
+            )
         return status
 
     def get(self, username: str) -> str | None:
@@ -159,8 +174,9 @@ class KeyringStore:
         worker.start()
         worker.join(self.timeout)
         if worker.is_alive():
-            self._stuck = (f"the keyring did not answer within {self.timeout:g} s while {what} "
-                           "(is it locked?)")
+            self._stuck = (
+                f"the keyring did not answer within {self.timeout:g} s while {what} (is it locked?)"
+            )
             raise CredentialError(self._stuck, hint=_UNLOCK_HINT)
         if "error" in box:
             raise _translate(box["error"], what)
@@ -168,9 +184,11 @@ class KeyringStore:
         return value
 
 
-_UNLOCK_HINT = ("Unlock your keyring (for example log in to the desktop session), or set "
-                "PYTHON_KEYRING_BACKEND=keyring.backends.null.Keyring to be asked for secrets "
-                f"instead; {TIMEOUT_ENV} changes the wait.")
+_UNLOCK_HINT = (
+    "Unlock your keyring (for example log in to the desktop session), or set "
+    "PYTHON_KEYRING_BACKEND=keyring.backends.null.Keyring to be asked for secrets "
+    f"instead; {TIMEOUT_ENV} changes the wait."
+)
 
 
 def _load_default_backend() -> Any:
@@ -187,8 +205,10 @@ def _translate(err: BaseException, what: str) -> BaseException:
 
     if isinstance(err, keyring.errors.KeyringError | OSError | RuntimeError | ImportError):
         # Only the exception type and message: they never contain the secret itself.
-        return CredentialError(f"keyring error while {what}: {type(err).__name__}: {err}",
-                               hint=f"Check the keyring backend, or {INSTALL_HINT}.")
+        return CredentialError(
+            f"keyring error while {what}: {type(err).__name__}: {err}",
+            hint=f"Check the keyring backend, or {INSTALL_HINT}.",
+        )
     return err
 
 

@@ -45,8 +45,12 @@ def spawn(args: list[str], log_path: Path, timeout: float = START_TIMEOUT) -> di
     try:
         child = subprocess.Popen(
             [sys.executable, "-m", "safetunnel", *args, "--background-child", str(write_fd)],
-            stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, pass_fds=(write_fd,),
-            start_new_session=True)
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=log_fd,
+            pass_fds=(write_fd,),
+            start_new_session=True,
+        )
     finally:
         os.close(write_fd)
         os.close(log_fd)
@@ -81,8 +85,11 @@ def _failure(child: subprocess.Popen[bytes], log_path: Path) -> BackgroundFailed
     except subprocess.TimeoutExpired:
         child.terminate()
         code = child.wait(timeout=15)
-        return BackgroundFailed("the background share did not report within the time limit",
-                                f"See its log: {log_path}", 1)
+        return BackgroundFailed(
+            "the background share did not report within the time limit",
+            f"See its log: {log_path}",
+            1,
+        )
     message, hint = "the background share exited before it was up", f"See its log: {log_path}"
     for line in log_path.read_text(errors="replace").splitlines():
         if line.startswith("Error: "):

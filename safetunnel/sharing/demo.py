@@ -6,9 +6,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DEMO_PORT = 62893
-PAGE = (b"<!doctype html><title>safetunnel demo</title>"
-        b"<h1>It works.</h1><p>This page came through a safetunnel share: confirmed, "
-        b"token-gated and time-limited.</p>\n")
+PAGE = (
+    b"<!doctype html><title>safetunnel demo</title>"
+    b"<h1>It works.</h1><p>This page came through a safetunnel share: confirmed, "
+    b"token-gated and time-limited.</p>\n"
+)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -44,4 +46,3 @@ class DemoServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
-

@@ -105,8 +105,10 @@ def check_request(request: ShareRequest) -> None:
         (request.idle is not None and request.idle <= 0, "idle must be a positive duration"),
         (not 0 <= request.remote_port <= 65535, "remote_port must be 0-65535 (0: server picks)"),
         (request.max_connections < 1, "max_connections must be at least 1"),
-        (request.max_failures is not None and request.max_failures < 1,
-         "max_failures must be at least 1"),
+        (
+            request.max_failures is not None and request.max_failures < 1,
+            "max_failures must be at least 1",
+        ),
         (request.keepalive <= 0, "keepalive must be a positive number of seconds"),
     ]
     for bad, message in problems:
@@ -122,25 +124,37 @@ def _run(request: ShareRequest, ui: ShareUI, start: bool) -> Tunnel | ShareSumma
     registry = Registry()  # refuses a foreign or group-writable state dir before any network
     host, port = parse_local(str(request.local))
     service = probe_local(host, port)
-    risks = assess_risks(port, request.public, ttl, service.exposed,
-                         service_kind=service.service_kind)
+    risks = assess_risks(
+        port, request.public, ttl, service.exposed, service_kind=service.service_kind
+    )
     risky = needs_typed(risks)
     typed = risky and not (request.yes and request.public) and not ui.preconfirmed
     if not ui.interactive and not ui.preconfirmed and (typed or not request.yes):
         raise NotConfirmed(
             "confirmation needed but there is no terminal to ask on",
             hint="Run it in a terminal, or pass --yes (risky shares also need --public)."
-            if not typed else "Run it in a terminal: this share is risky and needs a typed "
-            "confirmation (only --yes together with --public replaces it).")
+            if not typed
+            else "Run it in a terminal: this share is risky and needs a typed "
+            "confirmation (only --yes together with --public replaces it).",
+        )
     target = None if request.builtin_gateway else resolve_host(request.host, config)
     if target is None and request.public:
-        raise ConfigError("the built-in gateway listens on this machine's loopback only",
-                          hint="--public needs an SSH host: pass --host or set a default host.")
+        raise ConfigError(
+            "the built-in gateway listens on this machine's loopback only",
+            hint="--public needs an SSH host: pass --host or set a default host.",
+        )
     if target is not None and request.identity:
         target = dataclasses.replace(target, identity_files=(request.identity,))
     session, owned = _connect(target, request, ui)
-    plan = _Plan(service=service, ttl=ttl, risks=tuple(risks), typed=typed,
-                 max_ttl=config.max_ttl_seconds(), registry=registry, audit=AuditLog())
+    plan = _Plan(
+        service=service,
+        ttl=ttl,
+        risks=tuple(risks),
+        typed=typed,
+        max_ttl=config.max_ttl_seconds(),
+        registry=registry,
+        audit=AuditLog(),
+    )
     try:
         result = _confirm_and_start(request, ui, session, owned, plan, start)
     except BaseException:
@@ -157,15 +171,26 @@ def _close_all(session: SSHSession, owned: list[Gateway]) -> None:
         resource.close()
 
 
-def _connect(target: SSHTarget | None, request: ShareRequest,
-             ui: ShareUI) -> tuple[SSHSession, list[Gateway]]:
+def _connect(
+    target: SSHTarget | None, request: ShareRequest, ui: ShareUI
+) -> tuple[SSHSession, list[Gateway]]:
     if target is None:
         gateway, client_key = start_builtin()
         try:
-            builtin = SSHTarget(hostname="127.0.0.1", port=gateway.address[1],
-                                user=getpass.getuser(), label="built-in gateway")
-            session = open_session(builtin, hostkeys=None, on_unknown_key=None, auth=None,
-                                   client_key=client_key, expected_key=gateway.host_key)
+            builtin = SSHTarget(
+                hostname="127.0.0.1",
+                port=gateway.address[1],
+                user=getpass.getuser(),
+                label="built-in gateway",
+            )
+            session = open_session(
+                builtin,
+                hostkeys=None,
+                on_unknown_key=None,
+                auth=None,
+                client_key=client_key,
+                expected_key=gateway.host_key,
+            )
         except BaseException:
             gateway.close()
             raise
@@ -192,21 +217,36 @@ class _Plan:
     audit: AuditLog
 
 
-def _confirm_and_start(request: ShareRequest, ui: ShareUI, session: SSHSession,
-                       owned: list[Gateway], plan: _Plan,
-                       start: bool) -> Tunnel | ShareSummary:
+def _confirm_and_start(
+    request: ShareRequest,
+    ui: ShareUI,
+    session: SSHSession,
+    owned: list[Gateway],
+    plan: _Plan,
+    start: bool,
+) -> Tunnel | ShareSummary:
     service, ttl = plan.service, plan.ttl
     via_builtin = bool(owned)
     target = session.target
     summary = ShareSummary(
-        service=service, ssh_user=target.user, ssh_hostname=target.hostname,
-        ssh_port=target.port, via_builtin=via_builtin, host_key_state=session.host_key_state,
-        fingerprint=session.fingerprint, key_type=session.key_type, ttl_seconds=ttl,
+        service=service,
+        ssh_user=target.user,
+        ssh_hostname=target.hostname,
+        ssh_port=target.port,
+        via_builtin=via_builtin,
+        host_key_state=session.host_key_state,
+        fingerprint=session.fingerprint,
+        key_type=session.key_type,
+        ttl_seconds=ttl,
         expires_at=utc_now() + timedelta(seconds=ttl),
         remote_bind=PUBLIC_BIND if request.public else LOOPBACK_BIND,
-        remote_port=request.remote_port, protocol=request.protocol, idle_seconds=request.idle,
-        max_connections=request.max_connections, risks=plan.risks,
-        token_file=request.token_file)
+        remote_port=request.remote_port,
+        protocol=request.protocol,
+        idle_seconds=request.idle,
+        max_connections=request.max_connections,
+        risks=plan.risks,
+        token_file=request.token_file,
+    )
     needs_answer = not ui.preconfirmed and (plan.typed or not request.yes)
     if needs_answer and not ui.confirm(summary, plan.typed):
         raise NotConfirmed("not confirmed; nothing was shared")
@@ -217,17 +257,33 @@ def _confirm_and_start(request: ShareRequest, ui: ShareUI, session: SSHSession,
     if token_path is not None:
         _write_token_file(token_path, token)
     tunnel_config = TunnelConfig(
-        local=(service.host, service.port), ttl=ttl,
-        ssh_host="built-in gateway" if via_builtin else summary.ssh_display, idle=request.idle,
-        public=request.public, remote_port=request.remote_port, protocol=request.protocol,
-        max_connections=request.max_connections, max_failures=request.max_failures,
-        keepalive=request.keepalive, tunnel_id=new_tunnel_id(), max_ttl=plan.max_ttl,
-        show_token=token_path is None)
-    plan.audit.write("confirmed", tunnel_config.tunnel_id, local=service.address,
-                     ssh_host=tunnel_config.ssh_host, remote_bind=tunnel_config.remote_bind,
-                     remote_port=request.remote_port, ttl=ttl, idle=request.idle,
-                     protocol=request.protocol, risks=[risk.code for risk in plan.risks],
-                     typed_confirmation=needs_answer and plan.typed)
+        local=(service.host, service.port),
+        ttl=ttl,
+        ssh_host="built-in gateway" if via_builtin else summary.ssh_display,
+        idle=request.idle,
+        public=request.public,
+        remote_port=request.remote_port,
+        protocol=request.protocol,
+        max_connections=request.max_connections,
+        max_failures=request.max_failures,
+        keepalive=request.keepalive,
+        tunnel_id=new_tunnel_id(),
+        max_ttl=plan.max_ttl,
+        show_token=token_path is None,
+    )
+    plan.audit.write(
+        "confirmed",
+        tunnel_config.tunnel_id,
+        local=service.address,
+        ssh_host=tunnel_config.ssh_host,
+        remote_bind=tunnel_config.remote_bind,
+        remote_port=request.remote_port,
+        ttl=ttl,
+        idle=request.idle,
+        protocol=request.protocol,
+        risks=[risk.code for risk in plan.risks],
+        typed_confirmation=needs_answer and plan.typed,
+    )
     tunnel = Tunnel(session, tunnel_config, token, owned=list(owned))
     books = Bookkeeper(tunnel, plan.registry, plan.audit, log_path=request.log_path)
     tunnel.own_first(books)  # closed last: the record disappears only when all else is down
@@ -244,7 +300,8 @@ def _confirm_and_start(request: ShareRequest, ui: ShareUI, session: SSHSession,
             raise ForwardRefused(
                 f"the built-in gateway could not listen on 127.0.0.1:{request.remote_port}",
                 hint="That port is probably in use on this machine; --remote-port 0 picks a "
-                "free one.") from err
+                "free one.",
+            ) from err
         raise
     return tunnel
 
@@ -253,7 +310,9 @@ def _write_token_file(path: Path, token: str) -> None:
     try:
         create_exclusive(path, (token + "\n").encode())
     except FileExistsError:
-        raise ConfigError(f"{path} already exists; a token file is never overwritten",
-                          hint="Choose a new path for --token-file.") from None
+        raise ConfigError(
+            f"{path} already exists; a token file is never overwritten",
+            hint="Choose a new path for --token-file.",
+        ) from None
     except OSError as err:
         raise ConfigError(f"cannot create token file {path}: {err.strerror}") from None

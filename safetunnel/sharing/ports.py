@@ -47,9 +47,7 @@ SENSITIVE_PORTS: dict[int, str] = {
 }
 
 # Plain-HTTP ports common enough that "http" is a fair guess when the server stays silent.
-HTTP_PORTS = frozenset(
-    {80, 3000, 3001, 4000, 4200, 5000, 5173, 8000, 8008, 8080, 8081, 8888, 9000}
-)
+HTTP_PORTS = frozenset({80, 3000, 3001, 4000, 4200, 5000, 5173, 8000, 8008, 8080, 8081, 8888, 9000})
 
 # TLS ports: the gate cannot sniff HTTP inside TLS, so these need the raw-TCP preamble.
 TLS_PORTS: dict[int, str] = {443: "HTTPS", 8443: "HTTPS"}

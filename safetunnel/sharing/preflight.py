@@ -283,8 +283,13 @@ def assess_risks(
         risks.append(Risk("sensitive-port", _sensitive_message(port, sensitive)))
     if ttl_seconds > LONG_TTL_SECONDS:
         hours = ttl_seconds / 3600
-        risks.append(Risk("long-ttl", f"TTL of {hours:g}h is over 4h: it stays open long after "
-                                      "you stop watching; prefer a short TTL and `extend`"))
+        risks.append(
+            Risk(
+                "long-ttl",
+                f"TTL of {hours:g}h is over 4h: it stays open long after "
+                "you stop watching; prefer a short TTL and `extend`",
+            )
+        )
     return risks
 
 
@@ -303,5 +308,7 @@ def _sensitive_kind(kind: str | None) -> str | None:
 
 
 def _sensitive_message(port: int, kind: str) -> str:
-    return (f"port {port} looks like {kind}: an admin/database protocol; whoever holds the "
-            "token gets the same access you have")
+    return (
+        f"port {port} looks like {kind}: an admin/database protocol; whoever holds the "
+        "token gets the same access you have"
+    )

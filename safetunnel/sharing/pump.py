@@ -38,7 +38,6 @@ from safetunnel.sharing.stats import ConnCounters
 log = logging.getLogger("safetunnel.sharing.pump")
 
 
-
 class Pump:
     """One forwarded connection. ``run`` is the remote reader; it starts the service reader."""
 
@@ -335,4 +334,3 @@ class Pump:
         if not self._decided:
             self._decide(False, self._reason)
         self._on_finished(self._counters, self._allowed, self._reason)
-

@@ -18,12 +18,15 @@ BUFSIZE = 256 * 1024
 log = logging.getLogger("safetunnel.sharing.pump")
 
 
-BAD_GATEWAY = (b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 37\r\n"
-               b"Connection: close\r\n\r\nThe shared service is not answering.\n")
+BAD_GATEWAY = (
+    b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 37\r\n"
+    b"Connection: close\r\n\r\nThe shared service is not answering.\n"
+)
 
 
 class ServiceUnavailable(Exception):
     """The local service refused the connection after the gate allowed it."""
+
 
 class ChannelLike(Protocol):
     """What the pump needs from a paramiko Channel (the gateway's channels fit too)."""
@@ -143,8 +146,9 @@ def open_local(address: tuple[str, int], timeout: float = 5.0) -> socket.socket:
     return sock
 
 
-def copy_stream(recv: Callable[[int], bytes], send: Callable[[bytes], None],
-                count: Callable[[int], None]) -> None:
+def copy_stream(
+    recv: Callable[[int], bytes], send: Callable[[bytes], None], count: Callable[[int], None]
+) -> None:
     """Copy until EOF: one blocking reader per direction (no select loop, DESIGN §4)."""
     while data := recv(BUFSIZE):
         count(len(data))
@@ -155,8 +159,9 @@ def copy_stream(recv: Callable[[int], bytes], send: Callable[[bytes], None],
 _MIN_WAIT = 0.05
 
 
-def recv_until(chan: ChannelLike, deadline: float | None,
-               clock: Callable[[], float]) -> bytes | None:
+def recv_until(
+    chan: ChannelLike, deadline: float | None, clock: Callable[[], float]
+) -> bytes | None:
     """One read from the channel, or None once ``deadline`` (same clock as ``clock``) passed."""
     chan.settimeout(None if deadline is None else max(_MIN_WAIT, deadline - clock()))
     try:

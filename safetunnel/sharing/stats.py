@@ -81,8 +81,17 @@ class TunnelStats:
         with self._lock:
             self.total += 1
             self.denied += 1
-            self.recent.append({"origin": origin, "protocol": "unknown", "allowed": False,
-                                "reason": reason, "bytes_in": 0, "bytes_out": 0, "duration": 0.0})
+            self.recent.append(
+                {
+                    "origin": origin,
+                    "protocol": "unknown",
+                    "allowed": False,
+                    "reason": reason,
+                    "bytes_in": 0,
+                    "bytes_out": 0,
+                    "duration": 0.0,
+                }
+            )
 
     @property
     def open(self) -> int:

@@ -99,10 +99,19 @@ def confirmation_block(summary: ShareSummary) -> str:
     service = summary.service
     lines = [f"About to share {service.address}: {_owner(service)}", *_service_lines(summary)]
     lines += _ssh_lines(summary)
-    lines.append(_row("access", "every connection must present the access token made for this "
-                      "share" + _gate_mode(summary.protocol)))
-    lines.append(_row("until", f"{format_duration(summary.ttl_seconds)} after start: "
-                      f"about {summary.expires_local}"))
+    lines.append(
+        _row(
+            "access",
+            "every connection must present the access token made for this "
+            "share" + _gate_mode(summary.protocol),
+        )
+    )
+    lines.append(
+        _row(
+            "until",
+            f"{format_duration(summary.ttl_seconds)} after start: about {summary.expires_local}",
+        )
+    )
     lines.append(_row("limits", f"{_idle(summary)}; {_cap(summary)}"))
     lines += [_warn("!", risk.message) for risk in summary.risks if risk.code != "already-exposed"]
     return "\n".join(lines)
@@ -124,8 +133,13 @@ def _service_lines(summary: ShareSummary) -> list[str]:
         listens = "its listening socket is not visible to this user, so exposure is unknown"
     lines = [_row("service", f"{listens}; protocol: {_guess(service)}")]
     if service.exposed:
-        lines.append(_warn("!!", "ALREADY EXPOSED: it listens beyond loopback; other machines "
-                           "reach it directly, no token needed"))
+        lines.append(
+            _warn(
+                "!!",
+                "ALREADY EXPOSED: it listens beyond loopback; other machines "
+                "reach it directly, no token needed",
+            )
+        )
     return lines
 
 
@@ -190,8 +204,13 @@ def _cap(summary: ShareSummary) -> str:
 
 
 def _row(label: str, text: str) -> str:
-    return textwrap.fill(text, WIDTH, initial_indent=f"  {label:<{_LABEL - 2}}",
-                         subsequent_indent=" " * _LABEL, break_on_hyphens=False)
+    return textwrap.fill(
+        text,
+        WIDTH,
+        initial_indent=f"  {label:<{_LABEL - 2}}",
+        subsequent_indent=" " * _LABEL,
+        break_on_hyphens=False,
+    )
 
 
 def _cmd(label: str, command: str) -> str:
@@ -200,8 +219,13 @@ def _cmd(label: str, command: str) -> str:
 
 
 def _warn(mark: str, text: str) -> str:
-    return textwrap.fill(text, WIDTH, initial_indent=f"  {mark} ",
-                         subsequent_indent=" " * (len(mark) + 3), break_on_hyphens=False)
+    return textwrap.fill(
+        text,
+        WIDTH,
+        initial_indent=f"  {mark} ",
+        subsequent_indent=" " * (len(mark) + 3),
+        break_on_hyphens=False,
+    )
 
 
 def started_block(
@@ -225,8 +249,13 @@ def started_block(
         lines.append(_cmd("curl", f'curl -H "X-Safetunnel-Token: {ref.inline()}" {base}'))
         lines.append(_cmd("link", f"{base}?safetunnel_token={ref.in_link()}"))
     if _show_tcp(summary):
-        lines.append(_cmd("raw TCP", f"{{ printf 'SAFETUNNEL %s\\n' \"{ref.inline()}\"; cat; }} "
-                          f"| nc {url_host} {remote_port}"))
+        lines.append(
+            _cmd(
+                "raw TCP",
+                f"{{ printf 'SAFETUNNEL %s\\n' \"{ref.inline()}\"; cat; }} "
+                f"| nc {url_host} {remote_port}",
+            )
+        )
     lines += _where_lines(summary, remote_port)
     lines.append(_row("expires", f"{summary.expires_local}; {_idle(summary)}"))
     stop = f" (or: safetunnel kill {tunnel_id})" if tunnel_id else ""
@@ -289,6 +318,7 @@ def _where_lines(summary: ShareSummary, remote_port: int) -> list[str]:
     port_opt = f"-p {summary.ssh_port} " if summary.ssh_port != 22 else ""
     bind = summary.remote_bind
     tunnel = f"ssh -N {port_opt}-L {remote_port}:{bind}:{remote_port} {summary.ssh_user}@{host}"
-    return [_row("where", f"on {host}; from another machine, open this tunnel first:"),
-            _cmd("ssh -L", tunnel)]
-
+    return [
+        _row("where", f"on {host}; from another machine, open this tunnel first:"),
+        _cmd("ssh -L", tunnel),
+    ]

@@ -43,9 +43,16 @@ log = logging.getLogger("safetunnel.sharing.tunnel")
 class Tunnel:
     """One running share. Use as a context manager, or call :meth:`close` (idempotent)."""
 
-    def __init__(self, session: SessionLike, config: TunnelConfig, token: str, *,
-                 sinks: list[EventSink] | None = None, owned: list[Closeable] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        session: SessionLike,
+        config: TunnelConfig,
+        token: str,
+        *,
+        sinks: list[EventSink] | None = None,
+        owned: list[Closeable] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.id = config.tunnel_id
         self.token = token
@@ -57,15 +64,19 @@ class Tunnel:
         self._token_hash = tokens.hash_token(token)
         self.stats = TunnelStats()
         self._budget = FailureBudget(max_failures=config.max_failures)
-        self._policy = GatePolicy(token_hash=self._token_hash, tunnel_id=self.id,
-                                  protocol=config.protocol,
-                                  budget=self._budget)
+        self._policy = GatePolicy(
+            token_hash=self._token_hash,
+            tunnel_id=self.id,
+            protocol=config.protocol,
+            budget=self._budget,
+        )
         # Live pumps by their counters; a pump leaves when it reports finished (its remote side
         # may be parked with no thread, so "run() returned" does not mean finished).
         self._pumps: dict[ConnCounters, Pump] = {}
         self._pumps_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=2 * config.max_connections + 4,
-                                            thread_name_prefix=f"{self.id}-conn")
+        self._executor = ThreadPoolExecutor(
+            max_workers=2 * config.max_connections + 4, thread_name_prefix=f"{self.id}-conn"
+        )
         self._stop = threading.Event()
         self._closed = threading.Event()
         self._stopping = False
@@ -105,8 +116,11 @@ class Tunnel:
         """
         try:
             self.remote_port = self._session.forward(
-                self.config.remote_bind, self.config.remote_port, self._on_channel,
-                allow_wildcard=self.config.public)
+                self.config.remote_bind,
+                self.config.remote_port,
+                self._on_channel,
+                allow_wildcard=self.config.public,
+            )
         except BaseException:
             self._teardown_unstarted()
             raise
@@ -157,7 +171,8 @@ class Tunnel:
             raise ConfigError(
                 f"extending by {format_duration(seconds)} would run past max_ttl "
                 f"({format_remaining(self.config.max_ttl)} from start)",
-                hint="Start a new share, or raise max_ttl in config.toml.")
+                hint="Start a new share, or raise max_ttl in config.toml.",
+            )
         self._expires_mono = new_expiry
         self._policy.expires_at = new_expiry
         self._arm_warnings()
@@ -168,10 +183,15 @@ class Tunnel:
         host, port = self.config.local
         local = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return {
-            "id": self.id, "pid": os.getpid(), "local": local,
-            "ssh_host": self.config.ssh_host, "remote_bind": self.config.remote_bind,
-            "remote_port": self.remote_port, "protocol": self.config.protocol,
-            "started_at": iso_z(self.started_at), "expires_at": iso_z(self.expires_at),
+            "id": self.id,
+            "pid": os.getpid(),
+            "local": local,
+            "ssh_host": self.config.ssh_host,
+            "remote_bind": self.config.remote_bind,
+            "remote_port": self.remote_port,
+            "protocol": self.config.protocol,
+            "started_at": iso_z(self.started_at),
+            "expires_at": iso_z(self.expires_at),
             "token_hash_prefix": tokens.hash_prefix(self._token_hash),
             **self.stats.snapshot(),
         }
@@ -207,28 +227,53 @@ class Tunnel:
     def _admit(self, chan: Any, origin: tuple[str, int]) -> None:
         origin_text = f"{origin[0]}:{origin[1]}"
         counters = ConnCounters(origin=origin_text)
-        pump = Pump(chan, counters, self._policy, self.config.local, self._executor.submit,
-                    self._on_decision, self._on_finished, clock=self._clock)
+        pump = Pump(
+            chan,
+            counters,
+            self._policy,
+            self.config.local,
+            self._executor.submit,
+            self._on_decision,
+            self._on_finished,
+            clock=self._clock,
+        )
         # Checked and registered under one lock with teardown's `_stopping`, so a pump is either
         # refused here or seen (and closed) by teardown; never missed and left blocking.
         with self._pumps_lock:
-            reason = ("shutting-down" if self._stopping else
-                      "max-connections" if len(self._pumps) >= self.config.max_connections
-                      else None)
+            reason = (
+                "shutting-down"
+                if self._stopping
+                else "max-connections"
+                if len(self._pumps) >= self.config.max_connections
+                else None
+            )
             if reason is None:
                 self._pumps[counters] = pump
         if reason is not None:
             self.stats.refused_at_door(origin_text, reason)
             self._executor.submit(chan.close)  # closing sends a message: not on this thread
-            self._emit({"event": "connection", "id": self.id, "origin": origin_text,
-                        "protocol": "unknown", "allowed": False, "reason": reason})
+            self._emit(
+                {
+                    "event": "connection",
+                    "id": self.id,
+                    "origin": origin_text,
+                    "protocol": "unknown",
+                    "allowed": False,
+                    "reason": reason,
+                }
+            )
             return
         self.stats.opened(counters)
         pump.start(pump.run)  # on its first input (see Pump.start)
 
     def _on_decision(self, counters: ConnCounters, allowed: bool, reason: str) -> None:
-        event = {"event": "connection", "id": self.id, "origin": counters.origin,
-                 "protocol": counters.protocol or "unknown", "allowed": allowed}
+        event = {
+            "event": "connection",
+            "id": self.id,
+            "origin": counters.origin,
+            "protocol": counters.protocol or "unknown",
+            "allowed": allowed,
+        }
         if not allowed:
             event["reason"] = reason
         self._emit(event)
@@ -279,8 +324,13 @@ class Tunnel:
         crossed = {w for w in WARN_BEFORE if left <= w} - self._warned
         if crossed:  # several thresholds at once (a jump, a late tick): one warning says it all
             self._warned |= crossed
-            self._emit({"event": "warning", "id": self.id,
-                        "message": f"expires in {format_remaining(math.ceil(left))}"})
+            self._emit(
+                {
+                    "event": "warning",
+                    "id": self.id,
+                    "message": f"expires in {format_remaining(math.ceil(left))}",
+                }
+            )
 
     # -- teardown --------------------------------------------------------------------------------
 
@@ -299,8 +349,14 @@ class Tunnel:
             pump.close()
         self._executor.shutdown(wait=True)
         self._close_owned()
-        self._emit({"event": "stopped", "id": self.id, "reason": self.stop_reason or "error",
-                    "ended_at": iso_z(utc_now())})
+        self._emit(
+            {
+                "event": "stopped",
+                "id": self.id,
+                "reason": self.stop_reason or "error",
+                "ended_at": iso_z(utc_now()),
+            }
+        )
         self._closed.set()
 
     def _teardown_unstarted(self) -> None:

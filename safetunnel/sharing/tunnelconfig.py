@@ -9,13 +9,27 @@ from typing import Any, Protocol
 from safetunnel.gate.policy import GateProtocol
 
 # Stop reasons (the `stopped` event's `reason`) and the exit code each one means (DESIGN §3.2).
-EXIT_CODES = {"ttl": 0, "idle": 0, "killed": 0, "signal": 0, "ssh-lost": 8,
-              "max-failures": 1, "error": 1}
+EXIT_CODES = {
+    "ttl": 0,
+    "idle": 0,
+    "killed": 0,
+    "signal": 0,
+    "ssh-lost": 8,
+    "max-failures": 1,
+    "error": 1,
+}
+
+
 class SessionLike(Protocol):
     """What a tunnel needs from an SSH session (safetunnel.ssh.client.SSHSession)."""
 
-    def forward(self, bind: str, port: int, handler: Callable[[Any, tuple[str, int],
-                tuple[str, int]], None], allow_wildcard: bool = False) -> int: ...
+    def forward(
+        self,
+        bind: str,
+        port: int,
+        handler: Callable[[Any, tuple[str, int], tuple[str, int]], None],
+        allow_wildcard: bool = False,
+    ) -> int: ...
     def start_watchdog(self, interval: float, on_lost: Callable[[], None]) -> None: ...
     def cancel_forward(self) -> None: ...
     def is_active(self) -> bool: ...
@@ -28,6 +42,7 @@ class SessionLike(Protocol):
 # address is either bound exactly or refused (exit 6).
 LOOPBACK_BIND = "127.0.0.1"
 PUBLIC_BIND = "0.0.0.0"  # noqa: S104 - only with --public
+
 
 class Closeable(Protocol):
     def close(self) -> None: ...

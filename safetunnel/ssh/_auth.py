@@ -27,8 +27,9 @@ DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 
 
 class _Chain:
-    def __init__(self, transport: paramiko.Transport, target: SSHTarget,
-                 auth: AuthSource | None) -> None:
+    def __init__(
+        self, transport: paramiko.Transport, target: SSHTarget, auth: AuthSource | None
+    ) -> None:
         self.transport, self.target, self.auth = transport, target, auth
         self.tried: list[str] = []
         self.allowed = {"publickey", "password"}
@@ -66,8 +67,9 @@ class _Chain:
         except paramiko.SSHException:
             return False  # a dead agent socket is the same as no agent
         try:
-            return any(self.try_key(key, f"agent key {fingerprint(key)}")
-                       for key in agent.get_keys())
+            return any(
+                self.try_key(key, f"agent key {fingerprint(key)}") for key in agent.get_keys()
+            )
         finally:
             agent.close()
 
@@ -126,8 +128,12 @@ def identity_files(configured: tuple[str, ...]) -> list[str]:
     return [str(ssh_dir / name) for name in DEFAULT_IDENTITIES if (ssh_dir / name).is_file()]
 
 
-def authenticate(transport: paramiko.Transport, target: SSHTarget, auth: AuthSource | None,
-                 client_key: paramiko.PKey | None) -> None:
+def authenticate(
+    transport: paramiko.Transport,
+    target: SSHTarget,
+    auth: AuthSource | None,
+    client_key: paramiko.PKey | None,
+) -> None:
     """Run the chain; :class:`AuthFailed` (exit 5) names everything that was tried."""
     chain = _Chain(transport, target, auth)
     if chain.probe():

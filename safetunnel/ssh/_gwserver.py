@@ -35,8 +35,9 @@ class Listener:
     """One forwarded port: accepts TCP connections and relays each over a forwarded-tcpip
     channel to the SSH client."""
 
-    def __init__(self, transport: paramiko.Transport, host: str, requested: str, port: int,
-                 threads: Threads) -> None:
+    def __init__(
+        self, transport: paramiko.Transport, host: str, requested: str, port: int, threads: Threads
+    ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -67,8 +68,11 @@ class Listener:
     def _serve(self, conn: socket.socket, origin: tuple[str, int]) -> None:
         try:
             chan = self._transport.open_channel(
-                "forwarded-tcpip", (self._requested, self.port), (origin[0], origin[1]),
-                timeout=CHANNEL_OPEN_TIMEOUT)
+                "forwarded-tcpip",
+                (self._requested, self.port),
+                (origin[0], origin[1]),
+                timeout=CHANNEL_OPEN_TIMEOUT,
+            )
             relay(chan, conn, self._threads, f"safetunnel-gw-conn-{self.port}")
         except (paramiko.SSHException, OSError, EOFError) as exc:
             log.info("forwarded connection from %s:%d not opened: %s", *origin[:2], exc)
@@ -96,8 +100,13 @@ class Listener:
 class GatewayServer(paramiko.ServerInterface):
     """paramiko's callbacks for one client connection (they run on its transport thread)."""
 
-    def __init__(self, transport: paramiko.Transport, authorized_keys: Sequence[paramiko.PKey],
-                 passwords: Mapping[str, str], allow_public: bool) -> None:
+    def __init__(
+        self,
+        transport: paramiko.Transport,
+        authorized_keys: Sequence[paramiko.PKey],
+        passwords: Mapping[str, str],
+        allow_public: bool,
+    ) -> None:
         self._transport = transport
         self._keys = [key.asbytes() for key in authorized_keys]
         self._passwords = passwords
@@ -128,8 +137,9 @@ class GatewayServer(paramiko.ServerInterface):
     def check_channel_request(self, kind: str, chanid: int) -> int:
         return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
-    def check_channel_direct_tcpip_request(self, chanid: int, origin: tuple[str, int],
-                                           destination: tuple[str, int]) -> int:
+    def check_channel_direct_tcpip_request(
+        self, chanid: int, origin: tuple[str, int], destination: tuple[str, int]
+    ) -> int:
         return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def check_global_request(self, kind: str, msg: paramiko.Message) -> bool:

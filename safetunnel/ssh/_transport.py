@@ -78,7 +78,8 @@ class TunedTransport(paramiko.Transport):
         offered = set(options.ciphers)
         options.ciphers = tuple(
             [name for name in PREFERRED_CIPHERS if name in offered]
-            + [name for name in options.ciphers if name not in PREFERRED_CIPHERS])
+            + [name for name in options.ciphers if name not in PREFERRED_CIPHERS]
+        )
         self.banner_timeout = timeout
         self.handshake_timeout = timeout
         self.auth_timeout = timeout
@@ -96,7 +97,10 @@ class TunedTransport(paramiko.Transport):
         self._tcp_handler = handler
 
     def timed_request(
-        self, kind: str, data: tuple[Any, ...] | None, timeout: float,
+        self,
+        kind: str,
+        data: tuple[Any, ...] | None,
+        timeout: float,
         stop: threading.Event | None = None,
     ) -> paramiko.Message | None:
         """Send a global request with want_reply and wait at most ``timeout`` seconds.

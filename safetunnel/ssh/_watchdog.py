@@ -21,8 +21,14 @@ class KeepaliveWatchdog:
     plus a monitor: nothing ever blocks without a deadline, so ``stop()`` joins promptly.
     """
 
-    def __init__(self, ping: Ping, is_active: Callable[[], bool], interval: float,
-                 on_lost: Callable[[], None], name: str) -> None:
+    def __init__(
+        self,
+        ping: Ping,
+        is_active: Callable[[], bool],
+        interval: float,
+        on_lost: Callable[[], None],
+        name: str,
+    ) -> None:
         if interval <= 0:
             raise ValueError("keepalive interval must be positive")
         self._ping, self._is_active, self._interval = ping, is_active, interval
@@ -52,8 +58,10 @@ class KeepaliveWatchdog:
                 last_reply = time.monotonic()
                 continue
             if not self._stop.is_set():
-                log.warning("SSH connection lost: no keepalive reply for %.1f s",
-                            time.monotonic() - last_reply)
+                log.warning(
+                    "SSH connection lost: no keepalive reply for %.1f s",
+                    time.monotonic() - last_reply,
+                )
                 try:
                     self._on_lost()
                 except Exception:

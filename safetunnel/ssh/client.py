@@ -63,15 +63,21 @@ def _prefer_key_types(transport: paramiko.Transport, types: tuple[str, ...]) -> 
     options.key_types = tuple(first + [name for name in current if name not in first])
 
 
-def _verify_host_key(target: SSHTarget, transport: paramiko.Transport,
-                     hostkeys: HostKeyStore | None, on_unknown_key: HostKeyPrompt | None,
-                     expected_key: paramiko.PKey | None) -> HostKeyState:
+def _verify_host_key(
+    target: SSHTarget,
+    transport: paramiko.Transport,
+    hostkeys: HostKeyStore | None,
+    on_unknown_key: HostKeyPrompt | None,
+    expected_key: paramiko.PKey | None,
+) -> HostKeyState:
     key = transport.get_remote_server_key()
     got = fingerprint(key)
     if expected_key is not None:
         if key.asbytes() != expected_key.asbytes():
-            raise HostKeyChanged(f"The built-in gateway presented {key.get_name()} {got}, "
-                                 f"expected {fingerprint(expected_key)}.")
+            raise HostKeyChanged(
+                f"The built-in gateway presented {key.get_name()} {got}, "
+                f"expected {fingerprint(expected_key)}."
+            )
         return "builtin"
     if hostkeys is not None and hostkeys.check(target.hostname, target.port, key) == "known":
         return "pinned"
@@ -89,8 +95,9 @@ def _verify_host_key(target: SSHTarget, transport: paramiko.Transport,
     return "newly-trusted"
 
 
-def fetch_host_key(target: SSHTarget, hostkeys: HostKeyStore | None,
-                   timeout: float = 10.0) -> paramiko.PKey:
+def fetch_host_key(
+    target: SSHTarget, hostkeys: HostKeyStore | None, timeout: float = 10.0
+) -> paramiko.PKey:
     """The server's host key, from a handshake only: nothing is authenticated or sent.
 
     Used by ``hosts trust``. It goes through the same transport as :func:`open_session` (same
@@ -105,8 +112,12 @@ def fetch_host_key(target: SSHTarget, hostkeys: HostKeyStore | None,
         transport.close()
 
 
-def _handshake(target: SSHTarget, hostkeys: HostKeyStore | None,
-               expected_key: paramiko.PKey | None, timeout: float) -> TunedTransport:
+def _handshake(
+    target: SSHTarget,
+    hostkeys: HostKeyStore | None,
+    expected_key: paramiko.PKey | None,
+    timeout: float,
+) -> TunedTransport:
     """TCP connect and SSH key exchange, preferring the host key types already pinned (as
     OpenSSH does), so that a pinned host is not offered a key of another type first."""
     transport = TunedTransport(connect_socket(target.hostname, target.port, timeout), timeout)
@@ -125,10 +136,16 @@ def _handshake(target: SSHTarget, hostkeys: HostKeyStore | None,
     return transport
 
 
-def open_session(target: SSHTarget, *, hostkeys: HostKeyStore | None,
-                 on_unknown_key: HostKeyPrompt | None, auth: AuthSource | None,
-                 client_key: paramiko.PKey | None = None, expected_key: paramiko.PKey | None = None,
-                 timeout: float = 10.0) -> SSHSession:
+def open_session(
+    target: SSHTarget,
+    *,
+    hostkeys: HostKeyStore | None,
+    on_unknown_key: HostKeyPrompt | None,
+    auth: AuthSource | None,
+    client_key: paramiko.PKey | None = None,
+    expected_key: paramiko.PKey | None = None,
+    timeout: float = 10.0,
+) -> SSHSession:
     """Connect and authenticate. ``expected_key`` trusts exactly that host key (built-in
     gateway) and skips the files; otherwise ``hostkeys`` decides and ``on_unknown_key`` asks.
 
@@ -147,8 +164,13 @@ def open_session(target: SSHTarget, *, hostkeys: HostKeyStore | None,
 class SSHSession:
     """One authenticated connection carrying at most one remote forward. A context manager."""
 
-    def __init__(self, transport: TunedTransport, target: SSHTarget, host_key_state: HostKeyState,
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        transport: TunedTransport,
+        target: SSHTarget,
+        host_key_state: HostKeyState,
+        timeout: float = 10.0,
+    ) -> None:
         key = transport.get_remote_server_key()
         self.transport: paramiko.Transport = transport
         self._transport = transport
@@ -167,11 +189,15 @@ class SSHSession:
         self._closed = False
         self._close_lock = threading.Lock()
         if not self.strict_kex:
-            log.warning("%s did not agree to strict key exchange (the Terrapin fix); "
-                        "update its OpenSSH if you can", target.display)
+            log.warning(
+                "%s did not agree to strict key exchange (the Terrapin fix); "
+                "update its OpenSSH if you can",
+                target.display,
+            )
 
-    def global_request(self, kind: str, data: tuple[Any, ...] | None = None,
-                       timeout: float | None = None) -> paramiko.Message | None:
+    def global_request(
+        self, kind: str, data: tuple[Any, ...] | None = None, timeout: float | None = None
+    ) -> paramiko.Message | None:
         """A serialized global request with a timeout: SSHError when no reply comes in time."""
         limit = self._timeout if timeout is None else timeout
         if not self._request_lock.acquire(timeout=limit):
@@ -183,8 +209,9 @@ class SSHSession:
         finally:
             self._request_lock.release()
 
-    def forward(self, bind: str, port: int, handler: ForwardHandler,
-                allow_wildcard: bool = False) -> int:
+    def forward(
+        self, bind: str, port: int, handler: ForwardHandler, allow_wildcard: bool = False
+    ) -> int:
         """Ask the server to listen on ``bind:port`` (0 = server's choice); returns the port.
 
         ``handler(channel, origin, server_address)`` runs on paramiko's transport thread: it
@@ -193,8 +220,9 @@ class SSHSession:
         """
         if not bind:
             raise ConfigError(
-                "Refusing to request bind address \"\": servers read it as every interface.",
-                hint="Use \"127.0.0.1\", or \"0.0.0.0\" with --public.")
+                'Refusing to request bind address "": servers read it as every interface.',
+                hint='Use "127.0.0.1", or "0.0.0.0" with --public.',
+            )
         if self._forward is not None:
             raise SSHError("This session already carries a forward; open one session per tunnel.")
         seen = len(self._transport.debug_messages)
@@ -209,7 +237,8 @@ class SSHSession:
             raise ForwardRefused(
                 f"{self.target.display} refused to listen on {bind}:{port}.",
                 hint="The port may be taken or not permitted (AllowTcpForwarding, permitlisten);"
-                " try --remote-port 0.")
+                " try --remote-port 0.",
+            )
         actual = reply.get_int() if port == 0 else port
         self._forward = (bind, actual)
         widened = [m for m in self._transport.debug_messages[seen:] if GATEWAYPORTS_OVERRIDE in m]
@@ -219,7 +248,8 @@ class SSHSession:
                 f"{self.target.display} bound port {actual} on ALL interfaces instead of {bind}"
                 f" (server said: {widened[0]}). The forward was cancelled.",
                 hint="Pass --public if you really mean to expose it, or ask the admin for"
-                " `GatewayPorts clientspecified`.")
+                " `GatewayPorts clientspecified`.",
+            )
         return actual
 
     def is_active(self) -> bool:
@@ -236,8 +266,9 @@ class SSHSession:
         try:
             reply = self.global_request("cancel-tcpip-forward", forward, min(self._timeout, 3.0))
             if reply is None:
-                log.warning("%s refused to cancel the forward on port %d",
-                            self.target.display, forward[1])
+                log.warning(
+                    "%s refused to cancel the forward on port %d", self.target.display, forward[1]
+                )
         except SSHError as exc:
             log.warning("could not cancel the forward: %s", exc)
 
@@ -246,12 +277,18 @@ class SSHSession:
         reply came within about 3 intervals or the transport died."""
         if self._watchdog is not None:
             raise SSHError("The keepalive watchdog is already running.")
+
         def lost() -> None:
             self._lost = True
             on_lost()
 
-        self._watchdog = KeepaliveWatchdog(self._ping, self._transport.is_active, interval,
-                                           lost, f"safetunnel-keepalive-{self.target.hostname}")
+        self._watchdog = KeepaliveWatchdog(
+            self._ping,
+            self._transport.is_active,
+            interval,
+            lost,
+            f"safetunnel-keepalive-{self.target.hostname}",
+        )
         self._watchdog.start()
 
     def _ping(self, budget: float, stop: threading.Event) -> None:
@@ -281,6 +318,10 @@ class SSHSession:
     def __enter__(self) -> SSHSession:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()

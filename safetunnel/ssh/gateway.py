@@ -38,12 +38,17 @@ class Gateway:
     key or password is the identity. A context manager; ``close()`` is idempotent.
     """
 
-    def __init__(self, listen: tuple[str, int] = ("127.0.0.1", 0),
-                 host_key: paramiko.PKey | None = None,
-                 authorized_keys: Sequence[paramiko.PKey] | None = None,
-                 passwords: Mapping[str, str] | None = None,
-                 max_session_seconds: float | None = None, *,
-                 allow_public: bool = False, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        listen: tuple[str, int] = ("127.0.0.1", 0),
+        host_key: paramiko.PKey | None = None,
+        authorized_keys: Sequence[paramiko.PKey] | None = None,
+        passwords: Mapping[str, str] | None = None,
+        max_session_seconds: float | None = None,
+        *,
+        allow_public: bool = False,
+        timeout: float = 10.0,
+    ) -> None:
         self._listen = listen
         self._host_key = host_key if host_key is not None else generate_ed25519()
         self._authorized = list(authorized_keys or ())
@@ -92,8 +97,9 @@ class Gateway:
             except OSError:
                 return  # close() shut the socket down
             tune_accepted(conn)
-            self._threads.spawn(f"safetunnel-gw-client-{next(self._counter)}",
-                                self._serve_client, conn)
+            self._threads.spawn(
+                f"safetunnel-gw-client-{next(self._counter)}", self._serve_client, conn
+            )
 
     def _serve_client(self, conn: socket.socket) -> None:
         started = time.monotonic()
@@ -148,8 +154,12 @@ class Gateway:
     def __enter__(self) -> Gateway:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 
@@ -157,8 +167,9 @@ def start_builtin(max_session_seconds: float | None = None) -> tuple[Gateway, pa
     """An in-process gateway on 127.0.0.1:<free port> with ephemeral Ed25519 host and client
     keys; connect with ``client_key=`` the returned key and ``expected_key=gateway.host_key``."""
     client_key = generate_ed25519()
-    gateway = Gateway(("127.0.0.1", 0), generate_ed25519(), [client_key],
-                      max_session_seconds=max_session_seconds)
+    gateway = Gateway(
+        ("127.0.0.1", 0), generate_ed25519(), [client_key], max_session_seconds=max_session_seconds
+    )
     return gateway.start(), client_key
 
 

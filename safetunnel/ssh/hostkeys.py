@@ -113,7 +113,8 @@ class HostKeyStore:
 
     def __init__(self, user_known_hosts: Path | None, own_known_hosts: Path) -> None:
         self.user_known_hosts = (
-            user_known_hosts if user_known_hosts is not None
+            user_known_hosts
+            if user_known_hosts is not None
             else Path("~/.ssh/known_hosts").expanduser()
         )
         self.own_known_hosts = own_known_hosts
@@ -132,7 +133,7 @@ class HostKeyStore:
         return tuple(types)
 
     def check(self, hostname: str, port: int, key: paramiko.PKey) -> Literal["known", "unknown"]:
-        """"known" when pinned, "unknown" when the host has no key; else :class:`HostKeyChanged`."""
+        """``known`` when pinned, ``unknown`` when the host has no key; else HostKeyChanged."""
         entries = self._entries(hostname, port)
         if any(entry.revoked and _same(entry.key, key) for entry in entries):
             raise HostKeyChanged(
@@ -152,8 +153,12 @@ class HostKeyStore:
         fsutil.ensure_private_dir(self.own_known_hosts.parent)
         line = f"{host_pattern(hostname, port)} {key.get_name()} {key.get_base64()}"
         fsutil.append_line(self.own_known_hosts, line)
-        log.info("pinned %s key %s for %s", key.get_name(), fingerprint(key),
-                 host_pattern(hostname, port))
+        log.info(
+            "pinned %s key %s for %s",
+            key.get_name(),
+            fingerprint(key),
+            host_pattern(hostname, port),
+        )
 
 
 def _changed(hostname: str, port: int, key: paramiko.PKey, pinned: list[_Entry]) -> HostKeyChanged:

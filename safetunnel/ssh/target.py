@@ -80,8 +80,9 @@ def parse_target(text: str) -> SSHTarget:
         raise ConfigError(f"Invalid SSH user in {original!r}: {user!r}", hint=_FORMAT_HINT)
     host, port = _split_host_port(rest, original)
     hostname = _check_hostname(host, original)
-    return SSHTarget(hostname=hostname, user=user if at else getpass.getuser(), port=port,
-                     label=original.strip())
+    return SSHTarget(
+        hostname=hostname, user=user if at else getpass.getuser(), port=port, label=original.strip()
+    )
 
 
 def _has_own_block(config: paramiko.SSHConfig, alias: str) -> bool:
@@ -116,5 +117,10 @@ def from_ssh_config(alias: str, path: Path | str | None = None) -> SSHTarget | N
     hostname = _check_hostname(str(entry.get("hostname", alias)), alias)
     user = str(entry.get("user", getpass.getuser()))
     files = tuple(os.path.expanduser(str(f)) for f in entry.get("identityfile", []))
-    return SSHTarget(hostname=hostname, user=user, port=_parse_port(port_text, alias),
-                     identity_files=files, label=alias)
+    return SSHTarget(
+        hostname=hostname,
+        user=user,
+        port=_parse_port(port_text, alias),
+        identity_files=files,
+        label=alias,
+    )
