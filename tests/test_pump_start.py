@@ -26,30 +26,44 @@ from safetunnel.sharing.stats import ConnCounters
 TOKEN = tokens.generate()
 
 
+class _Notify:
+    """What BufferedPipe.set_event expects; every set() calls back (as ChannelStream does)."""
+
+    def __init__(self, callback: Any) -> None:
+        self.set = callback
+
+    def clear(self) -> None:
+        pass
+
+    def is_set(self) -> bool:
+        return False
+
+
 class FakeChannel:
-    """The parts of paramiko.Channel the pump uses, with a real BufferedPipe as input."""
+    """A ByteStream over a real paramiko BufferedPipe as input."""
 
     def __init__(self) -> None:
         self.in_buffer: Any = BufferedPipe()  # typeshed's stubs say str; it is bytes
         self.sent = bytearray()
         self.eof_sent = threading.Event()
         self.closed = False
-        self._timeout: float | None = None
+        self.origin = ("127.0.0.1", 40000)
 
-    def recv(self, nbytes: int) -> bytes:
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
-            return bytes(self.in_buffer.read(nbytes, self._timeout))
+            return bytes(self.in_buffer.read(max_bytes, timeout))
         except PipeTimeout:
             raise TimeoutError from None
 
-    def sendall(self, s: bytes) -> None:
-        self.sent += s
+    def write_all(self, data: bytes) -> None:
+        self.sent += data
 
-    def settimeout(self, timeout: float | None) -> None:
-        self._timeout = timeout
-
-    def shutdown_write(self) -> None:
+    def half_close(self) -> None:
         self.eof_sent.set()
+
+    def notify_on_input(self, callback: Any) -> bool:
+        self.in_buffer.set_event(_Notify(callback))
+        return True
 
     def close(self) -> None:
         self.closed = True

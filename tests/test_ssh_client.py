@@ -6,10 +6,10 @@ import shutil
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import paramiko
 import pytest
 from e2e import port_refused
 from sshd import SSHD, SSHDFactory
@@ -23,6 +23,7 @@ from safetunnel.errors import (
 )
 from safetunnel.ssh._transport import DISABLED_ALGORITHMS
 from safetunnel.ssh.client import SSHSession, open_session
+from safetunnel.ssh.engine import ByteStream
 from safetunnel.ssh.hostkeys import HostKeyStore, fingerprint
 from safetunnel.ssh.keys import generate_ed25519
 from safetunnel.ssh.target import SSHTarget
@@ -204,16 +205,16 @@ def test_encrypted_key_unlocked_by_auth_source(sshd: SSHD, tmp_path: Path) -> No
         )
 
 
-def echo_handler(threads: list[threading.Thread]) -> object:
-    def serve(channel: paramiko.Channel) -> None:
-        with channel:
-            while data := channel.recv(65536):
-                channel.sendall(data.upper())
+def echo_handler(threads: list[threading.Thread]) -> Callable[[ByteStream], None]:
+    def serve(stream: ByteStream) -> None:
+        try:
+            while data := stream.read(65536):
+                stream.write_all(data.upper())
+        finally:
+            stream.close()
 
-    def handler(
-        channel: paramiko.Channel, origin: tuple[str, int], server: tuple[str, int]
-    ) -> None:
-        thread = threading.Thread(target=serve, args=(channel,), name="test-echo")
+    def handler(stream: ByteStream) -> None:
+        thread = threading.Thread(target=serve, args=(stream,), name="test-echo")
         threads.append(thread)
         thread.start()  # hand off: never block paramiko's transport thread
 
@@ -223,7 +224,7 @@ def echo_handler(threads: list[threading.Thread]) -> object:
 def test_forward_round_trip_and_close_frees_port(sshd: SSHD, tmp_path: Path) -> None:
     threads: list[threading.Thread] = []
     session = connect(sshd, tmp_path)
-    port = session.forward("localhost", 0, echo_handler(threads))  # type: ignore[arg-type]
+    port = session.forward("localhost", 0, echo_handler(threads)).port
     assert port > 0
     with socket.create_connection(("127.0.0.1", port), 5) as sock:
         sock.sendall(b"hello through sshd")
@@ -252,7 +253,7 @@ def test_gatewayports_override_detected(sshd_factory: SSHDFactory, tmp_path: Pat
             info.value.message
         )
         threads: list[threading.Thread] = []
-        wide = session.forward("localhost", 0, echo_handler(threads), allow_wildcard=True)  # type: ignore[arg-type]
+        wide = session.forward("localhost", 0, echo_handler(threads), allow_wildcard=True).port
         assert wide > 0
     for thread in threads:
         thread.join(5)
@@ -263,7 +264,7 @@ def test_public_request_on_gatewayports_yes_is_not_flagged(
 ) -> None:
     sshd = sshd_factory(gateway_ports=True)
     with connect(sshd, tmp_path) as session:
-        assert session.forward("0.0.0.0", 0, lambda *a: None) > 0
+        assert session.forward("0.0.0.0", 0, lambda *a: None).port > 0
 
 
 def test_permitlisten_restricts_port(sshd_factory: SSHDFactory, tmp_path: Path) -> None:
@@ -273,7 +274,7 @@ def test_permitlisten_restricts_port(sshd_factory: SSHDFactory, tmp_path: Path) 
         session.forward("localhost", 24124, lambda *a: None)
     assert "refused to listen on localhost:24124" in info.value.message
     with connect(sshd, tmp_path) as session:
-        assert session.forward("localhost", 24123, lambda *a: None) == 24123
+        assert session.forward("localhost", 24123, lambda *a: None).port == 24123
     assert port_refused(24123)
 
 

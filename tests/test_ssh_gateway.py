@@ -13,6 +13,7 @@ from e2e import port_refused
 
 from safetunnel.errors import AuthFailed, ConfigError, ForwardRefused
 from safetunnel.ssh.client import SSHSession, open_session
+from safetunnel.ssh.engine import ByteStream
 from safetunnel.ssh.gateway import Gateway, load_authorized_keys, start_builtin
 from safetunnel.ssh.keys import generate_ed25519
 from safetunnel.ssh.target import SSHTarget
@@ -39,17 +40,16 @@ class Echo:
         self.threads: list[threading.Thread] = []
         self.origins: list[tuple[str, int]] = []
 
-    def _serve(self, channel: paramiko.Channel) -> None:
+    def _serve(self, stream: ByteStream) -> None:
         # The test may close the session first; closing the channel then finds no transport.
-        with contextlib.suppress(EOFError, OSError), channel:
-            while data := channel.recv(65536):
-                channel.sendall(data[::-1])
+        with contextlib.suppress(EOFError, OSError):
+            while data := stream.read(65536):
+                stream.write_all(data[::-1])
+        stream.close()
 
-    def __call__(
-        self, channel: paramiko.Channel, origin: tuple[str, int], server: tuple[str, int]
-    ) -> None:
-        self.origins.append(origin)
-        thread = threading.Thread(target=self._serve, args=(channel,), name="test-echo")
+    def __call__(self, stream: ByteStream) -> None:
+        self.origins.append(stream.origin)
+        thread = threading.Thread(target=self._serve, args=(stream,), name="test-echo")
         self.threads.append(thread)
         thread.start()
 
@@ -73,7 +73,7 @@ def test_forward_through_builtin_gateway(builtin_gateway: BuiltIn) -> None:
     with connect(gateway, key) as session:
         assert session.host_key_state == "builtin"
         assert session.strict_kex
-        port = session.forward("localhost", 0, echo)
+        port = session.forward("localhost", 0, echo).port
         assert listen_ips(port) == {"127.0.0.1"}
         payload = bytes(range(256)) * 2048  # 512 KiB: crosses windows and packets
         with socket.create_connection(("127.0.0.1", port), 5) as sock:
@@ -103,7 +103,7 @@ def test_refuses_public_bind_unless_allowed(builtin_gateway: BuiltIn) -> None:
     client_key = generate_ed25519()
     public = Gateway(authorized_keys=[client_key], allow_public=True).start()
     with public, connect(public, client_key) as session:
-        port = session.forward("0.0.0.0", 0, Echo())
+        port = session.forward("0.0.0.0", 0, Echo()).port
         assert listen_ips(port) == {"0.0.0.0"}
 
 
@@ -124,7 +124,7 @@ def test_session_older_than_limit_is_closed() -> None:
     with gateway:
         lost = threading.Event()
         session = connect(gateway, key)
-        port = session.forward("localhost", 0, Echo())
+        port = session.forward("localhost", 0, Echo()).port
         session.start_watchdog(0.3, lost.set)
         started = time.monotonic()
         assert lost.wait(4)
@@ -138,7 +138,7 @@ def test_close_frees_ports_and_joins_threads() -> None:
     gateway, key = start_builtin()
     echo = Echo()
     session = connect(gateway, key)
-    port = session.forward("localhost", 0, echo)
+    port = session.forward("localhost", 0, echo).port
     sock = socket.create_connection(("127.0.0.1", port), 5)
     sock.sendall(b"abc")
     assert sock.recv(10) == b"cba"

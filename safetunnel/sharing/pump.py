@@ -32,8 +32,9 @@ from safetunnel.gate import (
     ToService,
 )
 from safetunnel.sharing import pumpio
-from safetunnel.sharing.pumpio import ChannelLike, Decision, Finished, Submit
+from safetunnel.sharing.pumpio import Decision, Finished, Submit
 from safetunnel.sharing.stats import ConnCounters
+from safetunnel.ssh.engine import ByteStream
 
 log = logging.getLogger("safetunnel.sharing.pump")
 
@@ -43,7 +44,7 @@ class Pump:
 
     def __init__(
         self,
-        chan: ChannelLike,
+        chan: ByteStream,
         counters: ConnCounters,
         policy: GatePolicy,
         service: tuple[str, int],
@@ -67,7 +68,7 @@ class Pump:
         self._gate: Gate | None = Gate(policy, clock())
         self._starter = pumpio.RemoteStarter(chan, submit)
         self._sock: socket.socket | None = None
-        self._to_remote = pumpio.Outbox(chan.sendall)
+        self._to_remote = pumpio.Outbox(chan.write_all)
         self._to_service: pumpio.Outbox | None = None
         self._piped = False
         self._decided = False
@@ -134,7 +135,7 @@ class Pump:
         as an allowed connection that failed, not as a refused one."""
         if self._counters.protocol == "http":
             with contextlib.suppress(OSError, EOFError):
-                self._chan.sendall(pumpio.BAD_GATEWAY)
+                self._chan.write_all(pumpio.BAD_GATEWAY)
         self._reason = "service-unavailable"
         self._decided, self._allowed = True, True
         self._on_decision(self._counters, True, "allowed")
@@ -147,8 +148,7 @@ class Pump:
                 return
             self._closed = True
             sock = self._sock
-        with contextlib.suppress(Exception):
-            self._chan.close()
+        self._chan.close()
         if sock is not None:
             pumpio.close_socket(sock)
 
@@ -305,16 +305,16 @@ class Pump:
     def _copy_to_service(self) -> None:
         assert self._sock is not None and self._to_service is not None
         self._to_service.flush()
-        pumpio.copy_stream(self._chan.recv, self._sock.sendall, self._counters.add_in)
+        pumpio.copy_stream(self._chan.read, self._sock.sendall, self._counters.add_in)
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_WR)  # pass the half-close on, like ssh -R does
 
     def _copy_to_remote(self) -> None:
         assert self._sock is not None
         self._to_remote.flush()
-        pumpio.copy_stream(self._sock.recv, self._chan.sendall, self._counters.add_out)
+        pumpio.copy_stream(self._sock.recv, self._chan.write_all, self._counters.add_out)
         with contextlib.suppress(OSError, EOFError):
-            self._chan.shutdown_write()
+            self._chan.half_close()
 
     # -- bookkeeping -----------------------------------------------------------------------------
 

@@ -28,9 +28,9 @@ from safetunnel.sharing.tunnelconfig import (
     EXIT_CODES,
     Closeable,
     EventSink,
-    SessionLike,
     TunnelConfig,
 )
+from safetunnel.ssh.engine import ByteStream, EngineSession, Listener
 from safetunnel.timefmt import iso_z, utc_now
 
 WARN_BEFORE = (300, 60)  # warn 5 min and 1 min before expiry
@@ -45,7 +45,7 @@ class Tunnel:
 
     def __init__(
         self,
-        session: SessionLike,
+        session: EngineSession,
         config: TunnelConfig,
         token: str,
         *,
@@ -56,7 +56,7 @@ class Tunnel:
         self.config = config
         self.id = config.tunnel_id
         self.token = token
-        self.remote_port = 0
+        self._listener: Listener | None = None
         self._session = session
         self._sinks = list(sinks or [])
         self._owned = list(owned or [])
@@ -90,6 +90,11 @@ class Tunnel:
     # -- public API ------------------------------------------------------------------------------
 
     @property
+    def remote_port(self) -> int:
+        """The port the server listens on (0 until the forward is up)."""
+        return 0 if self._listener is None else self._listener.port
+
+    @property
     def expires_at(self) -> datetime:
         return self.started_at + timedelta(seconds=self._expires_mono - self._start_mono)
 
@@ -115,10 +120,10 @@ class Tunnel:
         sees ``started`` also finds the tunnel's record; if it fails, the tunnel is torn down.
         """
         try:
-            self.remote_port = self._session.forward(
+            self._listener = self._session.forward(
                 self.config.remote_bind,
                 self.config.remote_port,
-                self._on_channel,
+                self._on_stream,
                 allow_wildcard=self.config.public,
             )
         except BaseException:
@@ -213,22 +218,21 @@ class Tunnel:
 
     # -- connections -----------------------------------------------------------------------------
 
-    def _on_channel(self, chan: Any, origin: tuple[str, int], server: tuple[str, int]) -> None:
-        """Runs on paramiko's transport thread: decide and hand off, never block here.
-
-        An exception escaping from here would kill the whole SSH transport, so none may.
-        """
+    def _on_stream(self, stream: ByteStream) -> None:
+        """Runs on the engine's thread (paramiko's transport thread): decide and hand off,
+        never block here. An exception escaping from here would kill the whole SSH transport,
+        so none may."""
         try:
-            self._admit(chan, origin)
+            self._admit(stream)
         except Exception:
-            log.exception("could not hand off a forwarded connection from %s", origin)
-            chan.close()
+            log.exception("could not hand off a forwarded connection from %s", stream.origin)
+            stream.close()
 
-    def _admit(self, chan: Any, origin: tuple[str, int]) -> None:
-        origin_text = f"{origin[0]}:{origin[1]}"
+    def _admit(self, stream: ByteStream) -> None:
+        origin_text = f"{stream.origin[0]}:{stream.origin[1]}"
         counters = ConnCounters(origin=origin_text)
         pump = Pump(
-            chan,
+            stream,
             counters,
             self._policy,
             self.config.local,
@@ -251,7 +255,7 @@ class Tunnel:
                 self._pumps[counters] = pump
         if reason is not None:
             self.stats.refused_at_door(origin_text, reason)
-            self._executor.submit(chan.close)  # closing sends a message: not on this thread
+            self._executor.submit(stream.close)  # closing sends a message: not on this thread
             self._emit(
                 {
                     "event": "connection",
@@ -339,7 +343,8 @@ class Tunnel:
         with self._pumps_lock:
             self._stopping = True
         with contextlib.suppress(Exception):
-            self._session.cancel_forward()  # no new connections from here on
+            if self._listener is not None:
+                self._listener.close()  # no new connections from here on
         deadline = self._clock() + GRACE_SECONDS
         while self.stats.open and self._clock() < deadline and self.stop_reason != "ssh-lost":
             time.sleep(0.05)

@@ -20,22 +20,6 @@ EXIT_CODES = {
 }
 
 
-class SessionLike(Protocol):
-    """What a tunnel needs from an SSH session (safetunnel.ssh.client.SSHSession)."""
-
-    def forward(
-        self,
-        bind: str,
-        port: int,
-        handler: Callable[[Any, tuple[str, int], tuple[str, int]], None],
-        allow_wildcard: bool = False,
-    ) -> int: ...
-    def start_watchdog(self, interval: float, on_lost: Callable[[], None]) -> None: ...
-    def cancel_forward(self) -> None: ...
-    def is_active(self) -> bool: ...
-    def close(self) -> None: ...
-
-
 # The remote end binds 127.0.0.1, not "localhost": for "localhost" sshd binds each loopback
 # family that is free and reports success even when only [::1]:PORT worked, so a link to
 # localhost:PORT could reach another program holding 127.0.0.1:PORT, token and all. An explicit
