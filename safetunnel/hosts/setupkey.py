@@ -31,9 +31,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from safetunnel import fsutil, paths
+from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND
 from safetunnel.errors import ConfigError, SSHError
 from safetunnel.secrets.keystore import KeyringStore, passphrase_username
-from safetunnel.sharing.tunnelconfig import LOOPBACK_BIND, PUBLIC_BIND
 
 LISTEN_LOCAL = f"{LOOPBACK_BIND}:*"
 LISTEN_PUBLIC = f"{PUBLIC_BIND}:*"

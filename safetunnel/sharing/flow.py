@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from safetunnel import paths, tokens
+from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND
 from safetunnel.durations import parse_duration
 from safetunnel.errors import ConfigError, ForwardRefused, NotConfirmed
 from safetunnel.fsutil import create_exclusive
@@ -35,7 +36,7 @@ from safetunnel.sharing.preflight import (
 )
 from safetunnel.sharing.summary import ShareSummary
 from safetunnel.sharing.tunnel import Tunnel
-from safetunnel.sharing.tunnelconfig import LOOPBACK_BIND, PUBLIC_BIND, TunnelConfig
+from safetunnel.sharing.tunnelconfig import TunnelConfig
 from safetunnel.ssh.client import HostKeyPrompt, SSHSession, open_session
 from safetunnel.ssh.gateway import Gateway, start_builtin
 from safetunnel.ssh.hostkeys import HostKeyStore

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND
 from safetunnel.gate.policy import GateProtocol
 
 # Stop reasons (the `stopped` event's `reason`) and the exit code each one means (DESIGN §3.2).
@@ -18,14 +19,6 @@ EXIT_CODES = {
     "max-failures": 1,
     "error": 1,
 }
-
-
-# The remote end binds 127.0.0.1, not "localhost": for "localhost" sshd binds each loopback
-# family that is free and reports success even when only [::1]:PORT worked, so a link to
-# localhost:PORT could reach another program holding 127.0.0.1:PORT, token and all. An explicit
-# address is either bound exactly or refused (exit 6).
-LOOPBACK_BIND = "127.0.0.1"
-PUBLIC_BIND = "0.0.0.0"  # noqa: S104 - only with --public
 
 
 class Closeable(Protocol):
