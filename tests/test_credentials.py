@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-import time
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,10 @@ from safetunnel.errors import CredentialError
 from safetunnel.secrets.credentials import (
     KeyringAuthSource,
     KeyringStore,
-    passphrase_username,
-    password_username,
     verify_passphrase,
     vet_backend,
 )
+from safetunnel.secrets.names import SecretName
 
 PASSPHRASE = 'correct horse "battery" ✓'
 
@@ -63,11 +62,12 @@ class LowPriority(KeyringBackend):
     def delete_password(self, service: str, username: str) -> None: ...
 
 
-def test_username_scheme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert password_username("alice", "bastion", 22) == "password:alice@bastion:22"
-    assert password_username("a", "2001:db8::1", 22) == "password:a@[2001:db8::1]:22"
+def test_secret_name_scheme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert str(SecretName.password("alice", "bastion", 22)) == "password:alice@bastion:22"
+    assert SecretName.password("a", "2001:db8::1", 22).username == "password:a@[2001:db8::1]:22"
     monkeypatch.chdir(tmp_path)
-    assert passphrase_username("k") == f"passphrase:{tmp_path / 'k'}"
+    assert SecretName.passphrase("k").username == f"passphrase:{tmp_path / 'k'}"
+    assert SecretName.passphrase("k") == SecretName.passphrase(str(tmp_path / "k"))
 
 
 @pytest.mark.parametrize(
@@ -104,12 +104,13 @@ def test_vetting_accepts_file_test_backend_and_checks_chainer(
 
 def test_store_round_trip_in_shared_file(sandbox: Sandbox) -> None:
     store = KeyringStore(st_test_keyrings.FileKeyring())
-    store.set("password:a@h:22", "s3cret")
+    name = SecretName.password("a", "h", 22)
+    store.set(name, "s3cret")
     # A second backend instance (as another process would have) sees it.
-    assert KeyringStore(st_test_keyrings.FileKeyring()).get("password:a@h:22") == "s3cret"
-    assert store.delete("password:a@h:22") is True
-    assert store.delete("password:a@h:22") is False
-    assert store.get("password:a@h:22") is None
+    assert KeyringStore(st_test_keyrings.FileKeyring()).get(name) == "s3cret"
+    assert store.delete(name) is True
+    assert store.delete(name) is False
+    assert store.get(name) is None
 
 
 def test_unloadable_backend_is_no_keyring() -> None:
@@ -122,12 +123,14 @@ def test_unloadable_backend_is_no_keyring() -> None:
 
 def test_hanging_backend_times_out_and_then_fails_fast(sandbox: Sandbox) -> None:
     store = KeyringStore(st_test_keyrings.HangingKeyring(), timeout=0.3)
-    started = time.monotonic()
+    name = SecretName.password("a", "h", 22)
     with pytest.raises(CredentialError, match=r"did not answer within 0.3 s"):
-        store.get("password:a@h:22")
+        store.get(name)
+    stuck = [t for t in threading.enumerate() if t.name == "safetunnel-keyring"]
     with pytest.raises(CredentialError, match="did not answer"):
-        store.set("password:a@h:22", "x")
-    assert time.monotonic() - started < 1.5
+        store.set(name, "x")
+    # Failing fast means no second worker was started to block the same way.
+    assert [t for t in threading.enumerate() if t.name == "safetunnel-keyring"] == stuck
 
 
 def test_verify_passphrase_against_real_key(tmp_path: Path) -> None:
@@ -168,7 +171,7 @@ def file_store() -> KeyringStore:
 
 def test_stored_passphrase_is_returned(sandbox: Sandbox, tmp_path: Path) -> None:
     key = make_key(tmp_path / "id", PASSPHRASE)
-    file_store().set(passphrase_username(str(key)), PASSPHRASE)
+    file_store().set(SecretName.passphrase(str(key)), PASSPHRASE)
     rec = Recorder()
     source = KeyringAuthSource(file_store(), notify=rec.notify)
     assert source.passphrase(str(key)) == PASSPHRASE
@@ -176,12 +179,13 @@ def test_stored_passphrase_is_returned(sandbox: Sandbox, tmp_path: Path) -> None
 
 
 def test_rejected_stored_password_non_interactive_gives_none_once(sandbox: Sandbox) -> None:
-    file_store().set(password_username("alice", "bastion.example", 2222), "old-pw")
+    name = SecretName.password("alice", "bastion.example", 2222)
+    file_store().set(name, "old-pw")
     rec = Recorder()
     source = KeyringAuthSource(file_store(), prompt=None, notify=rec.notify)
     assert source.password(Target()) == "old-pw"
-    source.rejected("password")
-    source.rejected("password")  # said once, not twice
+    source.rejected(name)
+    source.rejected(name)  # said once, not twice
     assert source.password(Target()) is None
     assert source.password(Target()) is None  # no loop back to the stored one
     assert rec.notes == ["The stored password for alice@bastion.example:2222 was rejected."]
@@ -189,35 +193,35 @@ def test_rejected_stored_password_non_interactive_gives_none_once(sandbox: Sandb
 
 
 def test_rejected_then_prompt_once_and_replace_on_commit(sandbox: Sandbox) -> None:
-    username = password_username("alice", "bastion.example", 2222)
-    file_store().set(username, "old-pw")
+    name = SecretName.password("alice", "bastion.example", 2222)
+    file_store().set(name, "old-pw")
     rec = Recorder(answers=["new-pw", "never-asked"], confirm=True)
     source = KeyringAuthSource(
         file_store(), prompt=rec.prompt, confirm=rec.confirm, notify=rec.notify
     )
     assert source.password(Target()) == "old-pw"
-    source.rejected(username)
+    source.rejected(name)
     assert source.password(Target()) == "new-pw"
     assert len(rec.confirms) == 1
-    assert file_store().get(username) == "old-pw"  # not before authentication worked
+    assert file_store().get(name) == "old-pw"  # not before authentication worked
     source.commit()
-    assert file_store().get(username) == "new-pw"
-    source.rejected(username)
+    assert file_store().get(name) == "new-pw"
+    source.rejected(name)
     assert source.password(Target()) is None
     assert len(rec.prompts) == 1
 
 
 def test_typed_passphrase_verified_and_replaces_stored(sandbox: Sandbox, tmp_path: Path) -> None:
     key = str(make_key(tmp_path / "id", PASSPHRASE))
-    file_store().set(passphrase_username(key), "stale")
+    file_store().set(SecretName.passphrase(key), "stale")
     rec = Recorder(answers=[PASSPHRASE], confirm=True)
     source = KeyringAuthSource(
         file_store(), prompt=rec.prompt, confirm=rec.confirm, notify=rec.notify
     )
     assert source.passphrase(key) == "stale"
-    source.rejected(key)
+    source.rejected(SecretName.passphrase(key))
     assert source.passphrase(key) == PASSPHRASE
-    assert file_store().get(passphrase_username(key)) == PASSPHRASE
+    assert file_store().get(SecretName.passphrase(key)) == PASSPHRASE
     assert any("stored passphrase" in note and "rejected" in note for note in rec.notes)
 
 
@@ -228,7 +232,7 @@ def test_wrong_typed_passphrase_is_not_offered(sandbox: Sandbox, tmp_path: Path)
     assert source.passphrase(key) is None
     assert source.passphrase(key) is None
     assert len(rec.prompts) == 1
-    assert file_store().get(passphrase_username(key)) is None
+    assert file_store().get(SecretName.passphrase(key)) is None
 
 
 def test_no_keyring_says_why_once_and_prompts(sandbox: Sandbox) -> None:

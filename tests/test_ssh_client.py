@@ -21,6 +21,7 @@ from safetunnel.errors import (
     HostKeyChanged,
     HostKeyUnknown,
 )
+from safetunnel.secrets.names import SecretName
 from safetunnel.ssh._transport import DISABLED_ALGORITHMS
 from safetunnel.ssh.client import SSHSession, open_session
 from safetunnel.ssh.engine import ByteStream
@@ -35,7 +36,7 @@ class FakeAuth:
     def __init__(self, passphrase: str | None = None, password: str | None = None) -> None:
         self._passphrase, self._password = passphrase, password
         self.asked: list[str] = []
-        self.rejections: list[str] = []
+        self.rejections: list[SecretName] = []
 
     def passphrase(self, key_path: str) -> str | None:
         self.asked.append(f"passphrase:{key_path}")
@@ -45,8 +46,8 @@ class FakeAuth:
         self.asked.append("password")
         return self._password
 
-    def rejected(self, what: str) -> None:
-        self.rejections.append(what)
+    def rejected(self, name: SecretName) -> None:
+        self.rejections.append(name)
 
 
 @pytest.fixture(autouse=True)
@@ -197,7 +198,7 @@ def test_encrypted_key_unlocked_by_auth_source(sshd: SSHD, tmp_path: Path) -> No
     wrong = FakeAuth(passphrase="nope")
     with pytest.raises(AuthFailed, match="wrong passphrase") as info:
         open_session(target, hostkeys=store_of(sshd, tmp_path), on_unknown_key=None, auth=wrong)
-    assert wrong.rejections == [f"passphrase:{key}"]
+    assert wrong.rejections == [SecretName.passphrase(str(key))]
     assert "nope" not in info.value.message
     with pytest.raises(AuthFailed, match="no passphrase available"):
         open_session(

@@ -12,6 +12,7 @@ import pytest
 from e2e import port_refused
 
 from safetunnel.errors import AuthFailed, ConfigError, ForwardRefused
+from safetunnel.secrets.names import SecretName
 from safetunnel.ssh.client import SSHSession, open_session
 from safetunnel.ssh.engine import ByteStream
 from safetunnel.ssh.gateway import Gateway, load_authorized_keys, start_builtin
@@ -157,7 +158,7 @@ def test_wrong_key_and_password_auth() -> None:
     class Auth:
         def __init__(self, password: str) -> None:
             self.secret = password
-            self.rejections: list[str] = []
+            self.rejections: list[SecretName] = []
 
         def passphrase(self, key_path: str) -> str | None:
             return None
@@ -165,8 +166,8 @@ def test_wrong_key_and_password_auth() -> None:
         def password(self, target: SSHTarget) -> str | None:
             return self.secret
 
-        def rejected(self, what: str) -> None:
-            self.rejections.append(what)
+        def rejected(self, name: SecretName) -> None:
+            self.rejections.append(name)
 
     with Gateway(passwords={"tunnel": "correct horse"}).start() as gateway:
         with pytest.raises(AuthFailed, match="the given client key"):
@@ -178,7 +179,8 @@ def test_wrong_key_and_password_auth() -> None:
         with pytest.raises(AuthFailed, match="password \\(rejected\\)") as info:
             connect(gateway, None, auth=bad)
         host, port = gateway.address
-        assert bad.rejections == [f"password:tunnel@{host}:{port}"]
+        assert bad.rejections == [SecretName.password("tunnel", host, port)]
+        assert str(bad.rejections[0]) == f"password:tunnel@{host}:{port}"
         assert "wrong" not in info.value.message
 
 

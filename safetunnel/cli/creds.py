@@ -15,13 +15,8 @@ import click
 from safetunnel.errors import CredentialError
 from safetunnel.hosts.config import load_config
 from safetunnel.hosts.resolve import HostRef, locate_host
-from safetunnel.secrets.credentials import (
-    KeyringStore,
-    key_is_encrypted,
-    passphrase_username,
-    password_username,
-    verify_passphrase,
-)
+from safetunnel.secrets.credentials import KeyringStore, key_is_encrypted, verify_passphrase
+from safetunnel.secrets.names import SecretName
 
 _KEY_OPTION = click.option(
     "--passphrase-for",
@@ -49,7 +44,7 @@ def set_secret(host: str, key_file: str | None) -> None:
     status = store.require_usable()  # refuse before asking for anything
     ref = _resolve(host)
     if key_file:
-        username, what = _passphrase_to_store(key_file)
+        name, what = _passphrase_to_store(key_file)
         secret = _read_secret(f"Passphrase for {key_file}", confirm=False)
         if not verify_passphrase(key_file, secret):
             raise CredentialError(
@@ -57,10 +52,10 @@ def set_secret(host: str, key_file: str | None) -> None:
                 hint="Check it with `ssh-keygen -y -f KEYFILE`.",
             )
     else:
-        username = password_username(ref.user, ref.hostname, ref.port)
+        name = SecretName.password(ref.user, ref.hostname, ref.port)
         what = f"the SSH password for {ref.display}"
         secret = _read_secret(f"SSH password for {ref.display}", confirm=True)
-    store.set(username, secret)
+    store.set(name, secret)
     click.echo(f"Stored {what} in the keyring (backend: {status.name}).")
 
 
@@ -72,15 +67,15 @@ def delete_secret(host: str, key_file: str | None) -> None:
     store = KeyringStore()
     store.require_usable()
     ref = _resolve(host)
-    username, what = (
+    name, what = (
         _passphrase_names(key_file)
         if key_file
         else (
-            password_username(ref.user, ref.hostname, ref.port),
+            SecretName.password(ref.user, ref.hostname, ref.port),
             f"the SSH password for {ref.display}",
         )
     )
-    if store.delete(username):
+    if store.delete(name):
         click.echo(f"Deleted {what} from the keyring.")
     else:
         click.echo(f"Nothing stored for {what}.")
@@ -98,10 +93,10 @@ def status(host: str) -> None:
         click.echo(backend.reason or "")
         return
     click.echo(f"keyring: {backend.name}")
-    stored = store.get(password_username(ref.user, ref.hostname, ref.port)) is not None
+    stored = store.get(SecretName.password(ref.user, ref.hostname, ref.port)) is not None
     click.echo(f"password for {ref.display}: {_stored(stored)}")
     for key in _candidate_keys(ref):
-        stored = store.get(passphrase_username(key)) is not None
+        stored = store.get(SecretName.passphrase(key)) is not None
         click.echo(f"passphrase for {key}: {_stored(stored)}")
 
 
@@ -109,12 +104,12 @@ def _resolve(host: str) -> HostRef:
     return locate_host(host, load_config())
 
 
-def _passphrase_names(key_file: str) -> tuple[str, str]:
-    path = os.path.abspath(os.path.expanduser(key_file))
-    return passphrase_username(path), f"the passphrase for {path}"
+def _passphrase_names(key_file: str) -> tuple[SecretName, str]:
+    name = SecretName.passphrase(key_file)
+    return name, f"the passphrase for {name.subject}"
 
 
-def _passphrase_to_store(key_file: str) -> tuple[str, str]:
+def _passphrase_to_store(key_file: str) -> tuple[SecretName, str]:
     if not key_is_encrypted(key_file):
         raise CredentialError(f"{key_file} is not encrypted; there is no passphrase to store")
     return _passphrase_names(key_file)

@@ -33,7 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from safetunnel import fsutil, paths
 from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND
 from safetunnel.errors import ConfigError, SSHError
-from safetunnel.secrets.keystore import KeyringStore, passphrase_username
+from safetunnel.secrets.keystore import KeyringStore
+from safetunnel.secrets.names import SecretName
 
 LISTEN_LOCAL = f"{LOOPBACK_BIND}:*"
 LISTEN_PUBLIC = f"{PUBLIC_BIND}:*"
@@ -132,7 +133,7 @@ def prepare_key(name: str, store: KeyringStore | None) -> SetupKey:
     key = create_key(name, passphrase)
     if store is not None and passphrase is not None:
         try:
-            store.set(passphrase_username(str(key.path)), passphrase)
+            store.set(SecretName.passphrase(str(key.path)), passphrase)
         except BaseException:
             # Without its passphrase the new key is useless; we made it, so we remove it.
             key.path.unlink(missing_ok=True)

@@ -1,7 +1,7 @@
 """Secrets for SSH authentication: keyring first, a prompt only when allowed, never a loop.
 
 :class:`KeyringAuthSource` implements the SSH layer's ``AuthSource`` protocol
-(``passphrase(key_path)``, ``password(target)``, ``rejected(what)``). Prompting, confirming and
+(``passphrase(key_path)``, ``password(target)``, ``rejected(name)``). Prompting, confirming and
 printing are injected callables, so the CLI owns the terminal and tests pass plain functions.
 Keyring access and vetting live in :mod:`safetunnel.secrets.keystore` and are re-exported here.
 """
@@ -16,23 +16,16 @@ from typing import Literal, Protocol
 import paramiko
 
 from safetunnel.errors import CredentialError
-from safetunnel.secrets.keystore import (
-    SERVICE,
-    BackendStatus,
-    KeyringStore,
-    passphrase_username,
-    password_username,
-    vet_backend,
-)
+from safetunnel.secrets.keystore import SERVICE, BackendStatus, KeyringStore, vet_backend
+from safetunnel.secrets.names import SecretName
 
 __all__ = [
     "SERVICE",
     "BackendStatus",
     "KeyringAuthSource",
     "KeyringStore",
+    "SecretName",
     "key_is_encrypted",
-    "passphrase_username",
-    "password_username",
     "verify_passphrase",
     "vet_backend",
 ]
@@ -81,9 +74,7 @@ def verify_passphrase(key_path: str, passphrase: str) -> bool:
 class _Slot:
     """What happened to one secret during this authentication attempt."""
 
-    username: str
-    kind: Literal["password", "passphrase"]
-    subject: str  # the key path or user@host:port, for messages
+    name: SecretName
     value: str | None = None
     source: Literal["stored", "typed"] | None = None
     stored_tried: bool = False
@@ -91,6 +82,15 @@ class _Slot:
     typed_tried: bool = False
     rejected: bool = False  # the current value was refused
     replace: bool = False  # the user agreed to replace the stored one once it works
+
+    @property
+    def kind(self) -> str:
+        return self.name.kind
+
+    @property
+    def subject(self) -> str:
+        """The key path or ``user@host:port``, for messages."""
+        return self.name.subject
 
 
 class KeyringAuthSource:
@@ -122,26 +122,23 @@ class KeyringAuthSource:
         self._host_label = host_label
         self._status: BackendStatus | None = None
         self._keyring_failed = False
-        self._slots: dict[str, _Slot] = {}
-        self._last: _Slot | None = None
+        self._slots: dict[SecretName, _Slot] = {}
 
     def passphrase(self, key_path: str) -> str | None:
         """The passphrase for ``key_path``, or None when there is none to offer."""
-        path = os.path.abspath(os.path.expanduser(key_path))
-        slot = self._slot(passphrase_username(path), "passphrase", path)
-        return self._secret(slot, f"Passphrase for {path}: ")
+        slot = self._slot(SecretName.passphrase(key_path))
+        return self._secret(slot, f"Passphrase for {slot.subject}: ")
 
     def password(self, target: TargetAddress) -> str | None:
         """The SSH password for ``target``, or None when there is none to offer."""
-        username = password_username(target.user, target.hostname, target.port)
-        slot = self._slot(username, "password", username.removeprefix("password:"))
+        slot = self._slot(SecretName.password(target.user, target.hostname, target.port))
         if self._host_label is None:
             self._host_label = slot.subject
         return self._secret(slot, f"Password for {slot.subject}: ")
 
-    def rejected(self, what: str) -> None:
-        """The server (or the key) refused the last secret for ``what``; say so once."""
-        slot = self._match(what)
+    def rejected(self, name: SecretName) -> None:
+        """The server (or the key) refused the secret last given for ``name``; say so once."""
+        slot = self._slots.get(name)
         if slot is None or slot.rejected or slot.value is None:
             return
         slot.rejected = True
@@ -166,17 +163,15 @@ class KeyringAuthSource:
             f"(add `--passphrase-for KEYFILE` for a key passphrase), or run on a terminal."
         )
 
-    def _slot(self, username: str, kind: Literal["password", "passphrase"], subject: str) -> _Slot:
-        slot = self._slots.setdefault(username, _Slot(username, kind, subject))
-        self._last = slot
-        return slot
+    def _slot(self, name: SecretName) -> _Slot:
+        return self._slots.setdefault(name, _Slot(name))
 
     def _secret(self, slot: _Slot, question: str) -> str | None:
         if slot.value is not None and not slot.rejected:
             return slot.value
         if not slot.stored_tried:
             slot.stored_tried = True
-            stored = self._read(slot.username)
+            stored = self._read(slot.name)
             if stored is not None:
                 slot.value, slot.source, slot.rejected = stored, "stored", False
                 return stored
@@ -208,19 +203,19 @@ class KeyringAuthSource:
     def _save(self, slot: _Slot) -> None:
         assert self._store is not None and slot.value is not None
         try:
-            self._store.set(slot.username, slot.value)
+            self._store.set(slot.name, slot.value)
         except CredentialError as err:
             self._notify(f"Could not update the keyring: {err.message}")
             return
         slot.replace = False
         self._notify(f"Replaced the stored {slot.kind} for {slot.subject}.")
 
-    def _read(self, username: str) -> str | None:
+    def _read(self, name: SecretName) -> str | None:
         if not self._usable():
             return None
         assert self._store is not None
         try:
-            return self._store.get(username)
+            return self._store.get(name)
         except CredentialError as err:
             # A broken or locked keyring must not stop a login that a prompt could still finish.
             self._keyring_failed = True
@@ -235,19 +230,3 @@ class KeyringAuthSource:
             if not self._status.usable and self._status.reason:
                 self._notify(self._status.reason)  # said once: the status is cached
         return self._status.usable
-
-    def _match(self, what: str) -> _Slot | None:
-        """Find the slot ``what`` names: a keyring username, a key path, or a kind."""
-        if what in self._slots:
-            return self._slots[what]
-        if "/" in what or what.startswith("~"):
-            found = self._slots.get(passphrase_username(what))
-            if found is not None:
-                return found
-        for kind in ("password", "passphrase"):
-            if what.lower().startswith(kind):
-                same = [s for s in self._slots.values() if s.kind == kind]
-                if self._last in same:
-                    return self._last
-                return same[-1] if same else None
-        return self._last

@@ -1,8 +1,8 @@
-"""The OS keyring, vetted and with a timeout (DESIGN §3.5).
+"""The OS keyring, vetted and with a timeout.
 
-Service ``safetunnel``; usernames ``password:<user>@<host>:<port>`` and
-``passphrase:<absolute key path>``. A backend that cannot keep a secret safely (fail, null,
-priority < 1, plaintext) counts as "no keyring". Every keyring call runs in a worker thread with a
+Service ``safetunnel``; each username comes from a :class:`~safetunnel.secrets.names.SecretName`.
+A backend that cannot keep a secret safely (fail, null, priority < 1, plaintext) counts as
+"no keyring". Every keyring call runs in a worker thread with a
 timeout, because a locked Secret Service can block forever waiting for an unlock dialog.
 """
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from safetunnel.errors import CredentialError
+from safetunnel.secrets.names import SecretName
 
 SERVICE = "safetunnel"
 DEFAULT_TIMEOUT = 5.0
@@ -29,17 +30,6 @@ INSTALL_HINT = (
 _PLAINTEXT_MARKERS = ("plaintext", "unencrypted", "insecure")
 _NO_KEYRING_MODULES = ("keyring.backends.fail", "keyring.backends.null")
 R = TypeVar("R")
-
-
-def password_username(user: str, hostname: str, port: int) -> str:
-    """Keyring username for an SSH password; IPv6 hosts in brackets so the port stays clear."""
-    host = f"[{hostname}]" if ":" in hostname else hostname
-    return f"password:{user}@{host}:{port}"
-
-
-def passphrase_username(key_path: str) -> str:
-    """Keyring username for a key passphrase: the key's absolute path (``~`` expanded)."""
-    return "passphrase:" + os.path.abspath(os.path.expanduser(key_path))
 
 
 @dataclass(frozen=True)
@@ -59,7 +49,8 @@ def backend_name(backend: Any) -> str:
 
 
 def vet_backend(backend: Any) -> BackendStatus:
-    """Decide whether ``backend`` counts as a real keyring (DESIGN §3.5)."""
+    """Decide whether ``backend`` counts as a real keyring: one that keeps secrets encrypted and
+    that keyring itself considers viable here (priority at least 1)."""
     name = backend_name(backend)
     problem = _problem(backend)
     if problem is None:
@@ -132,18 +123,19 @@ class KeyringStore:
             )
         return status
 
-    def get(self, username: str) -> str | None:
+    def get(self, name: SecretName) -> str | None:
         backend = self._get_backend()
-        value = self._call("reading a secret", backend.get_password, SERVICE, username)
+        value = self._call("reading a secret", backend.get_password, SERVICE, name.username)
         return value if isinstance(value, str) else None
 
-    def set(self, username: str, secret: str) -> None:
+    def set(self, name: SecretName, secret: str) -> None:
         backend = self._get_backend()
-        self._call("storing a secret", backend.set_password, SERVICE, username, secret)
+        self._call("storing a secret", backend.set_password, SERVICE, name.username, secret)
 
-    def delete(self, username: str) -> bool:
+    def delete(self, name: SecretName) -> bool:
         """Remove a secret; False when there was none."""
         backend = self._get_backend()
+        username = name.username
         if self._call("checking a secret", backend.get_password, SERVICE, username) is None:
             return False
         self._call("deleting a secret", backend.delete_password, SERVICE, username)

@@ -1,9 +1,9 @@
 """The client's authentication chain: given key, agent, identity files, then password.
 
 Each secret is asked for once and a refused one is reported through ``AuthSource.rejected`` once,
-so a stale keyring entry can be dropped and nothing loops. ``rejected`` gets the keyring username
-of the secret (DESIGN §3.5): ``passphrase:<absolute key path>`` or
-``password:<user>@<host>:<port>``.
+so a stale keyring entry can be dropped and nothing loops. ``rejected`` gets the secret's
+:class:`~safetunnel.secrets.names.SecretName`, built by the same constructors the keystore uses,
+so the report names exactly the stored entry (IPv6 spelling included).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import paramiko
 
 from safetunnel.errors import AuthFailed, SSHError
+from safetunnel.secrets.names import SecretName
 from safetunnel.ssh.hostkeys import fingerprint
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ class _Chain:
             # from_path hands the password to cryptography, which wants bytes (the stub says str)
             return paramiko.PKey.from_path(path, password=phrase.encode())  # type: ignore[arg-type]
         except (paramiko.SSHException, ValueError):
-            self.auth.rejected(f"passphrase:{absolute}")
+            self.auth.rejected(SecretName.passphrase(absolute))
             self.tried.append(f"{path} (wrong passphrase)")
             return None
 
@@ -115,7 +116,7 @@ class _Chain:
             self.transport.auth_password(self.target.user, secret)
         except paramiko.AuthenticationException:
             t = self.target
-            self.auth.rejected(f"password:{t.user}@{t.hostname}:{t.port}")
+            self.auth.rejected(SecretName.password(t.user, t.hostname, t.port))
             self.tried.append("password (rejected)")
         return self.transport.is_authenticated()
 

@@ -12,6 +12,7 @@ from typing import Protocol
 import paramiko
 
 from safetunnel.errors import HostKeyChanged, HostKeyUnknown, SSHError
+from safetunnel.secrets.names import SecretName
 from safetunnel.ssh._auth import authenticate
 from safetunnel.ssh._transport import TunedTransport, connect_socket
 from safetunnel.ssh.engine import HostKeyState
@@ -27,7 +28,8 @@ class AuthSource(Protocol):
 
     def passphrase(self, key_path: str) -> str | None: ...
     def password(self, target: SSHTarget) -> str | None: ...
-    def rejected(self, what: str) -> None: ...
+    def rejected(self, name: SecretName) -> None:
+        """The secret last given for ``name`` was refused; never offer it again."""
 
 
 def _prefer_key_types(transport: paramiko.Transport, types: tuple[str, ...]) -> None:
