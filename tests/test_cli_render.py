@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import click
@@ -55,6 +56,14 @@ def test_list_table() -> None:
         "ID         LOCAL            VIA               REMOTE           EXPIRES IN  CONNS  PID",
         "st-1a2b3c  127.0.0.1:62893  alice@bastion:22  localhost:40123  29m 58s     1/7    4242",
     ]
+
+
+def test_list_and_status_bracket_ipv6_addresses() -> None:
+    v6 = dataclasses.replace(record(), local="[::1]:62893", remote_bind="::1")
+    row = render.list_table([v6], NOW).splitlines()[1].split()
+    assert row[1:4] == ["[::1]:62893", "alice@bastion:22", "[::1]:40123"]
+    status = render.status_text({**v6.to_dict(), "recent": []}, NOW)
+    assert "[::1]:40123" in status
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ import pytest
 from safetunnel import tokens
 from safetunnel.sharing.preflight import ServiceInfo, assess_risks
 from safetunnel.sharing.summary import (
-    CONFIRM_PROMPT,
     ShareSummary,
     accepts_typed,
     accepts_yes,
@@ -187,7 +186,6 @@ def test_typed_confirmation_exactly_when_risky(
 
 def test_prompts_and_answers() -> None:
     s = summary()
-    assert CONFIRM_PROMPT == "Share it? [y/N]"
     assert typed_prompt(s) == (
         "This share is risky. Type the port number (62893) to share it anyway:"
     )
@@ -237,6 +235,18 @@ def test_started_block_builtin_is_local_only() -> None:
 def test_started_block_nonstandard_ssh_port() -> None:
     text = started_block(summary(ssh_port=2222), 40123, TOKEN)
     assert "ssh -N -p 2222 -L 40123:127.0.0.1:40123 alice@bastion.example.com" in text
+
+
+def test_ipv6_addresses_are_bracketed_where_a_port_follows() -> None:
+    s = summary(remote_bind="::1", ssh_hostname="2001:db8::7", ssh_port=2222)
+    block = confirmation_block(dataclasses.replace(s, remote_port=40123))
+    assert "SSH alice@[2001:db8::7]:2222" in block
+    assert "[::1]:40123 on 2001:db8::7" in block
+    text = started_block(s, 40123, TOKEN)
+    assert "http://[::1]:40123/" in text
+    assert "at [::1]:40123 on 2001:db8::7" in text
+    # ssh -L reads bind:port pairs, so an IPv6 bind needs brackets; the destination does not.
+    assert "ssh -N -p 2222 -L 40123:[::1]:40123 alice@2001:db8::7" in text
 
 
 def test_started_block_follows_protocol() -> None:

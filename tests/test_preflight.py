@@ -147,6 +147,20 @@ def test_probe_ipv6_loopback() -> None:
     assert info.address == f"[::1]:{port}"
 
 
+@pytest.mark.skipif(not _ipv6_loopback_available(), reason="no IPv6 loopback here")
+def test_closed_ipv6_port_hint_binds_an_address_http_server_can_use() -> None:
+    with _listener("::1", socket.AF_INET6) as sock:
+        port = sock.getsockname()[1]
+    with pytest.raises(NothingListening) as info:
+        probe_local("::1", port)
+    assert f"[::1]:{port}" in info.value.message
+    command = (info.value.hint or "").split("`")[1]
+    assert command.startswith(f"python3 -m http.server {port} --bind ")
+    # http.server hands --bind to getaddrinfo, which takes "::1" but not "[::1]".
+    bind = command.rsplit(" ", 1)[1]
+    assert socket.getaddrinfo(bind, port, socket.AF_INET6)
+
+
 def _serve_once(sock: socket.socket, handler: Callable[[socket.socket], None]) -> threading.Thread:
     def run() -> None:
         conn, _ = sock.accept()

@@ -11,6 +11,7 @@ import click
 import paramiko
 
 from safetunnel import paths
+from safetunnel.addresses import format_hostport
 from safetunnel.errors import ConfigError
 from safetunnel.hosts.config import load_config
 from safetunnel.ssh.gateway import Gateway, load_authorized_keys
@@ -95,7 +96,7 @@ def gateway_command(listen: str, authorized_keys: str | None) -> None:
         gateway.start()
         bound_host, bound_port = gateway.address
         click.echo(
-            f"safetunnel gateway listening on {bound_host}:{bound_port}\n"
+            f"safetunnel gateway listening on {format_hostport(bound_host, bound_port)}\n"
             f"  host key {host_key.get_name()} {fingerprint(host_key)}\n"
             f"  {len(keys)} authorized key(s); forwards bind on loopback only; "
             "Ctrl-C stops.",

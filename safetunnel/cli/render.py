@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from safetunnel.addresses import bracket_host, format_hostport
 from safetunnel.durations import format_remaining
 from safetunnel.registry.records import TunnelRecord
 from safetunnel.timefmt import parse_iso_z
@@ -65,7 +66,7 @@ def list_table(records: Sequence[TunnelRecord], now: datetime) -> str:
             r.id,
             r.local,
             r.ssh_host,
-            f"{r.remote_bind}:{r.remote_port}",
+            format_hostport(r.remote_bind, r.remote_port),
             remaining(r.expires_at, now),
             f"{r.connections}/{r.total_connections}",
             r.pid,
@@ -94,7 +95,7 @@ def status_text(status: Mapping[str, Any], now: datetime) -> str:
         ("PID", status.get("pid")),
         ("Local", status.get("local")),
         ("Via", status.get("ssh_host")),
-        ("Remote", f"{status.get('remote_bind')}:{status.get('remote_port')}"),
+        ("Remote", f"{bracket_host(str(status.get('remote_bind')))}:{status.get('remote_port')}"),
         ("Protocol", status.get("protocol")),
         ("Started", status.get("started_at")),
         ("Expires", f"{expires} (in {remaining(expires, now)})"),

@@ -18,6 +18,7 @@ from typing import Literal
 
 import paramiko
 
+from safetunnel.addresses import format_hostport
 from safetunnel.errors import ConfigError
 from safetunnel.hosts.config import Config, HostProfile
 from safetunnel.ssh._invoke import allow_match_exec
@@ -40,8 +41,7 @@ class HostRef:
     @property
     def display(self) -> str:
         """``user@host:port`` (IPv6 in brackets), the form the keyring usernames use."""
-        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
-        return f"{self.user}@{host}:{self.port}"
+        return f"{self.user}@{format_hostport(self.hostname, self.port)}"
 
 
 AliasLookup = Callable[[str], HostRef | None]

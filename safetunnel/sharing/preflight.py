@@ -2,9 +2,10 @@
 
 ``parse_local`` and ``assess_risks`` are pure. ``probe_local`` is the one impure step: it opens a
 single TCP connection to the service, sends nothing, waits briefly for a server-first greeting and
-closes, then asks psutil who owns the listening socket. Sending a request (even ``HEAD /``) could
-change state in the user's service or show up in its logs as traffic nobody sent, so it is never
-done; the HTTP guess comes from the well-known-port table instead.
+closes, then asks psutil who owns the listening socket (see :mod:`safetunnel.sharing.owner`).
+Sending a request (even ``HEAD /``) could change state in the user's service or show up in its
+logs as traffic nobody sent, so it is never done; the HTTP guess comes from the well-known-port
+table instead.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Literal
 
-import psutil
-
+from safetunnel.addresses import format_hostport
 from safetunnel.errors import ConfigError, NothingListening
+from safetunnel.sharing.owner import is_loopback_ip, listeners_on, pick_owner, process_details
 from safetunnel.sharing.ports import HTTP_PORTS, SENSITIVE_PORTS, TLS_PORTS, classify_greeting
 
 LOOPBACK_V4 = "127.0.0.1"
@@ -55,7 +56,7 @@ class ServiceInfo:
 
     @property
     def address(self) -> str:
-        return format_address(self.host, self.port)
+        return format_hostport(self.host, self.port)
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,6 @@ class Risk:
     code: str
     message: str
     severity: Literal["risk", "notice"] = "risk"
-
-
-def format_address(host: str, port: int) -> str:
-    """``127.0.0.1:80`` or ``[::1]:80``."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_local(text: str) -> tuple[str, int]:
@@ -122,12 +118,12 @@ def probe_local(
     """
     greeting = _connect_and_listen(host, port, timeout, greeting_wait)
     guess, kind, basis = _guess_protocol(port, greeting)
-    listeners = _listeners(port)
-    owner = _pick_owner(listeners, host)
+    listeners = listeners_on(port)
+    owner = pick_owner(listeners, host)
     pid = owner.pid if owner is not None else None
-    process, user = _process_details(pid)
-    addresses = tuple(sorted({format_address(c.ip, c.port) for c in listeners}))
-    exposed = any(not _is_loopback_ip(c.ip) for c in listeners)
+    process, user = process_details(pid)
+    addresses = tuple(sorted({format_hostport(c.ip, c.port) for c in listeners}))
+    exposed = any(not is_loopback_ip(c.ip) for c in listeners)
     return ServiceInfo(host, port, pid, process, user, exposed, addresses, guess, kind, basis)
 
 
@@ -165,12 +161,11 @@ def _drain(sock: socket.socket) -> None:
 
 def _nothing_listening(host: str, port: int, exc: OSError) -> NothingListening:
     why = "did not answer in time" if isinstance(exc, TimeoutError) else "refused the connection"
-    bind = f"[{host}]" if ":" in host else host
     return NothingListening(
-        f"nothing is listening on {format_address(host, port)} ({why})",
+        f"nothing is listening on {format_hostport(host, port)} ({why})",
         hint=(
             f"start the service first; for a quick test server run "
-            f"`python3 -m http.server {port} --bind {bind}`"
+            f"`python3 -m http.server {port} --bind {host}`"
         ),
     )
 
@@ -187,73 +182,6 @@ def _guess_protocol(
     if port in SENSITIVE_PORTS:
         return "tcp", SENSITIVE_PORTS[port], "well-known port"
     return "unknown", None, None
-
-
-class _Listener(NamedTuple):
-    ip: str
-    port: int
-    pid: int | None
-
-
-def _listeners(port: int) -> list[_Listener]:
-    """Listening TCP sockets on ``port``, from the system table when the OS allows it."""
-    try:
-        conns = [(c.laddr, c.status, c.pid) for c in psutil.net_connections(kind="tcp")]
-    except psutil.AccessDenied:
-        conns = _own_process_connections()  # macOS without root: only our own user's processes
-    return [
-        _Listener(laddr.ip, laddr.port, pid)
-        for laddr, status, pid in conns
-        if status == psutil.CONN_LISTEN and laddr and laddr.port == port
-    ]
-
-
-def _own_process_connections() -> list[tuple[Any, str, int | None]]:
-    found: list[tuple[Any, str, int | None]] = []
-    for proc in psutil.process_iter():
-        try:
-            # psutil < 6 only has the old name.
-            lister = getattr(proc, "net_connections", None) or proc.connections
-            found.extend((c.laddr, c.status, proc.pid) for c in lister(kind="tcp"))
-        except (psutil.AccessDenied, psutil.NoSuchProcess):
-            continue
-    return found
-
-
-def _pick_owner(listeners: list[_Listener], host: str) -> _Listener | None:
-    """The socket that actually takes connections to ``host``: exact bind, then the wildcard."""
-    wildcard = "::" if ":" in host else "0.0.0.0"  # noqa: S104 - compared, not bound
-    for wanted in (host, wildcard, "::"):
-        for conn in listeners:
-            if conn.ip == wanted and conn.pid is not None:
-                return conn
-    return next((c for c in listeners if c.pid is not None), None)
-
-
-def _process_details(pid: int | None) -> tuple[str | None, str | None]:
-    """Name and user of ``pid``; None for whatever the OS will not tell us."""
-    if pid is None:
-        return None, None
-    try:
-        proc = psutil.Process(pid)
-        name: str | None = proc.name()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None, None
-    try:
-        user: str | None = proc.username()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError):
-        user = None  # KeyError: a uid with no passwd entry (containers)
-    return name, user
-
-
-def _is_loopback_ip(ip: str) -> bool:
-    try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return False  # unparseable: do not claim it is safe
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped.is_loopback
-    return addr.is_loopback
 
 
 def needs_typed(risks: Iterable[Risk]) -> bool:

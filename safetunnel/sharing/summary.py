@@ -1,28 +1,27 @@
-"""The confirmation block and the "started" block: what becomes reachable, by whom, until when.
+"""What a share is about to do, shown before anything becomes reachable: the confirmation block.
 
 Pure: values in, text out. No prompts (they live in cli/), no clock (expiry comes in as an aware
-datetime), no logging, so the token passed to :func:`started_block` goes nowhere but the return
-value.
+datetime), no logging. The block shown once the share is up lives in
+:mod:`safetunnel.sharing.started`; :func:`started_block` is re-exported here so callers find both
+blocks of a share in one place.
 """
 
 from __future__ import annotations
 
-import shlex
-import textwrap
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Literal
 
+from safetunnel.addresses import bracket_host, format_hostport
 from safetunnel.durations import format_duration
-from safetunnel.sharing.preflight import Risk, ServiceInfo, format_address, needs_typed
-from safetunnel.tokens import looks_like_token
+from safetunnel.sharing.blocktext import idle_text, row, warn
+from safetunnel.sharing.preflight import Risk, ServiceInfo, needs_typed
+from safetunnel.sharing.started import started_block
 
 HostKeyState = Literal["pinned", "newly-trusted", "builtin"]
 GateProtocol = Literal["auto", "http", "tcp"]
 
 CONFIRM_PROMPT = "Share it? [y/N]"
-WIDTH = 100
-_LABEL = 13  # label column, so values line up and wrapped lines stay readable
 _LOOPBACK_BINDS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -60,7 +59,7 @@ class ShareSummary:
 
     @property
     def ssh_display(self) -> str:
-        return f"{self.ssh_user}@{format_address(self.ssh_hostname, self.ssh_port)}"
+        return f"{self.ssh_user}@{format_hostport(self.ssh_hostname, self.ssh_port)}"
 
     @property
     def expires_local(self) -> str:
@@ -100,20 +99,20 @@ def confirmation_block(summary: ShareSummary) -> str:
     lines = [f"About to share {service.address}: {_owner(service)}", *_service_lines(summary)]
     lines += _ssh_lines(summary)
     lines.append(
-        _row(
+        row(
             "access",
             "every connection must present the access token made for this "
             "share" + _gate_mode(summary.protocol),
         )
     )
     lines.append(
-        _row(
+        row(
             "until",
             f"{format_duration(summary.ttl_seconds)} after start: about {summary.expires_local}",
         )
     )
-    lines.append(_row("limits", f"{_idle(summary)}; {_cap(summary)}"))
-    lines += [_warn("!", risk.message) for risk in summary.risks if risk.code != "already-exposed"]
+    lines.append(row("limits", f"{idle_text(summary.idle_seconds)}; {_cap(summary)}"))
+    lines += [warn("!", risk.message) for risk in summary.risks if risk.code != "already-exposed"]
     return "\n".join(lines)
 
 
@@ -131,10 +130,10 @@ def _service_lines(summary: ShareSummary) -> list[str]:
         listens = "listens on " + ", ".join(service.listen_addresses)
     else:
         listens = "its listening socket is not visible to this user, so exposure is unknown"
-    lines = [_row("service", f"{listens}; protocol: {_guess(service)}")]
+    lines = [row("service", f"{listens}; protocol: {_guess(service)}")]
     if service.exposed:
         lines.append(
-            _warn(
+            warn(
                 "!!",
                 "ALREADY EXPOSED: it listens beyond loopback; other machines "
                 "reach it directly, no token needed",
@@ -174,13 +173,13 @@ def _ssh_lines(summary: ShareSummary) -> list[str]:
     else:
         via = f"SSH {summary.ssh_display}"
         bind = summary.remote_bind
-        where = f"{f'[{bind}]' if ':' in bind else bind}:{port} on {host}"
+        where = f"{bracket_host(bind)}:{port} on {host}"
         who = f"only users and processes on {host} itself (or colleagues via ssh -L)"
         if summary.public:
             where = f"all interfaces of {host}, port {port} (bind {summary.remote_bind})"
             who = f"ANYONE who can reach {host} on that port, from any network that routes there"
-    key_line = _row("host key", f"{key}, {_key_state(summary.host_key_state)}")
-    return [_row("via", via), key_line, _row("remote", where), _row("who", who)]
+    key_line = row("host key", f"{key}, {_key_state(summary.host_key_state)}")
+    return [row("via", via), key_line, row("remote", where), row("who", who)]
 
 
 def _key_state(state: HostKeyState) -> str:
@@ -191,134 +190,19 @@ def _key_state(state: HostKeyState) -> str:
     }[state]
 
 
-def _idle(summary: ShareSummary) -> str:
-    if summary.idle_seconds is None:
-        return "no idle limit"
-    return f"stops after {format_duration(summary.idle_seconds)} without connections"
-
-
 def _cap(summary: ShareSummary) -> str:
     if summary.max_connections is None:
         return "no connection cap"
     return f"at most {summary.max_connections} connections at a time"
 
 
-def _row(label: str, text: str) -> str:
-    return textwrap.fill(
-        text,
-        WIDTH,
-        initial_indent=f"  {label:<{_LABEL - 2}}",
-        subsequent_indent=" " * _LABEL,
-        break_on_hyphens=False,
-    )
-
-
-def _cmd(label: str, command: str) -> str:
-    """A copy-paste line: never wrapped, a wrapped command breaks when pasted."""
-    return f"  {label:<{_LABEL - 2}}{command}"
-
-
-def _warn(mark: str, text: str) -> str:
-    return textwrap.fill(
-        text,
-        WIDTH,
-        initial_indent=f"  {mark} ",
-        subsequent_indent=" " * (len(mark) + 3),
-        break_on_hyphens=False,
-    )
-
-
-def started_block(
-    summary: ShareSummary, remote_port: int, token: str | None, *, tunnel_id: str | None = None
-) -> str:
-    """What to tell the user once the forward is up: where, how to connect, until when.
-
-    ``token`` None means it went to ``summary.token_file`` and is only referred to by path.
-    """
-    if token is None and summary.token_file is None:
-        raise ValueError("started_block needs the token or a token_file")
-    if token is not None and not looks_like_token(token):
-        raise ValueError("not a safetunnel token")  # it is pasted into shell lines below
-    url_host = _url_host(summary)
-    base = f"http://{format_address(url_host, remote_port)}/"
-    ref = _TokenRef(token, summary.token_file)
-    name = f" (tunnel {tunnel_id})" if tunnel_id else ""
-    lines = [f"Sharing {summary.service.address} at {_endpoint(summary, remote_port)}{name}"]
-    lines.append(_row("token", ref.shown()))
-    if _show_http(summary):
-        lines.append(_cmd("curl", f'curl -H "X-Safetunnel-Token: {ref.inline()}" {base}'))
-        lines.append(_cmd("link", f"{base}?safetunnel_token={ref.in_link()}"))
-    if _show_tcp(summary):
-        lines.append(
-            _cmd(
-                "raw TCP",
-                f"{{ printf 'SAFETUNNEL %s\\n' \"{ref.inline()}\"; cat; }} "
-                f"| nc {url_host} {remote_port}",
-            )
-        )
-    lines += _where_lines(summary, remote_port)
-    lines.append(_row("expires", f"{summary.expires_local}; {_idle(summary)}"))
-    stop = f" (or: safetunnel kill {tunnel_id})" if tunnel_id else ""
-    lines.append(f"Ctrl-C to stop{stop}.")
-    return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class _TokenRef:
-    """The token itself, or a shell reference to the file holding it."""
-
-    token: str | None
-    path: str | None
-
-    def shown(self) -> str:
-        if self.token is not None:
-            return f"{self.token}  (shown once; only its hash is kept)"
-        return f"written to {self.path} (not shown)"
-
-    def inline(self) -> str:
-        return self.token if self.token is not None else f"$(cat {shlex.quote(str(self.path))})"
-
-    def in_link(self) -> str:
-        return self.token if self.token is not None else f"<token from {self.path}>"
-
-
-def _url_host(summary: ShareSummary) -> str:
-    if summary.public:
-        return summary.ssh_hostname
-    return "127.0.0.1" if summary.via_builtin else summary.remote_bind
-
-
-def _endpoint(summary: ShareSummary, remote_port: int) -> str:
-    if summary.via_builtin:
-        bind = summary.remote_bind if summary.public else "127.0.0.1"
-        return f"{format_address(bind, remote_port)} on this machine"
-    bind = summary.remote_bind
-    return f"{format_address(bind, remote_port)} on {summary.ssh_hostname}"
-
-
-def _show_http(summary: ShareSummary) -> bool:
-    return summary.protocol == "http" or (
-        summary.protocol == "auto" and summary.service.protocol_guess != "tcp"
-    )
-
-
-def _show_tcp(summary: ShareSummary) -> bool:
-    return summary.protocol == "tcp" or (
-        summary.protocol == "auto" and summary.service.protocol_guess != "http"
-    )
-
-
-def _where_lines(summary: ShareSummary, remote_port: int) -> list[str]:
-    host = summary.ssh_hostname
-    if summary.via_builtin:
-        where = "this machine" if summary.public else "this machine only (loopback)"
-        return [_row("where", f"{where}; the built-in gateway runs here")]
-    if summary.public:
-        return [_row("where", f"anywhere that can reach {host} on port {remote_port}")]
-    port_opt = f"-p {summary.ssh_port} " if summary.ssh_port != 22 else ""
-    bind = summary.remote_bind
-    tunnel = f"ssh -N {port_opt}-L {remote_port}:{bind}:{remote_port} {summary.ssh_user}@{host}"
-    return [
-        _row("where", f"on {host}; from another machine, open this tunnel first:"),
-        _cmd("ssh -L", tunnel),
-    ]
+__all__ = [
+    "CONFIRM_PROMPT",
+    "ShareSummary",
+    "accepts_typed",
+    "accepts_yes",
+    "confirmation_block",
+    "needs_typed_confirmation",
+    "started_block",
+    "typed_prompt",
+]

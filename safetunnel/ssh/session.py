@@ -14,6 +14,7 @@ from typing import Any
 
 import paramiko
 
+from safetunnel.addresses import format_hostport
 from safetunnel.errors import ConfigError, ForwardRefused, SSHError
 from safetunnel.ssh._transport import RequestAborted, RequestTimeout, TunedTransport
 from safetunnel.ssh._watchdog import KeepaliveWatchdog
@@ -137,7 +138,7 @@ class SSHSession:
         if reply is None:
             self._transport.set_forward_handler(_late_channel)
             raise ForwardRefused(
-                f"{self.target.display} refused to listen on {bind}:{port}.",
+                f"{self.target.display} refused to listen on {format_hostport(bind, port)}.",
                 hint="The port may be taken or not permitted (AllowTcpForwarding, permitlisten);"
                 " try --remote-port 0.",
             )

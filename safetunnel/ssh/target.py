@@ -12,6 +12,7 @@ from pathlib import Path
 
 import paramiko
 
+from safetunnel.addresses import format_hostport
 from safetunnel.errors import ConfigError
 from safetunnel.ssh._invoke import allow_match_exec
 from safetunnel.ssh.hostkeys import glob_match
@@ -37,8 +38,7 @@ class SSHTarget:
     @property
     def display(self) -> str:
         """``user@host:port``, with IPv6 literals bracketed."""
-        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
-        return f"{self.user}@{host}:{self.port}"
+        return f"{self.user}@{format_hostport(self.hostname, self.port)}"
 
 
 def _parse_port(text: str, original: str) -> int:

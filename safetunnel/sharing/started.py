@@ -1,0 +1,116 @@
+"""The block shown once a share is up: where it listens, how to connect, until when.
+
+Pure: values in, text out; no clock and no logging, so the token passed to :func:`started_block`
+goes nowhere but the return value.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from safetunnel.addresses import bracket_host, format_hostport
+from safetunnel.sharing.blocktext import cmd, idle_text, row
+from safetunnel.tokens import looks_like_token
+
+if TYPE_CHECKING:
+    # Only for annotations: summary.py re-exports started_block, so a runtime import would cycle.
+    from safetunnel.sharing.summary import ShareSummary
+
+
+def started_block(
+    summary: ShareSummary, remote_port: int, token: str | None, *, tunnel_id: str | None = None
+) -> str:
+    """What to tell the user once the forward is up: where, how to connect, until when.
+
+    ``token`` None means it went to ``summary.token_file`` and is only referred to by path.
+    """
+    if token is None and summary.token_file is None:
+        raise ValueError("started_block needs the token or a token_file")
+    if token is not None and not looks_like_token(token):
+        raise ValueError("not a safetunnel token")  # it is pasted into shell lines below
+    url_host = _url_host(summary)
+    base = f"http://{format_hostport(url_host, remote_port)}/"
+    ref = _TokenRef(token, summary.token_file)
+    name = f" (tunnel {tunnel_id})" if tunnel_id else ""
+    lines = [f"Sharing {summary.service.address} at {_endpoint(summary, remote_port)}{name}"]
+    lines.append(row("token", ref.shown()))
+    if _show_http(summary):
+        lines.append(cmd("curl", f'curl -H "X-Safetunnel-Token: {ref.inline()}" {base}'))
+        lines.append(cmd("link", f"{base}?safetunnel_token={ref.in_link()}"))
+    if _show_tcp(summary):
+        lines.append(
+            cmd(
+                "raw TCP",
+                f"{{ printf 'SAFETUNNEL %s\\n' \"{ref.inline()}\"; cat; }} "
+                f"| nc {url_host} {remote_port}",
+            )
+        )
+    lines += _where_lines(summary, remote_port)
+    lines.append(row("expires", f"{summary.expires_local}; {idle_text(summary.idle_seconds)}"))
+    stop = f" (or: safetunnel kill {tunnel_id})" if tunnel_id else ""
+    lines.append(f"Ctrl-C to stop{stop}.")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _TokenRef:
+    """The token itself, or a shell reference to the file holding it."""
+
+    token: str | None
+    path: str | None
+
+    def shown(self) -> str:
+        if self.token is not None:
+            return f"{self.token}  (shown once; only its hash is kept)"
+        return f"written to {self.path} (not shown)"
+
+    def inline(self) -> str:
+        return self.token if self.token is not None else f"$(cat {shlex.quote(str(self.path))})"
+
+    def in_link(self) -> str:
+        return self.token if self.token is not None else f"<token from {self.path}>"
+
+
+def _url_host(summary: ShareSummary) -> str:
+    if summary.public:
+        return summary.ssh_hostname
+    return "127.0.0.1" if summary.via_builtin else summary.remote_bind
+
+
+def _endpoint(summary: ShareSummary, remote_port: int) -> str:
+    if summary.via_builtin:
+        bind = summary.remote_bind if summary.public else "127.0.0.1"
+        return f"{format_hostport(bind, remote_port)} on this machine"
+    bind = summary.remote_bind
+    return f"{format_hostport(bind, remote_port)} on {summary.ssh_hostname}"
+
+
+def _show_http(summary: ShareSummary) -> bool:
+    return summary.protocol == "http" or (
+        summary.protocol == "auto" and summary.service.protocol_guess != "tcp"
+    )
+
+
+def _show_tcp(summary: ShareSummary) -> bool:
+    return summary.protocol == "tcp" or (
+        summary.protocol == "auto" and summary.service.protocol_guess != "http"
+    )
+
+
+def _where_lines(summary: ShareSummary, remote_port: int) -> list[str]:
+    host = summary.ssh_hostname
+    if summary.via_builtin:
+        where = "this machine" if summary.public else "this machine only (loopback)"
+        return [row("where", f"{where}; the built-in gateway runs here")]
+    if summary.public:
+        return [row("where", f"anywhere that can reach {host} on port {remote_port}")]
+    port_opt = f"-p {summary.ssh_port} " if summary.ssh_port != 22 else ""
+    bind = summary.remote_bind
+    forward = f"{remote_port}:{bracket_host(bind)}:{remote_port}"
+    tunnel = f"ssh -N {port_opt}-L {forward} {summary.ssh_user}@{host}"
+    return [
+        row("where", f"on {host}; from another machine, open this tunnel first:"),
+        cmd("ssh -L", tunnel),
+    ]
