@@ -129,6 +129,23 @@ class SSHSession:
             on_stream(ChannelStream(chan, origin))
 
         seen = len(self._transport.debug_messages)
+        actual = self._request_forward(bind, port, handler)
+        widened = [m for m in self._transport.debug_messages[seen:] if GATEWAYPORTS_OVERRIDE in m]
+        if widened and not allow_wildcard:
+            self._cancel_forward()
+            raise ForwardRefused(
+                f"{self.target.display} bound port {actual} on ALL interfaces instead of {bind}"
+                f" (server said: {widened[0]}). The forward was cancelled.",
+                hint="Pass --public if you really mean to expose it, or ask the admin for"
+                " `GatewayPorts clientspecified`.",
+            )
+        self._listener = RemoteForward(self, bind, actual)
+        return self._listener
+
+    def _request_forward(
+        self, bind: str, port: int, handler: Callable[[paramiko.Channel, Any, Any], None]
+    ) -> int:
+        """Send ``tcpip-forward``; the port the server listens on, or ForwardRefused."""
         self._transport.set_forward_handler(handler)  # before the reply: no early channel lost
         try:
             reply = self.global_request("tcpip-forward", (bind, port))
@@ -144,17 +161,7 @@ class SSHSession:
             )
         actual = reply.get_int() if port == 0 else port
         self._forward = (bind, actual)
-        widened = [m for m in self._transport.debug_messages[seen:] if GATEWAYPORTS_OVERRIDE in m]
-        if widened and not allow_wildcard:
-            self._cancel_forward()
-            raise ForwardRefused(
-                f"{self.target.display} bound port {actual} on ALL interfaces instead of {bind}"
-                f" (server said: {widened[0]}). The forward was cancelled.",
-                hint="Pass --public if you really mean to expose it, or ask the admin for"
-                " `GatewayPorts clientspecified`.",
-            )
-        self._listener = RemoteForward(self, bind, actual)
-        return self._listener
+        return actual
 
     def is_active(self) -> bool:
         """False once the transport died (peer closed, network error) or was closed, or the
