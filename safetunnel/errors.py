@@ -1,8 +1,9 @@
 """The one error tree of safetunnel.
 
-Every error that reaches the user is a :class:`SafetunnelError`. Each class carries the exit code
-fixed in DESIGN §3.2 and a hint that says what to do next; the CLI's single error boundary prints
-``Error: <message>`` and ``hint: <hint>`` and exits with the code.
+Every error that reaches the user is a :class:`SafetunnelError`. Each class carries its exit code
+(part of the CLI's interface: scripts branch on it, so a code never changes meaning) and a hint
+that says what to do next; the CLI's single error boundary prints ``Error: <message>`` and
+``hint: <hint>`` and exits with the code.
 """
 
 from __future__ import annotations

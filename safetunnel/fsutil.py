@@ -1,8 +1,9 @@
 """Private files and directories, written atomically.
 
 Every file safetunnel writes (records, audit log, config, its own known_hosts, token files) goes
-through here, so the rules of DESIGN §3.5 live in one place: directories 0700 and files 0600,
-created with that mode (never chmod-ed afterwards), owner and mode checked, atomic replacement.
+through here, so the rules live in one place: directories 0700 and files 0600, created with that
+mode (a chmod afterwards leaves a window where others can read), owner and mode checked, and
+atomic replacement (a crash never leaves half a file).
 """
 
 from __future__ import annotations

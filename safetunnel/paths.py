@@ -1,4 +1,5 @@
-"""Where safetunnel keeps its config and state (DESIGN §3.5).
+"""Where safetunnel keeps its config and state: the platform's per-user dirs, or the
+``SAFETUNNEL_CONFIG_DIR`` / ``SAFETUNNEL_STATE_DIR`` overrides (which tests use).
 
 Nothing is created here; callers use :func:`safetunnel.fsutil.ensure_private_dir` when they write.
 """

@@ -1,4 +1,4 @@
-"""``safetunnel creds``: SSH passwords and key passphrases in the OS keyring (DESIGN §3.5).
+"""``safetunnel creds``: SSH passwords and key passphrases in the OS keyring.
 
 Secrets come from a hidden prompt on a TTY or one line of stdin otherwise, never from argv (argv is
 visible to every user in ``ps``). Values are never printed.

@@ -1,4 +1,5 @@
-"""``hosts trust`` and ``hosts setup-key`` (DESIGN §3.1, §3.6; issue 5).
+"""``hosts trust`` and ``hosts setup-key``: the commands that prepare a host once, so later shares
+need no prompt.
 
 Registered on the ``hosts`` group by :mod:`safetunnel.cli.hosts`. Prompts live here; the work
 is in :mod:`safetunnel.hosts.trust` and :mod:`safetunnel.hosts.setupkey`.

@@ -1,4 +1,4 @@
-"""``safetunnel hosts``: saved host profiles in config.toml (DESIGN §3.1)."""
+"""``safetunnel hosts``: saved host profiles in config.toml."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""config.toml: default host, TTL limits and saved host profiles (DESIGN §3.5).
+"""config.toml: default host, TTL limits and saved host profiles.
 
 The file is optional: a missing file means the defaults. It is read with tomllib and written with
 :mod:`safetunnel.hosts.tomlwrite` through :func:`safetunnel.fsutil.atomic_write` (0600 in a
@@ -161,7 +161,8 @@ def save_config(config: Config, path: Path | None = None) -> Path:
 
 
 def validate_ttl(ttl_seconds: int, config: Config) -> int:
-    """Refuse a TTL above ``max_ttl`` (DESIGN §3.1: never unlimited, never silently capped)."""
+    """Refuse a TTL above ``max_ttl``: a share is never unlimited, and never silently capped,
+    because a user who asked for more must learn that it will end sooner."""
     limit = config.max_ttl_seconds()
     if ttl_seconds > limit:
         raise ConfigError(

@@ -1,4 +1,4 @@
-"""Which SSH host a ``--host`` text means (DESIGN §3.1, issue 5).
+"""Which SSH host a ``--host`` text means.
 
 Order: a saved profile, then an ``~/.ssh/config`` alias, then a literal ``[user@]hostname[:port]``;
 with no ``--host``, the default host (``SAFETUNNEL_HOST`` or config.toml), and with none of those

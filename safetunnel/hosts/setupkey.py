@@ -13,7 +13,8 @@ tests/test_setup_key.py, which re-checks them on every run):
   every bind, so it is never emitted.
 * Port ``0`` is not a valid permitlisten/permitopen port, and neither is ``none`` in
   authorized_keys: sshd then rejects the *whole key* ("invalid permission port"). Local forwards
-  are therefore pinned to ``invalid.invalid:1``, a name that can never resolve (RFC 6761).
+  are therefore pinned to ``invalid.invalid:1``: the ``.invalid`` top-level name is reserved so
+  that it never resolves.
 * ``command="/bin/false"``: a session (shell or exec) runs only that and fails. A forward needs no
   session, so safetunnel never notices it.
 """

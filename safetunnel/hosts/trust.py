@@ -1,4 +1,5 @@
-"""``hosts trust``: fetch a host's key without logging in, and pin it (DESIGN §3.6, issue 5).
+"""``hosts trust``: fetch a host's key without logging in, and pin it, so a non-interactive share
+never meets an unknown key.
 
 The CLI decides *whether* to pin (typed yes, or a matching ``--fingerprint``); this module only
 looks the key up, compares and pins, so the decision rules are testable without a terminal.

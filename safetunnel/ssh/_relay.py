@@ -1,7 +1,8 @@
 """Byte relay between a TCP socket and a paramiko channel, and a joinable group of threads.
 
-DESIGN §4: one blocking reader per direction with large reads and ``sendall`` (no select loop,
-which is where paramiko's demo lost 40-80 ms per connection).
+One blocking reader per direction with large reads and ``sendall``, and no select loop: measured
+against ``ssh -R``, a select loop over paramiko channels (as in paramiko's rforward demo) added
+40-80 ms to every connection, and this shape did not.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from safetunnel.errors import SSHError
 
 log = logging.getLogger("safetunnel.ssh")
 
-# DESIGN §4: 2-4 MiB windows and ~256 KiB packets were fastest; a 16 MiB window cut throughput
-# tenfold, so do not "improve" these upwards without measuring.
+# Measured against ssh -R: 2-4 MiB windows and ~256 KiB packets were fastest; a 16 MiB window cut
+# throughput tenfold, so do not "improve" these upwards without measuring (benchmarks/).
 WINDOW_SIZE = 2 * 1024 * 1024
 MAX_PACKET_SIZE = 256 * 1024
 READ_SIZE = 128 * 1024
@@ -46,7 +46,8 @@ ForwardHandler = Callable[[paramiko.Channel, tuple[str, int], tuple[str, int]], 
 
 
 def _disabled_algorithms() -> dict[str, list[str]]:
-    """CBC ciphers and SHA-1/MD5 MACs are off (DESIGN §3.6); computed so new names are caught."""
+    """CBC ciphers and SHA-1/MD5 MACs are off (weak or attackable constructions that no current
+    OpenSSH server needs); computed from paramiko's own lists so new names are caught."""
     transport_cls: Any = paramiko.Transport
     ciphers = [name for name in transport_cls._preferred_ciphers if "-cbc" in name]
     macs = [name for name in transport_cls._preferred_macs if "sha1" in name or "md5" in name]
@@ -65,7 +66,8 @@ class RequestAborted(Exception):
 
 
 class TunedTransport(paramiko.Transport):
-    """paramiko.Transport with DESIGN §4 tuning, §3.6 algorithm policy and timed requests."""
+    """paramiko.Transport with the measured window/packet sizes, the algorithm policy above and
+    global requests that time out instead of hanging on a silent server."""
 
     def __init__(self, sock: socket.socket, timeout: float) -> None:
         super().__init__(
@@ -131,7 +133,8 @@ class TunedTransport(paramiko.Transport):
 
 
 def connect_socket(hostname: str, port: int, timeout: float) -> socket.socket:
-    """TCP connect with a timeout and TCP_NODELAY (DESIGN §4); SSHError on failure."""
+    """TCP connect with a timeout and TCP_NODELAY (Nagle's delay stalls the small packets of
+    an SSH handshake and of request/response traffic); SSHError on failure."""
     try:
         sock = socket.create_connection((hostname, port), timeout=timeout)
     except OSError as exc:
@@ -144,5 +147,6 @@ def connect_socket(hostname: str, port: int, timeout: float) -> socket.socket:
 
 
 def tune_accepted(sock: socket.socket) -> None:
-    """TCP_NODELAY on a socket handed to a relay (the 40-80 ms stalls of DESIGN §4)."""
+    """TCP_NODELAY on a socket handed to a relay: without it Nagle's algorithm holds back small
+    writes, which showed up as 40-80 ms stalls per request."""
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -1,4 +1,5 @@
-"""Keepalive watchdog (DESIGN §3.6): paramiko's set_keepalive never notices a dead peer."""
+"""Keepalive watchdog: paramiko's set_keepalive only sends, it never notices a dead peer, so a
+share over a dropped network would otherwise look up until its TTL."""
 
 from __future__ import annotations
 

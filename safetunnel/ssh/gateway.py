@@ -1,4 +1,5 @@
-"""The built-in SSH gateway (DESIGN §3.7): a forwarding-only SSH server on paramiko.
+"""The built-in SSH gateway: a forwarding-only SSH server on paramiko, so a share works on a
+machine with no SSH host configured (in-process, loopback only) and a team can run it standalone.
 
 Threads, all named and joined by :meth:`Gateway.close`: ``safetunnel-gw-accept`` (new TCP
 clients), one ``safetunnel-gw-client-<n>`` per SSH connection (runs its lifetime and the
