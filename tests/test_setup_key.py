@@ -25,7 +25,7 @@ from safetunnel.ssh.hostkeys import HostKeyStore, fingerprint
 from safetunnel.ssh.keys import generate_ed25519
 from safetunnel.ssh.target import SSHTarget
 
-FIXED_PORT = 23456  # outside the ephemeral range (DESIGN §5)
+FIXED_PORT = 23456  # below the ephemeral range, so port-0 binds of other tests never take it
 
 
 def session(server: SSHD, key: paramiko.PKey, tmp: Path) -> SSHSession:
