@@ -10,7 +10,7 @@ the remote reader (``run``) and, once the service is open, the service reader bo
 gate under ``_gate_lock``. Writes happen outside that lock (a blocked write must never stop the
 other direction), yet stay in gate order: events are queued per destination under the gate lock
 and flushed FIFO under that destination's own write lock. The service is connected outside
-every lock, so a slow service never holds up the other direction or a teardown.
+every lock, so a slow connect holds nothing that teardown or the other direction waits on.
 """
 
 from __future__ import annotations

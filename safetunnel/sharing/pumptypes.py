@@ -52,7 +52,8 @@ class PumpHooks:
 
     ``refusal_delay(now)`` is called once per connection the gate refused; it returns how long
     to wait before answering (the tunnel's failure budget). ``expires_at()`` is the tunnel's
-    current expiry on ``clock``; it may move while a connection is open.
+    current expiry on ``clock``; it may move while a connection is open. Both run on pump
+    threads, ``expires_at`` under the pump's gate lock: they must be quick and never block.
     """
 
     policy: GatePolicy
