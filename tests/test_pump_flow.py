@@ -26,12 +26,12 @@ def closed_port() -> tuple[str, int]:
         return probe.getsockname()  # closed again at once: nothing listens there
 
 
-def test_a_service_that_is_gone_gets_the_gates_502(reqrep: tuple[str, int]) -> None:
+def test_a_service_that_is_gone_gets_the_gates_502() -> None:
     h = Harness(closed_port(), protocol="http")
     try:
         h.pump.start(h.pump.run)
         h.chan.in_buffer.feed(
-            b"GET / HTTP/1.1\r\nHost: x\r\nX-Safetunnel-Token: %s\r\n\r\n" % (TOKEN.encode())
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Safetunnel-Token: %s\r\n\r\n" % TOKEN.encode()
         )
         assert h.finished.wait(5)
         assert bytes(h.chan.sent) == BAD_GATEWAY
