@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -10,7 +11,6 @@ from safetunnel.gate import (
     Close,
     Connect,
     Event,
-    FailureBudget,
     Gate,
     GatePolicy,
     NeedData,
@@ -24,7 +24,8 @@ TUNNEL_ID = "st-1a2b3c"
 COOKIE = "safetunnel_" + TUNNEL_ID
 assert tokens.looks_like_token(TOKEN)
 
-# One step of a script: ("remote", bytes), ("service", bytes) or ("time", now).
+# One step of a script: ("remote", bytes), ("service", bytes), ("time", now) or
+# ("expires", expires_at): the tunnel's expiry moved (extend).
 Step = tuple[str, bytes | float]
 
 
@@ -73,34 +74,42 @@ class Run:
         return sum(isinstance(e, Connect) for e in self.events)
 
 
-def drain(gate: Gate, now: float, into: list[Event]) -> None:
+def drain(gate: Gate, now: float, into: list[Event], expires_at: float = math.inf) -> None:
     """Call next_event until the gate waits or is done."""
     for _ in range(100_000):
-        event = gate.next_event(now)
+        event = gate.next_event(now, expires_at)
         into.append(event)
         if isinstance(event, (NeedData, Pipe, Close)):
             return
     raise AssertionError("gate never settled")
 
 
-def run(script: Iterable[Step], policy: GatePolicy | None = None, start: float = 0.0) -> Run:
+def run(
+    script: Iterable[Step],
+    policy: GatePolicy | None = None,
+    start: float = 0.0,
+    expires_at: float = math.inf,
+) -> Run:
     """Feed each step, draining events after each; stops feeding once the gate is finished."""
     result = Run(Gate(policy or make_policy(), start))
     now = start
-    drain(result.gate, now, result.events)
+    drain(result.gate, now, result.events, expires_at)
     for side, value in script:
         if isinstance(result.events[-1], (Close, Pipe)):
             break
         if side == "time":
             assert isinstance(value, float | int)
             now = float(value)
+        elif side == "expires":
+            assert isinstance(value, float | int)
+            expires_at = float(value)
         elif side == "remote":
             assert isinstance(value, bytes)
             result.gate.receive_remote(value)
         else:
             assert isinstance(value, bytes)
             result.gate.receive_service(value)
-        drain(result.gate, now, result.events)
+        drain(result.gate, now, result.events, expires_at)
     return result
 
 
@@ -144,7 +153,6 @@ def response(body: bytes = b"hello", status: str = "200 OK", extra: str = "") ->
 __all__ = [
     "COOKIE",
     "TOKEN",
-    "FailureBudget",
     "Run",
     "authed",
     "chunked",

@@ -99,7 +99,7 @@ def test_preamble_one_byte_at_a_time_connects_exactly_at_the_newline() -> None:
 
 def test_eof_before_any_byte_is_not_a_failure() -> None:
     result = run([("remote", b"")])
-    assert result.close == Close("remote-closed", allowed=False, delay=0.0)
+    assert result.close == Close("remote-closed", allowed=False, refused=False)
 
 
 def test_gate_is_out_of_the_data_path_after_pipe() -> None:

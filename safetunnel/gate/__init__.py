@@ -1,10 +1,10 @@
 """The gate: a sans-IO decision engine between a remote connection and the local service.
 
-See DESIGN §3.4. Feed it bytes with ``receive_remote``/``receive_service`` and ask
-``next_event(now)`` what to do; it never touches a socket, a clock or a thread.
+Feed it bytes with ``receive_remote``/``receive_service`` and ask ``next_event(now)`` what to
+do; it never touches a socket, a clock or a thread, so every rule about who gets through can be
+tested with plain byte scripts, and one gate serves one connection only.
 """
 
-from safetunnel.gate.budget import FailureBudget
 from safetunnel.gate.core import Gate
 from safetunnel.gate.events import (
     Close,
@@ -22,7 +22,6 @@ __all__ = [
     "Close",
     "Connect",
     "Event",
-    "FailureBudget",
     "Gate",
     "GateError",
     "GatePolicy",

@@ -4,12 +4,17 @@ Usage, h11-style::
 
     gate = Gate(policy, now)
     gate.receive_remote(data)            # b"" = EOF
-    while not isinstance(event := gate.next_event(now), (NeedData, Pipe, Close)):
+    while not isinstance(event := gate.next_event(now, expires_at), (NeedData, Pipe, Close)):
         ...                              # Connect / ToService / ToRemote, in order
+
+At ``Connect`` the driver opens the local service before asking for the next event, and calls
+``service_unavailable()`` if it cannot. A refusal is only reported (``Close.refused``): how much
+refusals cost, across the connections of a tunnel, is the driver's business.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Literal
 
@@ -21,10 +26,12 @@ from safetunnel.gate.events import (
     GateError,
     NeedData,
     Pipe,
+    ToRemote,
     ToService,
 )
 from safetunnel.gate.http import HttpSession
 from safetunnel.gate.policy import GatePolicy
+from safetunnel.gate.responses import BAD_GATEWAY
 from safetunnel.gate.sniff import sniff
 from safetunnel.gate.tcp import PreambleTooLong, parse_preamble
 
@@ -42,6 +49,7 @@ class Gate:
         self._stage: _Stage = "sniff"
         self._http: HttpSession | None = None
         self._final: Pipe | Close | None = None
+        self._over = False  # the final event was handed out
         self._remote_eof = False
         self._service_eof = False
         self._connected = False
@@ -65,12 +73,6 @@ class Gate:
         if self._http is not None:
             return self._http.requests
         return 1 if self._connected else 0
-
-    @property
-    def exhausted(self) -> bool:
-        """The shared failure budget hit max_failures: the tunnel should tear down."""
-        budget = self._policy.budget
-        return budget is not None and budget.exhausted
 
     def receive_remote(self, data: bytes) -> None:
         """Feed bytes from the remote client; ``b""`` means the remote closed its side."""
@@ -104,41 +106,61 @@ class Gate:
             return True
         return False
 
-    def next_event(self, now: float) -> Event:
-        """The next decision; call until NeedData, Pipe or Close."""
+    def service_unavailable(self) -> None:
+        """The local service could not be opened after Connect: answer 502 (HTTP) or just close
+        (TCP). What was meant for the service is dropped. The connection stays "allowed": the
+        client had the token, so this is no refusal."""
+        if not self._connected:
+            raise GateError("service_unavailable before Connect")
+        if self._over:
+            if isinstance(self._final, Pipe):
+                raise GateError("service_unavailable after Pipe: the service was in use")
+            return  # already closed for another reason; nothing is left to answer
+        self._queue.clear()
+        if self._http is not None:
+            self._queue.append(ToRemote(BAD_GATEWAY))
+        self._final = None
+        self._close(End("service-unavailable", refused=False))
+
+    def next_event(self, now: float, expires_at: float = math.inf) -> Event:
+        """The next decision; call until NeedData, Pipe or Close.
+
+        ``expires_at`` (same clock as ``now``) is when the tunnel ends; a link's cookie lives
+        no longer than that. It is an argument, not policy, because extending a tunnel moves it.
+        """
         if not self._queue and self._final is None:
-            self._advance(now)
+            self._advance(now, expires_at)
         if self._queue:
-            return self._queue.popleft()
-        if self._final is not None:
-            return self._final
-        return NeedData(self._current_deadline())
+            event = self._queue.popleft()
+        elif self._final is not None:
+            event = self._final
+        else:
+            return NeedData(self._current_deadline())
+        self._over = self._over or event is self._final
+        return event
 
     def _current_deadline(self) -> float | None:
         if self._http is not None:
             return self._http.deadline
         return self._deadline
 
-    def _advance(self, now: float) -> None:
+    def _advance(self, now: float, expires_at: float) -> None:
         if self._stage == "sniff":
             self._sniff(now)
         if self._stage == "tcp":
             self._advance_tcp(now)
         elif self._stage == "http" and self._http is not None:
-            self._advance_http(now)
+            self._advance_http(now, expires_at)
 
     def _sniff(self, now: float) -> None:
-        if self.exhausted:
-            # The tunnel is being torn down for too many failures; admit nobody meanwhile.
-            self._close(End("budget-exhausted", refused=False), now)
-        elif now >= self._deadline:
-            self._close(End("timeout", refused=True), now)
+        if now >= self._deadline:
+            self._close(End("timeout", refused=True))
         elif (kind := sniff(self._buf)) is None:
             if self._remote_eof:
-                self._close(End("remote-closed", refused=bool(self._buf)), now)
+                self._close(End("remote-closed", refused=bool(self._buf)))
         elif kind == "unknown" or self._policy.protocol not in ("auto", kind):
             # Nothing is written back: the client's protocol is unknown or not on offer.
-            self._close(End("protocol", refused=True), now)
+            self._close(End("protocol", refused=True))
         elif kind == "tcp":
             self._stage, self.protocol = "tcp", "tcp"
         else:
@@ -147,20 +169,20 @@ class Gate:
 
     def _advance_tcp(self, now: float) -> None:
         if now >= self._deadline:
-            self._close(End("timeout", refused=True), now)
+            self._close(End("timeout", refused=True))
             return
         try:
             preamble = parse_preamble(
                 self._buf, self._policy.token_hash, self._policy.max_preamble_bytes
             )
         except PreambleTooLong:
-            self._close(End("bad-preamble", refused=True), now)
+            self._close(End("bad-preamble", refused=True))
             return
         if preamble is None:
             if self._remote_eof:
-                self._close(End("incomplete", refused=True), now)
+                self._close(End("incomplete", refused=True))
         elif not preamble.valid:
-            self._close(End("unauthorized", refused=True), now)
+            self._close(End("unauthorized", refused=True))
         else:
             self._connected = True
             self._queue.append(Connect("tcp"))
@@ -169,16 +191,16 @@ class Gate:
             self._buf = bytearray()
             self._pipe()
 
-    def _advance_http(self, now: float) -> None:
+    def _advance_http(self, now: float, expires_at: float) -> None:
         session = self._http
         if session is None:
             return
-        session.advance(now)
+        session.advance(now, expires_at)
         self._connected = session.connected
         self._queue.extend(session.out)
         session.out.clear()
         if session.end is not None:
-            self._close(session.end, now)
+            self._close(session.end)
         elif session.piped:
             self._pipe()
 
@@ -187,10 +209,8 @@ class Gate:
         self._final = Pipe()
         self._queue.append(self._final)
 
-    def _close(self, end: End, now: float) -> None:
-        budget = self._policy.budget
-        delay = budget.record_failure(now) if end.refused and budget is not None else 0.0
+    def _close(self, end: End) -> None:
         authenticated = self._http.authenticated if self._http is not None else self._connected
         self._stage = "over"
-        self._final = Close(end.reason, authenticated and not end.refused, delay)
+        self._final = Close(end.reason, authenticated and not end.refused, end.refused)
         self._queue.append(self._final)

@@ -24,7 +24,11 @@ class NeedData:
 
 @dataclass(frozen=True)
 class Connect:
-    """The token checked out: open the local service now. Emitted once, before any ToService."""
+    """The token checked out: open the local service now. Emitted once, before any ToService.
+
+    The driver opens the service before it asks for the next event; if that fails, it calls
+    ``Gate.service_unavailable()`` instead, and the events that follow say how to answer.
+    """
 
     protocol: Literal["http", "tcp"]
 
@@ -59,14 +63,17 @@ class Pipe:
 
 @dataclass(frozen=True)
 class Close:
-    """Sleep ``delay`` seconds, flush earlier writes, then close both sides.
+    """Flush earlier writes, then close both sides.
 
     ``allowed`` is True when the connection was authenticated and ended without a refusal.
+    ``refused`` is True when the gate turned the client away (wrong or missing token, malformed
+    request, header timeout): the driver counts it as a failure, which may cost the client a
+    delay. The gate itself keeps no count across connections, so it stays per-connection.
     """
 
     reason: str
     allowed: bool
-    delay: float = 0.0
+    refused: bool = False
 
 
 Event = NeedData | Connect | ToService | ToRemote | Pipe | Close

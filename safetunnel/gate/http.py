@@ -9,8 +9,8 @@ them without our raw checks; its unparsed trailing bytes come back to our buffer
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from typing import Any
 
 import h11
 
@@ -18,26 +18,15 @@ from safetunnel.gate import auth
 from safetunnel.gate.events import Connect, End, Event, ToRemote, ToService
 from safetunnel.gate.headers import BadRequest, HeadScanner, check_head
 from safetunnel.gate.policy import GatePolicy
-
-
-def _reply(status: bytes, extra: bytes, text: bytes) -> bytes:
-    # Fixed bodies: a refusal never echoes anything the client sent.
-    return (
-        b"HTTP/1.1 "
-        + status
-        + b"\r\n"
-        + extra
-        + b"Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n"
-        + b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(text)
-        + text
-    )
-
-
-UNAUTHORIZED = _reply(
-    b"401 Unauthorized", b'WWW-Authenticate: Bearer realm="safetunnel"\r\n', b"Access denied.\n"
+from safetunnel.gate.responses import (
+    BAD_GATEWAY,
+    BAD_REQUEST,
+    ENDED,
+    UNAUTHORIZED,
+    closing,
+    coalesce,
+    service_keeps_alive,
 )
-BAD_REQUEST = _reply(b"400 Bad Request", b"", b"Bad request.\n")
-BAD_GATEWAY = _reply(b"502 Bad Gateway", b"", b"The shared service did not answer.\n")
 
 
 class HttpSession:
@@ -49,14 +38,15 @@ class HttpSession:
         self._buf = buf
         self._scanner = HeadScanner()
         self._deadline: float | None = deadline
-        self._server: Any = None
-        self._client: Any = h11.Connection(h11.CLIENT)
+        self._server: h11.Connection | None = None
+        self._client = h11.Connection(h11.CLIENT)
         self._remote_eof = eof
         self._service_eof = False
         self._forwarding = False
         self._answered = False
         self._method = b""
         self._now = 0.0
+        self._expires_at = math.inf
         self.out: deque[Event] = deque()
         self.end: End | None = None
         self.piped = False
@@ -83,16 +73,17 @@ class HttpSession:
         self._service_eof = self._service_eof or not data
         self._client.receive_data(data)
 
-    def advance(self, now: float) -> None:
-        """Make every decision the buffered bytes allow."""
-        self._now = now
+    def advance(self, now: float, expires_at: float) -> None:
+        """Make every decision the buffered bytes allow; ``expires_at`` bounds a link's cookie."""
+        self._now, self._expires_at = now, expires_at
         progressed = True
         while progressed and self.end is None and not self.piped:
-            if self._server is None:
+            server = self._server
+            if server is None:
                 progressed = self._advance_head(now)
             else:
-                progressed = self._advance_remote() | self._advance_service()
-                progressed = self._finish_cycle(now) or progressed
+                progressed = self._advance_remote(server) | self._advance_service(server)
+                progressed = self._finish_cycle(server, now) or progressed
 
     def _stop(self, reason: str, refused: bool, reply: bytes = b"") -> None:
         if reply:
@@ -139,19 +130,22 @@ class HttpSession:
 
     def _start_request(self) -> None:
         # h11's own cap must never be the one that bites: ours already counted the head.
-        self._server = h11.Connection(h11.SERVER, max_incomplete_event_size=1 << 30)
-        self._server.receive_data(self._buf)
+        server = self._server = h11.Connection(h11.SERVER, max_incomplete_event_size=1 << 30)
+        server.receive_data(bytes(self._buf))
         del self._buf[:]
         if self._remote_eof:
-            self._server.receive_data(b"")
+            server.receive_data(b"")
         try:
-            request = self._server.next_event()
+            request = server.next_event()
         except h11.ProtocolError:
+            request = None
+        if not isinstance(request, h11.Request):
+            # The head is complete and already checked, so this is h11 finding it malformed.
             self._stop("bad-request", refused=True, reply=BAD_REQUEST)
             return
-        self._authenticate(request)
+        self._authenticate(server, request)
 
-    def _authenticate(self, request: Any) -> None:
+    def _authenticate(self, server: h11.Connection, request: h11.Request) -> None:
         carried = auth.extract(request.headers.raw_items(), request.target, self._cookie)
         token_hash = self._policy.token_hash
         if carried.link_tokens:
@@ -159,25 +153,23 @@ class HttpSession:
             if token is None:
                 self._stop("unauthorized", refused=True, reply=UNAUTHORIZED)
             else:
-                self._answer_link(carried.location, token)
+                self._answer_link(server, carried.location, token)
         elif carried.header_ok(token_hash):
             self._forward(request, carried.headers)
         else:
             self._stop("unauthorized", refused=True, reply=UNAUTHORIZED)
 
-    def _answer_link(self, location: bytes, token: bytes) -> None:
-        max_age = self._policy.expires_at - self._now
+    def _answer_link(self, server: h11.Connection, location: bytes, token: bytes) -> None:
+        max_age = self._expires_at - self._now
         headers = auth.link_reply_headers(location, self._cookie, token, max_age)
-        reply = self._server.send(
-            h11.Response(status_code=303, reason=b"See Other", headers=headers)
-        )
-        reply += self._server.send(h11.EndOfMessage())
+        reply = server.send(h11.Response(status_code=303, reason=b"See Other", headers=headers))
+        reply += server.send(h11.EndOfMessage())
         self.out.append(ToRemote(reply))
         self.authenticated = True
         self.requests += 1
         self._answered = True
 
-    def _forward(self, request: Any, headers: auth.HeaderList) -> None:
+    def _forward(self, request: h11.Request, headers: auth.HeaderList) -> None:
         outgoing = h11.Request(method=request.method, target=request.target, headers=headers)
         try:
             data = self._client.send(outgoing)
@@ -196,19 +188,19 @@ class HttpSession:
 
     # -- bodies and responses ------------------------------------------------------------------
 
-    def _advance_remote(self) -> bool:
-        if self._server.their_state is not h11.SEND_BODY:
+    def _advance_remote(self, server: h11.Connection) -> bool:
+        if server.their_state is not h11.SEND_BODY:
             return False
         try:
-            event = self._server.next_event()
+            event = server.next_event()
         except h11.ProtocolError:
             if self._remote_eof:
                 self._stop("remote-closed", refused=False)
             else:
                 self._stop("bad-request", refused=True, reply=self._unless_answered(BAD_REQUEST))
             return False
-        if event is h11.NEED_DATA:
-            return False
+        if not isinstance(event, h11.Event):
+            return False  # h11 needs more data
         if self._forwarding:
             # Trailers are dropped: they could carry anything, including the token header.
             outgoing = h11.EndOfMessage() if type(event) is h11.EndOfMessage else event
@@ -217,56 +209,51 @@ class HttpSession:
             except h11.ProtocolError:
                 self._stop("service-closed", refused=False)
                 return False
-            self.out.extend(ToService(piece) for piece in _coalesce(pieces))
+            self.out.extend(ToService(piece) for piece in coalesce(pieces))
         return True
 
-    def _advance_service(self) -> bool:
+    def _advance_service(self, server: h11.Connection) -> bool:
         if not self._forwarding or self._client.their_state is h11.DONE:
             return False
         try:
             event = self._client.next_event()
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                return False
+            if not isinstance(event, h11.Event):
+                return False  # NEED_DATA or PAUSED
             if type(event) is h11.ConnectionClosed:
                 raise h11.RemoteProtocolError("service closed before answering")
-            self._relay_response(event)
+            self._relay_response(server, event)
         except h11.ProtocolError:
             self._stop("service-closed", refused=False, reply=self._unless_answered(BAD_GATEWAY))
             return False
         return True
 
-    def _relay_response(self, event: Any) -> None:
+    def _relay_response(self, server: h11.Connection, event: h11.Event) -> None:
         if type(event) is h11.Response:
             self._answered = True
-            if not _service_keeps_alive(self._method, event):
+            if not service_keeps_alive(self._method, event):
                 # This cycle is the last one the service will take, so the remote must not
                 # send another request: there is only one service connection per gate.
-                event = h11.Response(
-                    status_code=event.status_code,
-                    reason=event.reason,
-                    headers=[*event.headers.raw_items(), (b"Connection", b"close")],
-                )
+                event = closing(event)
         elif type(event) is h11.EndOfMessage:
             event = h11.EndOfMessage()
-        pieces = self._server.send_with_data_passthrough(event)
-        self.out.extend(ToRemote(piece) for piece in _coalesce(pieces))
-        if self._server.our_state is h11.SWITCHED_PROTOCOL:
-            self._switch()
+        pieces = server.send_with_data_passthrough(event)
+        self.out.extend(ToRemote(piece) for piece in coalesce(pieces))
+        if server.our_state is h11.SWITCHED_PROTOCOL:
+            self._switch(server)
 
-    def _switch(self) -> None:
+    def _switch(self, server: h11.Connection) -> None:
         # After 101 (or a CONNECT 2xx) both h11 connections stop parsing; whatever each already
         # buffered belongs to the new protocol and must reach the other side before piping.
         from_service, _ = self._client.trailing_data
-        from_remote, _ = self._server.trailing_data
+        from_remote, _ = server.trailing_data
         if from_service:
             self.out.append(ToRemote(from_service))
         if from_remote:
             self.out.append(ToService(from_remote))
         self.piped = True
 
-    def _finish_cycle(self, now: float) -> bool:
-        server = self._server
-        if server.our_state not in _ENDED or server.their_state not in _ENDED:
+    def _finish_cycle(self, server: h11.Connection, now: float) -> bool:
+        if server.our_state not in ENDED or server.their_state not in ENDED:
             return False
         if server.our_state is not h11.DONE or server.their_state is not h11.DONE:
             self._stop("done", refused=False)
@@ -285,27 +272,3 @@ class HttpSession:
         self._deadline = now + self._policy.header_timeout
         self._forwarding = self._answered = False
         return True
-
-
-_ENDED = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
-# Below this a join costs less than handing the pump one more write; above it, a chunk of body
-# is passed on as the very object h11 produced, without a copy.
-_COALESCE_LIMIT = 16384
-
-
-def _coalesce(pieces: list[Any]) -> list[Any]:
-    if len(pieces) <= 1 or sum(len(piece) for piece in pieces) > _COALESCE_LIMIT:
-        return pieces
-    return [b"".join(pieces)]
-
-
-def _service_keeps_alive(method: bytes, response: Any) -> bool:
-    """Whether the service will take another request after this response (h11's own rule)."""
-    if response.http_version != b"1.1":
-        return False
-    connection = b",".join(v for k, v in response.headers if k == b"connection").lower()
-    if b"close" in [token.strip() for token in connection.split(b",")]:
-        return False
-    if method in (b"HEAD", b"CONNECT") or response.status_code in (204, 304):
-        return True
-    return any(k in (b"content-length", b"transfer-encoding") for k, _ in response.headers)

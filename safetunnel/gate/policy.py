@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
-
-from safetunnel.gate.budget import FailureBudget
 
 GateProtocol = Literal["auto", "http", "tcp"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class GatePolicy:
-    """Settings shared by every gate of a tunnel. ``expires_at`` may be moved (extend)."""
+    """Settings shared by every gate of a tunnel; fixed for the tunnel's life.
+
+    What changes while a tunnel runs (its expiry) is passed to ``Gate.next_event`` instead, so
+    a gate never reads a value that another thread is moving.
+    """
 
     token_hash: bytes
     tunnel_id: str
     protocol: GateProtocol = "auto"
-    expires_at: float = math.inf  # same clock as ``now``; cookie Max-Age = int(expires_at - now)
     header_timeout: float = 10.0
     max_header_bytes: int = 16384
     max_preamble_bytes: int = 256
-    budget: FailureBudget | None = None

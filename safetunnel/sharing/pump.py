@@ -1,14 +1,16 @@
-"""Moves bytes between one forwarded SSH channel and the local service, driving the gate.
+"""Moves bytes between one forwarded connection and the local service, driving the gate.
 
-DESIGN §4 lessons applied here: one blocking reader per direction (no select loop over paramiko
-channels, which is where 40-80 ms per connection went), large reads with ``sendall``, TCP_NODELAY
-on the local socket. Until the gate says ``Pipe`` every byte goes through it; after that the two
-readers copy raw bytes and the gate is out of the data path.
+Lessons from measuring the data path: one blocking reader per direction (a select loop over
+paramiko channels cost 40-80 ms per connection), large reads passed on with one ``sendall``,
+TCP_NODELAY on the local socket. Until the gate says ``Pipe`` every byte goes through it; after
+that the two readers copy raw bytes and the gate is out of the data path.
 
-Threading: the remote reader (``run``) and the service reader both feed the one gate under
-``_gate_lock``. Writes happen outside that lock (a blocked write must never stop the other
-direction), yet stay in gate order: events are queued per destination under the gate lock and
-flushed FIFO under that destination's own write lock.
+A pump is in one :class:`Phase` at a time, and only :meth:`Pump._move` changes it. Threading:
+the remote reader (``run``) and, once the service is open, the service reader both feed the one
+gate under ``_gate_lock``. Writes happen outside that lock (a blocked write must never stop the
+other direction), yet stay in gate order: events are queued per destination under the gate lock
+and flushed FIFO under that destination's own write lock. The service is connected outside
+every lock, so a slow connect holds nothing that teardown or the other direction waits on.
 """
 
 from __future__ import annotations
@@ -20,19 +22,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from safetunnel.gate import (
-    Close,
-    Connect,
-    Event,
-    Gate,
-    GatePolicy,
-    NeedData,
-    Pipe,
-    ToRemote,
-    ToService,
-)
+from safetunnel.gate import Close, Connect, Event, Gate, NeedData, Pipe, ToRemote, ToService
 from safetunnel.sharing import pumpio
-from safetunnel.sharing.pumpio import Decision, Finished, Submit
+from safetunnel.sharing.pumptypes import GATED, NEXT, Phase, PumpHooks
 from safetunnel.sharing.stats import ConnCounters
 from safetunnel.ssh.engine import ByteStream
 
@@ -42,42 +34,29 @@ log = logging.getLogger("safetunnel.sharing.pump")
 class Pump:
     """One forwarded connection. ``run`` is the remote reader; it starts the service reader."""
 
-    def __init__(
-        self,
-        chan: ByteStream,
-        counters: ConnCounters,
-        policy: GatePolicy,
-        service: tuple[str, int],
-        submit: Submit,
-        on_decision: Decision,
-        on_finished: Finished,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, chan: ByteStream, counters: ConnCounters, hooks: PumpHooks) -> None:
         self._chan = chan
         self._counters = counters
-        self._policy = policy
-        self._service = service
-        self._submit = submit
-        self._on_decision = on_decision
-        self._on_finished = on_finished
-        self._clock = clock
+        self._hooks = hooks
+        self._clock = hooks.clock
         self._gate_lock = threading.Lock()
         self._state_lock = threading.Lock()
+        self._phase = Phase.GATING
         # Built now, so the header deadline runs from the channel open even when the pump only
         # starts on the first data (see start).
-        self._gate: Gate | None = Gate(policy, clock())
-        self._starter = pumpio.RemoteStarter(chan, submit)
+        self._gate = Gate(hooks.policy, self._clock())
+        self._starter = pumpio.RemoteStarter(chan, hooks.submit)
         self._sock: socket.socket | None = None
         self._to_remote = pumpio.Outbox(chan.write_all)
-        self._to_service: pumpio.Outbox | None = None
-        self._piped = False
-        self._decided = False
-        self._announce = False  # the "allowed" decision is made but not yet reported
+        self._to_service = pumpio.Outbox(pumpio.unconnected)
+        self._verdict: bool | None = None  # the decision, once reported
         self._allowed = False
         self._reason = "eof"
-        self._closed = False
         self._running = 1  # directions still running; the last one out reports
-        self._start_service_reader = False
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -92,234 +71,219 @@ class Pump:
     def overdue(self, now: float) -> bool:
         """No thread reads the remote although the gate's deadline passed (a client that sends
         nothing): the tunnel then kicks it, so the gate can time it out."""
-        gate = self._gate
-        if self._starter.active or self._piped or self._closed or gate is None:
+        if self._starter.active or self._phase not in GATED:
             return False
-        deadline = gate.current_deadline
+        deadline = self._gate.current_deadline
         return deadline is not None and now >= deadline
 
     def run(self) -> None:
         """Remote reader: drive the gate until it pipes or closes, then copy raw bytes.
 
-        At Connect this thread becomes the service reader instead (the reply is what the client
+        The thread that opens the service becomes its reader (the reply is what the client
         waits for) and the remote side is parked until its next input, so a connection costs one
         pool-thread hand-off on its critical path instead of two."""
-        if self._remote_direction():
-            self._service_reader()
+        if self._guarded(self._remote_side):
+            self._guarded(self._service_side)
 
-    def _remote_direction(self) -> bool:
-        """True when the remote side was parked and the caller must read the service."""
+    def close(self) -> None:
+        """Close both ends; idempotent, callable from any thread (teardown uses it)."""
+        self._move(Phase.CLOSED)
+
+    def _move(self, to: Phase, sock: socket.socket | None = None) -> bool:
+        """The one place the phase changes. False when the pump closed meanwhile (teardown)."""
+        with self._state_lock:
+            if self._phase is Phase.CLOSED:
+                return False
+            if to not in NEXT[self._phase]:
+                raise RuntimeError(f"pump cannot go from {self._phase.value} to {to.value}")
+            self._phase = to
+            if to is Phase.CONNECTED:
+                self._sock = sock
+            sock = self._sock
+        if to is Phase.CLOSED:
+            self._chan.close()
+            if sock is not None:
+                pumpio.close_socket(sock)
+        return True
+
+    def _guarded(self, direction: Callable[[], bool]) -> bool:
+        """Run one direction; True when it handed its thread over to the service side."""
         handed_over = False
         try:
-            self._gate_phase()
-            if self._start_service_reader:
-                self._start_service_reader = False
-                handed_over = True
-                self._starter.park()
-                return True
-            if self._piped and not self._closed:
-                self._copy_to_service()
-        except pumpio.ServiceUnavailable:
-            self._answer_service_down()
+            handed_over = direction()
         except (OSError, EOFError) as err:
             self._note_error(err)
-        except Exception as err:  # a bug must not kill the pool thread silently
+        except Exception as err:  # a bug: keep the pool thread, and say where it happened
+            log.exception("pump for %s failed", self._counters.origin)
             self._note_error(err)
         finally:
             if not handed_over:
                 self._direction_done()
+        return handed_over
+
+    # -- remote side -----------------------------------------------------------------------------
+
+    def _remote_side(self) -> bool:
+        if self._phase in GATED and self._gate_remote():
+            self._starter.park()
+            return True
+        if self._phase is Phase.PIPED:
+            self._copy_to_service()
         return False
 
-    def _answer_service_down(self) -> None:
-        """The token was right but the local service is gone: say so (HTTP 502), and count it
-        as an allowed connection that failed, not as a refused one."""
-        if self._counters.protocol == "http":
-            with contextlib.suppress(OSError, EOFError):
-                self._chan.write_all(pumpio.BAD_GATEWAY)
-        self._reason = "service-unavailable"
-        self._decided, self._allowed = True, True
-        self._on_decision(self._counters, True, "allowed")
-        self.close()
+    def _gate_remote(self) -> bool:
+        """Feed remote bytes to the gate until it waits on the service, pipes or closes.
 
-    def close(self) -> None:
-        """Close both ends; idempotent, callable from any thread (teardown uses it)."""
-        with self._state_lock:
-            if self._closed:
-                return
-            self._closed = True
-            sock = self._sock
-        self._chan.close()
-        if sock is not None:
-            pumpio.close_socket(sock)
-
-    # -- gate phase ------------------------------------------------------------------------------
-
-    def _gate_phase(self) -> None:
-        remote_eof = False
-        while True:
-            with self._gate_lock:
-                events = self._drain()
-            deadline = self._apply(events)
-            if self._start_service_reader or self._piped or self._closed:
-                return  # after Connect, run() turns this thread into the service reader
-            if remote_eof:
-                return  # nothing more will come from the remote; the service reader finishes
+        True when this thread opened the service, and so must now read it."""
+        opened = False
+        data: bytes | None = None  # None: nothing new to feed (first round, or a deadline)
+        while (events := self._feed_remote(data)) is not None:
+            self._apply(events)
+            last = events[-1]
+            if isinstance(last, Connect):
+                opened, data = self._open_service(last.protocol), None
+                continue
+            if opened or self._phase not in GATED or data == b"":
+                break  # after an EOF, the service reader (if any) finishes up
+            deadline = last.deadline if isinstance(last, NeedData) else None
             data = pumpio.recv_until(self._chan, deadline, self._clock)
-            if data is None:
-                continue  # deadline passed: the next drain turns it into a Close
-            self._counters.add_in(len(data))
-            with self._gate_lock:
-                if self._piped:  # a 101 from the service switched us while we were reading
-                    self._pending_raw_in(data)
-                    return
-                assert self._gate is not None
+            if data is not None:
+                self._counters.add_in(len(data))
+        return self._hand_over() if opened else False
+
+    def _feed_remote(self, data: bytes | None) -> list[Event] | None:
+        """Feed ``data`` to the gate and drain it; None once the gate is out of the data path."""
+        with self._gate_lock:
+            if self._phase not in GATED:
+                if data and self._phase is Phase.PIPED:
+                    self._to_service.put(data)  # a 101 switched us to raw while we read
+                return None
+            if data is not None:
                 self._gate.receive_remote(data)
-            remote_eof = not data
+            return self._drain()
+
+    def _hand_over(self) -> bool:
+        """This thread opened the service: it reads the service next, unless the pump closed."""
+        self._decide(True, "allowed")  # once the request is on its way, not before it
+        with self._state_lock:
+            if self._phase is Phase.CLOSED:
+                return False
+            # Counted only now: had anything failed since the connect, the remote direction
+            # alone would have reported, with no service reader left to wait for.
+            self._running += 1
+        return True
+
+    def _open_service(self, protocol: str) -> bool:
+        """The token checked out: only now is the local service contacted. Runs outside the gate
+        lock, so a slow connect blocks nothing else. False when the service is unavailable."""
+        self._counters.protocol = protocol
+        try:
+            sock = pumpio.open_local(self._hooks.service)
+        except OSError as err:
+            log.info("service %s unavailable: %s", self._hooks.service, err)
+            with self._gate_lock:
+                self._gate.service_unavailable()  # the gate answers (502 or close) and closes
+            return False
+        self._to_service = pumpio.Outbox(sock.sendall)
+        if not self._move(Phase.CONNECTED, sock):
+            pumpio.close_socket(sock)  # teardown closed us while we connected: don't leak it
+            raise ConnectionAbortedError("the tunnel is closing")
+        return True
+
+    # -- the gate's events -----------------------------------------------------------------------
 
     def _drain(self) -> list[Event]:
         """Collect events up to the next wait point. Called with the gate lock held."""
-        assert self._gate is not None
         events: list[Event] = []
+        now, expires_at = self._clock(), self._hooks.expires_at()
         while True:
-            event = self._gate.next_event(self._clock())
+            event = self._gate.next_event(now, expires_at)
             events.append(event)
-            if isinstance(event, ToService) and self._to_service is not None:
+            if isinstance(event, ToService):
                 self._to_service.put(event.data)
             elif isinstance(event, ToRemote):
                 self._to_remote.put(event.data)
-            elif isinstance(event, Connect):
-                self._connect(event.protocol)
             elif isinstance(event, Pipe):
-                self._piped = True
-            if isinstance(event, NeedData | Pipe | Close):
+                self._move(Phase.PIPED)
+            if isinstance(event, NeedData | Pipe | Close | Connect):
                 return events
 
-    def _apply(self, events: list[Event]) -> float | None:
+    def _apply(self, events: list[Event]) -> None:
         """Perform what the drained events ask for, outside the gate lock."""
-        deadline: float | None = None
-        for event in events:
-            if isinstance(event, NeedData):
-                deadline = event.deadline
-            elif isinstance(event, Close):
-                self._finish_by_gate(event)
-                return None
+        last = events[-1]
+        if isinstance(last, Close):
+            self._finish_by_gate(last)
+            return
         self._to_remote.flush()
-        if self._to_service is not None:
-            self._to_service.flush()
-        self._announce_decision()
-        return deadline
-
-    def _connect(self, protocol: str) -> None:
-        """First successful authentication: only now is the local service contacted."""
-        self._counters.protocol = protocol
-        try:
-            sock = pumpio.open_local(self._service)
-        except OSError as err:
-            raise pumpio.ServiceUnavailable(str(err)) from err
-        with self._state_lock:
-            if self._closed:  # teardown closed us while we connected: don't leak the socket
-                pumpio.close_socket(sock)
-                raise ConnectionAbortedError("the tunnel is closing")
-            self._sock = sock
-        self._to_service = pumpio.Outbox(sock.sendall)
-        # Decided now; reported by _apply once the first bytes are on their way to the service:
-        # the sinks (event line, audit) cost ~75 us that no longer sit between the client's
-        # request and the service, nor under the gate lock.
-        self._decided, self._allowed, self._announce = True, True, True
-        with self._state_lock:
-            self._running += 1
-        self._start_service_reader = True
+        self._to_service.flush()
 
     def _finish_by_gate(self, event: Close) -> None:
-        self._announce_decision()
-        if event.delay > 0:
-            time.sleep(event.delay)  # failure budget: slow down guessing, on this thread only
+        if event.refused:
+            delay = self._hooks.refusal_delay(self._clock())
+            if delay > 0:
+                time.sleep(delay)  # slows down guessing, on this connection's thread only
         with contextlib.suppress(OSError, EOFError):
             self._to_remote.flush()
-            if self._to_service is not None:
-                self._to_service.flush()
+            self._to_service.flush()
         self._reason = event.reason
-        if not self._decided:
-            self._decide(event.allowed, event.reason)
-        elif not event.allowed:
-            self._allowed = False
+        self._decide(event.allowed or self._sock is not None, event.reason)
+        self._allowed = event.allowed
         self.close()
 
-    def _announce_decision(self) -> None:
-        """Report the "allowed" decision _connect made, exactly once, from whichever thread."""
-        if not self._announce:
-            return
-        with self._state_lock:
-            if not self._announce:
-                return
-            self._announce = False
-        self._on_decision(self._counters, True, "allowed")
-
     def _decide(self, allowed: bool, reason: str) -> None:
-        self._decided = True
-        self._allowed = allowed
-        if self._counters.protocol is None and self._gate is not None:
+        """Report whether the connection got through, once, from whichever thread is first."""
+        with self._state_lock:
+            if self._verdict is not None:
+                return
+            self._verdict = self._allowed = allowed
+        if self._counters.protocol is None:
             self._counters.protocol = self._gate.protocol
-        self._on_decision(self._counters, allowed, reason)
+        self._hooks.on_decision(self._counters, allowed, "allowed" if allowed else reason)
 
-    # -- service reader --------------------------------------------------------------------------
+    # -- service side ----------------------------------------------------------------------------
 
-    def _service_reader(self) -> None:
-        try:
-            if not self._piped:
-                self._service_gate_phase()
-            if self._piped and not self._closed:
-                self._copy_to_remote()
-        except (OSError, EOFError) as err:
-            self._note_error(err)
-        except Exception as err:  # never lose a pool thread to a bug
-            self._note_error(err)
-        finally:
-            self._direction_done()
+    def _service_side(self) -> bool:
+        if self._phase is Phase.CONNECTED:
+            self._gate_service()
+        if self._phase is Phase.PIPED:
+            self._copy_to_remote()
+        return False
 
-    def _service_gate_phase(self) -> None:
-        assert self._sock is not None
-        while not self._closed:
-            data = self._sock.recv(pumpio.BUFSIZE)
+    def _gate_service(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        while self._phase is Phase.CONNECTED:
+            data = sock.recv(pumpio.BUFSIZE)
             self._counters.add_out(len(data))
             with self._gate_lock:
-                if self._piped:
-                    if data:
-                        self._to_remote.put(data)
-                    self._to_remote.flush()
-                    return
-                assert self._gate is not None
-                self._gate.receive_service(data)
-                events = self._drain()
+                if self._phase is not Phase.CONNECTED:
+                    if data and self._phase is Phase.PIPED:
+                        self._to_remote.put(data)  # the remote side switched us to raw
+                    events = None
+                else:
+                    self._gate.receive_service(data)
+                    events = self._drain()
+            if events is None:
+                self._to_remote.flush()
+                return
             self._apply(events)
-            if not data or self._piped:
+            if not data:
                 return
 
-    # -- raw copying -----------------------------------------------------------------------------
-
-    def _pending_raw_in(self, data: bytes) -> None:
-        """Bytes read from the remote just as the gate switched to raw: pass them on as they are."""
-        if data and self._to_service is not None:
-            self._to_service.put(data)
-
     def _copy_to_service(self) -> None:
-        assert self._sock is not None and self._to_service is not None
+        assert self._sock is not None
         self._to_service.flush()
-        pumpio.copy_stream(self._chan.read, self._sock.sendall, self._counters.add_in)
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_WR)  # pass the half-close on, like ssh -R does
+        pumpio.pipe_to_service(self._chan, self._sock, self._counters.add_in)
 
     def _copy_to_remote(self) -> None:
         assert self._sock is not None
         self._to_remote.flush()
-        pumpio.copy_stream(self._sock.recv, self._chan.write_all, self._counters.add_out)
-        with contextlib.suppress(OSError, EOFError):
-            self._chan.half_close()
+        pumpio.pipe_to_remote(self._sock, self._chan, self._counters.add_out)
 
     # -- bookkeeping -----------------------------------------------------------------------------
 
     def _note_error(self, err: BaseException) -> None:
-        if not self._closed:
+        if self._phase is not Phase.CLOSED:
             self._reason = f"error: {type(err).__name__}"
         self.close()
 
@@ -330,7 +294,5 @@ class Pump:
         if not last:
             return
         self.close()
-        self._announce_decision()
-        if not self._decided:
-            self._decide(False, self._reason)
-        self._on_finished(self._counters, self._allowed, self._reason)
+        self._decide(False, self._reason)
+        self._hooks.on_finished(self._counters, self._allowed, self._reason)

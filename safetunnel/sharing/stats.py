@@ -2,6 +2,9 @@
 
 Each connection counts its own bytes (one writer per direction, so no lock on the hot path); the
 tunnel-wide view adds the finished totals to the live connections' counters when asked.
+
+Every time here comes from the tunnel's one clock, so that "idle since" can be compared with the
+tunnel's own ``now`` (and scripted in tests).
 """
 
 from __future__ import annotations
@@ -9,8 +12,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+Clock = Callable[[], float]
 
 RECENT = 20
 
@@ -20,25 +26,30 @@ class ConnCounters:
     """Per-connection counters, written only by that connection's two pump threads."""
 
     origin: str
-    opened: float = field(default_factory=time.monotonic)
+    clock: Clock = field(default=time.monotonic, repr=False)
     bytes_in: int = 0  # remote -> service
     bytes_out: int = 0  # service -> remote
     protocol: str | None = None
-    last_activity: float = field(default_factory=time.monotonic)
+    opened: float = field(init=False)
+    last_activity: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.opened = self.last_activity = self.clock()
 
     def add_in(self, count: int) -> None:
         self.bytes_in += count
-        self.last_activity = time.monotonic()
+        self.last_activity = self.clock()
 
     def add_out(self, count: int) -> None:
         self.bytes_out += count
-        self.last_activity = time.monotonic()
+        self.last_activity = self.clock()
 
 
 class TunnelStats:
     """Thread-safe aggregate for status lines, records and `safetunnel status`."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._live: set[ConnCounters] = set()
         self.total = 0
@@ -46,17 +57,21 @@ class TunnelStats:
         self._closed_in = 0
         self._closed_out = 0
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
-        self.last_activity = time.monotonic()
+        self.last_activity = clock()
+
+    def counters(self, origin: str) -> ConnCounters:
+        """Fresh counters for a connection from ``origin``, on this tunnel's clock."""
+        return ConnCounters(origin, self._clock)
 
     def opened(self, conn: ConnCounters) -> None:
         with self._lock:
             self._live.add(conn)
             self.total += 1
-            self.last_activity = time.monotonic()
+            self.last_activity = self._clock()
 
     def finished(self, conn: ConnCounters, allowed: bool, reason: str) -> dict[str, Any]:
         """Move a connection to the totals; returns its summary (for the audit log)."""
-        now = time.monotonic()
+        now = self._clock()
         summary = {
             "origin": conn.origin,
             "protocol": conn.protocol or "unknown",
@@ -99,7 +114,7 @@ class TunnelStats:
             return len(self._live)
 
     def idle_since(self) -> float:
-        """Monotonic time of the last byte or connection seen anywhere on the tunnel."""
+        """When (on the tunnel's clock) the last byte or connection was seen on the tunnel."""
         with self._lock:
             latest = self.last_activity
             for conn in self._live:

@@ -21,8 +21,10 @@ from typing import Any
 from safetunnel import tokens
 from safetunnel.durations import format_duration, format_remaining
 from safetunnel.errors import ConfigError
-from safetunnel.gate import FailureBudget, GatePolicy
+from safetunnel.gate import GatePolicy
+from safetunnel.sharing.budget import FailureBudget
 from safetunnel.sharing.pump import Pump
+from safetunnel.sharing.pumptypes import PumpHooks
 from safetunnel.sharing.stats import ConnCounters, TunnelStats
 from safetunnel.sharing.tunnelconfig import (
     EXIT_CODES,
@@ -62,20 +64,24 @@ class Tunnel:
         self._owned = list(owned or [])
         self._clock = clock
         self._token_hash = tokens.hash_token(token)
-        self.stats = TunnelStats()
+        self.stats = TunnelStats(clock)
         self._budget = FailureBudget(max_failures=config.max_failures)
-        self._policy = GatePolicy(
-            token_hash=self._token_hash,
-            tunnel_id=self.id,
-            protocol=config.protocol,
-            budget=self._budget,
-        )
         # Live pumps by their counters; a pump leaves when it reports finished (its remote side
         # may be parked with no thread, so "run() returned" does not mean finished).
         self._pumps: dict[ConnCounters, Pump] = {}
         self._pumps_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(
             max_workers=2 * config.max_connections + 4, thread_name_prefix=f"{self.id}-conn"
+        )
+        self._pump_hooks = PumpHooks(
+            policy=GatePolicy(self._token_hash, self.id, protocol=config.protocol),
+            service=config.local,
+            submit=self._executor.submit,
+            on_decision=self._on_decision,
+            on_finished=self._on_finished,
+            refusal_delay=self._budget.record_failure,
+            expires_at=lambda: self._expires_mono,
+            clock=clock,
         )
         self._stop = threading.Event()
         self._closed = threading.Event()
@@ -129,7 +135,6 @@ class Tunnel:
         except BaseException:
             self._teardown_unstarted()
             raise
-        self._policy.expires_at = self._expires_mono
         self._arm_warnings()
         self._session.start_watchdog(self.config.keepalive, lambda: self.request_stop("ssh-lost"))
         self._supervisor = threading.Thread(target=self._supervise, name=f"{self.id}-supervisor")
@@ -179,7 +184,6 @@ class Tunnel:
                 hint="Start a new share, or raise max_ttl in config.toml.",
             )
         self._expires_mono = new_expiry
-        self._policy.expires_at = new_expiry
         self._arm_warnings()
         return self.expires_at
 
@@ -230,23 +234,16 @@ class Tunnel:
 
     def _admit(self, stream: ByteStream) -> None:
         origin_text = f"{stream.origin[0]}:{stream.origin[1]}"
-        counters = ConnCounters(origin=origin_text)
-        pump = Pump(
-            stream,
-            counters,
-            self._policy,
-            self.config.local,
-            self._executor.submit,
-            self._on_decision,
-            self._on_finished,
-            clock=self._clock,
-        )
+        counters = self.stats.counters(origin_text)
+        pump = Pump(stream, counters, self._pump_hooks)
         # Checked and registered under one lock with teardown's `_stopping`, so a pump is either
         # refused here or seen (and closed) by teardown; never missed and left blocking.
         with self._pumps_lock:
             reason = (
                 "shutting-down"
                 if self._stopping
+                else "max-failures"  # the tunnel is about to stop for it: admit nobody now
+                if self._budget.exhausted
                 else "max-connections"
                 if len(self._pumps) >= self.config.max_connections
                 else None

@@ -1,15 +1,16 @@
-"""The global failure budget shared by all gates of one tunnel.
+"""The failure budget of one tunnel: what refusals cost, across all of its connections.
 
-It is global rather than per origin because behind ``GatewayPorts no`` every remote connection
-arrives from the SSH server's loopback, so origin addresses tell attackers apart from nobody.
+Each gate only reports that it refused a client; the tunnel keeps this count, turns it into a
+delay before the refusal is answered (guessing gets slow), and stops once ``max_failures`` is
+reached. It is global rather than per origin because behind ``GatewayPorts no`` every remote
+connection arrives from the SSH server's loopback, so origin addresses tell attackers apart
+from nobody.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-
-from safetunnel.gate.events import GateError
 
 WINDOW_SECONDS = 60.0
 # Past this many doublings the delay is pinned at max_delay anyway; capping the exponent keeps
@@ -20,7 +21,9 @@ _EXTRA_REMEMBERED = 64
 
 
 class FailureBudget:
-    """Counts refusals; past ``per_minute`` in the last minute each one earns a growing delay."""
+    """Counts refusals; past ``per_minute`` in the last minute each one earns a growing delay.
+
+    Thread-safe: every connection's pump records into the same budget."""
 
     def __init__(
         self,
@@ -30,9 +33,9 @@ class FailureBudget:
         max_delay: float = 5.0,
     ) -> None:
         if per_minute < 0 or base_delay < 0 or max_delay < 0:
-            raise GateError("per_minute, base_delay and max_delay must not be negative")
+            raise ValueError("per_minute, base_delay and max_delay must not be negative")
         if max_failures is not None and max_failures < 1:
-            raise GateError("max_failures must be at least 1 (or None for no limit)")
+            raise ValueError("max_failures must be at least 1 (or None for no limit)")
         self.per_minute = per_minute
         self.max_failures = max_failures
         self.base_delay = base_delay

@@ -1,0 +1,64 @@
+"""What goes back to the remote client: the gate's own fixed replies, and the rules for relaying
+the service's responses through h11."""
+
+from __future__ import annotations
+
+import h11
+
+
+def _reply(status: bytes, extra: bytes, text: bytes) -> bytes:
+    # Fixed bodies: a refusal never echoes anything the client sent.
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\n"
+        + extra
+        + b"Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n"
+        + b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(text)
+        + text
+    )
+
+
+UNAUTHORIZED = _reply(
+    b"401 Unauthorized", b'WWW-Authenticate: Bearer realm="safetunnel"\r\n', b"Access denied.\n"
+)
+BAD_REQUEST = _reply(b"400 Bad Request", b"", b"Bad request.\n")
+# The one answer for "the token was right but the service did not answer": whether it could not
+# be connected at all or closed before its response, the client learns the same thing.
+BAD_GATEWAY = _reply(b"502 Bad Gateway", b"", b"The shared service did not answer.\n")
+
+# Both sides of a request/response cycle are over once h11 is in one of these states.
+ENDED = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
+# Below this a join costs less than handing the pump one more write; above it, a chunk of body
+# is passed on as the very object h11 produced, without a copy.
+_COALESCE_LIMIT = 16384
+
+
+def coalesce(pieces: list[bytes] | None) -> list[bytes]:
+    """h11's output pieces as few writes as is cheap (``None``, h11's "nothing", is none)."""
+    if pieces is None:
+        return []
+    if len(pieces) <= 1 or sum(len(piece) for piece in pieces) > _COALESCE_LIMIT:
+        return pieces
+    return [b"".join(pieces)]
+
+
+def closing(response: h11.Response) -> h11.Response:
+    """The same response announcing ``Connection: close``."""
+    return h11.Response(
+        status_code=response.status_code,
+        reason=response.reason,
+        headers=[*response.headers.raw_items(), (b"Connection", b"close")],
+    )
+
+
+def service_keeps_alive(method: bytes, response: h11.Response) -> bool:
+    """Whether the service will take another request after this response (h11's own rule)."""
+    if response.http_version != b"1.1":
+        return False
+    connection = b",".join(v for k, v in response.headers if k == b"connection").lower()
+    if b"close" in [token.strip() for token in connection.split(b",")]:
+        return False
+    if method in (b"HEAD", b"CONNECT") or response.status_code in (204, 304):
+        return True
+    return any(k in (b"content-length", b"transfer-encoding") for k, _ in response.headers)

@@ -1,0 +1,66 @@
+"""What a pump is given by its tunnel, and the phases it goes through."""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from safetunnel.gate import GatePolicy
+from safetunnel.sharing.stats import ConnCounters
+
+Submit = Callable[[Callable[[], None]], object]
+# (counters, allowed, reason): a connection was let through or turned away / has ended.
+Decision = Callable[[ConnCounters, bool, str], None]
+Finished = Callable[[ConnCounters, bool, str], None]
+
+
+class Phase(enum.Enum):
+    """Where a connection stands; each phase only moves forward (see ``NEXT``)."""
+
+    GATING = "gating"  # the gate reads the remote; the service is not open
+    CONNECTED = "connected"  # the service is open; the gate still frames every byte (HTTP)
+    PIPED = "piped"  # raw bytes both ways; the gate is out of the data path
+    CLOSED = "closed"  # both ends closed; the last direction out reports
+
+
+# The only moves Pump._move makes: forward, or straight to CLOSED.
+NEXT = {
+    Phase.GATING: (Phase.CONNECTED, Phase.CLOSED),
+    Phase.CONNECTED: (Phase.PIPED, Phase.CLOSED),
+    Phase.PIPED: (Phase.CLOSED,),
+    Phase.CLOSED: (),
+}
+# The phases in which every byte still goes through the gate.
+GATED = (Phase.GATING, Phase.CONNECTED)
+
+
+def _no_delay(_now: float) -> float:
+    return 0.0
+
+
+def _never() -> float:
+    return math.inf
+
+
+@dataclass(frozen=True)
+class PumpHooks:
+    """What every pump of one tunnel shares: the gate's rules, the service's address, and the
+    tunnel's callbacks.
+
+    ``refusal_delay(now)`` is called once per connection the gate refused; it returns how long
+    to wait before answering (the tunnel's failure budget). ``expires_at()`` is the tunnel's
+    current expiry on ``clock``; it may move while a connection is open. Both run on pump
+    threads, ``expires_at`` under the pump's gate lock: they must be quick and never block.
+    """
+
+    policy: GatePolicy
+    service: tuple[str, int]
+    submit: Submit
+    on_decision: Decision
+    on_finished: Finished
+    refusal_delay: Callable[[float], float] = _no_delay
+    expires_at: Callable[[], float] = _never
+    clock: Callable[[], float] = time.monotonic

@@ -1,0 +1,64 @@
+"""The idle limit runs on the tunnel's injected clock, through the stats' "idle since".
+
+Before the stats took the tunnel's clock, "idle since" came from ``time.monotonic`` while the
+tunnel's ``now`` came from its own clock, so a scripted clock could never make a tunnel idle."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import paramiko
+from services import Service, echo
+
+from safetunnel import tokens
+from safetunnel.sharing.tunnel import Tunnel
+from safetunnel.sharing.tunnelconfig import TunnelConfig
+from safetunnel.ssh.client import open_session
+from safetunnel.ssh.gateway import Gateway
+from safetunnel.ssh.target import SSHTarget
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self._now = now
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def set(self, value: float) -> None:
+        with self._lock:
+            self._now = value
+
+
+def test_idle_limit_follows_the_injected_clock(
+    builtin_gateway: tuple[Gateway, paramiko.PKey],
+) -> None:
+    gateway, key = builtin_gateway
+    host, port = gateway.address
+    clock = Clock(1000.0)
+    events: list[dict[str, Any]] = []
+    with Service(echo) as service:
+        session = open_session(
+            SSHTarget(host, port, "t"),
+            hostkeys=None,
+            on_unknown_key=None,
+            auth=None,
+            client_key=key,
+            expected_key=gateway.host_key,
+        )
+        config = TunnelConfig(
+            local=("127.0.0.1", service.port), ttl=3600, ssh_host="built-in", idle=60
+        )
+        tunnel = Tunnel(session, config, tokens.generate(), sinks=[events.append], clock=clock)
+        tunnel.start()
+        try:
+            clock.set(1059.0)
+            assert not tunnel.wait(0.6)  # a minute less a second of nothing: still up
+            clock.set(1061.0)
+            assert tunnel.wait(10)
+        finally:
+            tunnel.close()
+    assert tunnel.stop_reason == "idle"
