@@ -185,7 +185,6 @@ class Tunnel(TunnelConnections):
 
     def started_event(self) -> events.Started:
         token = self.token if self.config.show_token else None
-        url = f"http://{format_hostport(self.config.url_host, self.remote_port)}/"
         return events.Started(
             id=self.id,
             pid=os.getpid(),
@@ -197,7 +196,7 @@ class Tunnel(TunnelConnections):
             token=token,
             started_at=iso_z(self.started_at),
             expires_at=iso_z(self.expires_at),
-            url=url if token is None else f"{url}?safetunnel_token={token}",
+            url=self.config.link(self.remote_port, token),
         )
 
     # -- supervision -----------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND
+from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND, format_hostport
 from safetunnel.gate.policy import GateProtocol
 from safetunnel.sharing import options
 
@@ -37,3 +37,8 @@ class TunnelConfig:
     def url_host(self) -> str:
         """Where the share's link points: the SSH host when public, else its loopback."""
         return self.public_host if self.public else self.remote_bind
+
+    def link(self, remote_port: int, token: str | None) -> str:
+        """The share's link; with a token it carries it as a query parameter."""
+        url = f"http://{format_hostport(self.url_host, remote_port)}/"
+        return url if token is None else f"{url}?safetunnel_token={token}"
