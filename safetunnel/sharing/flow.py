@@ -1,10 +1,10 @@
 """The ``share`` flow: pre-flight, SSH, confirmation, forward. No printing or prompting here.
 
 The caller supplies a :class:`ShareUI`: the CLI's asks the user, the Python API's never prompts
-(its caller has confirmed). While a share is being prepared one ``ExitStack`` owns everything
-opened so far (the built-in gateway, the SSH session, the token file); a refused or failed share
-unwinds it and leaves nothing behind. A share that starts hands the whole stack to its
-:class:`Tunnel` in one step, so each resource has exactly one owner and is closed once.
+(its caller has confirmed). While a share is prepared one ``ExitStack`` owns all it opened (the
+built-in gateway, the SSH session, the token file), so a refused share leaves nothing behind; a
+share that starts hands the whole stack to its :class:`Tunnel` in one step, so each resource has
+exactly one owner and is closed once.
 """
 
 from __future__ import annotations
@@ -29,15 +29,8 @@ from safetunnel.registry.audit import AuditLog
 from safetunnel.registry.publication import Bookkeeper
 from safetunnel.registry.records import Registry, new_tunnel_id
 from safetunnel.secrets.credentials import KeyringAuthSource
+from safetunnel.sharing import preflight
 from safetunnel.sharing.observers import TunnelObserver
-from safetunnel.sharing.preflight import (
-    Risk,
-    ServiceInfo,
-    assess_risks,
-    needs_typed,
-    parse_local,
-    probe_local,
-)
 from safetunnel.sharing.request import ShareRequest, check_request
 from safetunnel.sharing.summary import ShareSummary
 from safetunnel.sharing.tunnel import Tunnel
@@ -87,9 +80,9 @@ def confirm_share(request: ShareRequest, ui: ShareUI) -> ShareSummary:
 class _Plan:
     """What pre-flight decided, before any network: carried to the confirmation and the tunnel."""
 
-    service: ServiceInfo
+    service: preflight.ServiceInfo
     ttl: int
-    risks: tuple[Risk, ...]
+    risks: tuple[preflight.Risk, ...]
     typed: bool
     max_ttl: int
     target: SSHTarget | None  # None: the built-in gateway
@@ -126,11 +119,12 @@ def _preflight(request: ShareRequest, ui: ShareUI) -> _Plan:
     ttl = request.ttl if request.ttl is not None else parse_duration(config.default_ttl)
     validate_ttl(ttl, config)
     registry = Registry()  # refuses a foreign or group-writable state dir before any network
-    service = probe_local(*parse_local(str(request.local)))
-    risks = assess_risks(
+    service = preflight.probe_local(*preflight.parse_local(str(request.local)))
+    risks = preflight.assess_risks(
         service.port, request.public, ttl, service.exposed, service_kind=service.service_kind
     )
-    typed = needs_typed(risks) and not (request.yes and request.public) and not ui.preconfirmed
+    risky = preflight.needs_typed(risks)
+    typed = risky and not (request.yes and request.public) and not ui.preconfirmed
     if not ui.interactive and not ui.preconfirmed and (typed or not request.yes):
         raise NotConfirmed(
             "confirmation needed but there is no terminal to ask on",
