@@ -6,6 +6,7 @@ Python API::
 
     with safetunnel.share(62893, ttl="30m") as tunnel:
         print(tunnel.remote_port, tunnel.token, tunnel.expires_at)
+    print(tunnel.stop_reason)  # a safetunnel.StopReason: "killed" here
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from safetunnel.errors import SafetunnelError
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from safetunnel.sharing.reasons import StopReason
     from safetunnel.sharing.tunnel import Tunnel
 
-__all__ = ["SafetunnelError", "Tunnel", "__version__", "share"]
+__all__ = ["SafetunnelError", "StopReason", "Tunnel", "__version__", "share"]
 
 
 def share(port: int | str, **options: Any) -> Tunnel:
@@ -35,4 +37,8 @@ def __getattr__(name: str) -> Any:
         from safetunnel.sharing.tunnel import Tunnel
 
         return Tunnel
+    if name == "StopReason":
+        from safetunnel.sharing.reasons import StopReason
+
+        return StopReason
     raise AttributeError(name)

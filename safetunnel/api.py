@@ -1,7 +1,8 @@
 """The Python API: ``with safetunnel.share(62893, ttl="30m") as t: ...``.
 
 It never prompts: calling it is the confirmation. Host-key rules still apply (an unknown key
-raises HostKeyUnknown; pin it first with ``safetunnel hosts trust``), and so does max_ttl.
+raises HostKeyUnknown; pin it first with ``safetunnel hosts trust``), and so do ``max_ttl`` and
+``default_ttl`` from config.toml, exactly as for ``safetunnel share``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 from safetunnel.durations import parse_duration
 from safetunnel.gate.policy import GateProtocol
 from safetunnel.secrets.credentials import KeyringAuthSource
-from safetunnel.sharing.flow import ShareRequest, open_share
+from safetunnel.sharing import options
+from safetunnel.sharing.flow import open_share
+from safetunnel.sharing.observers import TunnelObserver
+from safetunnel.sharing.request import ShareRequest
 from safetunnel.sharing.summary import ShareSummary
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.ssh.target import SSHTarget
@@ -30,30 +34,33 @@ class _ApiUI:
     def auth_source(self, target: SSHTarget) -> KeyringAuthSource:
         return KeyringAuthSource(host_label=target.label or target.display)
 
-    def attach(self, tunnel: Tunnel, summary: ShareSummary) -> None:
+    def observer(self, summary: ShareSummary) -> TunnelObserver | None:
         """Nothing to render; callers read the Tunnel's attributes."""
+        return None
 
 
 def share(
     port: int | str,
     *,
-    ttl: str | int = "30m",
+    ttl: str | int | None = None,
     host: str | None = None,
     idle: str | int | None = None,
-    remote_port: int = 0,
+    remote_port: int = options.DEFAULT_REMOTE_PORT,
     public: bool = False,
-    protocol: GateProtocol = "auto",
+    protocol: GateProtocol = options.DEFAULT_PROTOCOL,
     identity: str | None = None,
     known_hosts: str | None = None,
-    max_connections: int = 256,
+    max_connections: int = options.DEFAULT_MAX_CONNECTIONS,
     max_failures: int | None = None,
-    keepalive: float = 10.0,
+    keepalive: float = options.DEFAULT_KEEPALIVE,
 ) -> Tunnel:
     """Share 127.0.0.1:``port`` and return the started :class:`Tunnel` (a context manager).
 
-    ``ttl`` and ``idle`` take seconds or strings such as ``"30m"``. ``host`` is as for the CLI;
-    ``None`` uses the default host, else the built-in loopback gateway. The tunnel exposes
-    ``remote_port``, ``token``, ``expires_at`` and ``close()``.
+    ``ttl`` and ``idle`` take seconds or strings such as ``"30m"``; ``ttl=None`` uses
+    ``default_ttl`` from config.toml (30m unless set). ``host`` is as for the CLI; ``None`` uses
+    the default host, else the built-in loopback gateway. ``max_connections`` is 1-4096 and
+    ``keepalive`` 0.2-600 seconds, as on the command line. The tunnel exposes ``remote_port``,
+    ``token``, ``expires_at``, ``stop_reason``, ``exit_code`` and ``close()``.
     """
     request = ShareRequest(
         local=port,

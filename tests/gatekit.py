@@ -7,17 +7,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from safetunnel import tokens
-from safetunnel.gate import (
-    Close,
-    Connect,
-    Event,
-    Gate,
-    GatePolicy,
-    NeedData,
-    Pipe,
-    ToRemote,
-    ToService,
-)
+from safetunnel.gate.core import Gate
+from safetunnel.gate.events import Close, Connect, Event, NeedData, Pipe, ToRemote, ToService
+from safetunnel.gate.policy import GatePolicy
 
 TOKEN = "st_" + "Q" * 20 + "x-_" + "7" * 20
 TUNNEL_ID = "st-1a2b3c"

@@ -13,7 +13,7 @@ import pytest
 from paramiko.buffered_pipe import BufferedPipe, PipeTimeout
 
 from safetunnel import tokens
-from safetunnel.gate import GatePolicy
+from safetunnel.gate.policy import GatePolicy
 from safetunnel.sharing.pump import Pump
 from safetunnel.sharing.pumptypes import PumpHooks
 from safetunnel.sharing.stats import ConnCounters

@@ -79,3 +79,15 @@ def test_api_never_prompts_on_an_unknown_host_key(e2e: E2E, sshd: SSHD, tmp_path
     assert not (e2e.sandbox.config_dir / "known_hosts").exists()
     assert "tcpip-forward" not in sshd.log_text()
     assert e2e.records() == []
+
+
+def test_api_without_ttl_uses_default_ttl_from_config(e2e: E2E) -> None:
+    # The CLI has always honoured default_ttl; the API used to fix 30m in its signature.
+    config = e2e.sandbox.config_dir
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "config.toml").write_text('default_ttl = "2m"\n')
+    service = e2e.service(http_keepalive)
+    with safetunnel.share(service.port) as tunnel:
+        e2e.tokens.append(tunnel.token)
+        left = tunnel.expires_at - datetime.now(UTC)
+        assert timedelta(seconds=60) < left <= timedelta(minutes=2)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from gatekit import COOKIE, TOKEN, authed, chunked, make_policy, request, response, run
 
-from safetunnel.gate import Close, Connect, Gate, NeedData, Pipe, ToRemote, ToService
+from safetunnel.gate.core import Gate
+from safetunnel.gate.events import Close, Connect, NeedData, Pipe, ToRemote, ToService
 
 TOKEN_B = TOKEN.encode()
 

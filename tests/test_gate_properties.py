@@ -8,7 +8,8 @@ from gatekit import COOKIE, TOKEN, Run, make_policy, request, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from safetunnel.gate import Connect, Gate, GateError, ToService
+from safetunnel.gate.core import Gate
+from safetunnel.gate.events import Connect, GateError, ToService
 
 FAST = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from gatekit import TOKEN, authed, drain, make_policy, response
 
-from safetunnel.gate import Close, Connect, Event, Gate, GateError, Pipe, ToRemote, ToService
+from safetunnel.gate.core import Gate
+from safetunnel.gate.events import Close, Connect, Event, GateError, Pipe, ToRemote, ToService
 from safetunnel.gate.responses import BAD_GATEWAY
 
 PREAMBLE = b"SAFETUNNEL " + TOKEN.encode() + b"\n"

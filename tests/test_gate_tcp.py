@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from gatekit import TOKEN, chunked, make_policy, request, run
 
-from safetunnel.gate import Close, Connect, Gate, GateError, NeedData, Pipe, ToService
+from safetunnel.gate.core import Gate
+from safetunnel.gate.events import Close, Connect, GateError, NeedData, Pipe, ToService
 from safetunnel.gate.sniff import sniff
 
 PREAMBLE = b"SAFETUNNEL " + TOKEN.encode() + b"\n"

@@ -53,6 +53,11 @@ def test_public_through_the_builtin_gateway_is_refused_clearly(sandbox: Sandbox)
         {"ttl": -5},
         {"ttl": "5s", "remote_port": 70000},
         {"ttl": "5s", "max_connections": 0},
+        # A pool of two threads per connection: a million would be two million threads.
+        {"ttl": "5s", "max_connections": 10**6},
+        {"ttl": "5s", "max_connections": 4097},
+        {"ttl": "5s", "keepalive": 0.1},
+        {"ttl": "5s", "protocol": "ftp"},
         {"ttl": "5s", "idle": 0},
         {"ttl": "5s", "max_failures": 0},
         {"ttl": "5s", "keepalive": 0},
@@ -62,3 +67,9 @@ def test_api_refuses_what_the_cli_refuses(sandbox: Sandbox, options: dict[str, o
     # Port 1 has nothing listening: a refusal here proves the check ran before the probe.
     with pytest.raises(ConfigError):
         safetunnel.share(1, **options)
+
+
+def test_the_cli_bounds_max_connections_like_the_api(sandbox: Sandbox) -> None:
+    result = run(["share", "1", "--yes", "--max-connections", "4097"], sandbox.env)
+    assert result.returncode == 2, result.stderr
+    assert "4097 is not in the range 1<=x<=4096" in result.stderr

@@ -6,7 +6,6 @@ tunnel's ``now`` came from its own clock, so a scripted clock could never make a
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import paramiko
 from services import Service, echo
@@ -39,7 +38,6 @@ def test_idle_limit_follows_the_injected_clock(
     gateway, key = builtin_gateway
     host, port = gateway.address
     clock = Clock(1000.0)
-    events: list[dict[str, Any]] = []
     with Service(echo) as service:
         session = open_session(
             SSHTarget(host, port, "t"),
@@ -52,7 +50,7 @@ def test_idle_limit_follows_the_injected_clock(
         config = TunnelConfig(
             local=("127.0.0.1", service.port), ttl=3600, ssh_host="built-in", idle=60
         )
-        tunnel = Tunnel(session, config, tokens.generate(), sinks=[events.append], clock=clock)
+        tunnel = Tunnel(session, config, tokens.generate(), clock=clock)
         tunnel.start()
         try:
             clock.set(1059.0)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import paramiko
 from e2e import port_open, wait_for
+from eventlog import EventLog
 from services import Service, echo
 
 from safetunnel import tokens
+from safetunnel.sharing.events import Stopped, TunnelEvent, Warning
+from safetunnel.sharing.reasons import StopReason
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.sharing.tunnelconfig import TunnelConfig
 from safetunnel.ssh.client import open_session
@@ -37,7 +39,7 @@ class Clock:
 
 def start_tunnel(
     gateway: Gateway, key: paramiko.PKey, service: Service, clock: Clock, ttl: int
-) -> tuple[Tunnel, list[dict[str, Any]]]:
+) -> tuple[Tunnel, list[TunnelEvent]]:
     host, port = gateway.address
     session = open_session(
         SSHTarget(host, port, "t"),
@@ -54,14 +56,14 @@ def start_tunnel(
         tunnel_id="st-abc123",
         max_ttl=3600,
     )
-    events: list[dict[str, Any]] = []
-    tunnel = Tunnel(session, config, tokens.generate(), sinks=[events.append], clock=clock)
+    log = EventLog()
+    tunnel = Tunnel(session, config, tokens.generate(), observers=[log], clock=clock)
     tunnel.start()
-    return tunnel, events
+    return tunnel, log.events
 
 
-def warnings(events: list[dict[str, Any]]) -> list[str]:
-    return [e["message"] for e in events if e["event"] == "warning"]
+def warnings(events: list[TunnelEvent]) -> list[str]:
+    return [e.message for e in events if isinstance(e, Warning)]
 
 
 def test_warnings_extend_and_ttl_follow_the_clock(
@@ -92,5 +94,6 @@ def test_warnings_extend_and_ttl_follow_the_clock(
         finally:
             tunnel.close()
     assert tunnel.stop_reason == "ttl"
-    assert events[-1]["event"] == "stopped" and events[-1]["reason"] == "ttl"
+    last = events[-1]
+    assert isinstance(last, Stopped) and last.reason is StopReason.TTL
     assert not port_open(port)

@@ -1,6 +1,6 @@
 """The terminal side of ``share``: prompts, the started block, live status and event lines.
 
-With ``--json`` stdout carries only the JSON events of DESIGN §3.3; every human line goes to
+With ``--json`` stdout carries only the JSON events, one per line; every human line goes to
 stderr in both modes, so piping stdout never captures prompts or status.
 """
 
@@ -14,8 +14,12 @@ from typing import Any
 
 import click
 
+from safetunnel.cli.render import human_bytes
 from safetunnel.durations import format_remaining
 from safetunnel.secrets.credentials import KeyringAuthSource
+from safetunnel.sharing import events
+from safetunnel.sharing.events import TunnelEvent
+from safetunnel.sharing.observers import TunnelObserver
 from safetunnel.sharing.summary import (
     ShareSummary,
     accepts_typed,
@@ -26,25 +30,42 @@ from safetunnel.sharing.summary import (
 )
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.ssh.target import SSHTarget
+from safetunnel.timefmt import parse_iso_z
 
+# The kinds ``--json`` prints; a connection's end goes to the audit log only.
 JSON_EVENTS = {"started", "connection", "warning", "stopped"}
-STOP_TEXT = {
-    "ttl": "the time limit was reached",
-    "idle": "the idle limit was reached",
-    "killed": "it was killed",
-    "signal": "a signal asked it to",
-    "ssh-lost": "the SSH connection was lost",
-    "max-failures": "too many refused attempts (--max-failures)",
-    "error": "an error",
-}
 
 
-def human_size(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count:.1f} GB"
+def status_text(remaining: float, snapshot: dict[str, Any]) -> str:
+    """The live status line; sizes in KiB like ``safetunnel status``."""
+    return (
+        f"{format_remaining(remaining)} left · {snapshot['connections']} open · "
+        f"in {human_bytes(snapshot['bytes_in'])} · out {human_bytes(snapshot['bytes_out'])}"
+        " · Ctrl-C stops"
+    )
+
+
+def event_text(event: TunnelEvent, summary: ShareSummary | None) -> str | None:
+    """The human line (or block) for one event; None for events shown only in the log."""
+    if isinstance(event, events.Started):
+        if summary is None:
+            return None
+        summary = dataclasses.replace(summary, expires_at=parse_iso_z(event.expires_at))
+        return started_block(summary, event.remote_port, event.token, tunnel_id=event.id)
+    if isinstance(event, events.Connection):
+        mark = "allowed" if event.allowed else f"refused ({event.reason or 'denied'})"
+        return f"  {event.origin} {event.protocol}: {mark}"
+    if isinstance(event, events.Warning):
+        return f"Warning: tunnel {event.id} {event.message}."
+    if isinstance(event, events.Stopped):
+        return f"Tunnel {event.id} stopped because {event.reason.text}."
+    return None
+
+
+def json_line(event: TunnelEvent | dict[str, Any]) -> str:
+    """One ``--json`` line: compact, in the event's own key order."""
+    data = event if isinstance(event, dict) else event.to_json()
+    return json.dumps(data, separators=(",", ":"))
 
 
 class ConsoleUI:
@@ -115,50 +136,36 @@ class ConsoleUI:
 
     @property
     def tunnel(self) -> Tunnel | None:
-        """The tunnel once the share flow has made it (before it starts), else None."""
+        """The tunnel once it is up (the signal handler stops it from then on), else None."""
         return self._tunnel
 
-    def attach(self, tunnel: Tunnel, summary: ShareSummary) -> None:
-        self._tunnel = tunnel
+    # -- observing the tunnel (see safetunnel.sharing.observers) --------------------------------
+
+    def observer(self, summary: ShareSummary) -> TunnelObserver:
         self._summary = summary
-        tunnel.add_sink(self.on_event)
+        return self
 
-    # -- events ----------------------------------------------------------------------------------
+    def started(self, tunnel: Tunnel) -> None:
+        self._tunnel = tunnel
 
-    def on_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
+    def event(self, event: TunnelEvent) -> None:
         if self.as_json:
-            if kind in JSON_EVENTS:
-                click.echo(json.dumps(event, separators=(",", ":")))
-            if kind == "started":
-                self.say(f"Tunnel {event['id']} is up; events follow on stdout.")
+            if event.kind in JSON_EVENTS:
+                click.echo(json_line(event))
+            if isinstance(event, events.Started):
+                self.say(f"Tunnel {event.id} is up; events follow on stdout.")
             return
-        if kind == "started" and self._tunnel is not None and self._summary is not None:
-            summary = dataclasses.replace(self._summary, expires_at=self._tunnel.expires_at)
-            self.say(
-                started_block(
-                    summary, event["remote_port"], event.get("token"), tunnel_id=event["id"]
-                )
-            )
-        elif kind == "connection":
-            mark = "allowed" if event["allowed"] else f"refused ({event.get('reason', 'denied')})"
-            self.say(f"  {event['origin']} {event['protocol']}: {mark}")
-        elif kind == "warning":
-            self.say(f"Warning: tunnel {event['id']} {event['message']}.")
-        elif kind == "stopped":
-            why = STOP_TEXT.get(event["reason"], event["reason"])
-            self.say(f"Tunnel {event['id']} stopped because {why}.")
+        text = event_text(event, self._summary)
+        if text is not None:
+            self.say(text)
+
+    def close(self) -> None:
+        self.clear_status()
 
     def status_line(self, tunnel: Tunnel) -> None:
         if not self._tty or self.as_json:
             return
-        snap = tunnel.stats.snapshot()
-        text = (
-            f"{format_remaining(tunnel.remaining)} left · {snap['connections']} open · "
-            f"in {human_size(snap['bytes_in'])} · out {human_size(snap['bytes_out'])}"
-            " · Ctrl-C stops"
-        )
-        sys.stderr.write("\r\x1b[2K" + text)
+        sys.stderr.write("\r\x1b[2K" + status_text(tunnel.remaining, tunnel.stats.snapshot()))
         sys.stderr.flush()
         self._status_shown = True
 
@@ -186,11 +193,12 @@ class BackgroundChildUI(ConsoleUI):
     def interactive(self) -> bool:
         return False
 
-    def on_event(self, event: dict[str, Any]) -> None:
-        if event.get("event") == "started" and self._ready_fd is not None:
+    def event(self, event: TunnelEvent) -> None:
+        data = event.to_json()
+        if isinstance(event, events.Started) and self._ready_fd is not None:
             fd, self._ready_fd = self._ready_fd, None
             with os.fdopen(fd, "w") as ready:
-                ready.write(json.dumps(event) + "\n")
-            event = {k: v for k, v in event.items() if k not in {"token", "url"}}
-        if event.get("event") in JSON_EVENTS:
-            click.echo(json.dumps(event, separators=(",", ":")))
+                ready.write(json.dumps(data) + "\n")
+            data = {k: v for k, v in data.items() if k not in {"token", "url"}}
+        if event.kind in JSON_EVENTS:
+            click.echo(json_line(data))

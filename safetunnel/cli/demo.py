@@ -8,8 +8,9 @@ import click
 
 from safetunnel.cli.console import ConsoleUI
 from safetunnel.cli.share import serve
+from safetunnel.sharing import options
 from safetunnel.sharing.demo import DemoServer
-from safetunnel.sharing.flow import ShareRequest
+from safetunnel.sharing.request import ShareRequest
 
 
 @click.command("demo")
@@ -23,7 +24,9 @@ def demo_command(as_json: bool) -> None:
             f"Serving a demo page on 127.0.0.1:{server.port}; sharing it through the "
             "built-in gateway (reachable only from this machine) for 5 minutes."
         )
-        request = ShareRequest(local=server.port, ttl=300, yes=True, builtin_gateway=True)
+        request = ShareRequest(
+            local=server.port, ttl=options.DEMO_TTL, yes=True, builtin_gateway=True
+        )
         code = serve(request, ui)
     finally:
         server.close()

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import sys
 from types import FrameType
-from typing import Any, cast
+from typing import Any
 
 import click
 
-from safetunnel.cli.console import BackgroundChildUI, ConsoleUI
+from safetunnel.cli.console import BackgroundChildUI, ConsoleUI, json_line
 from safetunnel.cli.params import DurationParam, LocalAddressParam
 from safetunnel.errors import ConnectionLost, SafetunnelError
-from safetunnel.gate.policy import GateProtocol
-from safetunnel.sharing import background
-from safetunnel.sharing.flow import ShareRequest, confirm_share, open_share
+from safetunnel.sharing import background, options
+from safetunnel.sharing.flow import confirm_share, open_share
+from safetunnel.sharing.reasons import StopReason
+from safetunnel.sharing.request import ShareRequest
 from safetunnel.sharing.summary import started_block
+from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.timefmt import parse_iso_z
 
 
@@ -29,20 +30,25 @@ from safetunnel.timefmt import parse_iso_z
     help="[user@]host[:port], a saved profile, or an ~/.ssh/config alias. "
     "Default: the default host, else the built-in loopback gateway.",
 )
-@click.option("--ttl", type=DurationParam(), help="Time limit, e.g. 90s, 30m, 2h (default 30m).")
+@click.option(
+    "--ttl",
+    type=DurationParam(),
+    help=f"Time limit, e.g. 90s, 30m, 2h (default: default_ttl in config.toml, "
+    f"else {options.DEFAULT_TTL_TEXT}).",
+)
 @click.option("--idle", type=DurationParam(), help="Also stop after this long without traffic.")
 @click.option(
     "--remote-port",
-    type=click.IntRange(0, 65535),
-    default=0,
+    type=click.IntRange(options.REMOTE_PORT.low, options.REMOTE_PORT.high),
+    default=options.DEFAULT_REMOTE_PORT,
     show_default=True,
     help="Port on the SSH host; 0 lets the server pick.",
 )
 @click.option("--public", is_flag=True, help="Bind on all interfaces of the SSH host (risky).")
 @click.option(
     "--protocol",
-    type=click.Choice(["auto", "http", "tcp"]),
-    default="auto",
+    type=click.Choice(options.PROTOCOLS),
+    default=options.DEFAULT_PROTOCOL,
     show_default=True,
     help="Which gate protocol remote clients must speak.",
 )
@@ -61,17 +67,22 @@ from safetunnel.timefmt import parse_iso_z
     type=click.Path(dir_okay=False),
     help="Write the token to this new file (0600) instead of showing it.",
 )
-@click.option("--max-connections", type=click.IntRange(1, 4096), default=256, show_default=True)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(options.MAX_CONNECTIONS.low, options.MAX_CONNECTIONS.high),
+    default=options.DEFAULT_MAX_CONNECTIONS,
+    show_default=True,
+)
 @click.option(
     "--max-failures",
-    type=click.IntRange(1),
+    type=click.IntRange(options.MAX_FAILURES.low),
     default=None,
     help="Stop the tunnel after this many refused attempts in total.",
 )
 @click.option(
     "--keepalive",
-    type=click.FloatRange(0.2, 600),
-    default=10.0,
+    type=click.FloatRange(options.KEEPALIVE.low, options.KEEPALIVE.high),
+    default=options.DEFAULT_KEEPALIVE,
     show_default=True,
     help="Seconds between SSH keepalives; loss is declared after ~3 missed.",
 )
@@ -82,45 +93,14 @@ from safetunnel.timefmt import parse_iso_z
 )
 @click.option("--background-child", type=int, hidden=True)
 def share_command(
-    port: str,
-    host: str | None,
-    ttl: int | None,
-    idle: int | None,
-    remote_port: int,
-    public: bool,
-    protocol: str,
-    yes: bool,
-    as_json: bool,
-    identity: str | None,
-    known_hosts: str | None,
-    token_file: str | None,
-    max_connections: int,
-    max_failures: int | None,
-    keepalive: float,
-    background: bool,
-    background_child: int | None,
+    as_json: bool, background: bool, background_child: int | None, **fields: Any
 ) -> None:
     """Share the service on 127.0.0.1:PORT through an SSH host, after confirmation.
 
     Every remote connection must present the generated access token. The tunnel stops by itself
     when the TTL ends, on `safetunnel kill`, on a signal, or when the SSH connection is lost.
     """
-    request = ShareRequest(
-        local=port,
-        host=host,
-        ttl=ttl,
-        idle=idle,
-        remote_port=remote_port,
-        public=public,
-        protocol=cast(GateProtocol, protocol),
-        yes=yes,
-        identity=identity,
-        known_hosts=known_hosts,
-        token_file=token_file,
-        max_connections=max_connections,
-        max_failures=max_failures,
-        keepalive=keepalive,
-    )
+    request = ShareRequest(local=fields.pop("port"), **fields)
     if background:
         asking = ConsoleUI(as_json=as_json)
         with StopSignals(asking):  # Ctrl-C at a prompt here: 130, like the foreground share
@@ -138,7 +118,7 @@ def run_background(request: ShareRequest, ui: ConsoleUI) -> int:
     log_path = background.new_log_path()
     event = background.spawn(background.child_args(sys.argv[1:]), log_path)
     if ui.as_json:
-        click.echo(json.dumps(event, separators=(",", ":")))
+        click.echo(json_line(event))
     else:
         expires = parse_iso_z(event["expires_at"])
         block = started_block(
@@ -194,7 +174,7 @@ class StopSignals:
         tunnel = self._ui.tunnel
         if tunnel is None:
             raise click.exceptions.Exit(130 if self.interrupted else 0)
-        tunnel.request_stop("signal")
+        tunnel.request_stop(StopReason.SIGNAL)
 
 
 def serve(request: ShareRequest, ui: ConsoleUI) -> int:
@@ -209,17 +189,23 @@ def serve(request: ShareRequest, ui: ConsoleUI) -> int:
             ui.clear_status()
     if signals.interrupted:
         return 130
-    if tunnel.stop_reason == "ssh-lost":
+    return _exit_code(tunnel)
+
+
+def _exit_code(tunnel: Tunnel) -> int:
+    """0 for an end on schedule or on request; the failures raise with their own exit code."""
+    reason = tunnel.stop_reason or StopReason.ERROR
+    if reason == StopReason.SSH_LOST:
         raise ConnectionLost(
             f"the SSH connection to {tunnel.config.ssh_host} was lost; the tunnel is closed",
             hint="Check the network and the SSH host, then share again.",
         )
-    if tunnel.stop_reason == "max-failures":
+    if reason == StopReason.MAX_FAILURES:
         raise SafetunnelError(
             f"the tunnel stopped after {tunnel.config.max_failures} refused attempts "
             "(--max-failures); someone may be guessing the token",
             hint="Check `safetunnel log` for the origins; a new share gets a new token.",
         )
-    if tunnel.exit_code:
-        raise SafetunnelError(f"the tunnel stopped: {tunnel.stop_reason}")
+    if reason.exit_code:
+        raise SafetunnelError(f"the tunnel stopped: {reason.value}")
     return 0

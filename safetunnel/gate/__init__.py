@@ -4,29 +4,3 @@ Feed it bytes with ``receive_remote``/``receive_service`` and ask ``next_event(n
 do; it never touches a socket, a clock or a thread, so every rule about who gets through can be
 tested with plain byte scripts, and one gate serves one connection only.
 """
-
-from safetunnel.gate.core import Gate
-from safetunnel.gate.events import (
-    Close,
-    Connect,
-    Event,
-    GateError,
-    NeedData,
-    Pipe,
-    ToRemote,
-    ToService,
-)
-from safetunnel.gate.policy import GatePolicy
-
-__all__ = [
-    "Close",
-    "Connect",
-    "Event",
-    "Gate",
-    "GateError",
-    "GatePolicy",
-    "NeedData",
-    "Pipe",
-    "ToRemote",
-    "ToService",
-]

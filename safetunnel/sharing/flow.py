@@ -1,8 +1,10 @@
 """The ``share`` flow: pre-flight, SSH, confirmation, forward. No printing or prompting here.
 
 The caller supplies a :class:`ShareUI`: the CLI's asks the user, the Python API's never prompts
-(its caller has confirmed). Everything opened here is closed here if a later step fails, so a
-refused share leaves nothing behind: no session, no gateway, no token file.
+(its caller has confirmed). While a share is prepared one ``ExitStack`` owns all it opened (the
+built-in gateway, the SSH session, the token file), so a refused share leaves nothing behind; a
+share that starts hands the whole stack to its :class:`Tunnel` in one step, so each resource has
+exactly one owner and is closed once.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import getpass
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from types import TracebackType
 from typing import Protocol
 
 from safetunnel import paths, tokens
@@ -20,52 +24,26 @@ from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND
 from safetunnel.durations import parse_duration
 from safetunnel.errors import ConfigError, ForwardRefused, NotConfirmed
 from safetunnel.fsutil import create_exclusive
-from safetunnel.gate.policy import GateProtocol
-from safetunnel.hosts.config import load_config, resolve_host, validate_ttl
+from safetunnel.hosts.config import Config, load_config, resolve_host, validate_ttl
 from safetunnel.registry.audit import AuditLog
 from safetunnel.registry.publication import Bookkeeper
 from safetunnel.registry.records import Registry, new_tunnel_id
 from safetunnel.secrets.credentials import KeyringAuthSource
-from safetunnel.sharing.preflight import (
-    Risk,
-    ServiceInfo,
-    assess_risks,
-    needs_typed,
-    parse_local,
-    probe_local,
-)
+from safetunnel.sharing import preflight
+from safetunnel.sharing.observers import TunnelObserver
+from safetunnel.sharing.request import ShareRequest, check_request
 from safetunnel.sharing.summary import ShareSummary
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.sharing.tunnelconfig import TunnelConfig
 from safetunnel.ssh.client import HostKeyPrompt, SSHSession, open_session
-from safetunnel.ssh.gateway import Gateway, start_builtin
+from safetunnel.ssh.gateway import start_builtin
 from safetunnel.ssh.hostkeys import HostKeyStore
 from safetunnel.ssh.target import SSHTarget
 from safetunnel.timefmt import utc_now
 
-DEFAULT_TTL = 30 * 60
+__all__ = ["ShareRequest", "ShareUI", "check_request", "confirm_share", "open_share"]
 
-
-@dataclass
-class ShareRequest:
-    """What the user asked for, as parsed by click (or passed to the Python API)."""
-
-    local: str | int
-    host: str | None = None
-    ttl: int | None = None
-    idle: int | None = None
-    remote_port: int = 0
-    public: bool = False
-    protocol: GateProtocol = "auto"
-    yes: bool = False
-    identity: str | None = None
-    known_hosts: str | None = None
-    token_file: str | None = None
-    max_connections: int = 256
-    max_failures: int | None = None
-    keepalive: float = 10.0
-    builtin_gateway: bool = False  # force the built-in gateway (demo), whatever the default host
-    log_path: str | None = None  # --background: where the detached tunnel's output goes
+BUILTIN_LABEL = "built-in gateway"
 
 
 class ShareUI(Protocol):
@@ -78,14 +56,14 @@ class ShareUI(Protocol):
     def trust_host_key(self, target: SSHTarget, algorithm: str, fingerprint: str) -> bool: ...
     def confirm(self, summary: ShareSummary, typed: bool) -> bool: ...
     def auth_source(self, target: SSHTarget) -> KeyringAuthSource: ...
-    def attach(self, tunnel: Tunnel, summary: ShareSummary) -> None: ...
+    def observer(self, summary: ShareSummary) -> TunnelObserver | None:
+        """Who shows the tunnel's events (the confirmed summary in hand), if anyone."""
 
 
 def open_share(request: ShareRequest, ui: ShareUI) -> Tunnel:
     """Run the whole share flow and return a started tunnel. Raises SafetunnelError subclasses."""
-    tunnel = _run(request, ui, start=True)
-    assert isinstance(tunnel, Tunnel)
-    return tunnel
+    with _prepared(request, ui) as prepared:
+        return _start(prepared, request, ui)
 
 
 def confirm_share(request: ShareRequest, ui: ShareUI) -> ShareSummary:
@@ -94,50 +72,80 @@ def confirm_share(request: ShareRequest, ui: ShareUI) -> ShareSummary:
     The foreground does the talking (host-key trust, prompts); the detached process it starts
     then runs the share with the answers already given.
     """
-    summary = _run(request, ui, start=False)
-    assert isinstance(summary, ShareSummary)
-    return summary
+    with _prepared(request, ui) as prepared:
+        return prepared.summary
 
 
-def check_request(request: ShareRequest) -> None:
-    """Refuse values the CLI's option types would refuse; the Python API has no click."""
-    problems = [
-        (request.ttl is not None and request.ttl <= 0, "ttl must be a positive duration"),
-        (request.idle is not None and request.idle <= 0, "idle must be a positive duration"),
-        (not 0 <= request.remote_port <= 65535, "remote_port must be 0-65535 (0: server picks)"),
-        (request.max_connections < 1, "max_connections must be at least 1"),
-        (
-            request.max_failures is not None and request.max_failures < 1,
-            "max_failures must be at least 1",
-        ),
-        (request.keepalive <= 0, "keepalive must be a positive number of seconds"),
-    ]
-    for bad, message in problems:
-        if bad:
-            raise ConfigError(message)
+@dataclass(frozen=True)
+class _Plan:
+    """What pre-flight decided, before any network: carried to the confirmation and the tunnel."""
+
+    service: preflight.ServiceInfo
+    ttl: int
+    risks: tuple[preflight.Risk, ...]
+    typed: bool
+    max_ttl: int
+    target: SSHTarget | None  # None: the built-in gateway
+    registry: Registry
+    audit: AuditLog
 
 
-def _run(request: ShareRequest, ui: ShareUI, start: bool) -> Tunnel | ShareSummary:
+@dataclass(frozen=True)
+class _Prepared:
+    """A confirmed share that owns its open resources (``stack``) until it starts."""
+
+    plan: _Plan
+    session: SSHSession
+    summary: ShareSummary
+    typed_confirmation: bool
+    stack: contextlib.ExitStack
+
+
+@contextlib.contextmanager
+def _prepared(request: ShareRequest, ui: ShareUI) -> Iterator[_Prepared]:
+    plan = _preflight(request, ui)
+    with contextlib.ExitStack() as stack:
+        session = _connect(stack, plan.target, request, ui)
+        summary = _summary(request, session, plan)
+        needs_answer = not ui.preconfirmed and (plan.typed or not request.yes)
+        if needs_answer and not ui.confirm(summary, plan.typed):
+            raise NotConfirmed("not confirmed; nothing was shared")
+        yield _Prepared(plan, session, summary, needs_answer and plan.typed, stack)
+
+
+def _preflight(request: ShareRequest, ui: ShareUI) -> _Plan:
     check_request(request)
     config = load_config()
     ttl = request.ttl if request.ttl is not None else parse_duration(config.default_ttl)
     validate_ttl(ttl, config)
     registry = Registry()  # refuses a foreign or group-writable state dir before any network
-    host, port = parse_local(str(request.local))
-    service = probe_local(host, port)
-    risks = assess_risks(
-        port, request.public, ttl, service.exposed, service_kind=service.service_kind
+    service = preflight.probe_local(*preflight.parse_local(str(request.local)))
+    risks = preflight.assess_risks(
+        service.port, request.public, ttl, service.exposed, service_kind=service.service_kind
     )
-    risky = needs_typed(risks)
+    risky = preflight.needs_typed(risks)
     typed = risky and not (request.yes and request.public) and not ui.preconfirmed
     if not ui.interactive and not ui.preconfirmed and (typed or not request.yes):
         raise NotConfirmed(
             "confirmation needed but there is no terminal to ask on",
-            hint="Run it in a terminal, or pass --yes (risky shares also need --public)."
-            if not typed
-            else "Run it in a terminal: this share is risky and needs a typed "
-            "confirmation (only --yes together with --public replaces it).",
+            hint="Run it in a terminal: this share is risky and needs a typed "
+            "confirmation (only --yes together with --public replaces it)."
+            if typed
+            else "Run it in a terminal, or pass --yes (risky shares also need --public).",
         )
+    return _Plan(
+        service=service,
+        ttl=ttl,
+        risks=tuple(risks),
+        typed=typed,
+        max_ttl=config.max_ttl_seconds(),
+        target=_target(request, config),
+        registry=registry,
+        audit=AuditLog(),
+    )
+
+
+def _target(request: ShareRequest, config: Config) -> SSHTarget | None:
     target = None if request.builtin_gateway else resolve_host(request.host, config)
     if target is None and request.public:
         raise ConfigError(
@@ -146,100 +154,55 @@ def _run(request: ShareRequest, ui: ShareUI, start: bool) -> Tunnel | ShareSumma
         )
     if target is not None and request.identity:
         target = dataclasses.replace(target, identity_files=(request.identity,))
-    session, owned = _connect(target, request, ui)
-    plan = _Plan(
-        service=service,
-        ttl=ttl,
-        risks=tuple(risks),
-        typed=typed,
-        max_ttl=config.max_ttl_seconds(),
-        registry=registry,
-        audit=AuditLog(),
-    )
-    try:
-        result = _confirm_and_start(request, ui, session, owned, plan, start)
-    except BaseException:
-        _close_all(session, owned)
-        raise
-    if isinstance(result, ShareSummary):  # confirmation only: the detached share reconnects
-        _close_all(session, owned)
-    return result
-
-
-def _close_all(session: SSHSession, owned: list[Gateway]) -> None:
-    session.close()
-    for resource in owned:
-        resource.close()
+    return target
 
 
 def _connect(
-    target: SSHTarget | None, request: ShareRequest, ui: ShareUI
-) -> tuple[SSHSession, list[Gateway]]:
+    stack: contextlib.ExitStack, target: SSHTarget | None, request: ShareRequest, ui: ShareUI
+) -> SSHSession:
+    """Open the SSH session (starting the built-in gateway first if there is no target)."""
     if target is None:
         gateway, client_key = start_builtin()
-        try:
-            builtin = SSHTarget(
-                hostname="127.0.0.1",
-                port=gateway.address[1],
-                user=getpass.getuser(),
-                label="built-in gateway",
-            )
-            session = open_session(
-                builtin,
-                hostkeys=None,
-                on_unknown_key=None,
-                auth=None,
-                client_key=client_key,
-                expected_key=gateway.host_key,
-            )
-        except BaseException:
-            gateway.close()
-            raise
-        return session, [gateway]
+        stack.callback(gateway.close)
+        builtin = SSHTarget(
+            hostname="127.0.0.1",
+            port=gateway.address[1],
+            user=getpass.getuser(),
+            label=BUILTIN_LABEL,
+        )
+        session = open_session(
+            builtin,
+            hostkeys=None,
+            on_unknown_key=None,
+            auth=None,
+            client_key=client_key,
+            expected_key=gateway.host_key,
+        )
+        stack.callback(session.close)
+        return session
     user_known = Path(request.known_hosts) if request.known_hosts else None
     store = HostKeyStore(user_known, paths.own_known_hosts())
     prompt: HostKeyPrompt | None = ui.trust_host_key if ui.interactive else None
     auth = ui.auth_source(target)
     session = open_session(target, hostkeys=store, on_unknown_key=prompt, auth=auth)
+    stack.callback(session.close)
     auth.commit()  # a replacement password the user agreed to is stored only once it worked
-    return session, []
+    return session
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """What pre-flight decided, carried to the confirmation and the tunnel."""
-
-    service: ServiceInfo
-    ttl: int
-    risks: tuple[Risk, ...]
-    typed: bool
-    max_ttl: int
-    registry: Registry
-    audit: AuditLog
-
-
-def _confirm_and_start(
-    request: ShareRequest,
-    ui: ShareUI,
-    session: SSHSession,
-    owned: list[Gateway],
-    plan: _Plan,
-    start: bool,
-) -> Tunnel | ShareSummary:
-    service, ttl = plan.service, plan.ttl
-    via_builtin = bool(owned)
+def _summary(request: ShareRequest, session: SSHSession, plan: _Plan) -> ShareSummary:
     target = session.target
-    summary = ShareSummary(
-        service=service,
+    return ShareSummary(
+        service=plan.service,
         ssh_user=target.user,
         ssh_hostname=target.hostname,
         ssh_port=target.port,
-        via_builtin=via_builtin,
+        via_builtin=plan.target is None,
         host_key_state=session.host_key_state,
         fingerprint=session.fingerprint,
         key_type=session.key_type,
-        ttl_seconds=ttl,
-        expires_at=utc_now() + timedelta(seconds=ttl),
+        ttl_seconds=plan.ttl,
+        expires_at=utc_now() + timedelta(seconds=plan.ttl),
         remote_bind=PUBLIC_BIND if request.public else LOOPBACK_BIND,
         remote_port=request.remote_port,
         protocol=request.protocol,
@@ -248,19 +211,41 @@ def _confirm_and_start(
         risks=plan.risks,
         token_file=request.token_file,
     )
-    needs_answer = not ui.preconfirmed and (plan.typed or not request.yes)
-    if needs_answer and not ui.confirm(summary, plan.typed):
-        raise NotConfirmed("not confirmed; nothing was shared")
-    if not start:
-        return summary
+
+
+def _start(prepared: _Prepared, request: ShareRequest, ui: ShareUI) -> Tunnel:
+    """Make the tunnel, hand it the prepared resources, and start it."""
     token = tokens.generate()
-    token_path = Path(request.token_file) if request.token_file else None
-    if token_path is not None:
-        _write_token_file(token_path, token)
-    tunnel_config = TunnelConfig(
-        local=(service.host, service.port),
-        ttl=ttl,
-        ssh_host="built-in gateway" if via_builtin else summary.ssh_display,
+    if request.token_file:
+        _write_token_file(prepared.stack, Path(request.token_file), token)
+    config = _tunnel_config(request, prepared)
+    _audit_confirmed(prepared, config)
+    shown_by = ui.observer(prepared.summary)
+    # The publication comes first, so it is closed last: see safetunnel.sharing.observers.
+    books = Bookkeeper(prepared.plan.registry, prepared.plan.audit, log_path=request.log_path)
+    observers: list[TunnelObserver] = [books] if shown_by is None else [books, shown_by]
+    resources = prepared.stack.pop_all()  # from here on the tunnel owns them
+    tunnel = Tunnel(prepared.session, config, token, observers=observers, resources=resources)
+    try:
+        tunnel.start()
+    except ForwardRefused as err:
+        if prepared.plan.target is not None:
+            raise
+        # The session's own message names a throwaway in-process host the user never saw.
+        raise ForwardRefused(
+            f"the built-in gateway could not listen on 127.0.0.1:{request.remote_port}",
+            hint="That port is probably in use on this machine; --remote-port 0 picks a free one.",
+        ) from err
+    return tunnel
+
+
+def _tunnel_config(request: ShareRequest, prepared: _Prepared) -> TunnelConfig:
+    summary = prepared.summary
+    return TunnelConfig(
+        local=(summary.service.host, summary.service.port),
+        ttl=prepared.plan.ttl,
+        ssh_host=BUILTIN_LABEL if summary.via_builtin else summary.ssh_display,
+        public_host=summary.ssh_hostname,
         idle=request.idle,
         public=request.public,
         remote_port=request.remote_port,
@@ -269,45 +254,29 @@ def _confirm_and_start(
         max_failures=request.max_failures,
         keepalive=request.keepalive,
         tunnel_id=new_tunnel_id(),
-        max_ttl=plan.max_ttl,
-        show_token=token_path is None,
+        max_ttl=prepared.plan.max_ttl,
+        show_token=request.token_file is None,
     )
-    plan.audit.write(
+
+
+def _audit_confirmed(prepared: _Prepared, config: TunnelConfig) -> None:
+    prepared.plan.audit.write(
         "confirmed",
-        tunnel_config.tunnel_id,
-        local=service.address,
-        ssh_host=tunnel_config.ssh_host,
-        remote_bind=tunnel_config.remote_bind,
-        remote_port=request.remote_port,
-        ttl=ttl,
-        idle=request.idle,
-        protocol=request.protocol,
-        risks=[risk.code for risk in plan.risks],
-        typed_confirmation=needs_answer and plan.typed,
+        config.tunnel_id,
+        local=prepared.summary.service.address,
+        ssh_host=config.ssh_host,
+        remote_bind=config.remote_bind,
+        remote_port=config.remote_port,
+        ttl=config.ttl,
+        idle=config.idle,
+        protocol=config.protocol,
+        risks=[risk.code for risk in prepared.plan.risks],
+        typed_confirmation=prepared.typed_confirmation,
     )
-    tunnel = Tunnel(session, tunnel_config, token, owned=list(owned))
-    books = Bookkeeper(tunnel, plan.registry, plan.audit, log_path=request.log_path)
-    tunnel.own_first(books)  # closed last: the record disappears only when all else is down
-    tunnel.add_sink(books.on_event)
-    ui.attach(tunnel, summary)
-    try:
-        tunnel.start(on_up=books.start)
-    except BaseException as err:
-        if token_path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                token_path.unlink()
-        if via_builtin and isinstance(err, ForwardRefused):
-            # The session's own message names a throwaway in-process host the user never saw.
-            raise ForwardRefused(
-                f"the built-in gateway could not listen on 127.0.0.1:{request.remote_port}",
-                hint="That port is probably in use on this machine; --remote-port 0 picks a "
-                "free one.",
-            ) from err
-        raise
-    return tunnel
 
 
-def _write_token_file(path: Path, token: str) -> None:
+def _write_token_file(stack: contextlib.ExitStack, path: Path, token: str) -> None:
+    """Create the token file; it is removed again only if the share then fails to start."""
     try:
         create_exclusive(path, (token + "\n").encode())
     except FileExistsError:
@@ -317,3 +286,12 @@ def _write_token_file(path: Path, token: str) -> None:
         ) from None
     except OSError as err:
         raise ConfigError(f"cannot create token file {path}: {err.strerror}") from None
+
+    def remove_if_failed(
+        exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        if exc_type is not None:
+            path.unlink(missing_ok=True)
+        return False  # never swallow the failure
+
+    stack.push(remove_if_failed)

@@ -22,7 +22,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from safetunnel.gate import Close, Connect, Event, Gate, NeedData, Pipe, ToRemote, ToService
+from safetunnel.gate.core import Gate
+from safetunnel.gate.events import Close, Connect, Event, NeedData, Pipe, ToRemote, ToService
 from safetunnel.sharing import pumpio
 from safetunnel.sharing.pumptypes import GATED, NEXT, Phase, PumpHooks
 from safetunnel.sharing.stats import ConnCounters

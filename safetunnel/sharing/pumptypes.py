@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from safetunnel.gate import GatePolicy
+from safetunnel.gate.policy import GatePolicy
 from safetunnel.sharing.stats import ConnCounters
 
 Submit = Callable[[Callable[[], None]], object]

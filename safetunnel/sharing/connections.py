@@ -1,0 +1,133 @@
+"""The connection side of a tunnel: admitting forwarded streams, pumps, gate decisions.
+
+A mixin of :class:`~safetunnel.sharing.tunnel.Tunnel`, kept apart so the lifecycle (start,
+timers, teardown) and the data path each fit in one screenful. The attributes declared here are
+set by :meth:`_init_connections`, or by the tunnel for the shared ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from safetunnel.addresses import format_hostport
+from safetunnel.gate.policy import GatePolicy
+from safetunnel.sharing import events
+from safetunnel.sharing.budget import FailureBudget
+from safetunnel.sharing.pump import Pump
+from safetunnel.sharing.pumptypes import PumpHooks
+from safetunnel.sharing.reasons import StopReason
+from safetunnel.sharing.stats import ConnCounters, TunnelStats
+from safetunnel.sharing.tunnelconfig import TunnelConfig
+from safetunnel.ssh.engine import ByteStream
+
+log = logging.getLogger("safetunnel.sharing.tunnel")
+
+
+class TunnelConnections:
+    """Admission, pumps and connection events; the tunnel supplies ``_emit``, stopping and
+    the current expiry."""
+
+    config: TunnelConfig
+    id: str
+    stats: TunnelStats
+    _clock: Callable[[], float]
+    _token_hash: bytes
+    _budget: FailureBudget
+    _pump_hooks: PumpHooks
+    _pumps: dict[ConnCounters, Pump]
+    _pumps_lock: threading.Lock
+    _executor: ThreadPoolExecutor
+    _stopping: bool
+
+    def _emit(self, event: events.TunnelEvent) -> None:
+        raise NotImplementedError
+
+    def request_stop(self, reason: StopReason) -> None:
+        raise NotImplementedError
+
+    def _expiry(self) -> float:
+        """The current expiry on the tunnel's clock; called under a pump's lock: never block."""
+        raise NotImplementedError
+
+    def _init_connections(self, config: TunnelConfig) -> None:
+        self.stats = TunnelStats(self._clock)
+        self._budget = FailureBudget(max_failures=config.max_failures)
+        # Live pumps by their counters; a pump leaves when it reports finished (its remote side
+        # may be parked with no thread, so "run() returned" does not mean finished).
+        self._pumps = {}
+        self._pumps_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(
+            max_workers=2 * config.max_connections + 4, thread_name_prefix=f"{self.id}-conn"
+        )
+        self._pump_hooks = PumpHooks(
+            policy=GatePolicy(self._token_hash, self.id, protocol=config.protocol),
+            service=config.local,
+            submit=self._executor.submit,
+            on_decision=self._on_decision,
+            on_finished=self._on_finished,
+            refusal_delay=self._budget.record_failure,
+            expires_at=self._expiry,
+            clock=self._clock,
+        )
+
+    def _on_stream(self, stream: ByteStream) -> None:
+        """Runs on the engine's thread (paramiko's transport thread): decide and hand off,
+        never block here. An exception escaping from here would kill the whole SSH transport,
+        so none may."""
+        try:
+            self._admit(stream)
+        except Exception:
+            log.exception("could not hand off a forwarded connection from %s", stream.origin)
+            stream.close()
+
+    def _admit(self, stream: ByteStream) -> None:
+        origin = format_hostport(*stream.origin)
+        counters = self.stats.counters(origin)
+        pump = Pump(stream, counters, self._pump_hooks)
+        # Checked and registered under one lock with teardown's `_stopping`, so a pump is either
+        # refused here or seen (and closed) by teardown; never missed and left blocking.
+        with self._pumps_lock:
+            reason = self._door_refusal()
+            if reason is None:
+                self._pumps[counters] = pump
+        if reason is not None:
+            self.stats.refused_at_door(origin, reason)
+            self._executor.submit(stream.close)  # closing sends a message: not on this thread
+            self._emit(events.Connection(self.id, origin, "unknown", False, reason))
+            return
+        self.stats.opened(counters)
+        pump.start(pump.run)  # on its first input (see Pump.start)
+
+    def _door_refusal(self) -> str | None:
+        """Why a new connection is turned away before it gets a pump; called under the lock."""
+        if self._stopping:
+            return "shutting-down"
+        if self._budget.exhausted:
+            return "max-failures"  # the tunnel is about to stop for it: admit nobody now
+        if len(self._pumps) >= self.config.max_connections:
+            return "max-connections"
+        return None
+
+    def _on_decision(self, counters: ConnCounters, allowed: bool, reason: str) -> None:
+        protocol = counters.protocol or "unknown"
+        refused = None if allowed else reason
+        self._emit(events.Connection(self.id, counters.origin, protocol, allowed, refused))
+
+    def _on_finished(self, counters: ConnCounters, allowed: bool, reason: str) -> None:
+        with self._pumps_lock:
+            self._pumps.pop(counters, None)
+        summary = self.stats.finished(counters, allowed, reason)
+        self._emit(events.ConnectionClosed(id=self.id, **summary))
+        if self._budget.exhausted:
+            self.request_stop(StopReason.MAX_FAILURES)
+
+    def _start_overdue(self, now: float) -> None:
+        """Start pumps whose client sent nothing by the header deadline: the gate times them out
+        (and counts the failure) exactly as if a pool thread had been waiting on them."""
+        with self._pumps_lock:
+            overdue = [pump for pump in self._pumps.values() if pump.overdue(now)]
+        for pump in overdue:
+            pump.kick()

@@ -1,0 +1,112 @@
+"""What a running tunnel reports, as values: one frozen dataclass per kind of event.
+
+``to_json()`` gives the exact dict that ``share --json`` prints one per line and that the audit
+log records, key order included, so scripts that read either keep working. ``parse`` is the
+inverse, for code that gets an event back as JSON (the ``--background`` foreground, and callers
+that still build dicts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from safetunnel.sharing.reasons import StopReason
+
+
+@dataclass(frozen=True)
+class Started:
+    """The forward is up and the tunnel is published; ``token`` is None with a token file."""
+
+    id: str
+    pid: int
+    local: str
+    ssh_host: str
+    remote_bind: str
+    remote_port: int
+    protocol: str
+    token: str | None
+    started_at: str
+    expires_at: str
+    url: str
+
+    kind: ClassVar[str] = "started"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"event": self.kind, "id": self.id, "pid": self.pid}
+        out |= {"local": self.local, "ssh_host": self.ssh_host, "remote_bind": self.remote_bind}
+        out |= {"remote_port": self.remote_port, "protocol": self.protocol}
+        if self.token is not None:
+            out["token"] = self.token
+        out |= {"started_at": self.started_at, "expires_at": self.expires_at, "url": self.url}
+        return out
+
+
+@dataclass(frozen=True)
+class Connection:
+    """The gate decided about one connection (``reason`` says why it was refused)."""
+
+    id: str
+    origin: str
+    protocol: str
+    allowed: bool
+    reason: str | None = None
+
+    kind: ClassVar[str] = "connection"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"event": self.kind, "id": self.id, "origin": self.origin}
+        out |= {"protocol": self.protocol, "allowed": self.allowed}
+        if not self.allowed:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass(frozen=True)
+class ConnectionClosed:
+    """One connection ended; what the audit log keeps about it."""
+
+    id: str
+    origin: str
+    protocol: str
+    allowed: bool
+    reason: str
+    bytes_in: int
+    bytes_out: int
+    duration: float
+
+    kind: ClassVar[str] = "connection-closed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": self.kind, **self.__dict__}
+
+
+@dataclass(frozen=True)
+class Warning:  # always used as events.Warning, never bare
+    """The tunnel expires soon."""
+
+    id: str
+    message: str
+
+    kind: ClassVar[str] = "warning"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": self.kind, "id": self.id, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """The tunnel is down: forward cancelled, connections closed, session closed."""
+
+    id: str
+    reason: StopReason
+    ended_at: str
+
+    kind: ClassVar[str] = "stopped"
+
+    def to_json(self) -> dict[str, Any]:
+        reason = self.reason.value
+        return {"event": self.kind, "id": self.id, "reason": reason, "ended_at": self.ended_at}
+
+
+TunnelEvent = Started | Connection | ConnectionClosed | Warning | Stopped

@@ -1,0 +1,65 @@
+"""What the user asked a share to do, and the checks that click would have made on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from safetunnel.errors import ConfigError
+from safetunnel.gate.policy import GateProtocol
+from safetunnel.sharing import options
+
+
+@dataclass
+class ShareRequest:
+    """What the user asked for, as parsed by click (or passed to the Python API).
+
+    ``ttl`` None means the ``default_ttl`` of config.toml.
+    """
+
+    local: str | int
+    host: str | None = None
+    ttl: int | None = None
+    idle: int | None = None
+    remote_port: int = options.DEFAULT_REMOTE_PORT
+    public: bool = False
+    protocol: GateProtocol = options.DEFAULT_PROTOCOL
+    yes: bool = False
+    identity: str | None = None
+    known_hosts: str | None = None
+    token_file: str | None = None
+    max_connections: int = options.DEFAULT_MAX_CONNECTIONS
+    max_failures: int | None = None
+    keepalive: float = options.DEFAULT_KEEPALIVE
+    builtin_gateway: bool = False  # force the built-in gateway (demo), whatever the default host
+    log_path: str | None = None  # --background: where the detached tunnel's output goes
+
+
+def check_request(request: ShareRequest) -> None:
+    """Refuse values the CLI's option types would refuse; the Python API has no click."""
+    problems = [
+        (request.ttl is not None and request.ttl <= 0, "ttl must be a positive duration"),
+        (request.idle is not None and request.idle <= 0, "idle must be a positive duration"),
+        (
+            request.remote_port not in options.REMOTE_PORT,
+            f"remote_port must be {options.REMOTE_PORT.describe()} (0: server picks)",
+        ),
+        (
+            request.max_connections not in options.MAX_CONNECTIONS,
+            f"max_connections must be {options.MAX_CONNECTIONS.describe()}",
+        ),
+        (
+            request.max_failures is not None and request.max_failures not in options.MAX_FAILURES,
+            f"max_failures must be {options.MAX_FAILURES.describe()}",
+        ),
+        (
+            request.keepalive not in options.KEEPALIVE,
+            f"keepalive must be {options.KEEPALIVE.describe()} seconds",
+        ),
+        (
+            request.protocol not in options.PROTOCOLS,
+            f"protocol must be one of {', '.join(options.PROTOCOLS)}",
+        ),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise ConfigError(message)
