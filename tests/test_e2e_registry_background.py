@@ -136,6 +136,7 @@ class RecordReader:
         self._thread.join(5)
 
 
+@pytest.mark.slow
 def test_parallel_shares_and_list_loop_never_see_a_torn_record(e2e: E2E) -> None:
     """Ten background shares (built-in gateway) start while `list --json` runs in a loop."""
     service = e2e.service()

@@ -52,6 +52,7 @@ def test_kill_all_stops_both_tunnels(e2e: E2E, shared_sshd: SSHD) -> None:
     assert e2e.cli_ok("kill", "--all").stdout.strip() == "No active tunnels."
 
 
+@pytest.mark.slow
 def test_extend_moves_expiry_by_exactly_the_amount_and_the_tunnel_honours_it(
     e2e: E2E, shared_sshd: SSHD
 ) -> None:
