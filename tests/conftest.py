@@ -1,5 +1,10 @@
-"""Shared fixtures: an isolated user (sandbox + test keyring), a real OpenSSH sshd
-(tests/sshd.py) and the built-in gateway."""
+"""Shared fixtures: an isolated user (sandbox + test keyring), the e2e harness (tests/e2e.py), a
+real OpenSSH sshd (tests/sshd.py: one per module, or a fresh one per test through the factory)
+and the built-in gateway.
+
+Everything here is safe under pytest-xdist: ports are picked by the kernel (or probed and
+retried for sshd), dirs come from tmp_path, and environment variables are set per test with
+monkeypatch in the worker process that runs it."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import paramiko
 import pytest
-from sshd import SSHD, SSHDFactory, start_sshd
+from sshd import SSHD, SSHDFactory, make_keys, start_sshd
 
 from safetunnel.ssh.gateway import Gateway, start_builtin
 
@@ -47,7 +52,7 @@ class Sandbox:
 def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
     """An isolated user: HOME, SAFETUNNEL_CONFIG_DIR and SAFETUNNEL_STATE_DIR in tmp.
 
-    The keyring mechanism (DESIGN §5), exactly: keyring loads the class named by
+    How keyring is pointed at the test backend, exactly: keyring loads the class named by
     PYTHON_KEYRING_BACKEND ("module.Class") with a plain import, so tests/keyring_backends goes on
     PYTHONPATH and PYTHON_KEYRING_BACKEND=st_test_keyrings.FileKeyring; that backend keeps its
     secrets in the JSON file named by SAFETUNNEL_TEST_KEYRING_FILE, locked with flock, so the test
@@ -88,8 +93,16 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox
     st_test_keyrings.RELEASE_HANGING.clear()
 
 
+@pytest.fixture(scope="session")
+def sshd_key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sshd host key and client key pair, generated once and copied into every daemon."""
+    return make_keys(tmp_path_factory.mktemp("sshd-keys"))
+
+
 @pytest.fixture
-def sshd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHDFactory]:
+def sshd_factory(
+    tmp_path_factory: pytest.TempPathFactory, sshd_key_dir: Path
+) -> Iterator[SSHDFactory]:
     """Start sshd variants: ``sshd_factory(gateway_ports=True, authorized_options="restrict,...")``.
 
     Every daemon started through the factory is stopped at teardown, even when the test failed.
@@ -98,6 +111,7 @@ def sshd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHDFacto
 
     def make(**options: object) -> SSHD:
         workdir: Path = tmp_path_factory.mktemp("sshd")
+        options.setdefault("key_dir", sshd_key_dir)
         server = start_sshd(workdir, **options)  # type: ignore[arg-type]
         started.append(server)
         return server
@@ -109,8 +123,19 @@ def sshd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHDFacto
 
 @pytest.fixture
 def sshd(sshd_factory: SSHDFactory) -> SSHD:
-    """A default sshd: GatewayPorts no, unrestricted client key, LogLevel DEBUG1."""
+    """A default sshd of this test alone (GatewayPorts no, unrestricted client key, LogLevel
+    DEBUG1): for tests that stop or freeze it, change its keys, or read its whole log."""
     return sshd_factory()
+
+
+@pytest.fixture(scope="module")
+def shared_sshd(tmp_path_factory: pytest.TempPathFactory, sshd_key_dir: Path) -> Iterator[SSHD]:
+    """The default sshd, shared by the tests of one module that only connect and forward
+    through it. Its log holds every one of those tests' sessions; a test that reads the log for
+    what did *not* happen, or stops or changes the daemon, takes ``sshd`` instead."""
+    server = start_sshd(tmp_path_factory.mktemp("sshd"), key_dir=sshd_key_dir)
+    yield server
+    server.stop()
 
 
 @pytest.fixture(params=["sshd", "builtin"])
@@ -120,7 +145,7 @@ def via(request: pytest.FixtureRequest) -> SSHD | None:
     Tests taking ``via`` run twice, once each way (``e2e.share(port, via=via)``).
     """
     if request.param == "sshd":
-        server: SSHD = request.getfixturevalue("sshd")
+        server: SSHD = request.getfixturevalue("shared_sshd")
         return server
     return None
 
@@ -140,19 +165,9 @@ def builtin_gateway() -> Iterator[tuple[Gateway, paramiko.PKey]]:
 
 
 @pytest.fixture
-def kit(sandbox: Sandbox) -> Iterator[object]:
-    """tests/e2e_registry_kit.Kit for this sandbox; kills its leftover processes at teardown."""
-    from e2e_registry_kit import Kit
-
-    k = Kit(sandbox)
-    yield k
-    k.cleanup()
-
-
-@pytest.fixture
 def e2e(sandbox: Sandbox) -> Iterator[E2E]:
-    """Runs shares for an end-to-end test; afterwards no share process, no record and no token
-    outside the started event may remain (tests/e2e.py)."""
+    """The end-to-end harness (tests/e2e.py): shares, commands and services for one sandboxed
+    user; afterwards no process, no record and no token where it is not shown on purpose."""
     from e2e import E2E
 
     runner = E2E(sandbox)

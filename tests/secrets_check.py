@@ -1,4 +1,4 @@
-"""assert_secret_absent: the check every end-to-end test runs for tokens and passwords (DESIGN §5).
+"""assert_secret_absent: the check every end-to-end test runs for tokens and passwords.
 
     assert_secret_absent(secret, [home, config_dir, state_dir], [proc.stdout, proc.stderr])
 

@@ -1,9 +1,10 @@
-"""A real OpenSSH sshd for tests (DESIGN §5, layer 3).
+"""A real OpenSSH sshd for tests.
 
-``start_sshd(workdir, ...)`` starts ``/usr/sbin/sshd -D -f <config> -E <log>`` on 127.0.0.1 with a
-fresh Ed25519 host key and a fresh client key pair, waits until the port accepts, and returns an
-:class:`SSHD` whose ``stop()`` is idempotent. The pytest fixtures in ``conftest.py`` wrap this and
-always stop the daemon at teardown.
+``start_sshd(workdir, ...)`` starts ``/usr/sbin/sshd -D -f <config> -E <log>`` on 127.0.0.1 with an
+Ed25519 host key and a client key pair (copied from ``key_dir`` when given, so a test session
+generates them once; fresh otherwise), waits until the port accepts, and returns an :class:`SSHD`
+whose ``stop()`` is idempotent. The pytest fixtures in ``conftest.py`` wrap this and always stop
+the daemon at teardown.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import getpass
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -99,6 +101,26 @@ def _keygen(path: Path, comment: str) -> None:
     )
 
 
+KEY_FILES = ("host_ed25519", "client_ed25519", "client_ed25519.pub")
+
+
+def make_keys(key_dir: Path) -> Path:
+    """Generate the host key and the client key pair into ``key_dir`` (for ``start_sshd``)."""
+    key_dir.mkdir(parents=True, exist_ok=True)
+    _keygen(key_dir / "host_ed25519", "safetunnel-test-host")
+    _keygen(key_dir / "client_ed25519", "safetunnel-test-client")
+    return key_dir
+
+
+def _install_keys(workdir: Path, key_dir: Path | None) -> None:
+    if key_dir is None:
+        make_keys(workdir)
+        return
+    for name in KEY_FILES:
+        shutil.copyfile(key_dir / name, workdir / name)
+        (workdir / name).chmod(0o600)
+
+
 def _free_port() -> int:
     for _ in range(50):
         port = random.randint(*_PORT_RANGE)
@@ -147,6 +169,12 @@ def _wait_listening(process: subprocess.Popen[bytes], port: int, timeout: float)
     return False
 
 
+def _daemon_env() -> dict[str, str]:
+    """This process's environment without safetunnel's variables: the e2e harness finds a test's
+    leftover processes by its state dir in their environment, and sshd is not one of them."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SAFETUNNEL_")}
+
+
 def start_sshd(
     workdir: Path,
     *,
@@ -154,6 +182,7 @@ def start_sshd(
     authorized_options: str = "",
     log_level: str = "DEBUG1",
     extra_authorized_lines: Sequence[str] = (),
+    key_dir: Path | None = None,
 ) -> SSHD:
     """Start sshd in ``workdir``. ``authorized_options`` prefixes the authorized_keys line.
 
@@ -165,9 +194,8 @@ def start_sshd(
     workdir.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
+    _install_keys(workdir, key_dir)
     host_key_path, client_key_path = workdir / "host_ed25519", workdir / "client_ed25519"
-    _keygen(host_key_path, "safetunnel-test-host")
-    _keygen(client_key_path, "safetunnel-test-client")
     public = client_key_path.with_suffix(".pub").read_text().strip()
     prefix = f"{authorized_options} " if authorized_options else ""
     lines = [prefix + public, *extra_authorized_lines]
@@ -189,6 +217,7 @@ def _launch(
     process = subprocess.Popen(
         [str(SSHD_BIN), "-D", "-f", str(config_path), "-E", str(log_path)],
         stdin=subprocess.DEVNULL,
+        env=_daemon_env(),
     )
     if not _wait_listening(process, port, timeout=10):
         _kill_tree(process)

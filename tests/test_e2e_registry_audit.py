@@ -8,8 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from e2e import http_status, share_argv, wait_until
-from e2e_registry_kit import Kit
+from e2e import E2E, http_status, share_argv, wait_until
 from shareproc import ShareProcess
 from sshd import SSHD
 
@@ -19,8 +18,8 @@ pytestmark = pytest.mark.sshd
 class Follower(ShareProcess):
     """`safetunnel log ID --follow` in a subprocess, its stdout collected line by line."""
 
-    def __init__(self, kit: Kit, *args: str) -> None:
-        super().__init__(["log", *args, "--follow"], kit.env, json_events=False)
+    def __init__(self, e2e: E2E, *args: str) -> None:
+        super().__init__(["log", *args, "--follow"], e2e.env, json_events=False)
 
     @property
     def lines(self) -> list[str]:
@@ -39,27 +38,26 @@ class Follower(ShareProcess):
         self.wait(5)
 
 
-def test_audit_log_records_a_tunnels_life_and_log_shows_it(kit: Kit, sshd: SSHD) -> None:
-    kit.sshd = sshd
-    event = kit.share_bg(kit.service().port)
+def test_audit_log_records_a_tunnels_life_and_log_shows_it(e2e: E2E, shared_sshd: SSHD) -> None:
+    event = e2e.share_bg(e2e.service().port, via=shared_sshd)
     tunnel_id, port, token = event["id"], event["remote_port"], event["token"]
-    follower = Follower(kit, tunnel_id)
+    follower = Follower(e2e, tunnel_id)
     try:
         follower.wait_for(tunnel_id, "started")
         assert http_status(port, token) == 200
         follower.wait_for(tunnel_id, "connection", "allowed=True")
         assert http_status(port, None) == 401
         follower.wait_for(tunnel_id, "connection", "allowed=False", "reason=unauthorized")
-        kit.ok("extend", tunnel_id, "--by", "1m")
+        e2e.cli_ok("extend", tunnel_id, "--by", "1m")
         follower.wait_for(tunnel_id, "extended", "by=60")
-        kit.ok("kill", tunnel_id)
+        e2e.cli_ok("kill", tunnel_id)
         follower.wait_for(tunnel_id, "stopped", "reason=killed")
         assert follower.proc.poll() is None  # --follow keeps following after the tunnel ended
     finally:
         follower.stop()
     assert follower.lines[0].split() == ["TIME", "ID", "EVENT", "DETAILS"]
 
-    entries = kit.audit(tunnel_id)
+    entries = e2e.audit(tunnel_id)
     kinds = [e["event"] for e in entries]
     assert kinds == ["confirmed", "started", "connection", "connection", "extended", "stopped"]
     for entry in entries:
@@ -74,27 +72,26 @@ def test_audit_log_records_a_tunnels_life_and_log_shows_it(kit: Kit, sshd: SSHD)
     assert denied["allowed"] is False and denied["reason"] == "unauthorized"
     assert entries[5]["reason"] == "killed"
 
-    table = kit.ok("log", tunnel_id).stdout.splitlines()
+    table = e2e.cli_ok("log", tunnel_id).stdout.splitlines()
     assert table[0].split() == ["TIME", "ID", "EVENT", "DETAILS"]
     assert [line.split()[2] for line in table[1:]] == kinds
     assert all(line.split()[1] == tunnel_id for line in table[1:])
-    as_json = [json.loads(line) for line in kit.ok("log", "--json").stdout.splitlines()]
-    assert as_json == kit.audit()  # every tunnel's lines, verbatim
-    assert kit.ok("log", "st-000000").stdout.strip() == "No audit entries for st-000000."
-    kit.assert_no_token_on_disk("\n".join(follower.lines), "\n".join(table))
+    as_json = [json.loads(line) for line in e2e.cli_ok("log", "--json").stdout.splitlines()]
+    assert as_json == e2e.audit()  # every tunnel's lines, verbatim
+    assert e2e.cli_ok("log", "st-000000").stdout.strip() == "No audit entries for st-000000."
+    e2e.assert_no_token_on_disk("\n".join(follower.lines), "\n".join(table))
 
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.lstat().st_mode)
 
 
-def test_state_files_and_dirs_are_private(kit: Kit, sshd: SSHD) -> None:
-    kit.sshd = sshd
-    event = kit.share_bg(kit.service().port)
-    state = kit.sandbox.state_dir
+def test_state_files_and_dirs_are_private(e2e: E2E, shared_sshd: SSHD) -> None:
+    event = e2e.share_bg(e2e.service().port, via=shared_sshd)
+    state = e2e.sandbox.state_dir
     for directory in (state, state / "tunnels", state / "logs"):
         assert _mode(directory) == 0o700, directory
-    record, sock = kit.record_path(event["id"]), kit.socket_path(event["id"])
+    record, sock = e2e.record_path(event["id"]), e2e.socket_path(event["id"])
     logs = list((state / "logs").iterdir())
     assert logs, "share --background wrote no log"
     for path in (record, state / "audit.jsonl", *logs):
@@ -102,8 +99,8 @@ def test_state_files_and_dirs_are_private(kit: Kit, sshd: SSHD) -> None:
     assert stat.S_ISSOCK(sock.lstat().st_mode) and _mode(sock) & 0o077 == 0
     leftovers = [p.name for p in (state / "tunnels").iterdir() if p.name.startswith(".")]
     assert leftovers == [], "temp files of atomic writes were left behind"
-    kit.ok("kill", event["id"])
-    kit.assert_no_token_on_disk()
+    e2e.cli_ok("kill", event["id"])
+    e2e.assert_no_token_on_disk()
 
 
 def _connections_seen(sshd: SSHD) -> int:
@@ -112,11 +109,10 @@ def _connections_seen(sshd: SSHD) -> int:
 
 @pytest.mark.parametrize("background", [False, True], ids=["foreground", "background"])
 def test_group_writable_state_dir_is_refused_before_any_network(
-    kit: Kit, sshd: SSHD, background: bool
+    e2e: E2E, sshd: SSHD, background: bool
 ) -> None:
-    kit.sshd = sshd
-    service = kit.service()
-    state = kit.sandbox.state_dir
+    service = e2e.service()
+    state = e2e.sandbox.state_dir
     state.mkdir(mode=0o700)
     os.chmod(state, 0o770)  # the unsafe mode under test
     args = share_argv(service.port, ttl="1m", via=sshd)
@@ -127,7 +123,7 @@ def test_group_writable_state_dir_is_refused_before_any_network(
     wait_until(lambda: _connections_seen(sshd) >= 1, what="sshd to log the readiness probe")
     seen = _connections_seen(sshd)
 
-    out = kit.run(*args, timeout=60)
+    out = e2e.run(*args, timeout=60)
     assert out.returncode == 1, (out.stdout, out.stderr)
     assert out.stdout == ""
     assert f"Error: {state} is writable by group or others (mode 770)" in out.stderr
@@ -135,12 +131,12 @@ def test_group_writable_state_dir_is_refused_before_any_network(
     assert _connections_seen(sshd) == seen, "share reached the SSH host before refusing"
     assert service.connections == 0, "share probed the local service before refusing"
     assert sorted(p.name for p in state.iterdir()) == []
-    assert list(kit.own_processes()) == []
+    assert list(e2e.own_processes()) == []
 
     # Control: with a private state dir the same command does reach sshd (and sshd logs it).
     os.chmod(state, 0o700)
-    kit.started_from(
-        kit.ok(*args, "--background", timeout=60) if not background else kit.ok(*args, timeout=60)
+    e2e.started_from(
+        e2e.ok(*args, "--background", timeout=60) if not background else e2e.ok(*args, timeout=60)
     )
     wait_until(lambda: _connections_seen(sshd) > seen, what="sshd to log the connection")
-    kit.ok("kill", "--all")
+    e2e.cli_ok("kill", "--all")

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from e2e_registry_kit import LIST_KEYS, Kit, pid_running
+from e2e import E2E, LIST_KEYS, bg_share_argv, pid_running
 from sshd import SSHD
 
 pytestmark = pytest.mark.sshd
@@ -23,22 +23,23 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _assert_nothing_left(kit: Kit) -> None:
-    tunnels = kit.sandbox.state_dir / "tunnels"
+def _assert_nothing_left(e2e: E2E) -> None:
+    tunnels = e2e.sandbox.state_dir / "tunnels"
     assert not tunnels.exists() or list(tunnels.iterdir()) == []
-    assert list(kit.own_processes()) == [], "a share process was left running"
+    assert list(e2e.own_processes()) == [], "a share process was left running"
 
 
-def test_background_with_nothing_listening_fails_in_the_foreground(kit: Kit, sshd: SSHD) -> None:
-    kit.sshd = sshd
+def test_background_with_nothing_listening_fails_in_the_foreground(
+    e2e: E2E, shared_sshd: SSHD
+) -> None:
     port = _free_port()
-    out = kit.run(*kit.share_args(port, "1m", "--json"), timeout=60)
+    out = e2e.run(*bg_share_argv(port, "1m", "--json", via=shared_sshd), timeout=60)
     assert out.returncode == 7, (out.stdout, out.stderr)
     assert out.stdout == ""
     assert f"Error: nothing is listening on 127.0.0.1:{port}" in out.stderr
     assert "hint: start the service first" in out.stderr
-    _assert_nothing_left(kit)
-    assert not (kit.sandbox.state_dir / "logs").exists(), "no child should have been started"
+    _assert_nothing_left(e2e)
+    assert not (e2e.sandbox.state_dir / "logs").exists(), "no child should have been started"
 
 
 class OneShotService:
@@ -67,38 +68,38 @@ class OneShotService:
 
 
 def test_background_child_failure_is_reported_with_its_message_and_code(
-    kit: Kit, sshd: SSHD
+    e2e: E2E, shared_sshd: SSHD
 ) -> None:
     """The service goes away between the foreground's check and the child's: child's exit 7."""
-    kit.sshd = sshd
     service = OneShotService()
     try:
-        out = kit.run(*kit.share_args(service.port, "1m", "--json"), timeout=60)
+        out = e2e.run(*bg_share_argv(service.port, "1m", "--json", via=shared_sshd), timeout=60)
     finally:
         service.close()
     assert out.returncode == 7, (out.stdout, out.stderr)
     assert out.stdout == ""
     assert f"Error: nothing is listening on 127.0.0.1:{service.port}" in out.stderr
-    logs = list((kit.sandbox.state_dir / "logs").iterdir())
+    logs = list((e2e.sandbox.state_dir / "logs").iterdir())
     assert len(logs) == 1
     assert f"(log: {logs[0]})" in out.stderr  # the hint says where the child's output is
     assert "nothing is listening" in logs[0].read_text()
-    _assert_nothing_left(kit)
+    _assert_nothing_left(e2e)
 
 
-def test_background_unknown_host_key_is_refused_non_interactively(kit: Kit, sshd: SSHD) -> None:
-    kit.sshd = sshd
-    args = kit.share_args(kit.service().port, "1m", "--json")
+def test_background_unknown_host_key_is_refused_non_interactively(
+    e2e: E2E, shared_sshd: SSHD
+) -> None:
+    args = bg_share_argv(e2e.service().port, "1m", "--json", via=shared_sshd)
     at = args.index("--known-hosts")
     del args[at : at + 2]
-    out = kit.run(*args, timeout=60)
+    out = e2e.run(*args, timeout=60)
     assert out.returncode == 4, (out.stdout, out.stderr)
     assert out.stdout == ""
     assert "is not known" in out.stderr and "SHA256:" in out.stderr
     assert "safetunnel hosts trust" in out.stderr
-    _assert_nothing_left(kit)
-    assert not (kit.sandbox.state_dir / "logs").exists(), "no child should have been started"
-    assert not (kit.sandbox.config_dir / "known_hosts").exists(), "the key was trusted anyway"
+    _assert_nothing_left(e2e)
+    assert not (e2e.sandbox.state_dir / "logs").exists(), "no child should have been started"
+    assert not (e2e.sandbox.config_dir / "known_hosts").exists(), "the key was trusted anyway"
 
 
 class RecordReader:
@@ -135,39 +136,40 @@ class RecordReader:
         self._thread.join(5)
 
 
-def test_parallel_shares_and_list_loop_never_see_a_torn_record(kit: Kit) -> None:
+@pytest.mark.slow
+def test_parallel_shares_and_list_loop_never_see_a_torn_record(e2e: E2E) -> None:
     """Ten background shares (built-in gateway) start while `list --json` runs in a loop."""
-    service = kit.service()
+    service = e2e.service()
     count, rounds = 10, 30
-    reader = RecordReader(kit.sandbox.state_dir / "tunnels")
+    reader = RecordReader(e2e.sandbox.state_dir / "tunnels")
     try:
-        results = _start_while_listing(kit, service.port, count, rounds)
+        results = _start_while_listing(e2e, service.port, count, rounds)
     finally:
         reader.stop()
     assert reader.torn == [], f"{len(reader.torn)} torn reads, e.g. {reader.torn[0]!r}"
     assert reader.reads > 100  # the reader really raced the writers
     for out in results:
         assert out.returncode == 0, (out.stdout, out.stderr)
-    events = [kit.started_from(out) for out in results]
+    events = [e2e.started_from(out) for out in results]
     ids = {e["id"] for e in events}
     assert len(ids) == count
-    assert {r["id"] for r in kit.list_json()} == ids
+    assert {r["id"] for r in e2e.list_json()} == ids
 
-    killed = kit.ok("kill", "--all", timeout=120)
+    killed = e2e.cli_ok("kill", "--all")
     assert sorted(killed.stdout.splitlines()) == sorted(f"{i}: stopped" for i in ids)
-    assert kit.list_json() == []
+    assert e2e.list_json() == []
     assert not any(pid_running(e["pid"]) for e in events)
-    assert list(Path(kit.sandbox.state_dir / "tunnels").iterdir()) == []
-    kit.assert_no_token_on_disk()
+    assert list(Path(e2e.sandbox.state_dir / "tunnels").iterdir()) == []
+    e2e.assert_no_token_on_disk()
 
 
 def _start_while_listing(
-    kit: Kit, port: int, count: int, rounds: int
+    e2e: E2E, port: int, count: int, rounds: int
 ) -> list[subprocess.CompletedProcess[str]]:
     """Start ``count`` shares at once; run `list --json` ``rounds`` times or until all are up."""
     with ThreadPoolExecutor(max_workers=count) as pool:
         futures = [
-            pool.submit(kit.run, *kit.share_args(port, "2m", "--json", builtin=True), timeout=90)
+            pool.submit(e2e.run, *bg_share_argv(port, "2m", "--json", via=None), timeout=90)
             for _ in range(count)
         ]
         seen_counts: list[int] = []
@@ -175,7 +177,7 @@ def _start_while_listing(
         while (
             len(seen_counts) < rounds or not all(f.done() for f in futures)
         ) and time.monotonic() < deadline:
-            listing = kit.run("list", "--json")
+            listing = e2e.cli("list", "--json")
             assert listing.returncode == 0, listing.stderr
             # A torn record would be unparsable, and list prunes what it cannot parse.
             assert "Cleaned" not in listing.stderr, listing.stderr

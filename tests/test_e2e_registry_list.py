@@ -1,6 +1,6 @@
-"""End to end: `share --background` against a real sshd, then `list` and `status` (issue 4).
+"""End to end: `share --background` against a real sshd, then `list` and `status`.
 
-Everything goes through the real console script; shares run detached, and the ``kit`` fixture
+Everything goes through the real console script; shares run detached, and the ``e2e`` fixture
 kills whatever a failing test leaves running.
 """
 
@@ -16,8 +16,7 @@ from datetime import timedelta
 
 import psutil
 import pytest
-from e2e import http_status, port_open, wait_until
-from e2e_registry_kit import LIST_KEYS, Kit, pid_running
+from e2e import E2E, LIST_KEYS, bg_share_argv, http_status, pid_running, port_open, wait_until
 from sshd import SSHD
 
 from safetunnel.registry.records import Registry, TunnelRecord
@@ -38,21 +37,20 @@ def _parse_human_started(stderr: str) -> tuple[str, int, int, str]:
     return sharing.group(2), int(running.group(1)), int(sharing.group(1)), token.group(1)
 
 
-def test_two_background_shares_are_listed_with_correct_fields(kit: Kit, sshd: SSHD) -> None:
-    kit.sshd = sshd
-    first, second = kit.service(), kit.service()
+def test_two_background_shares_are_listed_with_correct_fields(e2e: E2E, shared_sshd: SSHD) -> None:
+    first, second = e2e.service(), e2e.service()
 
-    human = kit.ok(*kit.share_args(first.port, "2m"), timeout=60)
+    human = e2e.ok(*bg_share_argv(first.port, "2m", via=shared_sshd), timeout=60)
     id1, pid1, rport1, token1 = _parse_human_started(human.stderr)
-    kit.tokens.append(token1)
-    event2 = kit.share_bg(second.port, "3m")
+    e2e.tokens.append(token1)
+    event2 = e2e.share_bg(second.port, "3m", via=shared_sshd)
     id2, pid2, rport2 = event2["id"], event2["pid"], event2["remote_port"]
     assert id1 != id2
     for pid in (pid1, pid2):  # detached: alive after the foreground returned
         assert pid_running(pid)
     assert port_open(rport1) and port_open(rport2)
 
-    records = {r["id"]: r for r in kit.list_json()}
+    records = {r["id"]: r for r in e2e.list_json()}
     assert set(records) == {id1, id2}
     expected = {
         id1: (pid1, first.port, rport1, token1, 120),
@@ -63,7 +61,7 @@ def test_two_background_shares_are_listed_with_correct_fields(kit: Kit, sshd: SS
         assert set(LIST_KEYS) <= set(record), record
         assert record["pid"] == pid
         assert record["local"] == f"127.0.0.1:{port}"
-        assert record["ssh_host"] == f"{sshd.user}@127.0.0.1:{sshd.port}"
+        assert record["ssh_host"] == f"{shared_sshd.user}@127.0.0.1:{shared_sshd.port}"
         assert record["remote_bind"] == "127.0.0.1"
         assert record["remote_port"] == rport
         started, expires = parse_iso_z(record["started_at"]), parse_iso_z(record["expires_at"])
@@ -83,7 +81,7 @@ def test_two_background_shares_are_listed_with_correct_fields(kit: Kit, sshd: SS
     ):
         assert records[id2][key] == event2[key], key
 
-    table = kit.ok("list").stdout
+    table = e2e.cli_ok("list").stdout
     lines = table.splitlines()
     assert lines[0].split() == ["ID", "LOCAL", "VIA", "REMOTE", "EXPIRES", "IN", "CONNS", "PID"]
     for tunnel_id, (pid, port, rport, _token, _ttl) in expected.items():
@@ -91,21 +89,22 @@ def test_two_background_shares_are_listed_with_correct_fields(kit: Kit, sshd: SS
         cells = row.split()
         assert cells[1:4] == [
             f"127.0.0.1:{port}",
-            f"{sshd.user}@127.0.0.1:{sshd.port}",
+            f"{shared_sshd.user}@127.0.0.1:{shared_sshd.port}",
             f"127.0.0.1:{rport}",
         ]
         assert cells[-2:] == ["0/0", str(pid)]
     assert "Cleaned" not in table
-    kit.assert_no_token_on_disk(table)
+    e2e.assert_no_token_on_disk(table)
+    e2e.cli_ok("kill", "--all")
 
 
-def test_list_does_not_import_paramiko_or_cryptography(kit: Kit, sshd: SSHD) -> None:
+def test_list_does_not_import_paramiko_or_cryptography(e2e: E2E, shared_sshd: SSHD) -> None:
     """`list` must start fast: the whole command path stays clear of the SSH stack."""
-    kit.sshd = sshd
-    event = kit.share_bg(kit.service().port)  # a live record, so rendering runs too
+    # A live record, so rendering runs too.
+    event = e2e.share_bg(e2e.service().port, via=shared_sshd)
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "safetunnel", "list"],
-        env=kit.env,
+        env=e2e.env,
         capture_output=True,
         text=True,
         timeout=30,
@@ -120,14 +119,14 @@ def test_list_does_not_import_paramiko_or_cryptography(kit: Kit, sshd: SSHD) -> 
     assert "psutil" in modules and "click" in modules  # importtime output was really parsed
     heavy = sorted(m for m in modules if m.split(".")[0] in {"paramiko", "cryptography", "nacl"})
     assert heavy == [], f"`safetunnel list` imports {heavy}"
+    e2e.cli_ok("kill", "--all")
 
 
-def test_status_counters_move_after_requests(kit: Kit, sshd: SSHD) -> None:
-    kit.sshd = sshd
-    service = kit.service()
-    event = kit.share_bg(service.port)
+def test_status_counters_move_after_requests(e2e: E2E, shared_sshd: SSHD) -> None:
+    service = e2e.service()
+    event = e2e.share_bg(service.port, via=shared_sshd)
     tunnel_id, port, token = event["id"], event["remote_port"], event["token"]
-    before = kit.status(tunnel_id)
+    before = e2e.status(tunnel_id)
     assert before["live"] is True
     assert (before["total_connections"], before["bytes_in"], before["bytes_out"]) == (0, 0, 0)
     assert before["recent"] == []
@@ -136,12 +135,12 @@ def test_status_counters_move_after_requests(kit: Kit, sshd: SSHD) -> None:
     assert http_status(port, None, "/refused") == 401
     wait_until(
         lambda: (
-            kit.status(tunnel_id)["total_connections"] == 2
-            and len(kit.status(tunnel_id)["recent"]) == 2
+            e2e.status(tunnel_id)["total_connections"] == 2
+            and len(e2e.status(tunnel_id)["recent"]) == 2
         ),
         what="both connections counted",
     )
-    after = kit.status(tunnel_id)
+    after = e2e.status(tunnel_id)
     assert after["denied"] == 1 and after["connections"] == 0
     assert after["bytes_in"] > 0 and after["bytes_out"] > 0
     allowed, denied = sorted(after["recent"], key=lambda c: not c["allowed"])
@@ -150,40 +149,40 @@ def test_status_counters_move_after_requests(kit: Kit, sshd: SSHD) -> None:
     assert denied["bytes_out"] == 0  # the 401 comes from the gate, not the service
     assert b"/counted" in service.received and b"/refused" not in service.received
 
-    text = kit.ok("status", tunnel_id).stdout
+    text = e2e.cli_ok("status", tunnel_id).stdout
     assert "0 open, 2 total, 1 denied" in text
     assert re.search(r"^127\.0\.0\.1:\d+\s+http\s+allowed\s", text, re.M), text
     assert re.search(r"^127\.0\.0\.1:\d+\s+http\s+denied\s+unauthorized", text, re.M), text
     # The record (what `list` reads) catches up on its own within its refresh interval.
     wait_until(
-        lambda: kit.list_json()[0]["total_connections"] == 2,
+        lambda: e2e.list_json()[0]["total_connections"] == 2,
         timeout=8,
         what="the record to be refreshed",
     )
-    kit.assert_no_token_on_disk(text, bytes(service.received).decode(errors="replace"))
+    e2e.assert_no_token_on_disk(text, bytes(service.received).decode(errors="replace"))
+    e2e.cli_ok("kill", "--all")
 
 
-def test_kill_9_is_pruned_by_the_next_list(kit: Kit, sshd: SSHD) -> None:
-    kit.sshd = sshd
-    event = kit.share_bg(kit.service().port)
+def test_kill_9_is_pruned_by_the_next_list(e2e: E2E, shared_sshd: SSHD) -> None:
+    event = e2e.share_bg(e2e.service().port, via=shared_sshd)
     tunnel_id, pid = event["id"], event["pid"]
-    assert kit.record_path(tunnel_id).exists() and kit.socket_path(tunnel_id).exists()
+    assert e2e.record_path(tunnel_id).exists() and e2e.socket_path(tunnel_id).exists()
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not pid_running(pid), what="the share to die")
 
-    out = kit.ok("list")
+    out = e2e.cli_ok("list")
     assert out.stdout.splitlines() == ["No active tunnels.", "Cleaned 1 stale entry."]
-    assert not kit.record_path(tunnel_id).exists()
-    assert not kit.socket_path(tunnel_id).exists()
-    assert "Cleaned" not in kit.ok("list").stdout  # pruned once, not on every call
+    assert not e2e.record_path(tunnel_id).exists()
+    assert not e2e.socket_path(tunnel_id).exists()
+    assert "Cleaned" not in e2e.cli_ok("list").stdout  # pruned once, not on every call
     # The killed tunnel could not write its own end; the audit log still says how it ended.
-    stops = [e for e in kit.audit(tunnel_id) if e["event"] == "stopped"]
+    stops = [e for e in e2e.audit(tunnel_id) if e["event"] == "stopped"]
     assert [e["reason"] for e in stops] == ["lost"]
     # sshd notices the dead client and releases the forward.
     wait_until(lambda: not port_open(event["remote_port"]), what="the remote port to close")
 
 
-def _forge(kit: Kit, pid: int) -> str:
+def _forge(e2e: E2E, pid: int) -> str:
     """A well-formed record for a live process that is not a share (start time does not match)."""
     start = psutil.Process(pid).create_time()
     forged = TunnelRecord(
@@ -199,37 +198,36 @@ def _forge(kit: Kit, pid: int) -> str:
         expires_at="2026-01-01T00:30:00Z",
         token_hash_prefix="00000000",
     )
-    Registry(kit.sandbox.state_dir).write(forged)
-    kit.socket_path(forged.id).touch(mode=0o600)
+    Registry(e2e.sandbox.state_dir).write(forged)
+    e2e.socket_path(forged.id).touch(mode=0o600)
     return forged.id
 
 
 def test_forged_record_with_a_live_unrelated_pid_is_pruned_and_never_signalled(
-    kit: Kit, sshd: SSHD
+    e2e: E2E, shared_sshd: SSHD
 ) -> None:
-    kit.sshd = sshd
-    real = kit.share_bg(kit.service().port)
+    real = e2e.share_bg(e2e.service().port, via=shared_sshd)
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
-        forged = _forge(kit, sleeper.pid)
-        out = kit.ok("kill", forged)
+        forged = _forge(e2e, sleeper.pid)
+        out = e2e.cli_ok("kill", forged)
         assert out.stdout.strip() == f"{forged}: was not running; stale entry removed"
         assert sleeper.poll() is None, "kill signalled a process that is not a share"
-        assert not kit.record_path(forged).exists() and not kit.socket_path(forged).exists()
+        assert not e2e.record_path(forged).exists() and not e2e.socket_path(forged).exists()
 
-        _forge(kit, sleeper.pid)
-        listing = kit.run("list", "--json")
+        _forge(e2e, sleeper.pid)
+        listing = e2e.cli("list", "--json")
         assert listing.returncode == 0
-        assert [r["id"] for r in kit.list_json()] == [real["id"]]
+        assert [r["id"] for r in e2e.list_json()] == [real["id"]]
         assert listing.stderr.strip() == "Cleaned 1 stale entry."
-        assert not kit.record_path(forged).exists()
+        assert not e2e.record_path(forged).exists()
 
-        _forge(kit, sleeper.pid)
-        out = kit.ok("kill", "--all")
+        _forge(e2e, sleeper.pid)
+        out = e2e.cli_ok("kill", "--all")
         assert out.stdout.strip() == f"{real['id']}: stopped"
         assert sleeper.poll() is None, "kill --all signalled a process that is not a share"
         assert not pid_running(real["pid"])
-        assert kit.ok("list").stdout.strip() == "No active tunnels."
+        assert e2e.cli_ok("list").stdout.strip() == "No active tunnels."
     finally:
         sleeper.kill()
         sleeper.wait(5)

@@ -187,7 +187,7 @@ def test_service_gone_after_start_gets_502_and_is_not_counted_as_denied(e2e: E2E
     assert answer.status == 502
     event = proc.next_event("connection", 5)
     assert event["allowed"] is True
-    status = e2e.run(["status", started["id"], "--json"])
+    status = e2e.cli("status", started["id"], "--json")
     assert status.returncode == 0, status.stderr
     assert '"denied": 0' in status.stdout
     stop_with_sigterm(proc)

@@ -49,10 +49,10 @@ def test_ttl_expiry_exits_0_and_releases_the_port(e2e: E2E, via: SSHD | None) ->
     ("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130), (signal.SIGHUP, 0)]
 )
 def test_signals_stop_the_share_and_release_the_port(
-    e2e: E2E, sshd: SSHD, sig: signal.Signals, code: int
+    e2e: E2E, shared_sshd: SSHD, sig: signal.Signals, code: int
 ) -> None:
     service = e2e.service(echo)
-    proc = e2e.share(service.port, ttl="30s", via=sshd)
+    proc = e2e.share(service.port, ttl="30s", via=shared_sshd)
     started = e2e.started(proc)
     port = started["remote_port"]
     assert port_open(port)
@@ -77,9 +77,9 @@ def test_open_connection_is_closed_at_teardown(e2e: E2E, via: SSHD | None) -> No
 
 
 @pytest.mark.slow
-def test_kill_9_of_the_share_lets_sshd_free_the_port(e2e: E2E, sshd: SSHD) -> None:
+def test_kill_9_of_the_share_lets_sshd_free_the_port(e2e: E2E, shared_sshd: SSHD) -> None:
     service = e2e.service(echo)
-    proc = e2e.share(service.port, ttl="30s", via=sshd)
+    proc = e2e.share(service.port, ttl="30s", via=shared_sshd)
     started = e2e.started(proc)
     port = started["remote_port"]
     assert port_open(port)
@@ -87,7 +87,7 @@ def test_kill_9_of_the_share_lets_sshd_free_the_port(e2e: E2E, sshd: SSHD) -> No
     assert proc.wait(5) == -signal.SIGKILL
     assert_port_released(port, timeout=10)
     # The record of a killed process is stale; `list` prunes it (and its socket).
-    listed = e2e.run(["list", "--json"])
+    listed = e2e.cli("list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout) == []
     assert e2e.records() == []

@@ -120,15 +120,13 @@ def test_unknown_host_key_typed_yes_pins_in_own_known_hosts_only(
 
     # Now pinned: a non-interactive share goes through without asking.
     result = e2e.run(
-        [
-            "share",
-            str(service.port),
-            "--ttl",
-            "1s",
-            "--yes",
-            "--json",
-            *sshd_args(sshd, known_hosts=user_known),
-        ]
+        "share",
+        str(service.port),
+        "--ttl",
+        "1s",
+        "--yes",
+        "--json",
+        *sshd_args(sshd, known_hosts=user_known),
     )
     assert result.returncode == 0, result.stderr
 

@@ -4,6 +4,7 @@ token file, no change to any known_hosts file."""
 
 from __future__ import annotations
 
+import random
 import socket
 import stat
 import time
@@ -28,8 +29,9 @@ pytestmark = pytest.mark.sshd
 
 
 def free_remote_port() -> int:
-    """A port outside the ephemeral range that nothing listens on right now."""
-    for candidate in range(21000, 32000, 37):
+    """A port outside the ephemeral range that nothing listens on right now (picked at random,
+    so parallel test workers do not all try the same one)."""
+    for candidate in random.sample(range(21000, 32000), 300):
         with socket.socket() as probe:
             try:
                 probe.bind(("0.0.0.0", candidate))
@@ -60,7 +62,7 @@ def state_files(e2e: E2E) -> list[Path]:
 def test_no_tty_and_no_yes_exits_3_before_any_connection(e2e: E2E, sshd: SSHD) -> None:
     service = e2e.service(http_keepalive)
     log_before = settled_log(sshd)
-    result = e2e.run(["share", str(service.port), "--ttl", "5s", *sshd_args(sshd)])
+    result = e2e.run("share", str(service.port), "--ttl", "5s", *sshd_args(sshd))
     assert result.returncode == 3, result.stderr
     assert "Error:" in result.stderr and "--yes" in result.stderr  # the hint says what to do
     assert result.stdout == ""
@@ -73,7 +75,7 @@ def test_no_tty_and_no_yes_exits_3_before_any_connection(e2e: E2E, sshd: SSHD) -
 
 def test_no_tty_and_no_yes_exits_3_with_the_builtin_gateway_too(e2e: E2E) -> None:
     service = e2e.service(http_keepalive)
-    result = e2e.run(["share", str(service.port), "--ttl", "5s", "--json"])
+    result = e2e.run("share", str(service.port), "--ttl", "5s", "--json")
     assert result.returncode == 3, result.stderr
     assert result.stdout == ""
     assert e2e.records() == []
@@ -85,15 +87,13 @@ def _hostkey_refused(e2e: E2E, sshd: SSHD, known_hosts: Path) -> str:
     own_before = own.read_bytes() if own.exists() else None
     before = known_hosts.read_bytes()
     result = e2e.run(
-        [
-            "share",
-            str(service.port),
-            "--ttl",
-            "5s",
-            "--yes",
-            "--json",
-            *sshd_args(sshd, known_hosts=known_hosts),
-        ]
+        "share",
+        str(service.port),
+        "--ttl",
+        "5s",
+        "--yes",
+        "--json",
+        *sshd_args(sshd, known_hosts=known_hosts),
     )
     assert result.returncode == 4, result.stderr
     assert result.stdout == ""
@@ -129,7 +129,7 @@ def test_nothing_listening_exits_7_with_a_hint(e2e: E2E, sshd: SSHD) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again at once: nothing listens there
     log_before = settled_log(sshd)
-    result = e2e.run(["share", str(port), "--ttl", "5s", "--yes", "--json", *sshd_args(sshd)])
+    result = e2e.run("share", str(port), "--ttl", "5s", "--yes", "--json", *sshd_args(sshd))
     assert result.returncode == 7, result.stderr
     assert f"127.0.0.1:{port}" in result.stderr
     assert "hint:" in result.stderr
@@ -143,17 +143,15 @@ def test_gatewayports_yes_without_public_exits_6_and_unbinds(
     service = e2e.service(http_keepalive)
     remote = free_remote_port()
     result = e2e.run(
-        [
-            "share",
-            str(service.port),
-            "--ttl",
-            "5s",
-            "--yes",
-            "--json",
-            "--remote-port",
-            str(remote),
-            *sshd_args(server),
-        ]
+        "share",
+        str(service.port),
+        "--ttl",
+        "5s",
+        "--yes",
+        "--json",
+        "--remote-port",
+        str(remote),
+        *sshd_args(server),
     )
     assert result.returncode == 6, result.stderr
     assert "ALL interfaces" in result.stderr and "--public" in result.stderr
@@ -186,17 +184,15 @@ def test_permitlisten_restricted_key_refuses_another_port(
     other = allowed + 1 if not port_open(allowed + 1) else allowed + 2
     service = e2e.service(http_keepalive)
     result = e2e.run(
-        [
-            "share",
-            str(service.port),
-            "--ttl",
-            "5s",
-            "--yes",
-            "--json",
-            "--remote-port",
-            str(other),
-            *sshd_args(server),
-        ]
+        "share",
+        str(service.port),
+        "--ttl",
+        "5s",
+        "--yes",
+        "--json",
+        "--remote-port",
+        str(other),
+        *sshd_args(server),
     )
     assert result.returncode == 6, result.stderr
     assert "refused" in result.stderr
@@ -230,17 +226,15 @@ def test_token_file_is_private_never_overwritten_and_not_in_events(
     assert (ok.status, ok.body) == (200, b"hello /tf")
 
     second = e2e.run(
-        [
-            "share",
-            str(service.port),
-            "--ttl",
-            "5s",
-            "--yes",
-            "--json",
-            "--token-file",
-            str(token_file),
-            *sshd_args(sshd),
-        ]
+        "share",
+        str(service.port),
+        "--ttl",
+        "5s",
+        "--yes",
+        "--json",
+        "--token-file",
+        str(token_file),
+        *sshd_args(sshd),
     )
     assert second.returncode == 1, second.stderr
     assert "already exists" in second.stderr and "never overwritten" in second.stderr
@@ -263,17 +257,15 @@ def test_remote_port_taken_on_ipv4_loopback_is_refused_not_half_bound(e2e: E2E, 
     try:
         service = e2e.service(http_keepalive)
         result = e2e.run(
-            [
-                "share",
-                str(service.port),
-                "--ttl",
-                "5s",
-                "--yes",
-                "--json",
-                "--remote-port",
-                str(port),
-                *sshd_args(sshd),
-            ]
+            "share",
+            str(service.port),
+            "--ttl",
+            "5s",
+            "--yes",
+            "--json",
+            "--remote-port",
+            str(port),
+            *sshd_args(sshd),
         )
         assert result.returncode == 6, result.stderr
         assert '"event":"started"' not in result.stdout.replace(" ", "")

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from e2e import run_cli
 
 from safetunnel import __version__, errors
 
@@ -52,6 +53,6 @@ def test_module_entry_point_help() -> None:
 
 
 def test_unknown_command_is_usage_error() -> None:
-    out = subprocess.run([console_script(), "no-such-command"], capture_output=True, text=True)
-    assert out.returncode == 2
+    out = run_cli("no-such-command")
+    assert out.returncode == 2 and out.stdout == ""
     assert "No such command" in out.stderr
