@@ -24,6 +24,7 @@ from safetunnel import tokens
 from safetunnel.registry import records as reg
 from safetunnel.registry.audit import AuditLog
 from safetunnel.registry.publication import Bookkeeper
+from safetunnel.sharing.reasons import StopReason
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.sharing.tunnelconfig import TunnelConfig
 from safetunnel.ssh.engine import HostKeyState, Listener, StreamHandler
@@ -81,7 +82,7 @@ class StubSession:
 class StubbornTunnel(Tunnel):
     """Accepts a ``stop`` over the control socket but keeps running: ``kill`` must escalate."""
 
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: StopReason | str) -> None:
         if reason != "killed":
             super().request_stop(reason)
 
@@ -96,12 +97,10 @@ def serve(ns: argparse.Namespace) -> int:
         max_ttl=ns.max_ttl,
     )
     kind = StubbornTunnel if ns.ignore_stop else Tunnel
-    tunnel = kind(StubSession(), config, tokens.generate())
-    books = Bookkeeper(tunnel, reg.Registry(), AuditLog())
-    tunnel.own_first(books)
-    tunnel.add_sink(books.on_event)
-    signal.signal(signal.SIGTERM, lambda *_: tunnel.request_stop("signal"))
-    tunnel.start(on_up=books.start)
+    books = Bookkeeper(reg.Registry(), AuditLog())
+    tunnel = kind(StubSession(), config, tokens.generate(), observers=[books])
+    signal.signal(signal.SIGTERM, lambda *_: tunnel.request_stop(StopReason.SIGNAL))
+    tunnel.start()
     if ns.no_control:  # as if the socket had been removed: kill must fall back to SIGTERM
         reg.Registry().socket_path(tunnel.id).unlink()
     print("ready", tunnel.id, flush=True)

@@ -5,8 +5,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import e2e
 import pytest
-import shareproc
 from click.testing import CliRunner
 from conftest import Sandbox
 from e2e import Pty
@@ -20,7 +20,7 @@ PASSWORD = 'pw with spaces & "quotes" ✓'
 
 def run(sandbox: Sandbox, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """The real console script, stdin a pipe (never a TTY), env from the sandbox."""
-    return shareproc.run(list(args), sandbox.env, input_text=stdin)
+    return e2e.run(list(args), sandbox.env, input_text=stdin)
 
 
 def invoke(*args: str) -> tuple[int, str]:

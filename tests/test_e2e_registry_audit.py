@@ -8,8 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from e2e import E2E, http_status, share_argv, wait_until
-from shareproc import ShareProcess
+from e2e import E2E, ShareProcess, http_status, share_argv, wait_until
 from sshd import SSHD
 
 pytestmark = pytest.mark.sshd

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from e2e import (
     E2E,
+    ShareProcess,
     closed_by_peer,
     connect,
     http_get,
@@ -18,7 +19,6 @@ from e2e import (
     request_bytes,
 )
 from services import echo, greeting_echo, http_keepalive
-from shareproc import ShareProcess
 from sshd import SSHD
 
 pytestmark = pytest.mark.sshd

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from conftest import Sandbox
-from e2e import Pty, known_hosts_line
-from issue5kit import env_without_agent, share_started, stop
+from e2e import Pty, env_without_agent, known_hosts_line, run, share_started, stop
 from services import Service, echo
-from shareproc import run
 from sshd import SSHD
 
 from safetunnel.ssh.hostkeys import fingerprint

@@ -11,11 +11,9 @@ from pathlib import Path
 import paramiko
 import pytest
 from conftest import Sandbox
-from e2e import public_line
-from issue5kit import env_without_agent, share_started, stop
+from e2e import env_without_agent, public_line, run, share_started, stop
 from secrets_check import assert_secret_absent
 from services import Service, echo
-from shareproc import run
 from sshd import SSHD, SSHDFactory
 
 from safetunnel.errors import ForwardRefused

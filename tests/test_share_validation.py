@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import Sandbox
-from shareproc import run
+from e2e import run
 
 import safetunnel
 from safetunnel.errors import ConfigError

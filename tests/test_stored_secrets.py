@@ -19,11 +19,19 @@ from typing import Any
 import paramiko
 import pytest
 from conftest import Sandbox
-from e2e import Pty, known_hosts_line, public_line, share_argv
-from issue5kit import env_without_agent, share_started, stop
+from e2e import (
+    Pty,
+    ShareProcess,
+    env_without_agent,
+    known_hosts_line,
+    public_line,
+    run,
+    share_argv,
+    share_started,
+    stop,
+)
 from secrets_check import assert_secret_absent
 from services import Service, echo
-from shareproc import ShareProcess, run
 from sshd import SSHD, SSHDFactory
 from test_credentials import make_key
 
