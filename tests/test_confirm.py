@@ -6,13 +6,12 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from safetunnel import tokens
-from safetunnel.sharing.preflight import ServiceInfo, assess_risks
+from safetunnel.sharing.preflight import ServiceInfo, assess_risks, needs_typed
 from safetunnel.sharing.summary import (
     ShareSummary,
     accepts_typed,
     accepts_yes,
     confirmation_block,
-    needs_typed_confirmation,
     started_block,
     typed_prompt,
 )
@@ -181,7 +180,7 @@ def test_typed_confirmation_exactly_when_risky(
 ) -> None:
     service = dataclasses.replace(SERVICE, port=port, exposed=exposed)
     s = with_risks(summary(service=service, ttl_seconds=ttl), public=public)
-    assert needs_typed_confirmation(s) is typed
+    assert needs_typed(s.risks) is typed
 
 
 def test_prompts_and_answers() -> None:

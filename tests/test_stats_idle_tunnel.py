@@ -5,10 +5,9 @@ tunnel's ``now`` came from its own clock, so a scripted clock could never make a
 
 from __future__ import annotations
 
-import threading
-
 import paramiko
 from services import Service, echo
+from tunnelkit import Clock
 
 from safetunnel import tokens
 from safetunnel.sharing.tunnel import Tunnel
@@ -16,20 +15,6 @@ from safetunnel.sharing.tunnelconfig import TunnelConfig
 from safetunnel.ssh.client import open_session
 from safetunnel.ssh.gateway import Gateway
 from safetunnel.ssh.target import SSHTarget
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self._now = now
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def set(self, value: float) -> None:
-        with self._lock:
-            self._now = value
 
 
 def test_idle_limit_follows_the_injected_clock(

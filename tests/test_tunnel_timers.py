@@ -3,13 +3,12 @@ warnings 5 and 1 minutes before expiry (once each), extend re-arming them, and T
 
 from __future__ import annotations
 
-import threading
 import time
 
 import paramiko
 from e2e import port_open, wait_for
-from eventlog import EventLog
 from services import Service, echo
+from tunnelkit import Clock, EventLog
 
 from safetunnel import tokens
 from safetunnel.sharing.events import Stopped, TunnelEvent, Warning
@@ -19,22 +18,6 @@ from safetunnel.sharing.tunnelconfig import TunnelConfig
 from safetunnel.ssh.client import open_session
 from safetunnel.ssh.gateway import Gateway
 from safetunnel.ssh.target import SSHTarget
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self.now
-
-    def set(self, value: float) -> None:
-        with self._lock:
-            self.now = value
 
 
 def start_tunnel(

@@ -109,17 +109,6 @@ class LoadResult(NamedTuple):
     pruned: int
 
 
-def process_start_time(pid: int) -> float | None:
-    """psutil's create_time of ``pid``, or None when no live (non-zombie) process has it."""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None  # exited, only waiting for its parent to reap it
-        return proc.create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return None
-
-
 def current_process_start_time() -> float:
     """The start time to put in ``pid_start_time`` for the calling process."""
     return psutil.Process(os.getpid()).create_time()

@@ -15,7 +15,7 @@ from typing import Literal
 from safetunnel.addresses import bracket_host, format_hostport
 from safetunnel.durations import format_duration
 from safetunnel.sharing.blocktext import idle_text, row, warn
-from safetunnel.sharing.preflight import Risk, ServiceInfo, needs_typed
+from safetunnel.sharing.preflight import Risk, ServiceInfo
 from safetunnel.sharing.started import started_block
 
 HostKeyState = Literal["pinned", "newly-trusted", "builtin"]
@@ -72,11 +72,6 @@ class ShareSummary:
             return text  # the local zone is UTC: saying it twice only adds noise
         utc_day = "" if utc.date() == local.date() else f" {utc:%Y-%m-%d}"
         return f"{text} ({utc:%H:%M:%S} UTC{utc_day})"
-
-
-def needs_typed_confirmation(summary: ShareSummary) -> bool:
-    """True when any risk (not a mere notice) applies: y/N is then not enough."""
-    return needs_typed(summary.risks)
 
 
 def typed_prompt(summary: ShareSummary) -> str:
@@ -202,7 +197,6 @@ __all__ = [
     "accepts_typed",
     "accepts_yes",
     "confirmation_block",
-    "needs_typed_confirmation",
     "started_block",
     "typed_prompt",
 ]
