@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import paramiko
 
@@ -20,11 +20,19 @@ from safetunnel.secrets.names import SecretName
 from safetunnel.ssh.hostkeys import fingerprint
 
 if TYPE_CHECKING:
-    from safetunnel.ssh.client import AuthSource
     from safetunnel.ssh.target import SSHTarget
 
 log = logging.getLogger("safetunnel.ssh")
 DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
+
+
+class AuthSource(Protocol):
+    """Where secrets come from (keyring, prompt). Called at most once per secret per session."""
+
+    def passphrase(self, key_path: str) -> str | None: ...
+    def password(self, target: SSHTarget) -> str | None: ...
+    def rejected(self, name: SecretName) -> None:
+        """The secret last given for ``name`` was refused; never offer it again."""
 
 
 class _Chain:

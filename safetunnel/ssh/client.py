@@ -7,13 +7,11 @@ session (forward, keepalive watchdog, close).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
 
 import paramiko
 
 from safetunnel.errors import HostKeyChanged, HostKeyUnknown, SSHError
-from safetunnel.secrets.names import SecretName
-from safetunnel.ssh._auth import authenticate
+from safetunnel.ssh._auth import AuthSource, authenticate
 from safetunnel.ssh._transport import TunedTransport, connect_socket
 from safetunnel.ssh.engine import HostKeyState
 from safetunnel.ssh.hostkeys import HostKeyStore, fingerprint
@@ -21,15 +19,6 @@ from safetunnel.ssh.session import SSHSession
 from safetunnel.ssh.target import SSHTarget
 
 HostKeyPrompt = Callable[[SSHTarget, str, str], bool]
-
-
-class AuthSource(Protocol):
-    """Where secrets come from (keyring, prompt). Called at most once per secret per session."""
-
-    def passphrase(self, key_path: str) -> str | None: ...
-    def password(self, target: SSHTarget) -> str | None: ...
-    def rejected(self, name: SecretName) -> None:
-        """The secret last given for ``name`` was refused; never offer it again."""
 
 
 def _prefer_key_types(transport: paramiko.Transport, types: tuple[str, ...]) -> None:
