@@ -203,7 +203,7 @@ def test_started_block_loopback_has_curl_link_and_ssh_l() -> None:
     assert f"echo 'X-Safetunnel-Token: {TOKEN}' | curl -H @- http://127.0.0.1:40123/" in text
     assert f"http://127.0.0.1:40123/?safetunnel_token={TOKEN}" in text
     assert "ssh -N -L 40123:127.0.0.1:40123 alice@bastion.example.com" in text
-    assert "printf 'SAFETUNNEL %s\\n'" in text  # protocol unknown: both forms
+    assert f"{{ echo 'SAFETUNNEL {TOKEN}'; cat; }} | nc 127.0.0.1 40123" in text  # both forms
     assert "14:30:00 CET" in text and "13:30:00 UTC" in text
     assert "Ctrl-C to stop" in text and "safetunnel kill st-1a2b3c" in text
     assert text.count(TOKEN) == 4  # token, curl, link, raw TCP: nothing else
