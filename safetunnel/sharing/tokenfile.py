@@ -10,11 +10,14 @@ error after start) runs it, on the single teardown path.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import stat
 from pathlib import Path
 from types import TracebackType
 
+from safetunnel import tokens
 from safetunnel.errors import ConfigError
 from safetunnel.fsutil import create_exclusive
 
@@ -36,7 +39,7 @@ def write_token_file(stack: contextlib.ExitStack, path: Path, token: str, *, kee
         ) from None
     except OSError as err:
         raise ConfigError(f"cannot create token file {path}: {err.strerror}") from None
-    written = _identity(path)
+    written = tokens.hash_token(token + "\n")
 
     def remove(
         exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -48,21 +51,21 @@ def write_token_file(stack: contextlib.ExitStack, path: Path, token: str, *, kee
     stack.push(remove)
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_dev, st.st_ino
+def _remove_if_unchanged(path: Path, written: bytes) -> None:
+    """Remove the file if it still is this share's: a file the user put in its place is theirs.
 
-
-def _remove_if_unchanged(path: Path, written: tuple[int, int] | None) -> None:
-    """Remove the file this share wrote; a file the user put in its place since is theirs."""
-    if written is None or _identity(path) != written:
-        return
+    The test is the content, not the inode: a file made after ours was deleted may reuse its
+    inode number, and even its timestamps on a coarse-grained file system.
+    """
     try:
-        path.unlink()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            ours = stat.S_ISREG(os.fstat(fd).st_mode) and tokens.verify(handle.read(64), written)
+        if ours:
+            path.unlink()
     except FileNotFoundError:
         pass
-    except OSError as err:  # teardown goes on: the share is over either way
-        log.warning("could not remove the token file %s: %s", path, err.strerror)
+    except OSError as err:
+        if err.errno != errno.ELOOP:  # ELOOP: a symlink now, not the file this share wrote
+            # Teardown goes on: the share is over either way.
+            log.warning("could not remove the token file %s: %s", path, err.strerror)
