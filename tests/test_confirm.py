@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -199,10 +200,10 @@ def test_prompts_and_answers() -> None:
 
 def test_started_block_loopback_has_curl_link_and_ssh_l() -> None:
     text = started_block(summary(), 40123, TOKEN, tunnel_id="st-1a2b3c")
-    assert f'curl -H "X-Safetunnel-Token: {TOKEN}" http://127.0.0.1:40123/' in text
+    assert f"echo 'X-Safetunnel-Token: {TOKEN}' | curl -H @- http://127.0.0.1:40123/" in text
     assert f"http://127.0.0.1:40123/?safetunnel_token={TOKEN}" in text
     assert "ssh -N -L 40123:127.0.0.1:40123 alice@bastion.example.com" in text
-    assert "printf 'SAFETUNNEL %s\\n'" in text  # protocol unknown: both forms
+    assert f"{{ echo 'SAFETUNNEL {TOKEN}'; cat; }} | nc 127.0.0.1 40123" in text  # both forms
     assert "14:30:00 CET" in text and "13:30:00 UTC" in text
     assert "Ctrl-C to stop" in text and "safetunnel kill st-1a2b3c" in text
     assert text.count(TOKEN) == 4  # token, curl, link, raw TCP: nothing else
@@ -210,7 +211,7 @@ def test_started_block_loopback_has_curl_link_and_ssh_l() -> None:
 
 def test_started_block_command_lines_are_not_wrapped() -> None:
     text = started_block(summary(), 40123, TOKEN)
-    curl = next(line for line in text.splitlines() if "curl -H" in line)
+    curl = next(line for line in text.splitlines() if "| curl -H @-" in line)
     assert curl.rstrip().endswith("http://127.0.0.1:40123/")
 
 
@@ -260,8 +261,39 @@ def test_started_block_with_token_file_never_needs_the_token() -> None:
     s = summary(token_file="/tmp/my token")
     text = started_block(s, 40123, None)
     assert "written to /tmp/my token" in text
-    assert "$(cat '/tmp/my token')" in text
-    assert "st_" not in text
+    assert "sed 's/^/X-Safetunnel-Token: /' '/tmp/my token' | curl -H @- http://" in text
+    assert "{ sed 's/^/SAFETUNNEL /' '/tmp/my token'; cat; } | nc 127.0.0.1 40123" in text
+    assert "st_" not in text and "$(" not in text
+
+
+# Words of these commands stay inside the shell (builtins in bash, dash, zsh, ksh, fish and, for
+# echo, csh): they reach no process's argv, which every local user can read in ps.
+_SHELL_BUILTINS = {"echo", "printf"}
+
+
+def _argv_words(line: str) -> list[list[str]]:
+    """The simple commands of a shell line, split at | ; && and braces, as word lists."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    commands: list[list[str]] = [[]]
+    for word in lexer:
+        if word in {"|", ";", "&&", "||", "{", "}"}:
+            commands.append([])
+        else:
+            commands[-1].append(word)
+    return [words for words in commands if words]
+
+
+@pytest.mark.parametrize("protocol", ["http", "tcp"])
+def test_printed_commands_keep_the_token_out_of_every_argv(protocol: str) -> None:
+    text = started_block(summary(protocol=protocol), 40123, TOKEN)
+    lines = [line for line in text.splitlines() if line.lstrip().startswith(("curl", "raw TCP"))]
+    assert lines, text
+    for line in lines:
+        for words in _argv_words(line.split(None, 2 if "raw TCP" in line else 1)[-1]):
+            if words[0] in _SHELL_BUILTINS:
+                continue
+            assert not any(TOKEN in word for word in words), f"token in the argv of {words}"
 
 
 def test_started_block_refuses_non_tokens() -> None:

@@ -65,7 +65,13 @@ from safetunnel.timefmt import parse_iso_z
 @click.option(
     "--token-file",
     type=click.Path(dir_okay=False),
-    help="Write the token to this new file (0600) instead of showing it.",
+    help="Write the token to this new file (0600) instead of showing it; the file is removed "
+    "when the share ends.",
+)
+@click.option(
+    "--keep-token-file",
+    is_flag=True,
+    help="Leave the --token-file in place when the share ends.",
 )
 @click.option(
     "--max-connections",
@@ -100,6 +106,8 @@ def share_command(
     Every remote connection must present the generated access token. The tunnel stops by itself
     when the TTL ends, on `safetunnel kill`, on a signal, or when the SSH connection is lost.
     """
+    if fields["keep_token_file"] and not fields["token_file"]:
+        raise click.UsageError("--keep-token-file needs --token-file")
     request = ShareRequest(local=fields.pop("port"), **fields)
     if background:
         asking = ConsoleUI(as_json=as_json)
@@ -184,8 +192,8 @@ def serve(request: ShareRequest, ui: ConsoleUI) -> int:
         try:
             while not tunnel.wait(1.0):
                 ui.status_line(tunnel)
-            tunnel.close()
         finally:
+            tunnel.close()  # whatever broke the wait, the single teardown still runs
             ui.clear_status()
     if signals.interrupted:
         return 130

@@ -2,9 +2,9 @@
 
 The caller supplies a :class:`ShareUI`: the CLI's asks the user, the Python API's never prompts
 (its caller has confirmed). While a share is prepared one ``ExitStack`` owns all it opened (the
-built-in gateway, the SSH session, the token file), so a refused share leaves nothing behind; a
-share that starts hands the whole stack to its :class:`Tunnel` in one step, so each resource has
-exactly one owner and is closed once.
+built-in gateway, the SSH session, the token file's removal), so a refused share leaves nothing
+behind; a share that starts hands the whole stack to its :class:`Tunnel` in one step, so each
+resource has exactly one owner and is closed once.
 """
 
 from __future__ import annotations
@@ -12,18 +12,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import getpass
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 
 from safetunnel import paths, tokens
 from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND
 from safetunnel.durations import parse_duration
 from safetunnel.errors import ConfigError, ForwardRefused, NotConfirmed
-from safetunnel.fsutil import create_exclusive
 from safetunnel.hosts.config import Config, load_config, resolve_host, validate_ttl
 from safetunnel.registry.audit import AuditLog
 from safetunnel.registry.publication import Bookkeeper
@@ -33,6 +32,7 @@ from safetunnel.sharing import preflight
 from safetunnel.sharing.observers import TunnelObserver
 from safetunnel.sharing.request import ShareRequest, check_request
 from safetunnel.sharing.summary import ShareSummary
+from safetunnel.sharing.tokenfile import write_token_file
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.sharing.tunnelconfig import TunnelConfig
 from safetunnel.ssh.client import HostKeyPrompt, SSHSession, open_session
@@ -209,15 +209,17 @@ def _summary(request: ShareRequest, session: SSHSession, plan: _Plan) -> ShareSu
         idle_seconds=request.idle,
         max_connections=request.max_connections,
         risks=plan.risks,
-        token_file=request.token_file,
+        # Absolute: the printed command lines read it, perhaps from another directory.
+        token_file=os.path.abspath(request.token_file) if request.token_file else None,
     )
 
 
 def _start(prepared: _Prepared, request: ShareRequest, ui: ShareUI) -> Tunnel:
     """Make the tunnel, hand it the prepared resources, and start it."""
     token = tokens.generate()
-    if request.token_file:
-        _write_token_file(prepared.stack, Path(request.token_file), token)
+    if prepared.summary.token_file:
+        path = Path(prepared.summary.token_file)
+        write_token_file(prepared.stack, path, token, keep=request.keep_token_file)
     config = _tunnel_config(request, prepared)
     _audit_confirmed(prepared, config)
     shown_by = ui.observer(prepared.summary)
@@ -273,25 +275,3 @@ def _audit_confirmed(prepared: _Prepared, config: TunnelConfig) -> None:
         risks=[risk.code for risk in prepared.plan.risks],
         typed_confirmation=prepared.typed_confirmation,
     )
-
-
-def _write_token_file(stack: contextlib.ExitStack, path: Path, token: str) -> None:
-    """Create the token file; it is removed again only if the share then fails to start."""
-    try:
-        create_exclusive(path, (token + "\n").encode())
-    except FileExistsError:
-        raise ConfigError(
-            f"{path} already exists; a token file is never overwritten",
-            hint="Choose a new path for --token-file.",
-        ) from None
-    except OSError as err:
-        raise ConfigError(f"cannot create token file {path}: {err.strerror}") from None
-
-    def remove_if_failed(
-        exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
-        if exc_type is not None:
-            path.unlink(missing_ok=True)
-        return False  # never swallow the failure
-
-    stack.push(remove_if_failed)

@@ -27,6 +27,7 @@ class ShareRequest:
     identity: str | None = None
     known_hosts: str | None = None
     token_file: str | None = None
+    keep_token_file: bool = False  # leave token_file in place when the share ends
     max_connections: int = options.DEFAULT_MAX_CONNECTIONS
     max_failures: int | None = None
     keepalive: float = options.DEFAULT_KEEPALIVE
@@ -54,6 +55,10 @@ def check_request(request: ShareRequest) -> None:
         (
             request.keepalive not in options.KEEPALIVE,
             f"keepalive must be {options.KEEPALIVE.describe()} seconds",
+        ),
+        (
+            request.keep_token_file and not request.token_file,
+            "keep_token_file needs a token_file (--keep-token-file needs --token-file)",
         ),
         (
             request.protocol not in options.PROTOCOLS,

@@ -37,16 +37,11 @@ def started_block(
     lines = [f"Sharing {summary.service.address} at {_endpoint(summary, remote_port)}{name}"]
     lines.append(row("token", ref.shown()))
     if _show_http(summary):
-        lines.append(cmd("curl", f'curl -H "X-Safetunnel-Token: {ref.inline()}" {base}'))
+        lines.append(cmd("curl", f"{ref.lines('X-Safetunnel-Token: ')} | curl -H @- {base}"))
         lines.append(cmd("link", f"{base}?safetunnel_token={ref.in_link()}"))
     if _show_tcp(summary):
-        lines.append(
-            cmd(
-                "raw TCP",
-                f"{{ printf 'SAFETUNNEL %s\\n' \"{ref.inline()}\"; cat; }} "
-                f"| nc {url_host} {remote_port}",
-            )
-        )
+        tcp = f"{{ {ref.lines('SAFETUNNEL ')}; cat; }} | nc {url_host} {remote_port}"
+        lines.append(cmd("raw TCP", tcp))
     lines += _where_lines(summary, remote_port)
     lines.append(row("expires", f"{summary.expires_local}; {idle_text(summary.idle_seconds)}"))
     stop = f" (or: safetunnel kill {tunnel_id})" if tunnel_id else ""
@@ -56,7 +51,13 @@ def started_block(
 
 @dataclass(frozen=True)
 class _TokenRef:
-    """The token itself, or a shell reference to the file holding it."""
+    """The token itself, or a shell reference to the file holding it.
+
+    Every local user can read every process's argv (``ps``), so in the printed command lines the
+    token reaches curl and nc only through a pipe: written by ``echo``, a builtin of every common
+    shell (bash, dash, zsh, ksh, fish, csh) and so never a process of its own, or by ``sed``,
+    whose argv holds only the file's path.
+    """
 
     token: str | None
     path: str | None
@@ -66,8 +67,15 @@ class _TokenRef:
             return f"{self.token}  (shown once; only its hash is kept)"
         return f"written to {self.path} (not shown)"
 
-    def inline(self) -> str:
-        return self.token if self.token is not None else f"$(cat {shlex.quote(str(self.path))})"
+    def lines(self, prefix: str) -> str:
+        """A shell command writing ``prefix`` + token + newline to stdout; the token in no argv.
+
+        The prefix and the token hold no quote, backslash or leading dash, so single quotes and
+        echo print them as they are in every shell.
+        """
+        if self.token is not None:
+            return f"echo '{prefix}{self.token}'"
+        return f"sed 's/^/{prefix}/' {shlex.quote(str(self.path))}"
 
     def in_link(self) -> str:
         return self.token if self.token is not None else f"<token from {self.path}>"
