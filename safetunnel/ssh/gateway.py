@@ -30,6 +30,8 @@ from safetunnel.ssh._transport import TunedTransport, tune_accepted
 from safetunnel.ssh.gwlimits import GatewayLimits, PendingLogins, Slots
 from safetunnel.ssh.keys import generate_ed25519
 
+__all__ = ["Gateway", "GatewayLimits", "load_authorized_keys", "start_builtin"]
+
 log = logging.getLogger("safetunnel.ssh.gateway")
 _KEY_FIELD = re.compile(r"(?:^|\s)((?:ssh|ecdsa|sk)-[\w.@-]+)\s+([A-Za-z0-9+/]+={0,2})(?:\s|$)")
 
@@ -200,12 +202,19 @@ class Gateway:
         self.close()
 
 
-def start_builtin(max_session_seconds: float | None = None) -> tuple[Gateway, paramiko.PKey]:
+def start_builtin(
+    max_session_seconds: float | None = None, limits: GatewayLimits | None = None
+) -> tuple[Gateway, paramiko.PKey]:
     """An in-process gateway on 127.0.0.1:<free port> with ephemeral Ed25519 host and client
-    keys; connect with ``client_key=`` the returned key and ``expected_key=gateway.host_key``."""
+    keys; connect with ``client_key=`` the returned key and ``expected_key=gateway.host_key``.
+    ``limits`` lets a share raise ``connections_per_session`` to its own connection limit."""
     client_key = generate_ed25519()
     gateway = Gateway(
-        ("127.0.0.1", 0), generate_ed25519(), [client_key], max_session_seconds=max_session_seconds
+        ("127.0.0.1", 0),
+        generate_ed25519(),
+        [client_key],
+        max_session_seconds=max_session_seconds,
+        limits=limits,
     )
     return gateway.start(), client_key
 
