@@ -190,7 +190,6 @@ def test_load_authorized_keys(tmp_path: Path) -> None:
     file.write_text(
         "# comment\n\n"
         f"{keys[0].get_name()} {keys[0].get_base64()} alice@laptop\n"
-        f'restrict,command="echo hi there",permitlisten="localhost:24000" '
         f"{keys[1].get_name()} {keys[1].get_base64()}\n"
         "ssh-ed25519 not-base64!!\n"
     )

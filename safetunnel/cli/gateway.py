@@ -75,6 +75,9 @@ def gateway_command(listen: str, authorized_keys: str | None) -> None:
     """Run the built-in SSH gateway: it accepts only remote forwards, bound to loopback.
 
     Sessions older than max_ttl (config.toml, default 24h) are closed by the gateway itself.
+    authorized_keys lines with options (from=, restrict, ...) are refused: they cannot be
+    honoured here. At most 32 logins in progress (the oldest is cut first), 64 sessions, and
+    512 forwarded connections per session (1024 in all) are held at once.
     """
     host, port = _parse_listen(listen)
     keys = _authorized(host, authorized_keys)

@@ -22,6 +22,7 @@ from paramiko.common import (
 
 from safetunnel.ssh._relay import Threads, relay
 from safetunnel.ssh._transport import tune_accepted
+from safetunnel.ssh.gwlimits import Slots, take_all
 
 MAX_FORWARDS_PER_SESSION = 4
 
@@ -36,8 +37,13 @@ class Listener:
     channel to the SSH client."""
 
     def __init__(
-        self, transport: paramiko.Transport, host: str, requested: str, port: int, threads: Threads
+        self,
+        transport: paramiko.Transport,
+        address: tuple[str, str, int],
+        threads: Threads,
+        slots: tuple[Slots, ...],
     ) -> None:
+        host, requested, port = address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -50,6 +56,7 @@ class Listener:
         self.port: int = self._sock.getsockname()[1]
         self.address = (host, self.port)
         self._transport, self._requested, self._threads = transport, requested, threads
+        self._slots = slots
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         threads.spawn(f"safetunnel-gw-listen-{self.port}", self._accept_loop)
@@ -60,6 +67,12 @@ class Listener:
                 conn, origin = self._sock.accept()
             except OSError:
                 return  # closed by close()
+            if not take_all(self._slots):
+                # Full: closing at once costs no thread; the share's own gate, not this cap,
+                # decides which remote clients it keeps.
+                log.info("too many forwarded connections: %s:%d closed", *origin[:2])
+                conn.close()
+                continue
             tune_accepted(conn)
             with self._lock:
                 self._conns.add(conn)
@@ -80,6 +93,8 @@ class Listener:
             conn.close()
             with self._lock:
                 self._conns.discard(conn)
+            for slot in self._slots:
+                slot.give()
 
     def stop_listening(self) -> None:
         """Accept no new connections; the relayed ones carry on (as OpenSSH's cancel does)."""
@@ -106,13 +121,14 @@ class GatewayServer(paramiko.ServerInterface):
         authorized_keys: Sequence[paramiko.PKey],
         passwords: Mapping[str, str],
         allow_public: bool,
+        slots: tuple[Slots, ...],
     ) -> None:
         self._transport = transport
+        self._slots = slots
         self._keys = [key.asbytes() for key in authorized_keys]
         self._passwords = passwords
         self._allow_public = allow_public
         self.threads = Threads()
-        self.authenticated = threading.Event()
         self._lock = threading.Lock()
         self._listeners: dict[tuple[str, int], Listener] = {}
         self._cancelled: list[Listener] = []  # not listening; their connections may still run
@@ -121,16 +137,16 @@ class GatewayServer(paramiko.ServerInterface):
         return "publickey,password" if self._passwords else "publickey"
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
-        # Any user name is fine: the key is the identity on a forwarding-only server.
+        # Any user name is fine: the key is the identity on a forwarding-only server. paramiko
+        # asks this *before* it checks the signature (and for a mere "would you take this
+        # key?"), so a yes here is not a login: only transport.is_authenticated() is.
         if any(hmac.compare_digest(key.asbytes(), known) for known in self._keys):
-            self.authenticated.set()
             return AUTH_SUCCESSFUL
         return AUTH_FAILED
 
     def check_auth_password(self, username: str, password: str) -> int:
         expected = self._passwords.get(username)
         if expected is not None and hmac.compare_digest(expected.encode(), password.encode()):
-            self.authenticated.set()
             return AUTH_SUCCESSFUL
         return AUTH_FAILED
 
@@ -164,7 +180,7 @@ class GatewayServer(paramiko.ServerInterface):
             log.info("refused tcpip-forward for %r port %d", address, port)
             return False  # paramiko reads a false value as a refusal
         try:
-            listener = Listener(self._transport, host, address, port, self.threads)
+            listener = Listener(self._transport, (host, address, port), self.threads, self._slots)
         except OSError as exc:
             log.info("cannot listen on %s:%d: %s", host, port, exc)
             return False

@@ -3,9 +3,12 @@
 The subclass adds what paramiko does not offer: a global request with a timeout (paramiko's
 ``global_request(wait=True)`` waits forever on a silent peer) and a record of the server's
 SSH_MSG_DEBUG texts (paramiko only logs them, and OpenSSH announces a widened bind that way).
-Both rely on paramiko internals (``completion_event``, ``global_response``,
-``_send_user_message``, ``_parse_debug``, ``_tcp_handler``); tests/test_ssh_client.py exercises
-each against a real OpenSSH so a paramiko upgrade that changes them fails loudly.
+It also keeps paramiko's transport thread from dying in a rekey (see :class:`_ClearToSend`).
+All of it relies on paramiko internals (``completion_event``, ``global_response``,
+``_send_message``, ``_send_user_message``, ``clear_to_send``, ``_parse_debug``,
+``_tcp_handler``); tests/test_ssh_client.py exercises them against a real OpenSSH and
+tests/test_attack_gateway_rekey.py the rekeys, so a paramiko upgrade that changes them fails
+loudly.
 """
 
 from __future__ import annotations
@@ -57,6 +60,39 @@ def _disabled_algorithms() -> dict[str, list[str]]:
 DISABLED_ALGORITHMS = _disabled_algorithms()
 
 
+# Message numbers below this are the transport layer's own (key exchange, disconnect, ignore,
+# debug); everything from here on (auth, global requests, channels) is held during a rekey.
+FIRST_NON_TRANSPORT_MESSAGE = 50
+
+
+class _ClearToSend(threading.Event):
+    """paramiko's ``clear_to_send`` event, which first sends what the transport thread held back.
+
+    paramiko's transport thread answers some messages itself: a channel close, a channel open, a
+    global request. When it does so while a rekey is under way, a channel close waits for the
+    end of the rekey that only this same thread can finish (30 s, then the connection dies with
+    "Key-exchange timed out waiting for key negotiation"), and the other two go out in the
+    middle of the key exchange, where a paramiko peer rejects them ("Expecting packet ...") and
+    drops the connection. Heavy traffic beside short connections hit both within a minute.
+
+    Lowering how often we rekey would only make this rarer, and rekeying is what bounds how much
+    traffic one key protects, so the rekey stays. Instead the transport thread now does what the
+    SSH protocol asks of every side: between its KEXINIT and the new keys it sends only
+    key-exchange messages. Its other messages are queued and sent, in order, with the new keys,
+    right before the user threads may send again (``set`` runs under paramiko's
+    ``clear_to_send_lock``, so nothing can overtake them). Nothing leaves early or unencrypted:
+    a queued message is sent under the new keys or not at all.
+    """
+
+    def __init__(self, flush: Callable[[], None]) -> None:
+        super().__init__()
+        self._flush = flush
+
+    def set(self) -> None:
+        self._flush()
+        super().set()
+
+
 class RequestTimeout(Exception):
     """No reply to a global request in time; the connection must be treated as dead."""
 
@@ -86,6 +122,28 @@ class TunedTransport(paramiko.Transport):
         self.handshake_timeout = timeout
         self.auth_timeout = timeout
         self.debug_messages: list[str] = []
+        # Only the transport thread touches these two (see _ClearToSend), so no lock.
+        self._held: list[paramiko.Message] = []
+        self.clear_to_send = _ClearToSend(self._send_held)
+
+    def _must_hold(self, data: paramiko.Message) -> bool:
+        # Only the transport thread sets or clears clear_to_send, so on it this cannot race.
+        return (
+            threading.current_thread() is self
+            and not self.clear_to_send.is_set()
+            and data.asbytes()[0] >= FIRST_NON_TRANSPORT_MESSAGE
+        )
+
+    def _send_held(self) -> None:
+        held, self._held = self._held, []
+        for message in held:
+            paramiko.Transport._send_message(self, message)  # type: ignore[attr-defined]
+
+    def _send_message(self, data: paramiko.Message) -> None:
+        if self._must_hold(data):
+            self._held.append(data)
+        else:
+            super()._send_message(data)  # type: ignore[misc]
 
     def _parse_debug(self, m: paramiko.Message) -> None:
         """Keep SSH_MSG_DEBUG texts; called on the transport thread in packet order."""
@@ -128,8 +186,11 @@ class TunedTransport(paramiko.Transport):
         return self.global_response
 
     def _send_user_message(self, data: paramiko.Message) -> None:
-        # Declared here only for the type checker: paramiko's stubs omit it.
-        super()._send_user_message(data)  # type: ignore[misc]
+        # On the transport thread paramiko would wait here for a rekey only that thread finishes.
+        if self._must_hold(data):
+            self._held.append(data)
+        else:
+            super()._send_user_message(data)  # type: ignore[misc]
 
 
 def connect_socket(hostname: str, port: int, timeout: float) -> socket.socket:

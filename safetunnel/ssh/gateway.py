@@ -4,6 +4,7 @@ machine with no SSH host configured (in-process, loopback only) and a team can r
 Threads, all named and joined by :meth:`Gateway.close`: ``safetunnel-gw-accept`` (new TCP
 clients), one ``safetunnel-gw-client-<n>`` per SSH connection (runs its lifetime and the
 ``max_session_seconds`` limit), and per forward a listener plus two relay threads per connection.
+How many of each can exist at once is capped by :class:`GatewayLimits`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from safetunnel.errors import ConfigError, SSHError
 from safetunnel.ssh._gwserver import GatewayServer
 from safetunnel.ssh._relay import Threads
 from safetunnel.ssh._transport import TunedTransport, tune_accepted
+from safetunnel.ssh.gwlimits import GatewayLimits, PendingLogins, Slots
 from safetunnel.ssh.keys import generate_ed25519
+
+__all__ = ["Gateway", "GatewayLimits", "load_authorized_keys", "start_builtin"]
 
 log = logging.getLogger("safetunnel.ssh.gateway")
 _KEY_FIELD = re.compile(r"(?:^|\s)((?:ssh|ecdsa|sk)-[\w.@-]+)\s+([A-Za-z0-9+/]+={0,2})(?:\s|$)")
@@ -49,6 +53,7 @@ class Gateway:
         *,
         allow_public: bool = False,
         timeout: float = 10.0,
+        limits: GatewayLimits | None = None,
     ) -> None:
         self._listen = listen
         self._host_key = host_key if host_key is not None else generate_ed25519()
@@ -62,6 +67,10 @@ class Gateway:
         self._lock = threading.Lock()
         self._transports: set[paramiko.Transport] = set()
         self._counter = itertools.count(1)
+        self._limits = limits or GatewayLimits()
+        self._pending = PendingLogins(self._limits.pending_logins, grace=timeout)
+        self._sessions = Slots(self._limits.sessions)
+        self._connections = Slots(self._limits.connections)
 
     @property
     def host_key(self) -> paramiko.PKey:
@@ -98,39 +107,68 @@ class Gateway:
             except OSError:
                 return  # close() shut the socket down
             tune_accepted(conn)
+            gone = threading.Event()
+            self._pending.admit(conn, gone)  # when full: cuts the oldest login, waits for it
             self._threads.spawn(
-                f"safetunnel-gw-client-{next(self._counter)}", self._serve_client, conn
+                f"safetunnel-gw-client-{next(self._counter)}", self._serve_client, conn, gone
             )
 
-    def _serve_client(self, conn: socket.socket) -> None:
+    def _serve_client(self, conn: socket.socket, gone: threading.Event) -> None:
         started = time.monotonic()
         transport = TunedTransport(conn, self._timeout)
         transport.add_server_key(self._host_key)
-        server = GatewayServer(transport, self._authorized, self._passwords, self._allow_public)
-        with self._lock:
-            if self._closing.is_set():
-                transport.close()
-                return
-            self._transports.add(transport)
+        server = GatewayServer(
+            transport, self._authorized, self._passwords, self._allow_public, self._relay_slots()
+        )
         try:
+            with self._lock:
+                if self._closing.is_set():
+                    return
+                self._transports.add(transport)
             transport.start_server(server=server)
-            if self._await_auth(server, transport):
-                transport.join(self._remaining(started))
+            if self._logged_in(conn, transport, started):
+                try:
+                    transport.join(self._remaining(started))
+                finally:
+                    self._sessions.give()
         except (paramiko.SSHException, OSError, EOFError) as exc:
             log.info("gateway client failed: %s", exc)
         finally:
-            server.close()
-            transport.close()
-            with self._lock:
-                self._transports.discard(transport)
+            self._end_client(conn, server, transport)
+            gone.set()
 
-    def _await_auth(self, server: GatewayServer, transport: paramiko.Transport) -> bool:
-        """Login grace: True once authenticated; False on timeout, disconnect or close()."""
-        deadline = time.monotonic() + self._timeout
-        while not server.authenticated.wait(0.05):
+    def _end_client(
+        self, conn: socket.socket, server: GatewayServer, transport: paramiko.Transport
+    ) -> None:
+        self._pending.leave(conn)
+        server.close()
+        transport.close()
+        if transport.is_alive():  # close() does not always wait for paramiko's thread
+            transport.join(self._timeout)
+        with self._lock:
+            self._transports.discard(transport)
+
+    def _relay_slots(self) -> tuple[Slots, Slots]:
+        return Slots(self._limits.connections_per_session), self._connections
+
+    def _logged_in(
+        self, conn: socket.socket, transport: paramiko.Transport, started: float
+    ) -> bool:
+        """True once paramiko has authenticated the client (after checking the signature: the
+        server callbacks also run for a mere "would you take this key?") and a session slot is
+        free; False at the login limit (counted from the TCP accept), on disconnect or close()."""
+        deadline = started + self._timeout
+        while not transport.is_authenticated():
             if not transport.is_active() or time.monotonic() > deadline:
                 return False
-        return not self._closing.is_set()
+            if self._closing.wait(0.05):
+                return False
+        if not self._pending.leave(conn) or self._closing.is_set():
+            return False  # cut to make room for a newer login, or the gateway is closing
+        if not self._sessions.take():
+            log.warning("gateway full (%d sessions): login refused", self._limits.sessions)
+            return False
+        return True
 
     def _remaining(self, started: float) -> float | None:
         if self._max_session is None:
@@ -164,12 +202,19 @@ class Gateway:
         self.close()
 
 
-def start_builtin(max_session_seconds: float | None = None) -> tuple[Gateway, paramiko.PKey]:
+def start_builtin(
+    max_session_seconds: float | None = None, limits: GatewayLimits | None = None
+) -> tuple[Gateway, paramiko.PKey]:
     """An in-process gateway on 127.0.0.1:<free port> with ephemeral Ed25519 host and client
-    keys; connect with ``client_key=`` the returned key and ``expected_key=gateway.host_key``."""
+    keys; connect with ``client_key=`` the returned key and ``expected_key=gateway.host_key``.
+    ``limits`` lets a share raise ``connections_per_session`` to its own connection limit."""
     client_key = generate_ed25519()
     gateway = Gateway(
-        ("127.0.0.1", 0), generate_ed25519(), [client_key], max_session_seconds=max_session_seconds
+        ("127.0.0.1", 0),
+        generate_ed25519(),
+        [client_key],
+        max_session_seconds=max_session_seconds,
+        limits=limits,
     )
     return gateway.start(), client_key
 
@@ -177,9 +222,10 @@ def start_builtin(max_session_seconds: float | None = None) -> tuple[Gateway, pa
 def load_authorized_keys(path: Path | str) -> list[paramiko.PKey]:
     """Keys from an OpenSSH authorized_keys file.
 
-    Options before the key (``restrict``, ``permitlisten=...``, ``from=...``) are IGNORED for
-    now: every listed key gets the gateway's full (forwarding-only) rights. Lines that hold no
-    readable key are skipped with a log line, like sshd does.
+    A line with options before its key (``restrict``, ``from=...``, ``permitlisten=...``) is
+    refused with ConfigError: the gateway cannot honour them, and ignoring them would give a key
+    that sshd limits the gateway's full (forwarding-only) rights. Lines that hold no readable
+    key are skipped with a log line, like sshd does.
     """
     file = Path(path).expanduser()
     try:
@@ -191,7 +237,14 @@ def load_authorized_keys(path: Path | str) -> list[paramiko.PKey]:
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        key = _parse_key_line(stripped)
+        key, options = _parse_key_line(stripped)
+        if options:
+            raise ConfigError(
+                f"{file} line {number}: the gateway cannot honour key options "
+                f"({', '.join(options)})",
+                hint="Remove the options from that line to give the key plain forwarding to "
+                "loopback, or leave the key out; sshd honours them if you need them.",
+            )
         if key is None:
             log.warning("%s line %d: no usable key, skipped", file, number)
         else:
@@ -199,11 +252,23 @@ def load_authorized_keys(path: Path | str) -> list[paramiko.PKey]:
     return keys
 
 
-def _parse_key_line(line: str) -> paramiko.PKey | None:
+def _parse_key_line(line: str) -> tuple[paramiko.PKey | None, list[str]]:
+    """The line's key and the names of the options before it (``from=``, ``restrict``)."""
     for match in _KEY_FIELD.finditer(line):
         try:
             blob = base64.b64decode(match.group(2), validate=True)
-            return paramiko.PKey.from_type_string(match.group(1), blob)
+            key = paramiko.PKey.from_type_string(match.group(1), blob)
         except Exception as exc:  # corrupt base64, unknown key type (UnknownKeyType), ...
             log.debug("not a key: %s %s", match.group(1), type(exc).__name__)
-    return None
+            continue
+        return key, _option_names(line[: match.start()].strip())
+    return None, []
+
+
+def _option_names(options: str) -> list[str]:
+    # Commas inside double quotes belong to a value (command="a, b").
+    names: list[str] = []
+    for part in re.findall(r'(?:[^,"]|"[^"]*"?)+', options):
+        name, equals, _value = part.strip().partition("=")
+        names.append(name + equals)
+    return names
