@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,9 +23,9 @@ Step = tuple[str, bytes | float]
 
 
 def make_policy(**overrides: object) -> GatePolicy:
-    settings: dict[str, object] = {"token_hash": tokens.hash_token(TOKEN), "tunnel_id": TUNNEL_ID}
-    settings.update(overrides)
-    return GatePolicy(**settings)  # type: ignore[arg-type]
+    """This tunnel's policy, as the tunnel makes it: with a session secret for link cookies."""
+    policy = GatePolicy.for_token(TOKEN, TUNNEL_ID)
+    return dataclasses.replace(policy, **overrides)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -137,6 +138,19 @@ def authed(target: str = "/", headers: Sequence[tuple[str, str]] = (), **kw: obj
     return request(target, [("X-Safetunnel-Token", TOKEN), *headers], **kw)  # type: ignore[arg-type]
 
 
+def set_cookie(result: Run) -> str:
+    """The Set-Cookie header value of a link's 303 reply."""
+    for line in result.remote.split(b"\r\n"):
+        if line.lower().startswith(b"set-cookie:"):
+            return line.split(b":", 1)[1].strip().decode()
+    raise AssertionError(f"no Set-Cookie in {result.remote!r}")
+
+
+def cookie_pair(result: Run) -> str:
+    """``name=value`` of the link's cookie, as a browser sends it back."""
+    return set_cookie(result).split(";", 1)[0]
+
+
 def response(body: bytes = b"hello", status: str = "200 OK", extra: str = "") -> bytes:
     head = f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
     return head.encode() + body
@@ -152,4 +166,6 @@ __all__ = [
     "request",
     "response",
     "run",
+    "set_cookie",
+    "cookie_pair",
 ]
