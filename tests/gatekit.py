@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from safetunnel import tokens
 from safetunnel.gate.core import Gate
 from safetunnel.gate.events import Close, Connect, Event, NeedData, Pipe, ToRemote, ToService
-from safetunnel.gate.policy import GatePolicy
+from safetunnel.gate.policy import GatePolicy, session_secret
 
 TOKEN = "st_" + "Q" * 20 + "x-_" + "7" * 20
 TUNNEL_ID = "st-1a2b3c"
@@ -22,10 +22,14 @@ assert tokens.looks_like_token(TOKEN)
 Step = tuple[str, bytes | float]
 
 
+# This tunnel's policy, as the tunnel makes it (once): with a session salt for link cookies.
+BASE_POLICY = GatePolicy.for_token(TOKEN, TUNNEL_ID)
+# The value of this tunnel's link cookie, as a browser sends it back after the link's 303.
+SESSION = session_secret(TOKEN.encode(), BASE_POLICY.session_salt).decode()
+
+
 def make_policy(**overrides: object) -> GatePolicy:
-    """This tunnel's policy, as the tunnel makes it: with a session secret for link cookies."""
-    policy = GatePolicy.for_token(TOKEN, TUNNEL_ID)
-    return dataclasses.replace(policy, **overrides)  # type: ignore[arg-type]
+    return dataclasses.replace(BASE_POLICY, **overrides)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -158,14 +162,16 @@ def response(body: bytes = b"hello", status: str = "200 OK", extra: str = "") ->
 
 __all__ = [
     "COOKIE",
+    "SESSION",
     "TOKEN",
     "Run",
     "authed",
     "chunked",
+    "cookie_pair",
+    "drain",
     "make_policy",
     "request",
     "response",
     "run",
     "set_cookie",
-    "cookie_pair",
 ]

@@ -34,7 +34,10 @@ def test_the_session_cookie_works_on_the_next_request_and_is_stripped() -> None:
     nxt = request("/next", [("Cookie", f"theme=dark; {pair}; lang=en")])
     result = run([("remote", LINK), ("remote", nxt)], policy=policy)
     assert result.connects == 1
-    assert result.service == b"GET /next HTTP/1.1\r\nHost: localhost\r\nCookie: theme=dark; lang=en\r\n\r\n"
+    assert (
+        result.service
+        == b"GET /next HTTP/1.1\r\nHost: localhost\r\nCookie: theme=dark; lang=en\r\n\r\n"
+    )
 
 
 def test_a_cookie_carrying_the_token_is_refused() -> None:
@@ -53,7 +56,12 @@ def test_the_session_cookie_of_another_share_is_refused_and_stripped() -> None:
     renamed = run([("remote", request("/", [("Cookie", f"{COOKIE}={other_value}")]))])
     assert b"401" in renamed.remote and renamed.service == b""
     beside = run(
-        [("remote", request("/", [("X-Safetunnel-Token", TOKEN), ("Cookie", f"a=1; {other_pair}")]))]
+        [
+            (
+                "remote",
+                request("/", [("X-Safetunnel-Token", TOKEN), ("Cookie", f"a=1; {other_pair}")]),
+            )
+        ]
     )
     assert beside.connects == 1
     assert other_value.encode() not in beside.service and b"Cookie: a=1\r\n" in beside.service

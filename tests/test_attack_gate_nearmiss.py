@@ -45,9 +45,7 @@ CORPUS: dict[str, bytes] = {
     "header-underscores": request("/", [T, ("X_Safetunnel_Token", TOKEN)]),
     "header-other": request("/", [T, ("X-Api-Key", TOKEN)]),
     "header-referer": request("/", [T, ("Referer", f"http://h/?safetunnel_token={TOKEN}")]),
-    "basic-auth": request(
-        "/", [T, ("Authorization", "Basic " + NEEDLES[3].decode())]
-    ),
+    "basic-auth": request("/", [T, ("Authorization", "Basic " + NEEDLES[3].decode())]),
     "bearer-lowercase-second": request("/", [T, ("Authorization", f"bearer  {TOKEN} x")]),
 }
 
