@@ -9,12 +9,15 @@ gate hands to its HTTP parser add up to the backlog, not to the backlog times th
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 
 import h11
 import pytest
 from gatekit import authed, make_policy, response
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from safetunnel.gate.core import Gate
 from safetunnel.gate.events import Close, Event, NeedData, Pipe, ToRemote, ToService
@@ -122,3 +125,37 @@ def test_the_limit_cannot_be_below_one_request_head() -> None:
     with pytest.raises(ValueError, match="max_buffered_remote"):
         make_policy(max_buffered_remote=1024)
     assert GatePolicy.__dataclass_fields__["max_buffered_remote"].default == 64 * 1024
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=1, max_value=3000), min_size=1, max_size=6),
+    cuts=st.lists(st.integers(min_value=1, max_value=40000), max_size=8),
+)
+def test_pipelined_chunked_bodies_are_split_exactly_where_they_end(
+    sizes: list[int], cuts: list[int]
+) -> None:
+    # The gate hands h11 more of a chunked body than the request may hold and takes the rest
+    # back: the next request must start exactly where the last one ended, however bytes arrive.
+    head = authed("/c", [("Transfer-Encoding", "chunked")], method="POST")
+    bodies = [b"%x\r\n%s\r\n0\r\n\r\n" % (n, b"q" * n) for n in sizes]
+    stream = b"".join(head + body for body in bodies) + authed("/last")
+    points = sorted({0, len(stream), *(c % len(stream) for c in cuts)})
+    gate = Gate(make_policy(), 0.0)
+    service = bytearray()
+    for a, b in itertools.pairwise(points):
+        gate.receive_remote(stream[a:b])
+        while not isinstance(event := gate.next_event(0.0), NeedData):
+            assert not isinstance(event, (Close, Pipe)), event
+            if isinstance(event, ToService):
+                service.extend(event.data)
+    for _ in range(len(sizes) + 1):
+        gate.receive_service(response())
+        while not isinstance(event := gate.next_event(0.0), NeedData):
+            assert not isinstance(event, (Close, Pipe)), event
+            if isinstance(event, ToService):
+                service.extend(event.data)
+    assert service.count(b"POST /c") == len(sizes) and service.endswith(
+        b"GET /last HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    )
+    assert service.count(b"q") == sum(sizes)

@@ -36,8 +36,8 @@ class Carried:
     def admits(self, token_hash: bytes, session_hash: bytes) -> bool:
         """A header or bearer carries the token, or this share's cookie its session secret.
 
-        The token itself is no longer accepted in the cookie: a cookie reaches every port of
-        its host, so what it carries must be worth as little as possible elsewhere.
+        The token itself is not accepted in the cookie: a cookie reaches every port of its
+        host, so what it carries must be worth as little as possible anywhere else.
         """
         if len(self.header_tokens) + len(self.cookie_secrets) > MAX_CANDIDATES:
             return False
