@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 from safetunnel import tokens
 from safetunnel.gate.core import Gate
 from safetunnel.gate.events import Close, Connect, Event, NeedData, Pipe, ToRemote, ToService
-from safetunnel.gate.policy import GatePolicy
+from safetunnel.gate.policy import GatePolicy, session_secret
 
 TOKEN = "st_" + "Q" * 20 + "x-_" + "7" * 20
 TUNNEL_ID = "st-1a2b3c"
@@ -21,10 +22,14 @@ assert tokens.looks_like_token(TOKEN)
 Step = tuple[str, bytes | float]
 
 
+# This tunnel's policy, as the tunnel makes it (once): with a session salt for link cookies.
+BASE_POLICY = GatePolicy.for_token(TOKEN, TUNNEL_ID)
+# The value of this tunnel's link cookie, as a browser sends it back after the link's 303.
+SESSION = session_secret(TOKEN.encode(), BASE_POLICY.session_salt).decode()
+
+
 def make_policy(**overrides: object) -> GatePolicy:
-    settings: dict[str, object] = {"token_hash": tokens.hash_token(TOKEN), "tunnel_id": TUNNEL_ID}
-    settings.update(overrides)
-    return GatePolicy(**settings)  # type: ignore[arg-type]
+    return dataclasses.replace(BASE_POLICY, **overrides)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -137,6 +142,19 @@ def authed(target: str = "/", headers: Sequence[tuple[str, str]] = (), **kw: obj
     return request(target, [("X-Safetunnel-Token", TOKEN), *headers], **kw)  # type: ignore[arg-type]
 
 
+def set_cookie(result: Run) -> str:
+    """The Set-Cookie header value of a link's 303 reply."""
+    for line in result.remote.split(b"\r\n"):
+        if line.lower().startswith(b"set-cookie:"):
+            return line.split(b":", 1)[1].strip().decode()
+    raise AssertionError(f"no Set-Cookie in {result.remote!r}")
+
+
+def cookie_pair(result: Run) -> str:
+    """``name=value`` of the link's cookie, as a browser sends it back."""
+    return set_cookie(result).split(";", 1)[0]
+
+
 def response(body: bytes = b"hello", status: str = "200 OK", extra: str = "") -> bytes:
     head = f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
     return head.encode() + body
@@ -144,12 +162,16 @@ def response(body: bytes = b"hello", status: str = "200 OK", extra: str = "") ->
 
 __all__ = [
     "COOKIE",
+    "SESSION",
     "TOKEN",
     "Run",
     "authed",
     "chunked",
+    "cookie_pair",
+    "drain",
     "make_policy",
     "request",
     "response",
     "run",
+    "set_cookie",
 ]

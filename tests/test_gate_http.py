@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from gatekit import COOKIE, TOKEN, authed, chunked, make_policy, request, response, run
+from gatekit import COOKIE, SESSION, TOKEN, authed, chunked, make_policy, request, response, run
 
 from safetunnel.gate.core import Gate
 from safetunnel.gate.events import Close, Connect, NeedData, Pipe, ToRemote, ToService
@@ -20,7 +20,7 @@ def head_of(data: bytes) -> bytes:
     [
         [("X-Safetunnel-Token", TOKEN)],
         [("Authorization", f"Bearer {TOKEN}")],
-        [("Cookie", f"{COOKIE}={TOKEN}")],
+        [("Cookie", f"{COOKIE}={SESSION}")],
     ],
     ids=["header", "bearer", "cookie"],
 )
@@ -105,7 +105,7 @@ def test_app_bearer_and_other_cookies_are_kept() -> None:
                     "/",
                     [
                         ("Authorization", "Bearer xyz"),
-                        ("Cookie", f"a=1; {COOKIE}={TOKEN}; b=2"),
+                        ("Cookie", f"a=1; {COOKIE}={SESSION}; b=2"),
                     ],
                 ),
             )
@@ -128,10 +128,8 @@ def test_link_answers_303_with_cookie_and_strips_only_the_parameter() -> None:
     head = head_of(result.remote)
     assert head.startswith(b"HTTP/1.1 303 See Other\r\n")
     assert b"\r\nLocation: /page?a=1&b=two" in head
-    assert (
-        f"\r\nSet-Cookie: {COOKIE}={TOKEN}; HttpOnly; SameSite=Lax; Path=/; Max-Age=599".encode()
-        in head
-    )
+    cookie = f"{COOKIE}={SESSION}; HttpOnly; SameSite=Strict; Path=/; Max-Age=599"
+    assert f"\r\nSet-Cookie: {cookie}".encode() in head
     assert b"\r\nReferrer-Policy: no-referrer" in head
     assert b"\r\nCache-Control: no-store" in head
     assert result.service == b"" and result.final is None
@@ -309,7 +307,7 @@ SCRIPTS = {
     ],
     "link": [
         ("remote", request(f"/p?q=1&safetunnel_token={TOKEN}")),
-        ("remote", request("/p?q=1", [("Cookie", f"{COOKIE}={TOKEN}")])),
+        ("remote", request("/p?q=1", [("Cookie", f"{COOKIE}={SESSION}")])),
         ("service", response()),
     ],
     "upgrade": [
@@ -368,7 +366,7 @@ def test_other_tunnels_cookies_never_reach_the_service() -> None:
                 request(
                     "/",
                     [
-                        ("Cookie", f"safetunnel_st-999999={other}; a=1; {COOKIE}={TOKEN}"),
+                        ("Cookie", f"safetunnel_st-999999={other}; a=1; {COOKIE}={SESSION}"),
                     ],
                 ),
             )
@@ -377,7 +375,7 @@ def test_other_tunnels_cookies_never_reach_the_service() -> None:
     assert result.connects == 1
     assert b"Cookie: a=1\r\n" in result.service
     assert other.encode() not in result.service
-    assert b"safetunnel_" not in result.service
+    assert b"safetunnel_" not in result.service and SESSION.encode() not in result.service
 
 
 def test_another_tunnels_cookie_is_not_a_candidate_here() -> None:

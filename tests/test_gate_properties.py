@@ -1,10 +1,15 @@
-"""Hypothesis properties: no token, no service; no token in service bytes; only GateError."""
+"""Hypothesis properties: no token, no service; no token in service bytes; only GateError.
+
+HTTP/1.0 is generated as well as HTTP/1.1: its rules differ (no Host needed, no chunked body, no
+keep-alive by default), and a gate that raised on one lost the connection without a reply.
+"""
 
 from __future__ import annotations
 
 import itertools
+import math
 
-from gatekit import COOKIE, TOKEN, Run, make_policy, request, run
+from gatekit import COOKIE, SESSION, TOKEN, Run, make_policy, request, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +22,9 @@ FAST = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCh
 FRAGMENTS = st.sampled_from(
     [
         b"GET / HTTP/1.1\r\n",
+        b"GET / HTTP/1.0\r\n",
+        b"POST /f HTTP/1.0\r\n",
+        b"Connection: keep-alive\r\n",
         b"POST /x?safetunnel_token=st_AAAA HTTP/1.1\r\n",
         b"Host: h\r\n",
         b"X-Safetunnel-Token: st_guess\r\n",
@@ -31,6 +39,8 @@ FRAGMENTS = st.sampled_from(
         b"st_",
         b"Upgrade: websocket\r\nConnection: upgrade\r\n",
         b"HTTP/1.1 101 Switching\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\n\r\n",
+        f"X-Safetunnel-Token: {TOKEN}\r\n".encode(),
     ]
 )
 SOUP = st.lists(st.one_of(FRAGMENTS, st.binary(max_size=40)), max_size=12).map(b"".join)
@@ -56,7 +66,11 @@ PLACEMENTS = {
     "header": lambda t: request("/p", [("X-Safetunnel-Token", t)]),
     "bearer": lambda t: request("/p", [("Authorization", f"Bearer {t}")]),
     "cookie": lambda t: request("/p", [("Cookie", f"x=1; {COOKIE}={t}; y=2")]),
+    "session": lambda t: request("/p", [("Cookie", f"x=1; {COOKIE}={SESSION}; y=2")]),
     "query": lambda t: request(f"/p?a=1&safetunnel_token={t}"),
+    "header-1.0": lambda t: f"GET /p HTTP/1.0\r\nX-Safetunnel-Token: {t}\r\n\r\n".encode(),
+    "session-1.0": lambda t: request("/p", [("Cookie", f"{COOKIE}={SESSION}")], version="1.0"),
+    "query-1.0": lambda t: request(f"/p?safetunnel_token={t}", version="1.0"),
     "preamble": lambda t: f"SAFETUNNEL {t}\n".encode(),
 }
 
@@ -78,6 +92,7 @@ def test_the_token_never_appears_in_service_bytes(
     script = [("remote", piece) for piece in _split(data, cuts)]
     result = _run_answering(script)
     assert TOKEN.encode() not in result.service
+    assert SESSION.encode() not in result.service
 
 
 def _run_answering(script: list[tuple[str, bytes]]) -> Run:
@@ -93,6 +108,7 @@ ACTIONS = st.lists(
         st.tuples(st.just("remote"), st.one_of(FRAGMENTS, st.binary(max_size=30))),
         st.tuples(st.just("service"), st.one_of(FRAGMENTS, st.binary(max_size=30))),
         st.tuples(st.just("next"), st.floats(min_value=0, max_value=30)),
+        st.tuples(st.just("expire"), st.floats(min_value=0, max_value=30)),
     ),
     max_size=25,
 )
@@ -101,7 +117,13 @@ ACTIONS = st.lists(
 @FAST
 @given(
     prefix=st.sampled_from(
-        [b"", request("/", [("X-Safetunnel-Token", TOKEN)]), f"SAFETUNNEL {TOKEN}\n".encode()]
+        [
+            b"",
+            request("/", [("X-Safetunnel-Token", TOKEN)]),
+            f"GET / HTTP/1.0\r\nX-Safetunnel-Token: {TOKEN}\r\n\r\n".encode(),
+            request("/", [("Cookie", f"{COOKIE}={SESSION}")], version="1.0"),
+            f"SAFETUNNEL {TOKEN}\n".encode(),
+        ]
     ),
     actions=ACTIONS,
 )
@@ -109,7 +131,7 @@ def test_the_gate_never_raises_anything_but_gate_error(
     prefix: bytes, actions: list[tuple[str, bytes | float]]
 ) -> None:
     gate = Gate(make_policy(), 0.0)
-    now = 0.0
+    now, expires_at = 0.0, math.inf
     if prefix:
         gate.receive_remote(prefix)
     for kind, value in actions:
@@ -120,10 +142,13 @@ def test_the_gate_never_raises_anything_but_gate_error(
             elif kind == "service":
                 assert isinstance(value, bytes)
                 gate.receive_service(value)
+            elif kind == "expire":
+                assert isinstance(value, float)
+                expires_at = value
             else:
                 assert isinstance(value, float)
                 now = max(now, value)
                 for _ in range(50):
-                    gate.next_event(now)
+                    gate.next_event(now, expires_at)
         except GateError:
             pass

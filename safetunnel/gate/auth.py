@@ -8,9 +8,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import unquote_to_bytes
 
 from safetunnel import tokens
+from safetunnel.gate.location import same_origin_path
 
 HeaderList = list[tuple[bytes, bytes]]
 
@@ -28,20 +29,22 @@ class Carried:
 
     headers: HeaderList = field(default_factory=list)
     header_tokens: list[bytes] = field(default_factory=list)
+    cookie_secrets: list[bytes] = field(default_factory=list)
     link_tokens: list[bytes] = field(default_factory=list)
     location: bytes = b"/"
 
-    def header_ok(self, token_hash: bytes) -> bool:
-        """Any header/bearer/cookie candidate verifies (each one is checked in constant time)."""
-        if len(self.header_tokens) > MAX_CANDIDATES:
+    def admits(self, token_hash: bytes, session_hash: bytes) -> bool:
+        """A header or bearer carries the token, or this share's cookie its session secret.
+
+        The token itself is not accepted in the cookie: a cookie reaches every port of its
+        host, so what it carries must be worth as little as possible anywhere else.
+        """
+        if len(self.header_tokens) + len(self.cookie_secrets) > MAX_CANDIDATES:
             return False
-        return _any_valid(self.header_tokens, token_hash)
-
-
-def _any_valid(candidates: Iterable[bytes], token_hash: bytes) -> bool:
-    # Evaluate all of them, so timing does not reveal which carrier was right.
-    results = [tokens.verify(candidate, token_hash) for candidate in candidates]
-    return any(results)
+        # Evaluate all of them, so timing does not reveal which carrier was right.
+        results = [tokens.verify(t, token_hash) for t in self.header_tokens]
+        results += [tokens.verify(c, session_hash) for c in self.cookie_secrets]
+        return any(results)
 
 
 def extract(raw_headers: Iterable[tuple[bytes, bytes]], target: bytes, cookie: bytes) -> Carried:
@@ -54,7 +57,7 @@ def extract(raw_headers: Iterable[tuple[bytes, bytes]], target: bytes, cookie: b
         elif lower == b"authorization" and _bearer_token(value) is not None:
             carried.header_tokens.append(_bearer_token(value) or b"")
         elif lower == b"cookie":
-            kept = _strip_cookie(value, cookie, carried.header_tokens)
+            kept = _strip_cookie(value, cookie, carried.cookie_secrets)
             if kept:
                 carried.headers.append((name, kept))
         else:
@@ -76,22 +79,22 @@ def _bearer_token(value: bytes) -> bytes | None:
 
 
 def _strip_cookie(value: bytes, cookie: bytes, found: list[bytes]) -> bytes:
-    """Keep the application's cookies; drop every ``safetunnel_*`` one.
+    """Keep the application's cookies; drop every ``safetunnel_*`` one, in any spelling.
 
     Browsers do not separate cookies by port, so a viewer of two tunnels on the same host sends
-    both tunnels' cookies to each: forwarding the other one would hand tunnel A's token to
-    tunnel B's service. Only this tunnel's own cookie is a candidate.
+    both tunnels' cookies to each: forwarding the other one would hand tunnel A's secret to
+    tunnel B's service. Only this tunnel's own cookie is a candidate. Servers differ on names'
+    case and on ``,`` as a separator, so a pair that mentions ``safetunnel_`` anywhere is
+    dropped whole rather than guessed at.
     """
     kept: list[bytes] = []
     for pair in value.split(b";"):
-        name, eq, content = pair.strip().partition(b"=")
-        name = name.strip()
-        if eq and name == cookie:
+        pair = pair.strip()
+        name, eq, content = pair.partition(b"=")
+        if eq and name.strip() == cookie:
             found.append(content.strip().strip(b'"'))
-        elif name.startswith(COOKIE_PREFIX):
-            continue  # another tunnel's token: never forwarded, never a candidate here
-        elif pair.strip():
-            kept.append(pair.strip())
+        elif COOKIE_PREFIX not in pair.lower() and pair:
+            kept.append(pair)
     return b"; ".join(kept)
 
 
@@ -105,21 +108,16 @@ def _strip_link(target: bytes, found: list[bytes]) -> bytes:
             found.append(unquote_to_bytes(value.replace(b"+", b" ")))
         else:
             kept.append(pair)
-    return _same_origin_path(path) + (b"?" + b"&".join(kept) if kept else b"")
+    return same_origin_path(path) + (b"?" + b"&".join(kept) if kept else b"")
 
 
-def _same_origin_path(path: bytes) -> bytes:
-    # An absolute-form target keeps only its path, and "//host" would be read by the browser
-    # as another origin: the redirect must stay on the tunnel.
-    if not path.startswith(b"/"):
-        path = urlsplit(path).path or b"/"
-    # Browsers read a backslash as "/" in http(s) URLs: "/\\evil.example" means "//evil.example".
-    return b"/" + path.lstrip(b"/\\")
+def link_reply_headers(location: bytes, cookie: bytes, secret: bytes, max_age: float) -> HeaderList:
+    """Headers of the 303 that trades a link token for this share's session cookie.
 
-
-def link_reply_headers(location: bytes, cookie: bytes, token: bytes, max_age: float) -> HeaderList:
-    """Headers of the 303 that trades a link token for a cookie."""
-    set_cookie = cookie + b"=" + token + b"; HttpOnly; SameSite=Lax; Path=/"
+    ``SameSite=Strict``: no other site's page can make the browser send it, and ``HttpOnly``:
+    no script of the shared service can read it.
+    """
+    set_cookie = cookie + b"=" + secret + b"; HttpOnly; SameSite=Strict; Path=/"
     if math.isfinite(max_age):
         # An infinite TTL gets a session cookie; Max-Age must be a whole number of seconds.
         set_cookie += b"; Max-Age=%d" % max(0, int(max_age))
@@ -133,7 +131,7 @@ def link_reply_headers(location: bytes, cookie: bytes, token: bytes, max_age: fl
 
 
 def valid_link_token(carried: Carried, token_hash: bytes) -> bytes | None:
-    """The link candidate that verified (to put in the cookie), if any."""
+    """The link candidate that verified (to mint the cookie from), if any."""
     if len(carried.link_tokens) > 1:
         return None  # one link carries one token; more is guessing in bulk
     valid = [t for t in carried.link_tokens if tokens.verify(t, token_hash)]

@@ -10,6 +10,10 @@ Usage, h11-style::
 At ``Connect`` the driver opens the local service before asking for the next event, and calls
 ``service_unavailable()`` if it cannot. A refusal is only reported (``Close.refused``): how much
 refusals cost, across the connections of a tunnel, is the driver's business.
+
+The driver reads the remote only while ``wants_remote_data`` is True: a gate holding a pipelined
+backlog behind a slow response says so, and the SSH window then pushes back on the client instead
+of the share's memory growing.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import math
 from collections import deque
 from typing import Literal
 
+from safetunnel.gate.buffer import RemoteBuffer
 from safetunnel.gate.events import (
     Close,
     Connect,
@@ -44,7 +49,8 @@ class Gate:
     def __init__(self, policy: GatePolicy, now: float) -> None:
         self._policy = policy
         self._deadline = now + policy.header_timeout
-        self._buf = bytearray()
+        self._buf = RemoteBuffer()
+        self._expires_at = math.inf
         self._queue: deque[Event] = deque()
         self._stage: _Stage = "sniff"
         self._http: HttpSession | None = None
@@ -68,6 +74,18 @@ class Gate:
         return self._current_deadline()
 
     @property
+    def buffered_remote(self) -> int:
+        """Bytes received from the remote that the gate holds and has not passed on yet."""
+        return len(self._buf)
+
+    @property
+    def wants_remote_data(self) -> bool:
+        """False while the gate holds more than ``policy.max_buffered_remote`` unread remote
+        bytes: the driver stops reading the remote until a ``next_event`` makes this True again
+        (the service's answers let the gate consume what it holds)."""
+        return len(self._buf) <= self._policy.max_buffered_remote
+
+    @property
     def requests(self) -> int:
         """Requests that passed authentication (HTTP); 1 after a good TCP preamble."""
         if self._http is not None:
@@ -82,7 +100,7 @@ class Gate:
         if self._http is not None:
             self._http.receive_remote(data)
         else:
-            self._buf += data
+            self._buf.append(data)
 
     def receive_service(self, data: bytes) -> None:
         """Feed bytes from the local service; ``b""`` means the service closed its side."""
@@ -125,9 +143,11 @@ class Gate:
     def next_event(self, now: float, expires_at: float = math.inf) -> Event:
         """The next decision; call until NeedData, Pipe or Close.
 
-        ``expires_at`` (same clock as ``now``) is when the tunnel ends; a link's cookie lives
-        no longer than that. It is an argument, not policy, because extending a tunnel moves it.
+        ``expires_at`` (same clock as ``now``) is when the tunnel ends: from then on no request
+        head or preamble is let through (Close "expired"), and a link's cookie lives no longer
+        than that. It is an argument, not policy, because extending a tunnel moves it.
         """
+        self._expires_at = expires_at
         if not self._queue and self._final is None:
             self._advance(now, expires_at)
         if self._queue:
@@ -140,22 +160,26 @@ class Gate:
         return event
 
     def _current_deadline(self) -> float | None:
-        if self._http is not None:
-            return self._http.deadline
-        return self._deadline
+        # While waiting for a head, the expiry is a deadline too: the connection closes then.
+        deadline = self._http.deadline if self._http is not None else self._deadline
+        return None if deadline is None else min(deadline, self._expires_at)
 
     def _advance(self, now: float, expires_at: float) -> None:
         if self._stage == "sniff":
-            self._sniff(now)
+            self._sniff(now, expires_at)
         if self._stage == "tcp":
-            self._advance_tcp(now)
+            self._advance_tcp(now, expires_at)
         elif self._stage == "http" and self._http is not None:
             self._advance_http(now, expires_at)
 
-    def _sniff(self, now: float) -> None:
-        if now >= self._deadline:
+    def _sniff(self, now: float, expires_at: float) -> None:
+        kind = sniff(self._buf.peek(32))
+        if now >= expires_at and kind != "http":
+            # Nothing is let through once the share is over; HTTP still gets its 503 below.
+            self._close(End("expired", refused=False))
+        elif now >= self._deadline:
             self._close(End("timeout", refused=True))
-        elif (kind := sniff(self._buf)) is None:
+        elif kind is None:
             if self._remote_eof:
                 self._close(End("remote-closed", refused=bool(self._buf)))
         elif kind == "unknown" or self._policy.protocol not in ("auto", kind):
@@ -167,13 +191,18 @@ class Gate:
             self._stage, self.protocol = "http", "http"
             self._http = HttpSession(self._policy, self._buf, self._deadline, self._remote_eof)
 
-    def _advance_tcp(self, now: float) -> None:
+    def _advance_tcp(self, now: float, expires_at: float) -> None:
+        if now >= expires_at:
+            self._close(End("expired", refused=False))  # a raw stream has no way to say why
+            return
         if now >= self._deadline:
             self._close(End("timeout", refused=True))
             return
         try:
             preamble = parse_preamble(
-                self._buf, self._policy.token_hash, self._policy.max_preamble_bytes
+                self._buf.peek(self._policy.max_preamble_bytes),
+                self._policy.token_hash,
+                self._policy.max_preamble_bytes,
             )
         except PreambleTooLong:
             self._close(End("bad-preamble", refused=True))
@@ -186,9 +215,9 @@ class Gate:
         else:
             self._connected = True
             self._queue.append(Connect("tcp"))
-            if len(self._buf) > preamble.rest_offset:
-                self._queue.append(ToService(bytes(memoryview(self._buf)[preamble.rest_offset :])))
-            self._buf = bytearray()
+            self._buf.take(preamble.rest_offset)
+            if self._buf:
+                self._queue.append(ToService(self._buf.take_all()))
             self._pipe()
 
     def _advance_http(self, now: float, expires_at: float) -> None:
@@ -211,6 +240,7 @@ class Gate:
 
     def _close(self, end: End) -> None:
         authenticated = self._http.authenticated if self._http is not None else self._connected
+        self._buf.clear()  # nothing more will be read from it
         self._stage = "over"
         self._final = Close(end.reason, authenticated and not end.refused, end.refused)
         self._queue.append(self._final)

@@ -1,8 +1,8 @@
 """Events the gate hands to whoever drives it (the pump), and the gate's only exception type.
 
 The gate is sans-IO: it never touches a socket, so every decision it makes is one of these values.
-``ToRemote`` and ``ToService`` hide their payload from ``repr`` because the one place the token may
-legitimately appear is the Set-Cookie reply to a link, and events end up in debug logs.
+``ToRemote`` and ``ToService`` hide their payload from ``repr`` because a link's Set-Cookie reply
+carries the share's session secret, and events end up in debug logs.
 """
 
 from __future__ import annotations

@@ -26,24 +26,27 @@ class HeadScanner:
         self._pos = 0
 
     def reset(self) -> None:
-        """Start over for a new head at offset 0 of the buffer."""
+        """Start over for a new head."""
         self._pos = 0
 
-    def find_end(self, buf: bytearray) -> int | None:
-        """Offset just past ``CRLF CRLF``, or None; raises BadRequest on a bare LF or CR."""
-        pos = self._pos
+    def find_end(self, buf: bytearray, base: int = 0) -> int | None:
+        """Length of the head starting at ``buf[base]`` (up to ``CRLF CRLF``), or None while
+        incomplete; raises BadRequest on a bare LF or CR. ``base`` is where the head starts, so
+        a large buffer is never sliced to scan a small head."""
+        pos = base + self._pos
         while True:
             newline = buf.find(b"\n", pos)
             if newline < 0:
                 # A CR is only legal right before LF; a trailing CR may still get its LF.
                 _check_no_bare_cr(buf, pos, len(buf) - 1)
-                self._pos = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
+                trailing_cr = len(buf) > base and buf[-1] == 0x0D
+                self._pos = len(buf) - base - trailing_cr
                 return None
-            if newline == 0 or buf[newline - 1] != 0x0D:
+            if newline == base or buf[newline - 1] != 0x0D:
                 raise BadRequest("bare LF line ending")
             _check_no_bare_cr(buf, pos, newline - 1)
-            if newline >= 3 and buf[newline - 3 : newline - 1] == b"\r\n":
-                return newline + 1
+            if newline - base >= 3 and buf[newline - 3 : newline - 1] == b"\r\n":
+                return newline + 1 - base
             pos = newline + 1
 
 

@@ -3,8 +3,8 @@
 Each request is framed by h11 in both directions, so the gate always knows where one request ends
 and the next begins and can authenticate every request on a keep-alive or pipelined connection.
 Request heads are validated raw (headers.py) before h11 parses them. A fresh server-role h11
-connection is used per request, because once h11 owns the bytes of a pipelined head it would parse
-them without our raw checks; its unparsed trailing bytes come back to our buffer instead.
+connection is used per request and is given only that request (reader.py): a pipelined backlog
+stays in the gate's own buffer, where nothing copies it, whatever waits behind a request.
 """
 
 from __future__ import annotations
@@ -14,14 +14,18 @@ from collections import deque
 
 import h11
 
-from safetunnel.gate import auth
+from safetunnel.gate import auth, leaks
+from safetunnel.gate.buffer import RemoteBuffer
 from safetunnel.gate.events import Connect, End, Event, ToRemote, ToService
+from safetunnel.gate.forward import request_head
 from safetunnel.gate.headers import BadRequest, HeadScanner, check_head
-from safetunnel.gate.policy import GatePolicy
+from safetunnel.gate.policy import GatePolicy, session_secret
+from safetunnel.gate.reader import RequestReader
 from safetunnel.gate.responses import (
     BAD_GATEWAY,
     BAD_REQUEST,
     ENDED,
+    SHARE_ENDED,
     UNAUTHORIZED,
     closing,
     coalesce,
@@ -32,13 +36,13 @@ from safetunnel.gate.responses import (
 class HttpSession:
     """One remote HTTP connection; ``out`` collects events, ``end``/``piped`` say it is over."""
 
-    def __init__(self, policy: GatePolicy, buf: bytearray, deadline: float, eof: bool) -> None:
+    def __init__(self, policy: GatePolicy, buf: RemoteBuffer, deadline: float, eof: bool) -> None:
         self._policy = policy
         self._cookie = b"safetunnel_" + policy.tunnel_id.encode()
         self._buf = buf
         self._scanner = HeadScanner()
         self._deadline: float | None = deadline
-        self._server: h11.Connection | None = None
+        self._reader: RequestReader | None = None
         self._client = h11.Connection(h11.CLIENT)
         self._remote_eof = eof
         self._service_eof = False
@@ -57,16 +61,14 @@ class HttpSession:
     @property
     def deadline(self) -> float | None:
         """The head deadline while waiting for a request head, else None."""
-        return self._deadline if self._server is None else None
+        return self._deadline if self._reader is None else None
 
     def receive_remote(self, data: bytes) -> None:
         """Bytes (or b"" for EOF) from the remote client."""
-        if not data:
-            self._remote_eof = True
-        if self._server is None:
-            self._buf += data
+        if data:
+            self._buf.append(data)
         else:
-            self._server.receive_data(data)
+            self._remote_eof = True
 
     def receive_service(self, data: bytes) -> None:
         """Bytes (or b"" for EOF) from the local service."""
@@ -74,16 +76,23 @@ class HttpSession:
         self._client.receive_data(data)
 
     def advance(self, now: float, expires_at: float) -> None:
-        """Make every decision the buffered bytes allow; ``expires_at`` bounds a link's cookie."""
+        """Make every decision the buffered bytes allow; from ``expires_at`` on, no new request
+        head is forwarded (and a link's cookie never outlives it)."""
         self._now, self._expires_at = now, expires_at
         progressed = True
-        while progressed and self.end is None and not self.piped:
-            server = self._server
-            if server is None:
-                progressed = self._advance_head(now)
-            else:
-                progressed = self._advance_remote(server) | self._advance_service(server)
-                progressed = self._finish_cycle(server, now) or progressed
+        try:
+            while progressed and self.end is None and not self.piped:
+                reader = self._reader
+                if reader is None:
+                    progressed = self._advance_head(now)
+                else:
+                    server = reader.conn
+                    progressed = self._advance_remote(reader) | self._advance_service(server)
+                    progressed = self._finish_cycle(reader, now) or progressed
+        except h11.ProtocolError:
+            # Each h11 call that remote input can fail is handled where it is made; this is the
+            # backstop that keeps "the gate never raises on remote input" true for the others.
+            self._stop("bad-request", refused=True, reply=self._unless_answered(BAD_REQUEST))
 
     def _stop(self, reason: str, refused: bool, reply: bytes = b"") -> None:
         if reply:
@@ -100,26 +109,32 @@ class HttpSession:
         if self._service_eof:
             # One service connection per gate: with it gone no further request can be served.
             self._stop("service-closed", refused=False)
-            return False
-        if self._deadline is not None and now >= self._deadline:
+        elif now >= self._expires_at:
+            # Not a refusal of the client: the share is over, so no guessing is being slowed.
+            self._stop("expired", refused=False, reply=SHARE_ENDED if self._buf else b"")
+        elif self._deadline is not None and now >= self._deadline:
             # Nothing of a next request yet is a plain keep-alive expiry, not an attack.
             idle = not self._buf
             self._stop("idle" if idle else "timeout", refused=not idle)
-            return False
-        if not self._buf:
+        elif not self._buf:
             if self._remote_eof:
                 self._stop("remote-closed", refused=False)
-            return False
+        else:
+            return self._take_head()
+        return False
+
+    def _take_head(self) -> bool:
         try:
-            end = self._scanner.find_end(self._buf)
+            end = self._scanner.find_end(self._buf.data, self._buf.start)
             if end is None:
                 self._check_incomplete()
                 return False
-            check_head(bytes(self._buf[:end]), self._policy.max_header_bytes)
+            head = self._buf.take(end)
+            check_head(head, self._policy.max_header_bytes)
         except BadRequest:
             self._stop("bad-request", refused=True, reply=BAD_REQUEST)
             return False
-        self._start_request()
+        self._start_request(head)
         return True
 
     def _check_incomplete(self) -> None:
@@ -128,40 +143,37 @@ class HttpSession:
         if self._remote_eof:
             self._stop("incomplete", refused=True)
 
-    def _start_request(self) -> None:
-        # h11's own cap must never be the one that bites: ours already counted the head.
-        server = self._server = h11.Connection(h11.SERVER, max_incomplete_event_size=1 << 30)
-        server.receive_data(bytes(self._buf))
-        del self._buf[:]
-        if self._remote_eof:
-            server.receive_data(b"")
-        try:
-            request = server.next_event()
-        except h11.ProtocolError:
-            request = None
-        if not isinstance(request, h11.Request):
+    def _start_request(self, head: bytes) -> None:
+        reader = self._reader = RequestReader(self._buf, head, self._policy.max_header_bytes)
+        request = reader.request()
+        if request is None:
             # The head is complete and already checked, so this is h11 finding it malformed.
             self._stop("bad-request", refused=True, reply=BAD_REQUEST)
             return
-        self._authenticate(server, request)
+        self._authenticate(reader.conn, request)
 
     def _authenticate(self, server: h11.Connection, request: h11.Request) -> None:
         carried = auth.extract(request.headers.raw_items(), request.target, self._cookie)
-        token_hash = self._policy.token_hash
+        policy = self._policy
         if carried.link_tokens:
-            token = auth.valid_link_token(carried, token_hash)
+            token = auth.valid_link_token(carried, policy.token_hash)
             if token is None:
                 self._stop("unauthorized", refused=True, reply=UNAUTHORIZED)
+            elif leaks.holds_token(carried.location, []):
+                self._stop("bad-request", refused=True, reply=BAD_REQUEST)
             else:
                 self._answer_link(server, carried.location, token)
-        elif carried.header_ok(token_hash):
-            self._forward(request, carried.headers)
-        else:
+        elif not carried.admits(policy.token_hash, policy.session_hash):
             self._stop("unauthorized", refused=True, reply=UNAUTHORIZED)
+        elif leaks.holds_token(request.target, carried.headers):
+            self._stop("bad-request", refused=True, reply=BAD_REQUEST)
+        else:
+            self._forward(request, carried.headers)
 
     def _answer_link(self, server: h11.Connection, location: bytes, token: bytes) -> None:
         max_age = self._expires_at - self._now
-        headers = auth.link_reply_headers(location, self._cookie, token, max_age)
+        secret = session_secret(token, self._policy.session_salt)
+        headers = auth.link_reply_headers(location, self._cookie, secret, max_age)
         reply = server.send(h11.Response(status_code=303, reason=b"See Other", headers=headers))
         reply += server.send(h11.EndOfMessage())
         self.out.append(ToRemote(reply))
@@ -170,11 +182,9 @@ class HttpSession:
         self._answered = True
 
     def _forward(self, request: h11.Request, headers: auth.HeaderList) -> None:
-        outgoing = h11.Request(method=request.method, target=request.target, headers=headers)
         try:
-            data = self._client.send(outgoing)
-        except h11.ProtocolError:
-            # e.g. an HTTP/1.0 request without Host cannot be re-sent as HTTP/1.1.
+            data = request_head(self._client, request, headers)
+        except h11.LocalProtocolError:
             self._stop("bad-request", refused=True, reply=BAD_REQUEST)
             return
         if not self.connected:
@@ -188,19 +198,19 @@ class HttpSession:
 
     # -- bodies and responses ------------------------------------------------------------------
 
-    def _advance_remote(self, server: h11.Connection) -> bool:
-        if server.their_state is not h11.SEND_BODY:
+    def _advance_remote(self, reader: RequestReader) -> bool:
+        if reader.conn.their_state is not h11.SEND_BODY:
             return False
         try:
-            event = server.next_event()
+            event = reader.next_body_event(self._remote_eof)
         except h11.ProtocolError:
             if self._remote_eof:
                 self._stop("remote-closed", refused=False)
             else:
                 self._stop("bad-request", refused=True, reply=self._unless_answered(BAD_REQUEST))
             return False
-        if not isinstance(event, h11.Event):
-            return False  # h11 needs more data
+        if event is None:
+            return False
         if self._forwarding:
             # Trailers are dropped: they could carry anything, including the token header.
             outgoing = h11.EndOfMessage() if type(event) is h11.EndOfMessage else event
@@ -243,31 +253,34 @@ class HttpSession:
 
     def _switch(self, server: h11.Connection) -> None:
         # After 101 (or a CONNECT 2xx) both h11 connections stop parsing; whatever each already
-        # buffered belongs to the new protocol and must reach the other side before piping.
+        # holds, and what the gate buffered behind it, belongs to the new protocol and must reach
+        # the other side before piping.
         from_service, _ = self._client.trailing_data
         from_remote, _ = server.trailing_data
         if from_service:
             self.out.append(ToRemote(from_service))
-        if from_remote:
-            self.out.append(ToService(from_remote))
+        for piece in (from_remote, self._buf.take_all()):
+            if piece:
+                self.out.append(ToService(piece))
         self.piped = True
 
-    def _finish_cycle(self, server: h11.Connection, now: float) -> bool:
+    def _finish_cycle(self, reader: RequestReader, now: float) -> bool:
+        server = reader.conn
         if server.our_state not in ENDED or server.their_state not in ENDED:
             return False
         if server.our_state is not h11.DONE or server.their_state is not h11.DONE:
             self._stop("done", refused=False)
             return False
-        trailing, closed = server.trailing_data
         try:
             if self._forwarding:
                 self._client.start_next_cycle()
         except h11.ProtocolError:
             self._stop("service-closed", refused=False)
             return False
-        self._buf += trailing
-        self._remote_eof = self._remote_eof or closed
-        self._server = None
+        if not reader.give_back():
+            self._stop("bad-request", refused=True)  # never guess where a request starts
+            return False
+        self._reader = None
         self._scanner.reset()
         self._deadline = now + self._policy.header_timeout
         self._forwarding = self._answered = False

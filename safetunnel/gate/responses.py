@@ -26,6 +26,9 @@ BAD_REQUEST = _reply(b"400 Bad Request", b"", b"Bad request.\n")
 # The one answer for "the token was right but the service did not answer": whether it could not
 # be connected at all or closed before its response, the client learns the same thing.
 BAD_GATEWAY = _reply(b"502 Bad Gateway", b"", b"The shared service did not answer.\n")
+# After the share's expiry: 503, not 401, because the token may well be right (a 401 would send a
+# browser or script looking for another one), and not a refusal either: the share is simply over.
+SHARE_ENDED = _reply(b"503 Service Unavailable", b"", b"This share has ended.\n")
 
 # Both sides of a request/response cycle are over once h11 is in one of these states.
 ENDED = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)

@@ -32,6 +32,7 @@ class TunnelConnections:
 
     config: TunnelConfig
     id: str
+    token: str
     stats: TunnelStats
     _clock: Callable[[], float]
     _token_hash: bytes
@@ -63,7 +64,8 @@ class TunnelConnections:
             max_workers=2 * config.max_connections + 4, thread_name_prefix=f"{self.id}-conn"
         )
         self._pump_hooks = PumpHooks(
-            policy=GatePolicy(self._token_hash, self.id, protocol=config.protocol),
+            # Made once per share: its link cookie's session secret is bound to this share.
+            policy=GatePolicy.for_token(self.token, self.id, protocol=config.protocol),
             service=config.local,
             submit=self._executor.submit,
             on_decision=self._on_decision,
