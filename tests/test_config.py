@@ -222,7 +222,7 @@ def test_parse_literal_refuses(text: str) -> None:
 
 def test_resolve_host_builds_ssh_target(sandbox: Sandbox) -> None:
     target_mod = pytest.importorskip("safetunnel.ssh.target")  # the SSH layer, after integration
-    from safetunnel.hosts.config import resolve_host
+    from safetunnel.hosts.resolve import resolve_host
 
     assert resolve_host(None, Config()) is None
     target = resolve_host("u@h.example:2200", Config())

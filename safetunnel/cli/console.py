@@ -20,12 +20,12 @@ from safetunnel.secrets.credentials import KeyringAuthSource
 from safetunnel.sharing import events
 from safetunnel.sharing.events import TunnelEvent
 from safetunnel.sharing.observers import TunnelObserver
+from safetunnel.sharing.started import started_block
 from safetunnel.sharing.summary import (
     ShareSummary,
     accepts_typed,
     accepts_yes,
     confirmation_block,
-    started_block,
     typed_prompt,
 )
 from safetunnel.sharing.tunnel import Tunnel

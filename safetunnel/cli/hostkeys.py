@@ -17,7 +17,8 @@ import click
 from safetunnel import paths
 from safetunnel.errors import CredentialError, HostKeyUnknown, NotConfirmed
 from safetunnel.hosts import setupkey, trust
-from safetunnel.hosts.config import load_config, resolve_host, save_config
+from safetunnel.hosts.config import load_config, save_config
+from safetunnel.hosts.resolve import resolve_host
 from safetunnel.secrets.credentials import KeyringAuthSource
 from safetunnel.secrets.keystore import KeyringStore
 from safetunnel.ssh.client import open_session

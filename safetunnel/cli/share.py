@@ -18,7 +18,7 @@ from safetunnel.sharing import background, options
 from safetunnel.sharing.flow import confirm_share, open_share
 from safetunnel.sharing.reasons import StopReason
 from safetunnel.sharing.request import ShareRequest
-from safetunnel.sharing.summary import started_block
+from safetunnel.sharing.started import started_block
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.timefmt import parse_iso_z
 

@@ -5,8 +5,7 @@ The file is optional: a missing file means the defaults. It is read with tomllib
 0700 dir). Nothing secret ever goes in here; secrets live in the keyring
 (:mod:`safetunnel.secrets.credentials`).
 
-Host resolution (profile → ~/.ssh/config alias → literal) lives in :mod:`safetunnel.hosts.resolve`;
-:func:`resolve_host` is re-exported here because the module contract names it on this module.
+Host resolution (profile → ~/.ssh/config alias → literal) lives in :mod:`safetunnel.hosts.resolve`.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from safetunnel import fsutil, paths
 from safetunnel.durations import DurationError, format_duration, parse_duration
@@ -31,11 +30,6 @@ PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _TOP_KEYS = ("default_host", "default_ttl", "max_ttl", "hosts")
 _PROFILE_KEYS = ("host", "identity", "user", "port")
 T = TypeVar("T")
-
-if TYPE_CHECKING:
-    from safetunnel.ssh.target import (  # type: ignore[import-not-found, unused-ignore]
-        SSHTarget,
-    )
 
 
 @dataclass
@@ -258,13 +252,3 @@ def _duration(data: dict[str, Any], name: str, default: str, path: Path) -> str:
     except DurationError as err:
         raise ConfigError(f"{path}: {name}: {err}") from err
     return value
-
-
-def resolve_host(text: str | None, config: Config) -> SSHTarget | None:
-    """``--host`` text (or None) → SSHTarget, or None for the built-in gateway.
-
-    See :func:`safetunnel.hosts.resolve.resolve_host`; imported lazily to keep this module light.
-    """
-    from safetunnel.hosts import resolve as hostres
-
-    return hostres.resolve_host(text, config)

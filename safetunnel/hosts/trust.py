@@ -15,7 +15,8 @@ import paramiko
 
 from safetunnel import paths
 from safetunnel.errors import ConfigError, HostKeyError
-from safetunnel.hosts.config import load_config, resolve_host
+from safetunnel.hosts.config import load_config
+from safetunnel.hosts.resolve import resolve_host
 from safetunnel.ssh.client import fetch_host_key
 from safetunnel.ssh.hostkeys import HostKeyStore, fingerprint, host_pattern
 from safetunnel.ssh.target import SSHTarget

@@ -23,7 +23,8 @@ from safetunnel import paths, tokens
 from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND
 from safetunnel.durations import parse_duration
 from safetunnel.errors import ConfigError, ForwardRefused, NotConfirmed
-from safetunnel.hosts.config import Config, load_config, resolve_host, validate_ttl
+from safetunnel.hosts.config import Config, load_config, validate_ttl
+from safetunnel.hosts.resolve import resolve_host
 from safetunnel.registry.audit import AuditLog
 from safetunnel.registry.publication import Bookkeeper
 from safetunnel.registry.records import Registry, new_tunnel_id

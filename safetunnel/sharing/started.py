@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from safetunnel.addresses import bracket_host, format_hostport
 from safetunnel.sharing.blocktext import cmd, idle_text, row
+from safetunnel.sharing.summary import ShareSummary
 from safetunnel.tokens import looks_like_token
-
-if TYPE_CHECKING:
-    # Only for annotations: summary.py re-exports started_block, so a runtime import would cycle.
-    from safetunnel.sharing.summary import ShareSummary
 
 
 def started_block(

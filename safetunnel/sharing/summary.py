@@ -2,8 +2,7 @@
 
 Pure: values in, text out. No prompts (they live in cli/), no clock (expiry comes in as an aware
 datetime), no logging. The block shown once the share is up lives in
-:mod:`safetunnel.sharing.started`; :func:`started_block` is re-exported here so callers find both
-blocks of a share in one place.
+:mod:`safetunnel.sharing.started`.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from safetunnel.addresses import bracket_host, format_hostport
 from safetunnel.durations import format_duration
 from safetunnel.sharing.blocktext import idle_text, row, warn
 from safetunnel.sharing.preflight import Risk, ServiceInfo
-from safetunnel.sharing.started import started_block
 
 HostKeyState = Literal["pinned", "newly-trusted", "builtin"]
 GateProtocol = Literal["auto", "http", "tcp"]
@@ -31,7 +29,8 @@ class ShareSummary:
 
     ``expires_at`` is an aware datetime; before start it is a preview (now + TTL), so the CLI
     passes ``dataclasses.replace(summary, expires_at=...)`` with the real one to
-    :func:`started_block`. ``local_tz`` None means the system's local zone.
+    :func:`~safetunnel.sharing.started.started_block`. ``local_tz`` None means the system's
+    local zone.
     """
 
     service: ServiceInfo
@@ -197,6 +196,5 @@ __all__ = [
     "accepts_typed",
     "accepts_yes",
     "confirmation_block",
-    "started_block",
     "typed_prompt",
 ]
