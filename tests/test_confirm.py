@@ -8,12 +8,12 @@ import pytest
 
 from safetunnel import tokens
 from safetunnel.sharing.preflight import ServiceInfo, assess_risks, needs_typed
+from safetunnel.sharing.started import started_block
 from safetunnel.sharing.summary import (
     ShareSummary,
     accepts_typed,
     accepts_yes,
     confirmation_block,
-    started_block,
     typed_prompt,
 )
 
