@@ -53,6 +53,11 @@ class PumpBase:
     def phase(self) -> Phase:
         return self._phase
 
+    @property
+    def paused(self) -> bool:
+        """The remote is not read until the gate wants more input (backpressure)."""
+        return self._paused
+
     def start(self, runner: Callable[[], None]) -> None:
         """Run ``runner`` (which calls :meth:`run`) once the remote has sent something."""
         self._starter.start(runner)
