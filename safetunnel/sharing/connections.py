@@ -120,7 +120,7 @@ class TunnelConnections:
             self._emit(events.Connection(self.id, origin, "unknown", False, reason))
             return
         if dropped is not None:
-            self._later.call_later(0.0, dropped.close)  # it reports as it ends
+            self._later.call_later(0.0, dropped.drop)  # it reports as it ends
         self.stats.opened(counters)
         pump.start(pump.run)  # on its first input (see Pump.start)
 

@@ -77,6 +77,14 @@ class PumpBase:
     def run(self) -> None:
         raise NotImplementedError
 
+    def drop(self) -> None:
+        """Close a connection that had not authenticated when its slot was needed; it reports
+        ``dropped``. Callable from any thread."""
+        with self._state_lock:
+            if self._phase is not Phase.CLOSED:
+                self._reason = "dropped"
+        self.close()
+
     def close(self) -> None:
         """Close both ends; idempotent, callable from any thread (teardown uses it)."""
         self._move(Phase.CLOSED)
