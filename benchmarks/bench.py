@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.attacks import stage_attack  # noqa: E402 - needs the sys.path line above
 from benchmarks.forwarders import (  # noqa: E402 - needs the sys.path line above as a script
     SAFETUNNEL,
     BenchError,
@@ -53,7 +54,7 @@ from benchmarks.forwarders import (  # noqa: E402 - needs the sys.path line abov
 
 SSHD_HELPER_ENV = "SAFETUNNEL_BENCH_SSHD_HELPER"  # dev only: another path to an sshd.py
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "latest.json"
-TESTS = ("bulk", "http", "conn", "held", "idle", "cli")
+TESTS = ("bulk", "http", "conn", "held", "idle", "cli", "attack")
 SSH, ST = "ssh", "safetunnel"
 MB = 1_000_000
 
@@ -164,6 +165,8 @@ FLOORS = (
     Floor("500 held connections with 0 errors", "held_500_errors", "safetunnel", "<=", 0),
     Floor("idle share RSS <= 60 MB", "idle_rss", "safetunnel", "<=", 60.0),
     Floor("`safetunnel list` wall time <= 0.3 s", "cli_list", "safetunnel", "<=", 0.3),
+    Floor("all token holder's requests OK in a flood", "flood_valid_ok", "safetunnel", ">=", 100),
+    Floor("junk flood peak RSS <= 60 + 250 MB", "junk_peak_rss", "safetunnel", "<=", 310.0),
 )
 
 
@@ -373,6 +376,7 @@ class Bench:
             ("idle", self.stage_idle),
             ("held", self.stage_held),
             ("cli", self.stage_cli),
+            ("attack", lambda: stage_attack(self)),
         ]
         for name, stage in stages:
             if name != "direct" and name not in self.config.tests:

@@ -78,10 +78,10 @@ def test_the_service_is_connected_outside_the_gate_lock(
 
 
 def test_a_refusal_asks_the_tunnel_for_its_delay_once(reqrep: tuple[str, int]) -> None:
-    asked: list[float] = []
+    asked: list[tuple[str, float]] = []
 
-    def refusal_delay(now: float) -> float:
-        asked.append(now)
+    def refusal_delay(source: str, now: float) -> float:
+        asked.append((source, now))
         return 0.01
 
     h = Harness(reqrep, refusal_delay=refusal_delay, clock=lambda: 500.0)
@@ -90,14 +90,14 @@ def test_a_refusal_asks_the_tunnel_for_its_delay_once(reqrep: tuple[str, int]) -
         h.chan.in_buffer.feed(b"SAFETUNNEL st_" + b"x" * 43 + b"\nping\n")
         assert h.finished.wait(5)
         assert h.result == (False, "unauthorized")
-        assert asked == [500.0]  # on the tunnel's clock
+        assert asked == [("127.0.0.1", 500.0)]  # per source host, on the tunnel's clock
     finally:
         h.close()
 
 
 def test_an_allowed_connection_costs_no_refusal(reqrep: tuple[str, int]) -> None:
     asked: list[float] = []
-    h = Harness(reqrep, refusal_delay=lambda now: asked.append(now) or 0.0)
+    h = Harness(reqrep, refusal_delay=lambda _source, now: asked.append(now) or 0.0)
     try:
         h.pump.start(h.pump.run)
         h.chan.in_buffer.feed(PREAMBLE + b"ping\n")

@@ -20,16 +20,34 @@ def test_idle_since_follows_the_injected_clock() -> None:
     conn = stats.counters("127.0.0.1:1")
     clock.now = 1010.0
     stats.opened(conn)
-    assert stats.idle_since() == 1010.0
+    conn.add_in(5)
+    assert stats.idle_since() == 1000.0  # no token shown yet: no activity
+    clock.now = 1020.0
+    stats.authorized(conn)
+    assert stats.idle_since() == 1020.0
     clock.now = 1030.0
     conn.add_in(5)
-    assert stats.idle_since() == 1030.0  # a live connection's bytes count
+    assert stats.idle_since() == 1030.0  # an authorized connection's bytes count
     clock.now = 1050.0
     conn.add_out(7)
+    clock.now = 1060.0
+    conn.add_in(0)  # an EOF is no activity
     clock.now = 1100.0
     summary = stats.finished(conn, True, "eof")
     assert summary["duration"] == 100.0  # opened at 1000.0, finished at 1100.0
-    assert stats.idle_since() == 1100.0
+    assert stats.idle_since() == 1050.0  # its last byte, not its close
+
+
+def test_a_refused_connection_is_no_activity() -> None:
+    clock = ScriptedClock(1000.0)
+    stats = TunnelStats(clock)
+    conn = stats.counters("127.0.0.1:1")
+    clock.now = 1010.0
+    stats.opened(conn)
+    conn.add_in(300)
+    clock.now = 1020.0
+    stats.finished(conn, False, "unauthorized")
+    assert stats.idle_since() == 1000.0
 
 
 def test_counters_made_by_the_stats_share_its_clock() -> None:

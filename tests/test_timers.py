@@ -1,10 +1,15 @@
-"""The tunnel's clock decisions as a pure object: scripted times in, decisions out, no sleeps."""
+"""The tunnel's clock decisions as a pure object: scripted times in, decisions out, no sleeps;
+and the one thread that answers refusals later."""
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Callable
 
 import pytest
 
 from safetunnel.errors import ConfigError
+from safetunnel.sharing.later import Later
 from safetunnel.sharing.reasons import StopReason
 from safetunnel.sharing.timers import Deadlines, ExpiryWarning
 
@@ -70,3 +75,47 @@ def test_the_supervisor_sleeps_a_tick_or_until_the_expiry() -> None:
     assert d.pause(START, tick=0.5) == 0.5
     assert d.pause(START + 599.8, tick=0.5) == pytest.approx(0.2)
     assert d.pause(START + 700, tick=0.5) == 0.01
+
+
+# -- the scheduler of delayed answers ------------------------------------------------------------
+
+
+def test_later_runs_calls_on_its_own_thread_and_close_runs_what_is_left() -> None:
+    later = Later(cap=4, name="test-later")
+    ran: list[tuple[str, bool]] = []
+    done = threading.Event()
+
+    def record(name: str) -> Callable[[], None]:
+        def call() -> None:
+            ran.append((name, threading.current_thread() is threading.main_thread()))
+            if name == "soon":
+                done.set()
+
+        return call
+
+    later.call_later(3600.0, record("an hour"))
+    later.call_later(0.0, record("soon"))
+    assert done.wait(5)
+    assert ran == [("soon", False)]  # never on the caller's thread
+    later.close()
+    assert ran == [("soon", False), ("an hour", True)]  # close answers the rest at once
+    later.call_later(3600.0, record("after close"))
+    assert ran[-1] == ("after close", True)
+
+
+def test_past_its_cap_the_call_due_first_runs_now_but_not_on_the_caller() -> None:
+    later = Later(cap=2, name="test-later")
+    first = threading.Event()
+    callers: list[bool] = []
+
+    def earliest() -> None:
+        callers.append(threading.current_thread() is threading.main_thread())
+        first.set()
+
+    later.call_later(3000.0, earliest)
+    later.call_later(3600.0, lambda: None)
+    later.call_later(3600.0, lambda: None)  # one over the cap: the earliest goes now
+    assert first.wait(5)
+    assert callers == [False]
+    assert later.waiting == 2
+    later.close()

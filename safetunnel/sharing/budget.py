@@ -2,15 +2,17 @@
 
 Each gate only reports that it refused a client; the tunnel keeps this count, turns it into a
 delay before the refusal is answered (guessing gets slow), and stops once ``max_failures`` is
-reached. It is global rather than per origin because behind ``GatewayPorts no`` every remote
-connection arrives from the SSH server's loopback, so origin addresses tell attackers apart
-from nobody.
+reached. The delay is counted per source host: one noisy source does not slow down the
+refusals of another. Behind ``GatewayPorts no`` every remote connection arrives from the SSH
+server's loopback, so there all clients are one source; that costs nobody with the token
+anything, because a delay only ever holds back the answer to a refusal. The ``max_failures``
+total is counted across all sources.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 
 WINDOW_SECONDS = 60.0
 # Past this many doublings the delay is pinned at max_delay anyway; capping the exponent keeps
@@ -18,10 +20,14 @@ WINDOW_SECONDS = 60.0
 _MAX_DOUBLINGS = 60
 # Remembering more recent failures than this changes nothing: the delay is already saturated.
 _EXTRA_REMEMBERED = 64
+# Sources remembered at once; past this the one heard from least recently is forgotten, so a
+# flood of spoofed or many-homed sources cannot grow the budget without bound.
+MAX_SOURCES = 1024
 
 
 class FailureBudget:
-    """Counts refusals; past ``per_minute`` in the last minute each one earns a growing delay.
+    """Counts refusals; past ``per_minute`` from one source in the last minute each one earns
+    a growing delay.
 
     Thread-safe: every connection's pump records into the same budget."""
 
@@ -41,20 +47,32 @@ class FailureBudget:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self._lock = threading.Lock()
-        self._recent: deque[float] = deque(maxlen=per_minute + _EXTRA_REMEMBERED)
+        self._sources: OrderedDict[str, deque[float]] = OrderedDict()
         self._total = 0
 
-    def record_failure(self, now: float) -> float:
-        """Record one refusal at ``now``; return the delay (s) to wait before answering it."""
+    def record_failure(self, now: float, source: str = "") -> float:
+        """Record one refusal at ``now`` from ``source`` (a host; "" when unknown); return the
+        delay (s) to hold back its answer."""
         with self._lock:
             self._total += 1
-            self._recent.append(now)
-            while self._recent and self._recent[0] <= now - WINDOW_SECONDS:
-                self._recent.popleft()
-            over = len(self._recent) - self.per_minute
+            recent = self._recent(source)
+            recent.append(now)
+            while recent and recent[0] <= now - WINDOW_SECONDS:
+                recent.popleft()
+            over = len(recent) - self.per_minute
         if over <= 0:
             return 0.0
         return min(self.max_delay, self.base_delay * 2.0 ** min(over - 1, _MAX_DOUBLINGS))
+
+    def _recent(self, source: str) -> deque[float]:
+        """The source's recent refusals, now the most recently used; called under the lock."""
+        recent = self._sources.pop(source, None)
+        if recent is None:
+            recent = deque(maxlen=self.per_minute + _EXTRA_REMEMBERED)
+            if len(self._sources) >= MAX_SOURCES:
+                self._sources.popitem(last=False)
+        self._sources[source] = recent
+        return recent
 
     @property
     def total_failures(self) -> int:

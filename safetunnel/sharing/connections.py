@@ -16,6 +16,7 @@ from safetunnel.addresses import format_hostport
 from safetunnel.gate.policy import GatePolicy
 from safetunnel.sharing import events
 from safetunnel.sharing.budget import FailureBudget
+from safetunnel.sharing.later import Later
 from safetunnel.sharing.pump import Pump
 from safetunnel.sharing.pumptypes import PumpHooks
 from safetunnel.sharing.reasons import StopReason
@@ -24,6 +25,15 @@ from safetunnel.sharing.tunnelconfig import TunnelConfig
 from safetunnel.ssh.engine import ByteStream
 
 log = logging.getLogger("safetunnel.sharing.tunnel")
+
+
+# Connections that have not shown the token yet have slots of their own, apart from the
+# authenticated ones: silent or refused clients can fill these, never the token holders' slots.
+# When they are full, the oldest is dropped (an honest client sends its token at once). There
+# must be more of them than a flood has connections in flight, or the flood's own churn drops
+# honest clients before their first bytes are read: measured, 128 let none of the token holder's
+# requests through 300 concurrent wrong-token clients; 512 let all of them through.
+PENDING_SLOTS = 512
 
 
 class TunnelConnections:
@@ -37,7 +47,9 @@ class TunnelConnections:
     _clock: Callable[[], float]
     _token_hash: bytes
     _budget: FailureBudget
+    _later: Later
     _pump_hooks: PumpHooks
+    _pending: dict[ConnCounters, Pump]
     _pumps: dict[ConnCounters, Pump]
     _pumps_lock: threading.Lock
     _executor: ThreadPoolExecutor
@@ -56,12 +68,16 @@ class TunnelConnections:
     def _init_connections(self, config: TunnelConfig) -> None:
         self.stats = TunnelStats(self._clock)
         self._budget = FailureBudget(max_failures=config.max_failures)
-        # Live pumps by their counters; a pump leaves when it reports finished (its remote side
-        # may be parked with no thread, so "run() returned" does not mean finished).
+        self._later = Later(name=f"{self.id}-answers")
+        # Live pumps by their counters, in order of arrival: not authenticated yet, and
+        # authenticated. A pump leaves when it reports finished (its remote side may be parked
+        # with no thread, so "run() returned" does not mean finished).
+        self._pending = {}
         self._pumps = {}
         self._pumps_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(
-            max_workers=2 * config.max_connections + 4, thread_name_prefix=f"{self.id}-conn"
+            max_workers=2 * config.max_connections + PENDING_SLOTS + 4,
+            thread_name_prefix=f"{self.id}-conn",
         )
         self._pump_hooks = PumpHooks(
             # Made once per share: its link cookie's session secret is bound to this share.
@@ -70,7 +86,9 @@ class TunnelConnections:
             submit=self._executor.submit,
             on_decision=self._on_decision,
             on_finished=self._on_finished,
-            refusal_delay=self._budget.record_failure,
+            refusal_delay=self._refusal_delay,
+            later=self._later.call_later,
+            admit=self._admit_authenticated,
             expires_at=self._expiry,
             clock=self._clock,
         )
@@ -89,17 +107,22 @@ class TunnelConnections:
         origin = format_hostport(*stream.origin)
         counters = self.stats.counters(origin)
         pump = Pump(stream, counters, self._pump_hooks)
+        dropped: Pump | None = None
         # Checked and registered under one lock with teardown's `_stopping`, so a pump is either
         # refused here or seen (and closed) by teardown; never missed and left blocking.
         with self._pumps_lock:
             reason = self._door_refusal()
             if reason is None:
-                self._pumps[counters] = pump
+                if len(self._pending) >= PENDING_SLOTS:
+                    dropped = self._pending.pop(next(iter(self._pending)))
+                self._pending[counters] = pump
         if reason is not None:
             self.stats.refused_at_door(origin, reason)
-            self._executor.submit(stream.close)  # closing sends a message: not on this thread
+            self._later.call_later(0.0, stream.close)  # closing sends: not on this thread
             self._emit(events.Connection(self.id, origin, "unknown", False, reason))
             return
+        if dropped is not None:
+            self._later.call_later(0.0, dropped.drop)  # it reports as it ends
         self.stats.opened(counters)
         pump.start(pump.run)  # on its first input (see Pump.start)
 
@@ -109,9 +132,23 @@ class TunnelConnections:
             return "shutting-down"
         if self._budget.exhausted:
             return "max-failures"  # the tunnel is about to stop for it: admit nobody now
-        if len(self._pumps) >= self.config.max_connections:
-            return "max-connections"
         return None
+
+    def _admit_authenticated(self, counters: ConnCounters) -> bool:
+        """The gate let this connection through: move it to the authenticated slots, if one is
+        free (and it was not dropped meanwhile)."""
+        with self._pumps_lock:
+            if len(self._pumps) >= self.config.max_connections or self._stopping:
+                return False
+            pump = self._pending.pop(counters, None)
+            if pump is None:
+                return False
+            self._pumps[counters] = pump
+        self.stats.authorized(counters)
+        return True
+
+    def _refusal_delay(self, source: str, now: float) -> float:
+        return self._budget.record_failure(now, source)
 
     def _on_decision(self, counters: ConnCounters, allowed: bool, reason: str) -> None:
         protocol = counters.protocol or "unknown"
@@ -121,15 +158,19 @@ class TunnelConnections:
     def _on_finished(self, counters: ConnCounters, allowed: bool, reason: str) -> None:
         with self._pumps_lock:
             self._pumps.pop(counters, None)
+            self._pending.pop(counters, None)
         summary = self.stats.finished(counters, allowed, reason)
         self._emit(events.ConnectionClosed(id=self.id, **summary))
         if self._budget.exhausted:
             self.request_stop(StopReason.MAX_FAILURES)
 
+    def _live_pumps(self) -> list[Pump]:
+        with self._pumps_lock:
+            return [*self._pending.values(), *self._pumps.values()]
+
     def _start_overdue(self, now: float) -> None:
         """Start pumps whose client sent nothing by the header deadline: the gate times them out
         (and counts the failure) exactly as if a pool thread had been waiting on them."""
-        with self._pumps_lock:
-            overdue = [pump for pump in self._pumps.values() if pump.overdue(now)]
-        for pump in overdue:
-            pump.kick()
+        for pump in self._live_pumps():
+            if pump.overdue(now):
+                pump.kick()

@@ -15,67 +15,18 @@ every lock, so a slow connect holds nothing that teardown or the other direction
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
-import threading
-import time
-from collections.abc import Callable
 
-from safetunnel.gate.core import Gate
 from safetunnel.gate.events import Close, Connect, Event, NeedData, Pipe, ToRemote, ToService
 from safetunnel.sharing import pumpio
-from safetunnel.sharing.pumptypes import GATED, NEXT, Phase, PumpHooks
-from safetunnel.sharing.stats import ConnCounters
-from safetunnel.ssh.engine import ByteStream
+from safetunnel.sharing.pumpbase import PumpBase
+from safetunnel.sharing.pumptypes import GATED, Outcome, Phase
 
 log = logging.getLogger("safetunnel.sharing.pump")
 
 
-class Pump:
+class Pump(PumpBase):
     """One forwarded connection. ``run`` is the remote reader; it starts the service reader."""
-
-    def __init__(self, chan: ByteStream, counters: ConnCounters, hooks: PumpHooks) -> None:
-        self._chan = chan
-        self._counters = counters
-        self._hooks = hooks
-        self._clock = hooks.clock
-        self._gate_lock = threading.Lock()
-        self._state_lock = threading.Lock()
-        self._phase = Phase.GATING
-        # Built now, so the header deadline runs from the channel open even when the pump only
-        # starts on the first data (see start).
-        self._gate = Gate(hooks.policy, self._clock())
-        self._starter = pumpio.RemoteStarter(chan, hooks.submit)
-        self._sock: socket.socket | None = None
-        self._to_remote = pumpio.Outbox(chan.write_all)
-        self._to_service = pumpio.Outbox(pumpio.unconnected)
-        self._verdict: bool | None = None  # the decision, once reported
-        self._allowed = False
-        self._reason = "eof"
-        self._running = 1  # directions still running; the last one out reports
-
-    @property
-    def phase(self) -> Phase:
-        return self._phase
-
-    # -- lifecycle -------------------------------------------------------------------------------
-
-    def start(self, runner: Callable[[], None]) -> None:
-        """Run ``runner`` (which calls :meth:`run`) once the remote has sent something."""
-        self._starter.start(runner)
-
-    def kick(self) -> None:
-        """Run the remote reader now unless one is running (the tunnel's deadline check)."""
-        self._starter.kick()
-
-    def overdue(self, now: float) -> bool:
-        """No thread reads the remote although the gate's deadline passed (a client that sends
-        nothing): the tunnel then kicks it, so the gate can time it out."""
-        if self._starter.active or self._phase not in GATED:
-            return False
-        deadline = self._gate.current_deadline
-        return deadline is not None and now >= deadline
 
     def run(self) -> None:
         """Remote reader: drive the gate until it pipes or closes, then copy raw bytes.
@@ -83,74 +34,48 @@ class Pump:
         The thread that opens the service becomes its reader (the reply is what the client
         waits for) and the remote side is parked until its next input, so a connection costs one
         pool-thread hand-off on its critical path instead of two."""
-        if self._guarded(self._remote_side):
+        if self._guarded(self._remote_side) == "serve":
             self._guarded(self._service_side)
-
-    def close(self) -> None:
-        """Close both ends; idempotent, callable from any thread (teardown uses it)."""
-        self._move(Phase.CLOSED)
-
-    def _move(self, to: Phase, sock: socket.socket | None = None) -> bool:
-        """The one place the phase changes. False when the pump closed meanwhile (teardown)."""
-        with self._state_lock:
-            if self._phase is Phase.CLOSED:
-                return False
-            if to not in NEXT[self._phase]:
-                raise RuntimeError(f"pump cannot go from {self._phase.value} to {to.value}")
-            self._phase = to
-            if to is Phase.CONNECTED:
-                self._sock = sock
-            sock = self._sock
-        if to is Phase.CLOSED:
-            self._chan.close()
-            if sock is not None:
-                pumpio.close_socket(sock)
-        return True
-
-    def _guarded(self, direction: Callable[[], bool]) -> bool:
-        """Run one direction; True when it handed its thread over to the service side."""
-        handed_over = False
-        try:
-            handed_over = direction()
-        except (OSError, EOFError) as err:
-            self._note_error(err)
-        except Exception as err:  # a bug: keep the pool thread, and say where it happened
-            log.exception("pump for %s failed", self._counters.origin)
-            self._note_error(err)
-        finally:
-            if not handed_over:
-                self._direction_done()
-        return handed_over
 
     # -- remote side -----------------------------------------------------------------------------
 
-    def _remote_side(self) -> bool:
-        if self._phase in GATED and self._gate_remote():
-            self._starter.park()
-            return True
+    def _remote_side(self) -> Outcome:
+        if self._phase in GATED:
+            outcome = self._gate_remote()
+            if outcome == "serve":
+                self._starter.park()
+            if outcome != "done" or not self._intake_open:
+                return outcome
         if self._phase is Phase.PIPED:
             self._copy_to_service()
-        return False
+        return "done"
 
-    def _gate_remote(self) -> bool:
+    def _gate_remote(self) -> Outcome:
         """Feed remote bytes to the gate until it waits on the service, pipes or closes.
 
-        True when this thread opened the service, and so must now read it."""
+        "serve" when this thread opened the service, and so must now read it; "paused" when the
+        gate holds enough unconsumed input: the channel is not read (so its SSH window closes
+        and the client waits) until the service side's answers let the gate want more."""
         opened = False
         data: bytes | None = None  # None: nothing new to feed (first round, or a deadline)
         while (events := self._feed_remote(data)) is not None:
             self._apply(events)
             last = events[-1]
             if isinstance(last, Connect):
+                if not self._hooks.admit(self._counters):
+                    self._turn_away("max-connections")
+                    return "done"
                 opened, data = self._open_service(last.protocol), None
                 continue
-            if opened or self._phase not in GATED or data == b"":
+            if opened or self._phase not in GATED or data == b"" or not self._intake_open:
                 break  # after an EOF, the service reader (if any) finishes up
+            if self._pause_reading():
+                return "paused"
             deadline = last.deadline if isinstance(last, NeedData) else None
             data = pumpio.recv_until(self._chan, deadline, self._clock)
             if data is not None:
                 self._counters.add_in(len(data))
-        return self._hand_over() if opened else False
+        return "serve" if opened and self._hand_over() else "done"
 
     def _feed_remote(self, data: bytes | None) -> list[Event] | None:
         """Feed ``data`` to the gate and drain it; None once the gate is out of the data path."""
@@ -159,7 +84,7 @@ class Pump:
                 if data and self._phase is Phase.PIPED:
                     self._to_service.put(data)  # a 101 switched us to raw while we read
                 return None
-            if data is not None:
+            if data is not None and self._intake_open:
                 self._gate.receive_remote(data)
             return self._drain()
 
@@ -219,36 +144,28 @@ class Pump:
         self._to_service.flush()
 
     def _finish_by_gate(self, event: Close) -> None:
-        if event.refused:
-            delay = self._hooks.refusal_delay(self._clock())
-            if delay > 0:
-                time.sleep(delay)  # slows down guessing, on this connection's thread only
-        with contextlib.suppress(OSError, EOFError):
-            self._to_remote.flush()
-            self._to_service.flush()
         self._reason = event.reason
         self._decide(event.allowed or self._sock is not None, event.reason)
         self._allowed = event.allowed
-        self.close()
-
-    def _decide(self, allowed: bool, reason: str) -> None:
-        """Report whether the connection got through, once, from whichever thread is first."""
-        with self._state_lock:
-            if self._verdict is not None:
+        if event.refused and self._phase is Phase.GATING:
+            delay = self._hooks.refusal_delay(self._chan.origin[0], self._clock())
+            if delay > 0:
+                # Slows down guessing without holding a slot or a thread: nothing more is read
+                # (the remote reader is not parked again), and the answer goes out later.
+                with self._state_lock:
+                    self._answer_later = True
+                self._hooks.later(delay, self._answer_and_close)
                 return
-            self._verdict = self._allowed = allowed
-        if self._counters.protocol is None:
-            self._counters.protocol = self._gate.protocol
-        self._hooks.on_decision(self._counters, allowed, "allowed" if allowed else reason)
+        self._answer_and_close()
 
     # -- service side ----------------------------------------------------------------------------
 
-    def _service_side(self) -> bool:
+    def _service_side(self) -> Outcome:
         if self._phase is Phase.CONNECTED:
             self._gate_service()
         if self._phase is Phase.PIPED:
             self._copy_to_remote()
-        return False
+        return "done"
 
     def _gate_service(self) -> None:
         sock = self._sock
@@ -268,32 +185,24 @@ class Pump:
                 self._to_remote.flush()
                 return
             self._apply(events)
+            self._resume_reading()
             if not data:
                 return
 
     def _copy_to_service(self) -> None:
-        assert self._sock is not None
+        """Raw remote -> service; stops at the expiry instant or when teardown stops the intake,
+        so nothing new reaches the service after that (the other direction still drains)."""
+        sock = self._sock
+        assert sock is not None
         self._to_service.flush()
-        pumpio.pipe_to_service(self._chan, self._sock, self._counters.add_in)
+        while data := self._chan.read(pumpio.BUFSIZE):
+            if not self._intake_open or self._clock() >= self._hooks.expires_at():
+                break
+            self._counters.add_in(len(data))
+            sock.sendall(data)
+        pumpio.half_close(sock)
 
     def _copy_to_remote(self) -> None:
         assert self._sock is not None
         self._to_remote.flush()
         pumpio.pipe_to_remote(self._sock, self._chan, self._counters.add_out)
-
-    # -- bookkeeping -----------------------------------------------------------------------------
-
-    def _note_error(self, err: BaseException) -> None:
-        if self._phase is not Phase.CLOSED:
-            self._reason = f"error: {type(err).__name__}"
-        self.close()
-
-    def _direction_done(self) -> None:
-        with self._state_lock:
-            self._running -= 1
-            last = self._running == 0
-        if not last:
-            return
-        self.close()
-        self._decide(False, self._reason)
-        self._hooks.on_finished(self._counters, self._allowed, self._reason)

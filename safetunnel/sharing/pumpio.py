@@ -107,11 +107,10 @@ def copy_stream(
         send(data)
 
 
-def pipe_to_service(stream: ByteStream, sock: socket.socket, count: Callable[[int], None]) -> None:
-    """Raw copy remote -> service until the remote's EOF, then pass the half-close on."""
-    copy_stream(stream.read, sock.sendall, count)
+def half_close(sock: socket.socket) -> None:
+    """No more bytes for the service: it reads EOF, as after ``ssh -R`` passes a remote EOF on."""
     with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_WR)  # like ssh -R does
+        sock.shutdown(socket.SHUT_WR)
 
 
 def pipe_to_remote(sock: socket.socket, stream: ByteStream, count: Callable[[int], None]) -> None:

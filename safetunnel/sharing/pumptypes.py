@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from safetunnel.gate.policy import GatePolicy
 from safetunnel.sharing.stats import ConnCounters
@@ -15,6 +16,9 @@ Submit = Callable[[Callable[[], None]], object]
 # (counters, allowed, reason): a connection was let through or turned away / has ended.
 Decision = Callable[[ConnCounters, bool, str], None]
 Finished = Callable[[ConnCounters, bool, str], None]
+# How one direction of a pump left its thread: over, now reading the service, or waiting with no
+# thread until the gate wants more remote input.
+Outcome = Literal["done", "serve", "paused"]
 
 
 class Phase(enum.Enum):
@@ -37,8 +41,16 @@ NEXT = {
 GATED = (Phase.GATING, Phase.CONNECTED)
 
 
-def _no_delay(_now: float) -> float:
+def _no_delay(_source: str, _now: float) -> float:
     return 0.0
+
+
+def _at_once(_delay: float, call: Callable[[], None]) -> None:
+    call()
+
+
+def _always(_counters: ConnCounters) -> bool:
+    return True
 
 
 def _never() -> float:
@@ -50,9 +62,13 @@ class PumpHooks:
     """What every pump of one tunnel shares: the gate's rules, the service's address, and the
     tunnel's callbacks.
 
-    ``refusal_delay(now)`` is called once per connection the gate refused; it returns how long
-    to wait before answering (the tunnel's failure budget). ``expires_at()`` is the tunnel's
-    current expiry on ``clock``; it may move while a connection is open. Both run on pump
+    ``refusal_delay(source, now)`` is called once per connection the gate refused before it
+    reached the service; it returns how long to hold back the answer (the tunnel's failure
+    budget, per source host), and ``later(delay, call)`` runs the answer then, on a thread that
+    is not the pump's: a refused connection frees its slot and thread at once. ``admit(counters)``
+    is asked when the gate lets a connection through, before the service is opened: False when
+    the tunnel has no slot left for authenticated connections. ``expires_at()`` is the tunnel's
+    current expiry on ``clock``; it may move while a connection is open. All of them run on pump
     threads, ``expires_at`` under the pump's gate lock: they must be quick and never block.
     """
 
@@ -61,6 +77,8 @@ class PumpHooks:
     submit: Submit
     on_decision: Decision
     on_finished: Finished
-    refusal_delay: Callable[[float], float] = _no_delay
+    refusal_delay: Callable[[str, float], float] = _no_delay
+    later: Callable[[float, Callable[[], None]], None] = _at_once
+    admit: Callable[[ConnCounters], bool] = _always
     expires_at: Callable[[], float] = _never
     clock: Callable[[], float] = time.monotonic

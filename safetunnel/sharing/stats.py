@@ -4,7 +4,9 @@ Each connection counts its own bytes (one writer per direction, so no lock on th
 tunnel-wide view adds the finished totals to the live connections' counters when asked.
 
 Every time here comes from the tunnel's one clock, so that "idle since" can be compared with the
-tunnel's own ``now`` (and scripted in tests).
+tunnel's own ``now`` (and scripted in tests). Only connections that showed the token count as
+activity: otherwise anyone who can reach the port could keep an idle share alive with refused
+requests.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class ConnCounters:
     bytes_in: int = 0  # remote -> service
     bytes_out: int = 0  # service -> remote
     protocol: str | None = None
+    authorized: bool = False  # showed the token: from then on its traffic is activity
     opened: float = field(init=False)
     last_activity: float = field(init=False)
 
@@ -37,12 +40,14 @@ class ConnCounters:
         self.opened = self.last_activity = self.clock()
 
     def add_in(self, count: int) -> None:
-        self.bytes_in += count
-        self.last_activity = self.clock()
+        if count:  # an EOF is no activity
+            self.bytes_in += count
+            self.last_activity = self.clock()
 
     def add_out(self, count: int) -> None:
-        self.bytes_out += count
-        self.last_activity = self.clock()
+        if count:
+            self.bytes_out += count
+            self.last_activity = self.clock()
 
 
 class TunnelStats:
@@ -64,10 +69,16 @@ class TunnelStats:
         return ConnCounters(origin, self._clock)
 
     def opened(self, conn: ConnCounters) -> None:
+        """A connection got a pump; it is no activity until it is authorized."""
         with self._lock:
             self._live.add(conn)
             self.total += 1
-            self.last_activity = self._clock()
+
+    def authorized(self, conn: ConnCounters) -> None:
+        """The connection showed the token: it is activity from now on."""
+        with self._lock:
+            conn.authorized = True
+            conn.last_activity = self._clock()
 
     def finished(self, conn: ConnCounters, allowed: bool, reason: str) -> dict[str, Any]:
         """Move a connection to the totals; returns its summary (for the audit log)."""
@@ -88,7 +99,8 @@ class TunnelStats:
             if not allowed:
                 self.denied += 1
             self.recent.append(summary)
-            self.last_activity = max(self.last_activity, conn.last_activity, now)
+            if conn.authorized:  # its last byte, not its close, was the activity
+                self.last_activity = max(self.last_activity, conn.last_activity)
         return summary
 
     def refused_at_door(self, origin: str, reason: str) -> None:
@@ -114,11 +126,12 @@ class TunnelStats:
             return len(self._live)
 
     def idle_since(self) -> float:
-        """When (on the tunnel's clock) the last byte or connection was seen on the tunnel."""
+        """When (on the tunnel's clock) the last authorized byte or connection was seen."""
         with self._lock:
             latest = self.last_activity
             for conn in self._live:
-                latest = max(latest, conn.last_activity)
+                if conn.authorized:
+                    latest = max(latest, conn.last_activity)
             return latest
 
     def snapshot(self) -> dict[str, Any]:

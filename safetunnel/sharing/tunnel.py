@@ -5,7 +5,8 @@ Every way a tunnel ends (TTL, idle limit, kill, signal, SSH loss, too many failu
 :meth:`_teardown` exactly once, in a fixed order, so there is one place to get teardown right:
 
 1. the forward is cancelled (no new connections);
-2. open connections get a short grace period, then are closed, and the pool is drained;
+2. nothing more from the remote reaches the service; open connections get a short grace
+   period to drain what the service still sends back, then are closed, and the pool is drained;
 3. the resources handed over at construction (SSH session, built-in gateway, ...) are closed,
    last in, first out;
 4. the ``Stopped`` event goes to the observers, who are then closed in reverse order (see
@@ -34,7 +35,7 @@ from safetunnel.sharing.tunnelconfig import TunnelConfig
 from safetunnel.ssh.engine import EngineSession, Listener
 from safetunnel.timefmt import iso_z, utc_now
 
-GRACE_SECONDS = 2.0  # in-flight data gets this long after the forward is cancelled
+GRACE_SECONDS = 2.0  # the service's replies get this long after the forward is cancelled
 TICK = 0.5
 
 log = logging.getLogger("safetunnel.sharing.tunnel")
@@ -230,11 +231,12 @@ class Tunnel(TunnelConnections):
         with contextlib.suppress(Exception):
             if self._listener is not None:
                 self._listener.close()  # no new connections from here on
+        for pump in self._live_pumps():
+            pump.stop_intake()  # nothing new reaches the service from here on
         self._grace()
-        with self._pumps_lock:
-            pumps = list(self._pumps.values())
-        for pump in pumps:
+        for pump in self._live_pumps():
             pump.close()
+        self._later.close()  # the refusals still waiting are answered now
         self._executor.shutdown(wait=True)
         self._release(self._start_error)
         reason = self.stop_reason or StopReason.ERROR
@@ -257,6 +259,7 @@ class Tunnel(TunnelConnections):
         if self._closed.is_set():
             return
         self._stopping = True
+        self._later.close()
         self._executor.shutdown(wait=True)
         self._release(error)
         self._observers.close()
