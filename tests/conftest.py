@@ -19,6 +19,8 @@ import paramiko
 import pytest
 from sshd import SSHD, SSHDFactory, make_keys, start_sshd
 
+from safetunnel.sharing.connections import builtin_gateway_limits
+from safetunnel.sharing.options import DEFAULT_MAX_CONNECTIONS
 from safetunnel.ssh.gateway import Gateway, start_builtin
 
 if TYPE_CHECKING:
@@ -157,7 +159,7 @@ def builtin_gateway() -> Iterator[tuple[Gateway, paramiko.PKey]]:
     Connect with ``open_session(SSHTarget(*gateway.address), hostkeys=None, on_unknown_key=None,
     auth=None, client_key=key, expected_key=gateway.host_key)``.
     """
-    gateway, client_key = start_builtin()
+    gateway, client_key = start_builtin(limits=builtin_gateway_limits(DEFAULT_MAX_CONNECTIONS))
     try:
         yield gateway, client_key
     finally:

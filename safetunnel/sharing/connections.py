@@ -23,6 +23,7 @@ from safetunnel.sharing.reasons import StopReason
 from safetunnel.sharing.stats import ConnCounters, TunnelStats
 from safetunnel.sharing.tunnelconfig import TunnelConfig
 from safetunnel.ssh.engine import ByteStream
+from safetunnel.ssh.gwlimits import GatewayLimits
 
 log = logging.getLogger("safetunnel.sharing.tunnel")
 
@@ -34,6 +35,15 @@ log = logging.getLogger("safetunnel.sharing.tunnel")
 # honest clients before their first bytes are read: measured, 128 let none of the token holder's
 # requests through 300 concurrent wrong-token clients; 512 let all of them through.
 PENDING_SLOTS = 512
+
+
+def builtin_gateway_limits(max_connections: int) -> GatewayLimits:
+    """Caps for an in-process gateway that carries this one share: high enough that the share's
+    own slots decide who waits. A tighter gateway cap would turn token holders away at the
+    gateway while a flood holds its connections, before the share could drop the oldest
+    unauthenticated one for them."""
+    ceiling = max_connections + PENDING_SLOTS
+    return GatewayLimits(connections_per_session=ceiling, connections=ceiling)
 
 
 class TunnelConnections:

@@ -30,6 +30,7 @@ from safetunnel.registry.publication import Bookkeeper
 from safetunnel.registry.records import Registry, new_tunnel_id
 from safetunnel.secrets.credentials import KeyringAuthSource
 from safetunnel.sharing import preflight
+from safetunnel.sharing.connections import builtin_gateway_limits
 from safetunnel.sharing.observers import TunnelObserver
 from safetunnel.sharing.request import ShareRequest, check_request
 from safetunnel.sharing.summary import ShareSummary
@@ -163,7 +164,7 @@ def _connect(
 ) -> SSHSession:
     """Open the SSH session (starting the built-in gateway first if there is no target)."""
     if target is None:
-        gateway, client_key = start_builtin()
+        gateway, client_key = start_builtin(limits=builtin_gateway_limits(request.max_connections))
         stack.callback(gateway.close)
         builtin = SSHTarget(
             hostname="127.0.0.1",

@@ -154,13 +154,13 @@ class PumpBase:
     def _pause_reading(self) -> bool:
         """True (and paused) when the gate holds as much unconsumed remote input as it may."""
         with self._gate_lock:
-            self._paused = not wants_remote_data(self._gate)
+            self._paused = not self._gate.wants_remote_data
             return self._paused
 
     def _resume_reading(self) -> None:
         """After the service side's events: read the remote again once the gate wants more."""
         with self._gate_lock:
-            resume = self._paused and wants_remote_data(self._gate)
+            resume = self._paused and self._gate.wants_remote_data
             if resume:
                 self._paused = False
         if resume:
@@ -186,9 +186,3 @@ class PumpBase:
             self.close()
         self._decide(False, self._reason)
         self._hooks.on_finished(self._counters, self._allowed, self._reason)
-
-
-def wants_remote_data(gate: Gate) -> bool:
-    """Whether the gate takes more remote input now (False while a backlog waits behind a
-    request in flight). Read through getattr until the gate grows the property."""
-    return bool(getattr(gate, "wants_remote_data", True))
