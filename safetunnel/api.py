@@ -34,7 +34,7 @@ class _ApiUI:
     def auth_source(self, target: SSHTarget) -> KeyringAuthSource:
         return KeyringAuthSource(host_label=target.label or target.display)
 
-    def observer(self, summary: ShareSummary) -> TunnelObserver | None:
+    def observer(self, summary: ShareSummary) -> TunnelObserver[Tunnel] | None:
         """Nothing to render; callers read the Tunnel's attributes."""
         return None
 

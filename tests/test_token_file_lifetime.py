@@ -98,7 +98,7 @@ class FailingObserver:
 
 
 class FailingUI(_ApiUI):
-    def observer(self, summary: ShareSummary) -> TunnelObserver | None:
+    def observer(self, summary: ShareSummary) -> TunnelObserver[Tunnel] | None:
         return FailingObserver()  # type: ignore[return-value]
 
 

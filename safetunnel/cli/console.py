@@ -141,7 +141,7 @@ class ConsoleUI:
 
     # -- observing the tunnel (see safetunnel.sharing.observers) --------------------------------
 
-    def observer(self, summary: ShareSummary) -> TunnelObserver:
+    def observer(self, summary: ShareSummary) -> TunnelObserver[Tunnel]:
         self._summary = summary
         return self
 

@@ -58,7 +58,7 @@ class ShareUI(Protocol):
     def trust_host_key(self, target: SSHTarget, algorithm: str, fingerprint: str) -> bool: ...
     def confirm(self, summary: ShareSummary, typed: bool) -> bool: ...
     def auth_source(self, target: SSHTarget) -> KeyringAuthSource: ...
-    def observer(self, summary: ShareSummary) -> TunnelObserver | None:
+    def observer(self, summary: ShareSummary) -> TunnelObserver[Tunnel] | None:
         """Who shows the tunnel's events (the confirmed summary in hand), if anyone."""
 
 
@@ -227,7 +227,7 @@ def _start(prepared: _Prepared, request: ShareRequest, ui: ShareUI) -> Tunnel:
     shown_by = ui.observer(prepared.summary)
     # The publication comes first, so it is closed last: see safetunnel.sharing.observers.
     books = Bookkeeper(prepared.plan.registry, prepared.plan.audit, log_path=request.log_path)
-    observers: list[TunnelObserver] = [books] if shown_by is None else [books, shown_by]
+    observers: list[TunnelObserver[Tunnel]] = [books] if shown_by is None else [books, shown_by]
     resources = prepared.stack.pop_all()  # from here on the tunnel owns them
     tunnel = Tunnel(prepared.session, config, token, observers=observers, resources=resources)
     try:

@@ -19,29 +19,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Generic, Protocol, TypeVar
 
 from safetunnel.sharing.events import TunnelEvent
 
-if TYPE_CHECKING:
-    from safetunnel.sharing.tunnel import Tunnel
+# What ``started`` is handed: the tunnel. A type parameter rather than an import, so the tunnel
+# module and this one do not import each other.
+T_contra = TypeVar("T_contra", contravariant=True)
+T = TypeVar("T")
 
 log = logging.getLogger("safetunnel.sharing.observers")
 
 
-class TunnelObserver(Protocol):
-    def started(self, tunnel: Tunnel) -> None: ...
+class TunnelObserver(Protocol[T_contra]):
+    def started(self, tunnel: T_contra) -> None: ...
     def event(self, event: TunnelEvent) -> None: ...
     def close(self) -> None: ...
 
 
-class Observers:
+class Observers(Generic[T]):
     """Several observers as one, with the failure rules and the order of the protocol above."""
 
-    def __init__(self, observers: Sequence[TunnelObserver]) -> None:
+    def __init__(self, observers: Sequence[TunnelObserver[T]]) -> None:
         self._observers = list(observers)
 
-    def started(self, tunnel: Tunnel) -> None:
+    def started(self, tunnel: T) -> None:
         for observer in self._observers:
             observer.started(tunnel)
 

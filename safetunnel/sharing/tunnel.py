@@ -47,7 +47,8 @@ class Tunnel(TunnelConnections):
     ``resources`` is what the tunnel owns from construction on and closes at teardown, last in,
     first out; without it the tunnel owns just ``session``. If :meth:`start` fails, the stack is
     closed with that error, so a callback pushed with ``ExitStack.push`` can tell a failed start
-    (remove the token file) from a normal end (keep it). ``observers`` follow the protocol of
+    from a normal end (a token file kept on request is still removed if the share never
+    started). ``observers`` follow the protocol of
     :class:`~safetunnel.sharing.observers.TunnelObserver`. ``clock`` is the monotonic clock for
     the TTL, the idle limit, the warnings and the teardown's grace period.
     """
@@ -58,7 +59,7 @@ class Tunnel(TunnelConnections):
         config: TunnelConfig,
         token: str,
         *,
-        observers: Sequence[TunnelObserver] = (),
+        observers: Sequence[TunnelObserver[Tunnel]] = (),
         resources: contextlib.ExitStack | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -67,7 +68,7 @@ class Tunnel(TunnelConnections):
         self.token = token
         self._listener: Listener | None = None
         self._session = session
-        self._observers = Observers(observers)
+        self._observers: Observers[Tunnel] = Observers(observers)
         if resources is None:
             resources = contextlib.ExitStack()
             resources.callback(session.close)
