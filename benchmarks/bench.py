@@ -1,4 +1,4 @@
-"""Benchmark ``safetunnel share`` against OpenSSH ``ssh -R`` on this machine (issue 6).
+"""Benchmark ``safetunnel share`` against OpenSSH ``ssh -R`` on this machine.
 
     python benchmarks/bench.py [--quick] [--json-out FILE] [--only-ssh] [--tests LIST]
 
@@ -6,7 +6,7 @@ One run starts a real sshd on loopback (tests/sshd.py), the local services (serv
 process), one ``ssh -R`` forward and one ``safetunnel share`` per service, and measures both in the
 same run, alternating which goes first round by round. Every measurement is a fresh load generator
 process (loadgen.py). It prints a table and writes JSON (default benchmarks/results/latest.json)
-with the per-round values, the medians, the ratio safetunnel/ssh and the floors of issue 6.
+with the per-round values, the medians, the ratio safetunnel/ssh and the floors it must meet.
 Exit status: 0 when every floor passed (or, with --only-ssh, when the ssh half ran), 1 otherwise.
 """
 
@@ -707,7 +707,7 @@ def table(report: dict[str, Any]) -> str:
             + ", ".join(f"{k}={v:.4g}" if v is not None else f"{k}=-" for k, v in direct.items())
         )
     lines.append("")
-    lines.append("floors (issue 6):")
+    lines.append("floors:")
     for floor in report["floors"]:
         verdict = {True: "PASS", False: "FAIL", None: "n/a "}[floor["pass"]]
         value = floor["value"]
