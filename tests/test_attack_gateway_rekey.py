@@ -21,14 +21,13 @@ from collections.abc import Iterator
 import paramiko
 import pytest
 from paramiko.packet import Packetizer
+from tunnelkit import gateway_session
 
 from safetunnel import tokens
 from safetunnel.gate.sniff import MAGIC
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.sharing.tunnelconfig import TunnelConfig
-from safetunnel.ssh.client import open_session
 from safetunnel.ssh.gateway import start_builtin
-from safetunnel.ssh.target import SSHTarget
 
 REKEY_BYTES = 1024 * 1024
 BULK = 384 * 1024 * 1024  # 384 rekeys in each direction at 1 MiB
@@ -118,15 +117,7 @@ def test_bulk_with_short_connections_crosses_hundreds_of_rekeys(
     gateway, key = start_builtin()
     token = tokens.generate()
     with gateway, service() as local:
-        host, gw_port = gateway.address
-        session = open_session(
-            SSHTarget(host, gw_port, "t"),
-            hostkeys=None,
-            on_unknown_key=None,
-            auth=None,
-            client_key=key,
-            expected_key=gateway.host_key,
-        )
+        session = gateway_session(gateway, key)
         config = TunnelConfig(
             local=("127.0.0.1", local), ttl=600, ssh_host="built-in", protocol="tcp"
         )

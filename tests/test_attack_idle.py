@@ -14,14 +14,12 @@ import paramiko
 import pytest
 from e2e import http_status
 from services import Service, http_keepalive
-from tunnelkit import Clock
+from tunnelkit import Clock, gateway_session
 
 from safetunnel import tokens
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.sharing.tunnelconfig import TunnelConfig
-from safetunnel.ssh.client import open_session
 from safetunnel.ssh.gateway import Gateway
-from safetunnel.ssh.target import SSHTarget
 
 WRONG = "st_" + "A" * 43
 
@@ -34,14 +32,7 @@ def idle_share(
     gateway, key = builtin_gateway
     clock, token = Clock(1000.0), tokens.generate()
     with Service(http_keepalive) as service:
-        session = open_session(
-            SSHTarget(*gateway.address, "t"),
-            hostkeys=None,
-            on_unknown_key=None,
-            auth=None,
-            client_key=key,
-            expected_key=gateway.host_key,
-        )
+        session = gateway_session(gateway, key)
         config = TunnelConfig(
             local=("127.0.0.1", service.port), ttl=3600, ssh_host="built-in", idle=60
         )

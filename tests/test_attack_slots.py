@@ -21,13 +21,12 @@ from typing import Any
 import paramiko
 import pytest
 from services import Service, http_keepalive
+from tunnelkit import gateway_session
 
 from safetunnel import tokens
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.sharing.tunnelconfig import TunnelConfig
-from safetunnel.ssh.client import open_session
 from safetunnel.ssh.gateway import Gateway
-from safetunnel.ssh.target import SSHTarget
 
 ATTACKLOAD = Path(__file__).resolve().parent.parent / "benchmarks" / "attackload.py"
 
@@ -52,14 +51,7 @@ def share(builtin_gateway: tuple[Gateway, paramiko.PKey]) -> Iterator[tuple[Tunn
     gateway, key = builtin_gateway
     token = tokens.generate()
     with Service(http_keepalive) as service:
-        session = open_session(
-            SSHTarget(*gateway.address, "t"),
-            hostkeys=None,
-            on_unknown_key=None,
-            auth=None,
-            client_key=key,
-            expected_key=gateway.host_key,
-        )
+        session = gateway_session(gateway, key)
         config = TunnelConfig(local=("127.0.0.1", service.port), ttl=600, ssh_host="built-in")
         tunnel = Tunnel(session, config, token)
         tunnel.start()

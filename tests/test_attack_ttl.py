@@ -11,14 +11,12 @@ from __future__ import annotations
 import paramiko
 from e2e import connect
 from services import Service, echo
-from tunnelkit import Clock
+from tunnelkit import Clock, gateway_session
 
 from safetunnel import tokens
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.sharing.tunnelconfig import TunnelConfig
-from safetunnel.ssh.client import open_session
 from safetunnel.ssh.gateway import Gateway
-from safetunnel.ssh.target import SSHTarget
 
 
 def test_raw_tcp_bytes_sent_after_the_expiry_never_reach_the_service(
@@ -27,14 +25,7 @@ def test_raw_tcp_bytes_sent_after_the_expiry_never_reach_the_service(
     gateway, key = builtin_gateway
     clock, token = Clock(1000.0), tokens.generate()
     with Service(echo) as service:
-        session = open_session(
-            SSHTarget(*gateway.address, "t"),
-            hostkeys=None,
-            on_unknown_key=None,
-            auth=None,
-            client_key=key,
-            expected_key=gateway.host_key,
-        )
+        session = gateway_session(gateway, key)
         config = TunnelConfig(local=("127.0.0.1", service.port), ttl=600, ssh_host="built-in")
         tunnel = Tunnel(session, config, token, clock=clock)
         tunnel.start()

@@ -18,6 +18,7 @@ import paramiko
 import pytest
 from conftest import Sandbox
 from services import Service, echo
+from tunnelkit import gateway_session
 
 from safetunnel import tokens
 from safetunnel.api import _ApiUI
@@ -28,9 +29,8 @@ from safetunnel.sharing.reasons import StopReason
 from safetunnel.sharing.request import ShareRequest
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.sharing.tunnelconfig import TunnelConfig
-from safetunnel.ssh.client import SSHSession, open_session
+from safetunnel.ssh.client import SSHSession
 from safetunnel.ssh.gateway import Gateway
-from safetunnel.ssh.target import SSHTarget
 
 
 class Recorder:
@@ -72,14 +72,7 @@ class Owned:
 
 def connect(builtin_gateway: tuple[Gateway, paramiko.PKey]) -> SSHSession:
     gateway, key = builtin_gateway
-    return open_session(
-        SSHTarget(*gateway.address, "t"),
-        hostkeys=None,
-        on_unknown_key=None,
-        auth=None,
-        client_key=key,
-        expected_key=gateway.host_key,
-    )
+    return gateway_session(gateway, key)
 
 
 def config(service: Service, remote_port: int = 0) -> TunnelConfig:

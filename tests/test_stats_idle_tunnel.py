@@ -7,31 +7,21 @@ from __future__ import annotations
 
 import paramiko
 from services import Service, echo
-from tunnelkit import Clock
+from tunnelkit import Clock, gateway_session
 
 from safetunnel import tokens
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.sharing.tunnelconfig import TunnelConfig
-from safetunnel.ssh.client import open_session
 from safetunnel.ssh.gateway import Gateway
-from safetunnel.ssh.target import SSHTarget
 
 
 def test_idle_limit_follows_the_injected_clock(
     builtin_gateway: tuple[Gateway, paramiko.PKey],
 ) -> None:
     gateway, key = builtin_gateway
-    host, port = gateway.address
     clock = Clock(1000.0)
     with Service(echo) as service:
-        session = open_session(
-            SSHTarget(host, port, "t"),
-            hostkeys=None,
-            on_unknown_key=None,
-            auth=None,
-            client_key=key,
-            expected_key=gateway.host_key,
-        )
+        session = gateway_session(gateway, key)
         config = TunnelConfig(
             local=("127.0.0.1", service.port), ttl=3600, ssh_host="built-in", idle=60
         )

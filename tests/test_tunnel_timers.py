@@ -8,30 +8,20 @@ import time
 import paramiko
 from e2e import port_open, wait_for
 from services import Service, echo
-from tunnelkit import Clock, EventLog
+from tunnelkit import Clock, EventLog, gateway_session
 
 from safetunnel import tokens
 from safetunnel.sharing.events import Stopped, TunnelEvent, Warning
 from safetunnel.sharing.reasons import StopReason
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.sharing.tunnelconfig import TunnelConfig
-from safetunnel.ssh.client import open_session
 from safetunnel.ssh.gateway import Gateway
-from safetunnel.ssh.target import SSHTarget
 
 
 def start_tunnel(
     gateway: Gateway, key: paramiko.PKey, service: Service, clock: Clock, ttl: int
 ) -> tuple[Tunnel, list[TunnelEvent]]:
-    host, port = gateway.address
-    session = open_session(
-        SSHTarget(host, port, "t"),
-        hostkeys=None,
-        on_unknown_key=None,
-        auth=None,
-        client_key=key,
-        expected_key=gateway.host_key,
-    )
+    session = gateway_session(gateway, key)
     config = TunnelConfig(
         local=("127.0.0.1", service.port),
         ttl=ttl,

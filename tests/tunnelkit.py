@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import threading
 
+import paramiko
+
 from safetunnel.sharing.events import TunnelEvent
 from safetunnel.sharing.tunnel import Tunnel
+from safetunnel.ssh.client import SSHSession, open_session
+from safetunnel.ssh.gateway import Gateway
+from safetunnel.ssh.target import SSHTarget
 
 
 class EventLog:
@@ -38,3 +43,15 @@ class Clock:
     def set(self, value: float) -> None:
         with self._lock:
             self.now = value
+
+
+def gateway_session(gateway: Gateway, key: paramiko.PKey) -> SSHSession:
+    """A client session to an in-process gateway, trusting exactly its host key."""
+    return open_session(
+        SSHTarget(*gateway.address, "t"),
+        hostkeys=None,
+        on_unknown_key=None,
+        auth=None,
+        client_key=key,
+        expected_key=gateway.host_key,
+    )

@@ -64,7 +64,7 @@ def _remove_if_unchanged(path: Path, written: bytes) -> None:
         if ours:
             path.unlink()
     except FileNotFoundError:
-        pass
+        return  # already gone: nothing of ours is left to remove
     except OSError as err:
         if err.errno != errno.ELOOP:  # ELOOP: a symlink now, not the file this share wrote
             # Teardown goes on: the share is over either way.
