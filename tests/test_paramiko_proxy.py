@@ -4,6 +4,8 @@ machine, or fail, silently)."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from conftest import Sandbox
 from sshd import SSHD
@@ -26,19 +28,25 @@ def _write_config(sandbox: Sandbox, text: str) -> None:
     [("ProxyJump", "ProxyJump nobody@127.0.0.1:9"), ("ProxyCommand", "ProxyCommand nc %h %p")],
 )
 def test_proxied_alias_is_refused_without_connecting(
-    sandbox: Sandbox, sshd: SSHD, option: str, line: str
+    sandbox: Sandbox, shared_sshd: SSHD, option: str, line: str
 ) -> None:
-    _write_config(sandbox, f"Host viaproxy\n  HostName 127.0.0.1\n  Port {sshd.port}\n  {line}\n")
-    target = resolve_host("viaproxy", Config())
-    assert target is not None and target.proxy == option
-    store = HostKeyStore(sshd.known_hosts, sandbox.config_dir / "known_hosts")
-    with pytest.raises(ConfigError) as caught:
-        open_session(target, hostkeys=store, on_unknown_key=None, auth=None)
-    assert option in caught.value.message
-    assert caught.value.hint is not None and "--engine openssh" in caught.value.hint
-    with pytest.raises(ConfigError):  # `hosts trust` fetches the key the same way
-        fetch_host_key(target, store)
-    assert "Connection from" not in sshd.log_text()
+    with socket.socket() as direct:  # where a direct connection would land; nobody else knows it
+        direct.bind(("127.0.0.1", 0))
+        direct.listen(1)
+        direct.setblocking(False)
+        port = direct.getsockname()[1]
+        _write_config(sandbox, f"Host viaproxy\n  HostName 127.0.0.1\n  Port {port}\n  {line}\n")
+        target = resolve_host("viaproxy", Config())
+        assert target is not None and target.proxy == option
+        store = HostKeyStore(shared_sshd.known_hosts, sandbox.config_dir / "known_hosts")
+        with pytest.raises(ConfigError) as caught:
+            open_session(target, hostkeys=store, on_unknown_key=None, auth=None)
+        assert option in caught.value.message
+        assert caught.value.hint is not None and "--engine openssh" in caught.value.hint
+        with pytest.raises(ConfigError):  # `hosts trust` fetches the key the same way
+            fetch_host_key(target, store)
+        with pytest.raises(BlockingIOError):
+            direct.accept()
 
 
 def test_profile_over_proxied_alias_is_refused(sandbox: Sandbox) -> None:
