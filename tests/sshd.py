@@ -133,7 +133,9 @@ def _free_port() -> int:
     raise RuntimeError("no free port found for sshd")
 
 
-def _config(workdir: Path, port: int, gateway_ports: bool, log_level: str) -> str:
+def _config(
+    workdir: Path, port: int, gateway_ports: bool, log_level: str, extra: Sequence[str] = ()
+) -> str:
     return "\n".join(
         [
             f"Port {port}",
@@ -153,6 +155,7 @@ def _config(workdir: Path, port: int, gateway_ports: bool, log_level: str) -> st
             "AllowAgentForwarding no",
             "PrintMotd no",
             f"LogLevel {log_level}",
+            *extra,
             "",
         ]
     )
@@ -183,10 +186,12 @@ def start_sshd(
     log_level: str = "DEBUG1",
     extra_authorized_lines: Sequence[str] = (),
     key_dir: Path | None = None,
+    extra_config: Sequence[str] = (),
 ) -> SSHD:
     """Start sshd in ``workdir``. ``authorized_options`` prefixes the authorized_keys line.
 
-    ``extra_authorized_lines`` are appended verbatim (other keys, with their own options).
+    ``extra_authorized_lines`` are appended verbatim (other keys, with their own options);
+    ``extra_config`` lines go at the end of sshd_config (e.g. ``HostCertificate FILE``).
 
     DEBUG1 is the default log level so tests can read what sshd did with a forward request.
     """
@@ -202,18 +207,23 @@ def start_sshd(
     (workdir / "authorized_keys").write_text("\n".join(lines) + "\n")
     host_key = paramiko.Ed25519Key.from_private_key_file(str(host_key_path))
     for _attempt in range(5):
-        sshd = _launch(workdir, gateway_ports, log_level, host_key, client_key_path)
+        sshd = _launch(workdir, gateway_ports, log_level, host_key, client_key_path, extra_config)
         if sshd is not None:
             return sshd
     raise RuntimeError(f"sshd did not start; see {workdir / 'sshd.log'}")
 
 
 def _launch(
-    workdir: Path, gateway_ports: bool, log_level: str, host_key: paramiko.PKey, client: Path
+    workdir: Path,
+    gateway_ports: bool,
+    log_level: str,
+    host_key: paramiko.PKey,
+    client: Path,
+    extra: Sequence[str] = (),
 ) -> SSHD | None:
     port = _free_port()
     config_path, log_path = workdir / "sshd_config", workdir / "sshd.log"
-    config_path.write_text(_config(workdir, port, gateway_ports, log_level))
+    config_path.write_text(_config(workdir, port, gateway_ports, log_level, extra))
     process = subprocess.Popen(
         [str(SSHD_BIN), "-D", "-f", str(config_path), "-E", str(log_path)],
         stdin=subprocess.DEVNULL,

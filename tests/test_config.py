@@ -164,6 +164,7 @@ def test_resolution_order(sandbox: Sandbox) -> None:
         port=2022,
         user="carol",
         identity_files=(str(sandbox.home / ".ssh/jump_key"),),
+        destination="jump",
     )
     literal = locate_host("dave@db.example.org:2201", config)
     assert literal.display == "dave@db.example.org:2201" and literal.kind == "literal"

@@ -22,7 +22,7 @@ from safetunnel.addresses import format_hostport
 from safetunnel.errors import ConfigError
 from safetunnel.hosts.config import Config, HostProfile
 from safetunnel.ssh._invoke import allow_match_exec
-from safetunnel.ssh.target import SSHTarget, from_ssh_config, parse_target
+from safetunnel.ssh.target import SSHTarget, from_ssh_config, parse_target, ssh_uri
 
 _WILDCARD = re.compile(r"[*?!]")
 
@@ -37,6 +37,8 @@ class HostRef:
     port: int = 22
     user: str = ""
     identity_files: tuple[str, ...] = ()
+    destination: str = ""  # what ``ssh`` is given (see SSHTarget.destination)
+    proxy: str = ""  # "ProxyJump"/"ProxyCommand" when the ssh_config routes the host through one
 
     @property
     def display(self) -> str:
@@ -56,6 +58,7 @@ def parse_literal(text: str, label: str | None = None) -> HostRef:
         hostname=target.hostname,
         port=target.port,
         user=target.user,
+        destination=target.destination,
     )
 
 
@@ -83,6 +86,8 @@ def ssh_config_alias(alias: str, path: Path | None = None) -> HostRef | None:
         port=target.port,
         user=target.user,
         identity_files=target.identity_files,
+        destination=target.destination,
+        proxy=target.proxy,
     )
 
 
@@ -130,6 +135,8 @@ def resolve_host(
         user=ref.user,
         identity_files=ref.identity_files,
         label=ref.label,
+        destination=ref.destination,
+        proxy=ref.proxy,
     )
     return target
 
@@ -138,6 +145,14 @@ def _from_profile(profile: HostProfile, alias: AliasLookup) -> HostRef:
     # A profile's host may itself be an ssh alias; it is never another profile (no chains).
     base = alias(profile.host) or parse_literal(profile.host)
     identity = (os.path.expanduser(profile.identity),) if profile.identity else ()
+    destination = base.destination
+    if profile.user or profile.port:  # the profile's own user and port beat the ssh_config's
+        aliased = base.kind == "alias"
+        destination = ssh_uri(
+            profile.host if aliased else base.hostname,
+            profile.user or (None if aliased else base.user),
+            profile.port or (None if aliased else base.port),
+        )
     return HostRef(
         "profile",
         label=profile.name,
@@ -145,6 +160,8 @@ def _from_profile(profile: HostProfile, alias: AliasLookup) -> HostRef:
         port=profile.port or base.port,
         user=profile.user or base.user,
         identity_files=identity + base.identity_files,
+        destination=destination,
+        proxy=base.proxy,
     )
 
 

@@ -16,7 +16,7 @@ from safetunnel.ssh._transport import TunedTransport, connect_socket
 from safetunnel.ssh.engine import HostKeyState
 from safetunnel.ssh.hostkeys import HostKeyStore, fingerprint
 from safetunnel.ssh.session import SSHSession
-from safetunnel.ssh.target import SSHTarget
+from safetunnel.ssh.target import SSHTarget, refuse_proxy
 
 HostKeyPrompt = Callable[[SSHTarget, str, str], bool]
 
@@ -90,6 +90,7 @@ def _handshake(
 ) -> TunedTransport:
     """TCP connect and SSH key exchange, preferring the host key types already pinned (as
     OpenSSH does), so that a pinned host is not offered a key of another type first."""
+    refuse_proxy(target)
     transport = TunedTransport(connect_socket(target.hostname, target.port, timeout), timeout)
     try:
         if expected_key is not None:

@@ -34,11 +34,43 @@ class SSHTarget:
     user: str = field(default_factory=getpass.getuser)
     identity_files: tuple[str, ...] = ()
     label: str = ""
+    # What to hand ``ssh`` so that its own config applies exactly as for ``ssh DEST``: an alias,
+    # or an ``ssh://`` URI carrying only the user and port that were typed (a port written out
+    # would override the config's Port). Empty: built from hostname, user and port.
+    destination: str = ""
+    # "ProxyJump" or "ProxyCommand" when the ssh_config routes this host through a proxy: an
+    # engine that cannot follow it must refuse rather than connect directly.
+    proxy: str = ""
 
     @property
     def display(self) -> str:
         """``user@host:port``, with IPv6 literals bracketed."""
         return f"{self.user}@{format_hostport(self.hostname, self.port)}"
+
+    @property
+    def ssh_destination(self) -> str:
+        """The destination argument for OpenSSH's ``ssh``."""
+        if self.destination:
+            return self.destination
+        return ssh_uri(self.hostname, self.user, self.port)
+
+
+def ssh_uri(host: str, user: str | None, port: int | None) -> str:
+    """``ssh://[user@]host[:port]``; the URI form keeps IPv6 literals and ports unambiguous."""
+    name = f"[{host}]" if ":" in host else host
+    return f"ssh://{f'{user}@' if user else ''}{name}{f':{port}' if port else ''}"
+
+
+def refuse_proxy(target: SSHTarget) -> None:
+    """ConfigError when the config routes ``target`` through a proxy the paramiko engine cannot
+    follow: connecting directly would reach a different machine, or fail, silently."""
+    if target.proxy:
+        raise ConfigError(
+            f"{target.label or target.display} is reached through {target.proxy} in your "
+            "ssh_config, which the paramiko engine cannot follow",
+            hint="Use `--engine openssh` (it honours ProxyJump and ProxyCommand), or remove "
+            f"{target.proxy} for this host.",
+        )
 
 
 def _parse_port(text: str, original: str) -> int:
@@ -55,15 +87,16 @@ def _check_hostname(host: str, original: str) -> str:
     return host
 
 
-def _split_host_port(rest: str, original: str) -> tuple[str, int]:
+def _split_host_port(rest: str, original: str) -> tuple[str, int | None]:
+    """The host and the port, None when no port was written."""
     bracketed = _BRACKETED.match(rest)
     if bracketed:
         port = bracketed.group("port")
-        return bracketed.group("host"), 22 if port is None else _parse_port(port, original)
+        return bracketed.group("host"), None if port is None else _parse_port(port, original)
     if rest.count(":") > 1:  # a bare IPv6 literal has no room for a port
-        return rest, 22
+        return rest, None
     host, sep, port_text = rest.partition(":")
-    return host, _parse_port(port_text, original) if sep else 22
+    return host, _parse_port(port_text, original) if sep else None
 
 
 def parse_target(text: str) -> SSHTarget:
@@ -81,7 +114,11 @@ def parse_target(text: str) -> SSHTarget:
     host, port = _split_host_port(rest, original)
     hostname = _check_hostname(host, original)
     return SSHTarget(
-        hostname=hostname, user=user if at else getpass.getuser(), port=port, label=original.strip()
+        hostname=hostname,
+        user=user if at else getpass.getuser(),
+        port=port or 22,
+        label=original.strip(),
+        destination=ssh_uri(hostname, user if at else None, port),
     )
 
 
@@ -123,4 +160,14 @@ def from_ssh_config(alias: str, path: Path | str | None = None) -> SSHTarget | N
         port=_parse_port(port_text, alias),
         identity_files=files,
         label=alias,
+        destination=alias,
+        proxy=_proxy_option(entry),
     )
+
+
+def _proxy_option(entry: paramiko.config.SSHConfigDict) -> str:
+    """Which proxy option routes this host, if any (``ProxyCommand none`` means no proxy)."""
+    jump = str(entry.get("proxyjump") or "")
+    if jump and jump.lower() != "none":
+        return "ProxyJump"
+    return "ProxyCommand" if entry.get("proxycommand") else ""
