@@ -158,7 +158,7 @@ class ControlServer:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=self.timeout + 1.0)
         if first:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # gone already, or a read-only state dir
                 self.path.unlink()
 
     def _serve(self, sock: socket.socket) -> None:

@@ -151,7 +151,7 @@ def live_record(registry: Registry, tunnel_id: str) -> TunnelRecord:
     """The record of a running tunnel; a stale one is pruned and reported as not found."""
     record = registry.get(tunnel_id)
     if not registry.is_live(record):
-        registry.remove(record.id)
+        _remove_quietly(registry, record.id)
         raise TunnelNotFound(f"tunnel {tunnel_id} is no longer running (stale entry removed)")
     return record
 

@@ -189,18 +189,14 @@ class Registry:
                 if self.owner_running(path):
                     corrupt.append(path.stem)
                 else:
-                    self._prune_path(path)
-                    pruned += 1
+                    pruned += self._prune_path(path)
                 continue
             if record.id != path.stem:
-                self._prune_path(path)
-                pruned += 1
+                pruned += self._prune_path(path)
             elif self.is_live(record):
                 live.append(record)
             else:
-                self.remove(record.id)
-                self._audit_lost(record)
-                pruned += 1
+                pruned += self._prune_lost(record)
         live.sort(key=lambda r: (r.started_at, r.id))
         return LoadResult(live, pruned, tuple(corrupt))
 
@@ -230,9 +226,24 @@ class Registry:
             detail="its process was gone; the stale record was removed",
         )
 
-    def _prune_path(self, path: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        if ID_RE.fullmatch(path.stem):
+    def _prune_lost(self, record: TunnelRecord) -> int:
+        """Remove a dead tunnel's leftovers (1), or leave them (0) when the state dir refuses:
+        listing must still work on a read-only or full disk."""
+        try:
+            self.remove(record.id)
+        except OSError:
+            return 0
+        with contextlib.suppress(OSError):
+            self._audit_lost(record)
+        return 1
+
+    def _prune_path(self, path: Path) -> int:
+        try:
             with contextlib.suppress(FileNotFoundError):
-                path.with_suffix(".sock").unlink()
+                path.unlink()
+            if ID_RE.fullmatch(path.stem):
+                with contextlib.suppress(FileNotFoundError):
+                    path.with_suffix(".sock").unlink()
+        except OSError:
+            return 0  # a read-only or full state dir: left for a later list
+        return 1
