@@ -164,7 +164,7 @@ class Registry:
     def get(self, tunnel_id: str) -> TunnelRecord:
         """The record of ``tunnel_id`` as stored (not checked for liveness)."""
         try:
-            text = self.record_path(tunnel_id).read_bytes()
+            text = fsutil.read_trusted(self.record_path(tunnel_id))
         except FileNotFoundError:
             raise TunnelNotFound(f"no tunnel with id {tunnel_id}") from None
         return TunnelRecord.from_json(text)
@@ -181,8 +181,7 @@ class Registry:
         pruned = 0
         for path in sorted(self.dir.glob("st-*.json")):
             try:
-                text = path.read_bytes()
-                record = TunnelRecord.from_json(text)
+                record = TunnelRecord.from_json(fsutil.read_trusted(path))
             except FileNotFoundError:
                 continue  # the tunnel removed it while we were listing: it stopped, not stale
             except (StateError, OSError):
