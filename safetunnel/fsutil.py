@@ -36,8 +36,49 @@ def check_private_dir(path: Path) -> None:
         )
 
 
+def tighten_dir(path: Path) -> None:
+    """Make a directory of ours that others may only read or enter 0700: other local users have
+    no business listing tunnel ids or log names. Others' directories, and ones others can write
+    (refused by :func:`check_private_dir`, with the fix in the hint), are left as they are."""
+    st = path.stat()
+    if st.st_uid == os.getuid() and st.st_mode & 0o077 and not st.st_mode & 0o022:
+        os.chmod(path, DIR_MODE)
+
+
+def _refuse_untrusted(path: Path, st: os.stat_result) -> None:
+    if st.st_uid != os.getuid():
+        raise StateError(
+            f"{path} is owned by uid {st.st_uid}, not by you (uid {os.getuid()}); not trusted",
+            hint=f"Run `chown {os.getuid()} {path}` if it is yours, or remove it.",
+        )
+    if st.st_mode & 0o022:
+        raise StateError(
+            f"{path} is writable by group or others (mode {stat.S_IMODE(st.st_mode):03o}); "
+            "anyone could have changed it, so it is not trusted",
+            hint=f"Run `chmod go-w {path}` after checking its content.",
+        )
+
+
+def read_trusted(path: Path) -> bytes:
+    """The content of a file safetunnel trusts (config.toml, its own known_hosts, a record),
+    refused when someone else could have written it, or its directory: as OpenSSH's
+    StrictModes does. The checks are made on the opened file, so it cannot be swapped between
+    check and read. FileNotFoundError when it does not exist."""
+    use_private_dir(path.parent)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as handle:
+        _refuse_untrusted(path, os.fstat(fd))
+        return handle.read()
+
+
+def use_private_dir(path: Path) -> None:
+    """Check an existing directory before trusting what is in it, tightening it first."""
+    tighten_dir(path)
+    check_private_dir(path)
+
+
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and missing parents) with mode 0700, then check owner and mode."""
+    """Create ``path`` (and missing parents) with mode 0700, then tighten and check it."""
     missing: list[Path] = []
     probe = path
     while not probe.exists():
@@ -46,7 +87,7 @@ def ensure_private_dir(path: Path) -> Path:
     for directory in reversed(missing):
         with contextlib.suppress(FileExistsError):  # a concurrent process created it first
             directory.mkdir(mode=DIR_MODE)
-    check_private_dir(path)
+    use_private_dir(path)
     return path
 
 

@@ -100,7 +100,7 @@ def test_load_all_keeps_live_and_prunes_dead_pid(tmp_path: Path) -> None:
     registry.write(live)
     registry.write(dead)
     registry.socket_path(dead.id).write_bytes(b"")  # stands in for its leftover socket
-    records, pruned = registry.load_all()
+    records, pruned, _ = registry.load_all()
     assert [r.id for r in records] == [live.id]
     assert pruned == 1
     assert not registry.record_path(dead.id).exists()
@@ -111,7 +111,7 @@ def test_reused_pid_with_other_start_time_is_pruned(tmp_path: Path) -> None:
     registry = reg.Registry(tmp_path)
     forged = make_record(start=reg.current_process_start_time() - 3600)
     registry.write(forged)
-    assert registry.load_all() == ([], 1)
+    assert registry.load_all() == ([], 1, ())
 
 
 def test_junk_and_misnamed_records_are_pruned(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_junk_and_misnamed_records_are_pruned(tmp_path: Path) -> None:
     (registry.dir / "st-bbbbbb.json").write_text('{"id": "st-bbbbbb"}')
     other = make_record("st-cccccc")
     (registry.dir / "st-dddddd.json").write_text(other.to_json())
-    assert registry.load_all() == ([], 3)
+    assert registry.load_all() == ([], 3, ())
     assert list(registry.dir.iterdir()) == []
 
 
@@ -157,7 +157,7 @@ def test_concurrent_writer_never_shows_a_torn_record(tmp_path: Path) -> None:
     seen = set()
     try:
         while writer.poll() is None:
-            records, pruned = registry.load_all()
+            records, pruned, _ = registry.load_all()
             assert pruned == 0
             seen.update(r.total_connections for r in records)
             seen.add(registry.get(record.id).total_connections)

@@ -18,6 +18,7 @@ def test_the_json_values_are_the_published_ones() -> None:
         "ssh-lost",
         "max-failures",
         "error",
+        "audit-failed",
     ]
     assert json.dumps({"reason": StopReason.SSH_LOST}) == '{"reason": "ssh-lost"}'
 
@@ -32,6 +33,7 @@ def test_exit_codes_success_for_planned_ends_eight_for_a_lost_connection() -> No
         "ssh-lost": 8,
         "max-failures": 1,
         "error": 1,
+        "audit-failed": 1,
     }
 
 

@@ -105,6 +105,11 @@ def report_error(err: SafetunnelError, verbose: bool) -> None:
         click.echo(f"hint: {err.hint}", err=True)
 
 
+def _os_error_text(err: OSError) -> str:
+    where = f"{err.filename}: " if err.filename else ""
+    return f"{where}{err.strerror or err}"
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point: run the group inside the one error boundary."""
     args = sys.argv[1:] if argv is None else argv
@@ -115,6 +120,11 @@ def main(argv: list[str] | None = None) -> Any:
     except SafetunnelError as err:
         report_error(err, verbose)
         sys.exit(err.exit_code)
+    except OSError as err:
+        # A state or config dir that broke under us (read-only, full, gone): one line, not a
+        # traceback; what failed and where is all the user can act on.
+        report_error(SafetunnelError(_os_error_text(err)), verbose)
+        sys.exit(1)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

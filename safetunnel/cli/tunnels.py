@@ -20,13 +20,19 @@ from safetunnel.registry.records import Registry
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
 def list_cmd(as_json: bool) -> None:
     """List running tunnels (stale entries are cleaned up). CONNS is open/total."""
-    records, pruned = Registry().load_all()
+    records, pruned, corrupt = Registry().load_all()
     if as_json:
         click.echo(render.list_json(records))
     elif records:
         click.echo(render.list_table(records, timefmt.utc_now()))
-    else:
+    elif not corrupt:
         click.echo("No active tunnels.")
+    for tunnel_id in corrupt:
+        click.echo(
+            f"{tunnel_id}: running, but its record is corrupt (unreadable); it is kept and the "
+            "tunnel rewrites it within seconds",
+            err=True,
+        )
     if pruned:
         # On stderr with --json so that stdout stays one parseable document.
         noun = "entry" if pruned == 1 else "entries"
@@ -41,7 +47,11 @@ def kill_cmd(ids: tuple[str, ...], all_: bool) -> None:
     if bool(ids) == all_:
         raise click.UsageError("give one or more tunnel ids, or --all (not both)")
     registry = Registry()
-    targets = list(ids) if ids else [r.id for r in registry.load_all().records]
+    if ids:
+        targets = list(ids)
+    else:
+        loaded = registry.load_all()
+        targets = [*(r.id for r in loaded.records), *loaded.corrupt]
     if not targets:
         click.echo("No active tunnels.")
         return

@@ -120,7 +120,7 @@ def load_config(path: Path | None = None) -> Config:
     """Read config.toml (missing file = defaults) and apply ``SAFETUNNEL_HOST``."""
     path = path or paths.config_file()
     try:
-        raw = path.read_bytes()
+        raw = fsutil.read_trusted(path)
     except FileNotFoundError:
         data: dict[str, Any] = {}
     except OSError as err:

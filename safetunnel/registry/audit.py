@@ -9,6 +9,7 @@ depth, fields named like a secret are dropped and token-shaped values are redact
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -25,6 +26,8 @@ REDACTED = "[redacted]"
 _EVENT_RE = re.compile(r"[a-z][a-z_-]{0,31}")
 _SECRET_WORDS = ("password", "passphrase", "secret")
 _RESERVED = frozenset({"ts", "event", "id"})
+# Room a share wants before it admits a connection: a few of its lines, with a margin.
+MIN_FREE_BYTES = 16 * 1024
 
 
 def is_secret_name(name: str) -> bool:
@@ -65,6 +68,19 @@ class AuditLog:
         entry.update(scrub(extra))
         fsutil.append_line(self.path, json.dumps(entry, sort_keys=False))
         return entry
+
+    def check_writable(self) -> None:
+        """Raise OSError unless a line could be appended now: the file opens for appending (not
+        read-only, not immutable) and its filesystem has room for a line. A share asks this
+        before a connection reaches the service, because the connection's own line is written
+        only when it ends, with its bytes and duration."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        try:
+            room = os.fstatvfs(fd)
+        finally:
+            os.close(fd)
+        if room.f_bavail * room.f_frsize < MIN_FREE_BYTES:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
 
     def read(self, tunnel_id: str | None = None) -> Iterator[dict[str, Any]]:
         """Every entry (of ``tunnel_id`` if given), oldest first; unreadable lines are skipped."""

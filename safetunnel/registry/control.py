@@ -62,7 +62,8 @@ def _sun_path(path: Path) -> Iterator[str]:
         os.close(fd)
 
 
-def _answers(path: Path) -> bool:
+def answers(path: Path) -> bool:
+    """Something listens on the control socket ``path`` (a running tunnel owns it)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe, _sun_path(path) as where:
         probe.settimeout(1.0)
         try:
@@ -108,7 +109,7 @@ class ControlServer:
     def start(self) -> None:
         """Bind and listen, then start the accept thread. A stale socket file is replaced."""
         if self.path.exists():
-            if _answers(self.path):  # an id collision with a live tunnel: never steal its socket
+            if answers(self.path):  # an id collision with a live tunnel: never steal its socket
                 raise StateError(f"{self.path} is in use by another running tunnel")
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()  # left by a crashed predecessor; bind needs it gone
@@ -157,7 +158,7 @@ class ControlServer:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=self.timeout + 1.0)
         if first:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # gone already, or a read-only state dir
                 self.path.unlink()
 
     def _serve(self, sock: socket.socket) -> None:

@@ -7,6 +7,7 @@ whose pid *and* start time match the record, so a reused pid is never signalled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from safetunnel.errors import SafetunnelError, TunnelNotFound
+from safetunnel.errors import SafetunnelError, StateError, TunnelNotFound
 from safetunnel.registry import control
 from safetunnel.registry.records import Registry, TunnelRecord, process_matches
 
@@ -65,16 +66,19 @@ def _wait_gone(registry: Registry, record: TunnelRecord, deadline: float) -> boo
     grace = min(deadline, time.monotonic() + 1.0)
     while registry.record_path(record.id).exists() and time.monotonic() < grace:
         time.sleep(POLL)
-    registry.remove(record.id)
+    _remove_quietly(registry, record.id)
     return True
 
 
 def stop(registry: Registry, tunnel_id: str, timeout: float = 10.0) -> StopResult:
     """Stop one tunnel and wait for it to exit. Raises TunnelNotFound or StopTimeout."""
-    record = registry.get(tunnel_id)
+    try:
+        record = registry.get(tunnel_id)
+    except StateError:
+        return _stop_unreadable(registry, tunnel_id, timeout)
     deadline = time.monotonic() + timeout
     if not registry.is_live(record):
-        registry.remove(record.id)
+        _remove_quietly(registry, record.id)
         return StopResult(record.id, "stale", "was not running; stale entry removed")
     method: StopMethod = "control"
     detail = ""
@@ -94,6 +98,35 @@ def stop(registry: Registry, tunnel_id: str, timeout: float = 10.0) -> StopResul
                 hint=f"Check the process; `kill -9 {record.pid}` ends it without teardown.",
             )
     return StopResult(record.id, method, detail)
+
+
+def _stop_unreadable(registry: Registry, tunnel_id: str, timeout: float) -> StopResult:
+    """A tunnel whose record cannot be read is still asked over its control socket: the record
+    names no pid we could trust, and the socket answers only for the tunnel that made it."""
+    path = registry.record_path(tunnel_id)
+    if not registry.owner_running(path):
+        _remove_quietly(registry, tunnel_id)
+        return StopResult(tunnel_id, "stale", "was not running; its unreadable entry was removed")
+    sock = registry.socket_path(tunnel_id)
+    try:
+        control.request(sock, "stop", timeout=min(5.0, timeout))
+    except (control.ControlUnavailable, control.ControlError) as err:
+        raise StopTimeout(
+            f"{tunnel_id} has an unreadable record and its control socket failed: {err.message}"
+        ) from None
+    deadline = time.monotonic() + timeout
+    while sock.exists() and time.monotonic() < deadline:
+        time.sleep(POLL)
+    if sock.exists() and control.answers(sock):
+        raise StopTimeout(f"{tunnel_id} is still running after {timeout:g}s")
+    return StopResult(tunnel_id, "control", "its record was unreadable")
+
+
+def _remove_quietly(registry: Registry, tunnel_id: str) -> None:
+    """Remove leftovers if we can: a read-only or full state dir must not turn a stop that
+    worked into an error (the files name a process that is gone, and list prunes them later)."""
+    with contextlib.suppress(OSError):
+        registry.remove(tunnel_id)
 
 
 def stop_many(
@@ -118,7 +151,7 @@ def live_record(registry: Registry, tunnel_id: str) -> TunnelRecord:
     """The record of a running tunnel; a stale one is pruned and reported as not found."""
     record = registry.get(tunnel_id)
     if not registry.is_live(record):
-        registry.remove(record.id)
+        _remove_quietly(registry, record.id)
         raise TunnelNotFound(f"tunnel {tunnel_id} is no longer running (stale entry removed)")
     return record
 

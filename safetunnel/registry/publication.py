@@ -8,6 +8,8 @@ import the sharing layer.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -18,6 +20,7 @@ from safetunnel.registry.publish import RecordPublisher
 from safetunnel.registry.records import Registry, TunnelRecord, current_process_start_time
 from safetunnel.timefmt import iso_z
 
+log = logging.getLogger("safetunnel.registry")
 _RECORD_FIELDS = set(TunnelRecord.__dataclass_fields__) - {"pid_start_time", "log_path"}
 # Event kind -> audit entry kind. Connection decisions are not audited on their own: the
 # connection's end carries the decision together with its bytes and duration.
@@ -39,6 +42,7 @@ class Published(Protocol):
     def status(self) -> dict[str, Any]: ...
     def request_stop(self, reason: str) -> None: ...
     def extend(self, seconds: int) -> datetime: ...
+    def add_admission_check(self, check: Callable[[], bool]) -> None: ...
 
 
 class AuditedEvent(Protocol):
@@ -59,6 +63,7 @@ class Bookkeeper:
         self._control: ControlServer | None = None
         self._publisher: RecordPublisher | None = None
         self._closed = False
+        self._audit_broken = False
 
     def started(self, tunnel: Published) -> None:
         """Listen on the control socket and publish the record; both errors abort the share."""
@@ -72,6 +77,7 @@ class Bookkeeper:
         publisher = RecordPublisher(self._registry, self.snapshot)
         publisher.start()
         self._publisher = publisher
+        tunnel.add_admission_check(self._audit_ready)
 
     def event(self, event: AuditedEvent) -> None:
         kind = _AUDITED.get(event.kind)
@@ -79,7 +85,35 @@ class Bookkeeper:
             return
         data = event.to_json()
         fields = {k: v for k, v in data.items() if k not in _NOT_AUDITED}
-        self._audit.write(kind, str(data["id"]), **fields)
+        try:
+            self._audit.write(kind, str(data["id"]), **fields)
+        except (OSError, SafetunnelError) as err:
+            self._audit_failed(err)
+
+    def _audit_ready(self) -> bool:
+        """Fail closed: a connection we could not record never reaches the service."""
+        if self._audit_broken:
+            return False
+        try:
+            self._audit.check_writable()
+        except OSError as err:
+            self._audit_failed(err)
+            return False
+        return True
+
+    def _audit_failed(self, err: OSError | SafetunnelError) -> None:
+        """Stop the share, once, saying why in one line (no traceback: the cause is the disk)."""
+        if self._audit_broken:
+            return
+        self._audit_broken = True
+        why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        log.error(
+            "the audit log %s cannot be written (%s); the share refuses connections and stops",
+            self._audit.path,
+            why,
+        )
+        if self._tunnel is not None:
+            self._tunnel.request_stop("audit-failed")
 
     def close(self) -> None:
         """Close the socket, then remove the record. Idempotent."""

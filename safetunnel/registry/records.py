@@ -24,6 +24,7 @@ import psutil
 
 from safetunnel import fsutil, paths
 from safetunnel.errors import StateError, TunnelNotFound
+from safetunnel.registry import control
 from safetunnel.registry.audit import AuditLog
 
 ID_RE = re.compile(r"st-[0-9a-f]{6}")
@@ -32,6 +33,9 @@ RECENT_MAX = 20
 # move by a fraction of a second between processes (clock adjustments), so an exact float compare
 # could prune a live tunnel. A pid is only reused after the pid space wraps, far longer than this.
 START_TIME_TOLERANCE = 1.0
+# What can still be read from a damaged record (its writer uses json.dumps' default spacing).
+_PID_RE = re.compile(r'"pid": (\d{1,10})[,}]')
+_START_RE = re.compile(r'"pid_start_time": (\d{1,12}(?:\.\d+)?)[,}]')
 
 
 def new_tunnel_id() -> str:
@@ -107,6 +111,9 @@ class TunnelRecord:
 class LoadResult(NamedTuple):
     records: list[TunnelRecord]
     pruned: int
+    # Ids whose record cannot be read while their tunnel still runs: kept, never pruned (the
+    # tunnel rewrites its record within seconds, and its control socket is its only handle).
+    corrupt: tuple[str, ...] = ()
 
 
 def current_process_start_time() -> float:
@@ -157,7 +164,7 @@ class Registry:
     def get(self, tunnel_id: str) -> TunnelRecord:
         """The record of ``tunnel_id`` as stored (not checked for liveness)."""
         try:
-            text = self.record_path(tunnel_id).read_bytes()
+            text = fsutil.read_trusted(self.record_path(tunnel_id))
         except FileNotFoundError:
             raise TunnelNotFound(f"no tunnel with id {tunnel_id}") from None
         return TunnelRecord.from_json(text)
@@ -167,30 +174,47 @@ class Registry:
         return process_matches(record.pid, record.pid_start_time)
 
     def load_all(self) -> LoadResult:
-        """Live records sorted by start, and how many stale or unreadable records were pruned."""
+        """Live records sorted by start, how many stale or unreadable records were pruned, and
+        the ids of unreadable records whose tunnel is still running (reported, not pruned)."""
         live: list[TunnelRecord] = []
+        corrupt: list[str] = []
         pruned = 0
         for path in sorted(self.dir.glob("st-*.json")):
             try:
-                record = TunnelRecord.from_json(path.read_bytes())
+                record = TunnelRecord.from_json(fsutil.read_trusted(path))
             except FileNotFoundError:
                 continue  # the tunnel removed it while we were listing: it stopped, not stale
-            except StateError:
-                # Our writer is atomic, so junk is not a half-written record: nobody can use it.
-                self._prune_path(path)
-                pruned += 1
+            except (StateError, OSError):
+                if self.owner_running(path):
+                    corrupt.append(path.stem)
+                else:
+                    pruned += self._prune_path(path)
                 continue
             if record.id != path.stem:
-                self._prune_path(path)
-                pruned += 1
+                pruned += self._prune_path(path)
             elif self.is_live(record):
                 live.append(record)
             else:
-                self.remove(record.id)
-                self._audit_lost(record)
-                pruned += 1
+                pruned += self._prune_lost(record)
         live.sort(key=lambda r: (r.started_at, r.id))
-        return LoadResult(live, pruned)
+        return LoadResult(live, pruned, tuple(corrupt))
+
+    def owner_running(self, path: Path) -> bool:
+        """Whether the tunnel of an unreadable record still runs: the pid and start time that can
+        still be read from it match a live process of ours, or its control socket answers. A
+        torn or truncated record of a live tunnel must never cost it its socket."""
+        if ID_RE.fullmatch(path.stem) is None:
+            return False
+        try:
+            text = path.read_bytes().decode("utf-8", "replace")
+        except OSError:
+            text = ""
+        pid = _PID_RE.search(text)
+        if pid is not None:
+            start = _START_RE.search(text)
+            if start is not None and process_matches(int(pid.group(1)), float(start.group(1))):
+                return True
+        return control.answers(path.with_suffix(".sock"))
 
     def _audit_lost(self, record: TunnelRecord) -> None:
         """A tunnel killed with -9 never wrote its own ``stopped`` line; say what became of it."""
@@ -201,9 +225,24 @@ class Registry:
             detail="its process was gone; the stale record was removed",
         )
 
-    def _prune_path(self, path: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        if ID_RE.fullmatch(path.stem):
+    def _prune_lost(self, record: TunnelRecord) -> int:
+        """Remove a dead tunnel's leftovers (1), or leave them (0) when the state dir refuses:
+        listing must still work on a read-only or full disk."""
+        try:
+            self.remove(record.id)
+        except OSError:
+            return 0
+        with contextlib.suppress(OSError):
+            self._audit_lost(record)
+        return 1
+
+    def _prune_path(self, path: Path) -> int:
+        try:
             with contextlib.suppress(FileNotFoundError):
-                path.with_suffix(".sock").unlink()
+                path.unlink()
+            if ID_RE.fullmatch(path.stem):
+                with contextlib.suppress(FileNotFoundError):
+                    path.with_suffix(".sock").unlink()
+        except OSError:
+            return 0  # a read-only or full state dir: left for a later list
+        return 1

@@ -85,6 +85,8 @@ class TunnelConnections:
         self._pending = {}
         self._pumps = {}
         self._pumps_lock = threading.Lock()
+        self._admission_checks: list[Callable[[], bool]] = []
+        self._audit_refused: set[ConnCounters] = set()
         self._executor = ThreadPoolExecutor(
             max_workers=2 * config.max_connections + PENDING_SLOTS + 4,
             thread_name_prefix=f"{self.id}-conn",
@@ -144,9 +146,17 @@ class TunnelConnections:
             return "max-failures"  # the tunnel is about to stop for it: admit nobody now
         return None
 
+    def add_admission_check(self, check: Callable[[], bool]) -> None:
+        """``check()`` is asked before each authenticated connection reaches the service; False
+        turns it away (the audit publication refuses what it could not record)."""
+        self._admission_checks.append(check)
+
     def _admit_authenticated(self, counters: ConnCounters) -> bool:
         """The gate let this connection through: move it to the authenticated slots, if one is
-        free (and it was not dropped meanwhile)."""
+        free (and it was not dropped meanwhile, and every admission check agrees)."""
+        if not all(check() for check in self._admission_checks):
+            self._audit_refused.add(counters)
+            return False
         with self._pumps_lock:
             if len(self._pumps) >= self.config.max_connections or self._stopping:
                 return False
@@ -162,6 +172,9 @@ class TunnelConnections:
 
     def _on_decision(self, counters: ConnCounters, allowed: bool, reason: str) -> None:
         protocol = counters.protocol or "unknown"
+        if counters in self._audit_refused:
+            self._audit_refused.discard(counters)
+            reason = StopReason.AUDIT_FAILED.value  # the pump only knows it was turned away
         refused = None if allowed else reason
         self._emit(events.Connection(self.id, counters.origin, protocol, allowed, refused))
 

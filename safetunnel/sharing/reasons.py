@@ -19,6 +19,7 @@ class StopReason(StrEnum):
     SSH_LOST = "ssh-lost"
     MAX_FAILURES = "max-failures"
     ERROR = "error"
+    AUDIT_FAILED = "audit-failed"
 
     @property
     def exit_code(self) -> int:
@@ -41,4 +42,7 @@ _TABLE: dict[StopReason, tuple[int, str]] = {
     StopReason.SSH_LOST: (8, "the SSH connection was lost"),
     StopReason.MAX_FAILURES: (1, "too many refused attempts (--max-failures)"),
     StopReason.ERROR: (1, "an error"),
+    # A plain failure (1): nothing the user asked for, and no retry helps until the state dir
+    # is fixed; the codes 2-8 already mean something else to scripts.
+    StopReason.AUDIT_FAILED: (1, "its audit log could not be written"),
 }

@@ -10,10 +10,12 @@ from collections.abc import Callable
 
 import paramiko
 
-from safetunnel.errors import HostKeyChanged, HostKeyUnknown, SSHError
+from safetunnel.addresses import format_hostport
+from safetunnel.errors import HostKeyChanged, HostKeyUnknown
 from safetunnel.ssh._auth import AuthSource, authenticate
 from safetunnel.ssh._transport import TunedTransport, connect_socket
 from safetunnel.ssh.engine import HostKeyState
+from safetunnel.ssh.handshake import run_handshake
 from safetunnel.ssh.hostkeys import HostKeyStore, fingerprint
 from safetunnel.ssh.session import SSHSession
 from safetunnel.ssh.target import SSHTarget, refuse_proxy
@@ -89,7 +91,8 @@ def _handshake(
     timeout: float,
 ) -> TunedTransport:
     """TCP connect and SSH key exchange, preferring the host key types already pinned (as
-    OpenSSH does), so that a pinned host is not offered a key of another type first."""
+    OpenSSH does), so that a pinned host is not offered a key of another type first. A far end
+    that is not an SSH server is an SSHError that says what it did (see run_handshake)."""
     refuse_proxy(target)
     transport = TunedTransport(connect_socket(target.hostname, target.port, timeout), timeout)
     try:
@@ -97,13 +100,10 @@ def _handshake(
             _prefer_key_types(transport, (expected_key.get_name(),))
         elif hostkeys is not None:
             _prefer_key_types(transport, hostkeys.known_types(target.hostname, target.port))
-        transport.start_client(timeout=timeout)
-    except (paramiko.SSHException, OSError, EOFError) as exc:
-        transport.close()
-        raise SSHError(f"SSH handshake with {target.display} failed: {exc}") from exc
     except BaseException:
         transport.close()
         raise
+    run_handshake(transport, format_hostport(target.hostname, target.port), timeout)
     return transport
 
 

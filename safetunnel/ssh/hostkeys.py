@@ -85,11 +85,14 @@ def _parse_line(line: str, source: Path) -> _Entry | None:
     return _Entry(tuple(fields[0].split(",")), key, revoked, source)
 
 
-def _load(path: Path) -> list[_Entry]:
+def _load(path: Path, trusted: bool = False) -> list[_Entry]:
+    """The entries of a known_hosts file; safetunnel's own (``trusted``) is refused when anyone
+    else could have written a pin into it."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        data = fsutil.read_trusted(path) if trusted else path.read_bytes()
     except FileNotFoundError:
         return []
+    text = data.decode("utf-8", errors="replace")
     entries = []
     for raw in text.splitlines():
         line = raw.strip()
@@ -121,7 +124,7 @@ class HostKeyStore:
 
     def _entries(self, hostname: str, port: int) -> list[_Entry]:
         name = host_pattern(hostname, port)
-        entries = _load(self.user_known_hosts) + _load(self.own_known_hosts)
+        entries = _load(self.user_known_hosts) + _load(self.own_known_hosts, trusted=True)
         return [entry for entry in entries if entry.matches(name)]
 
     def known_types(self, hostname: str, port: int) -> tuple[str, ...]:
