@@ -95,6 +95,29 @@ def test_a_refusal_asks_the_tunnel_for_its_delay_once(reqrep: tuple[str, int]) -
         h.close()
 
 
+def test_a_refusal_the_scheduler_declines_is_answered_on_the_pump_thread(
+    reqrep: tuple[str, int],
+) -> None:
+    """A full scheduler declines to hold one more answer back: the refusal then goes out and the
+    channel closes at once, instead of the channel staying open (and buffering) unanswered."""
+    declined: list[float] = []
+
+    def later(delay: float, _call: object) -> bool:
+        declined.append(delay)
+        return False
+
+    h = Harness(reqrep, refusal_delay=lambda _source, _now: 5.0, later=later)
+    try:
+        h.pump.start(h.pump.run)
+        h.chan.in_buffer.feed(b"SAFETUNNEL st_" + b"x" * 43 + b"\nping\n")
+        assert h.finished.wait(5)
+        assert h.result == (False, "unauthorized")
+        assert declined == [5.0]
+        assert h.chan.closed
+    finally:
+        h.close()
+
+
 def test_an_allowed_connection_costs_no_refusal(reqrep: tuple[str, int]) -> None:
     asked: list[float] = []
     h = Harness(reqrep, refusal_delay=lambda _source, now: asked.append(now) or 0.0)

@@ -119,3 +119,25 @@ def test_past_its_cap_the_call_due_first_runs_now_but_not_on_the_caller() -> Non
     assert callers == [False]
     assert later.waiting == 2
     later.close()
+
+
+def test_past_its_cap_defer_declines_so_the_waiting_answers_stay_bounded() -> None:
+    """Each waiting answer keeps a refused channel open, and a channel nobody reads buffers up to
+    its SSH window (2 MiB). Queuing the calls past the cap for the one busy thread let a junk
+    flood grow the share with the flood (250 refused connections on the built-in gateway: 40 to
+    408 MiB); past the cap the caller must answer itself."""
+    later = Later(cap=2, name="test-later")
+    busy, release = threading.Event(), threading.Event()
+
+    def block() -> None:
+        busy.set()
+        release.wait(5)
+
+    assert later.defer(0.0, block)
+    assert busy.wait(5)  # the thread is busy with it: nothing else runs meanwhile
+    taken = [later.defer(3600.0, lambda: None) for _ in range(10)]
+    assert taken == [True, True] + [False] * 8
+    assert later.waiting == 2
+    release.set()
+    later.close()
+    assert not later.defer(0.0, lambda: None)  # closed: the caller answers at once

@@ -99,7 +99,7 @@ class TunnelConnections:
             on_decision=self._on_decision,
             on_finished=self._on_finished,
             refusal_delay=self._refusal_delay,
-            later=self._later.call_later,
+            later=self._later.defer,
             admit=self._admit_authenticated,
             expires_at=self._expiry,
             clock=self._clock,

@@ -57,6 +57,21 @@ class Later:
                 return
         _run_all([call])
 
+    def defer(self, delay: float, call: Call) -> bool:
+        """Run ``call`` in ``delay`` seconds if fewer than ``cap`` calls wait; False (and nothing
+        scheduled) when they are full or closed: the caller then runs it on its own thread.
+
+        For callers that may block (a pump thread, never the transport thread): unlike
+        :meth:`call_later`, nothing queues past the cap for the one busy thread, so the open
+        channels the waiting calls keep stay bounded however fast they come."""
+        with self._cond:
+            if self._closed or len(self._heap) + len(self._now) >= self.cap:
+                return False
+            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._order), call))
+            self._start()
+            self._cond.notify()
+            return True
+
     def close(self) -> None:
         """Run every waiting call now, stop the thread and join it. Idempotent."""
         with self._cond:

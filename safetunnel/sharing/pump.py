@@ -149,14 +149,22 @@ class Pump(PumpBase):
         self._allowed = event.allowed
         if event.refused and self._phase is Phase.GATING:
             delay = self._hooks.refusal_delay(self._chan.origin[0], self._clock())
-            if delay > 0:
-                # Slows down guessing without holding a slot or a thread: nothing more is read
-                # (the remote reader is not parked again), and the answer goes out later.
-                with self._state_lock:
-                    self._answer_later = True
-                self._hooks.later(delay, self._answer_and_close)
+            if delay > 0 and self._answer_later_after(delay):
                 return
         self._answer_and_close()
+
+    def _answer_later_after(self, delay: float) -> bool:
+        """Slows down guessing without holding a slot or a thread: nothing more is read (the
+        remote reader is not parked again), and the answer goes out later. False when the
+        tunnel already holds back as many answers as it may (each keeps a channel open, which
+        buffers up to its SSH window): then the answer goes out now."""
+        with self._state_lock:
+            self._answer_later = True
+        if self._hooks.later(delay, self._answer_and_close):
+            return True
+        with self._state_lock:
+            self._answer_later = False
+        return False
 
     # -- service side ----------------------------------------------------------------------------
 

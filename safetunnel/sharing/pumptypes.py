@@ -45,8 +45,9 @@ def _no_delay(_source: str, _now: float) -> float:
     return 0.0
 
 
-def _at_once(_delay: float, call: Callable[[], None]) -> None:
+def _at_once(_delay: float, call: Callable[[], None]) -> bool:
     call()
+    return True
 
 
 def _always(_counters: ConnCounters) -> bool:
@@ -65,11 +66,13 @@ class PumpHooks:
     ``refusal_delay(source, now)`` is called once per connection the gate refused before it
     reached the service; it returns how long to hold back the answer (the tunnel's failure
     budget, per source host), and ``later(delay, call)`` runs the answer then, on a thread that
-    is not the pump's: a refused connection frees its slot and thread at once. ``admit(counters)``
-    is asked when the gate lets a connection through, before the service is opened: False when
-    the tunnel has no slot left for authenticated connections. ``expires_at()`` is the tunnel's
-    current expiry on ``clock``; it may move while a connection is open. All of them run on pump
-    threads, ``expires_at`` under the pump's gate lock: they must be quick and never block.
+    is not the pump's: a refused connection frees its slot and thread at once. ``later`` returns
+    False when it holds as many answers as it may: the pump then answers at once itself.
+    ``admit(counters)`` is asked when the gate lets a connection through, before the service is
+    opened: False when the tunnel has no slot left for authenticated connections.
+    ``expires_at()`` is the tunnel's current expiry on ``clock``; it may move while a connection
+    is open. All of them run on pump threads, ``expires_at`` under the pump's gate lock: they
+    must be quick and never block.
     """
 
     policy: GatePolicy
@@ -78,7 +81,7 @@ class PumpHooks:
     on_decision: Decision
     on_finished: Finished
     refusal_delay: Callable[[str, float], float] = _no_delay
-    later: Callable[[float, Callable[[], None]], None] = _at_once
+    later: Callable[[float, Callable[[], None]], bool] = _at_once
     admit: Callable[[ConnCounters], bool] = _always
     expires_at: Callable[[], float] = _never
     clock: Callable[[], float] = time.monotonic

@@ -25,11 +25,21 @@ class _InputEvent:
     def set(self) -> None:
         self._callback()
 
+    def detach(self) -> None:
+        """Forget the callback: it refers back to the channel's reader, and that reference cycle
+        would keep a closed channel (and all the input it buffered) alive until a full garbage
+        collection."""
+        self._callback = _ignore
+
     def clear(self) -> None:
         """Nothing to clear: every ``set`` is delivered."""
 
     def is_set(self) -> bool:
         return False
+
+
+def _ignore() -> None:
+    """The input callback of a closed stream."""
 
 
 class ChannelStream:
@@ -38,6 +48,7 @@ class ChannelStream:
     def __init__(self, channel: paramiko.Channel, origin: tuple[str, int]) -> None:
         self._channel = channel
         self._origin = origin
+        self._event: _InputEvent | None = None
 
     @property
     def origin(self) -> tuple[str, int]:
@@ -59,7 +70,12 @@ class ChannelStream:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self._channel.close()
+            self._channel.close()  # delivers the close to the callback one last time
+            # Input nobody will read: up to a window's worth (2 MiB) per refused channel,
+            # otherwise held for as long as anything still refers to the channel.
+            self._channel.in_buffer.empty()
+        if self._event is not None:
+            self._event.detach()
 
     def notify_on_input(self, callback: Callable[[], None]) -> bool:
         in_buffer: Any = getattr(self._channel, "in_buffer", None)
@@ -67,5 +83,6 @@ class ChannelStream:
             return False
         # set_event fires at once when input is already waiting (checked under the buffer's
         # lock), so re-arming after a read never loses a wake-up.
-        in_buffer.set_event(_InputEvent(callback))
+        self._event = _InputEvent(callback)
+        in_buffer.set_event(self._event)
         return True
