@@ -42,6 +42,7 @@ class FakeChannel:
         self.sent = bytearray()
         self.eof_sent = threading.Event()
         self.closed = False
+        self.discarded = False
         self.origin = ("127.0.0.1", 40000)
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
@@ -59,6 +60,10 @@ class FakeChannel:
     def notify_on_input(self, callback: Any) -> bool:
         self.in_buffer.set_event(_Notify(callback))
         return True
+
+    def discard_input(self) -> None:
+        self.discarded = True
+        self.in_buffer.empty()
 
     def close(self) -> None:
         self.closed = True

@@ -23,8 +23,6 @@ ATTACKLOAD = Path(__file__).resolve().parent.parent / "benchmarks" / "attackload
 MIB = 1 << 20
 CONNECTIONS = 250
 
-pytestmark = pytest.mark.sshd
-
 
 def peak_rss(pid: int) -> int:
     """The process's highest resident set size so far (VmHWM), in bytes."""
@@ -35,9 +33,13 @@ def peak_rss(pid: int) -> int:
 
 
 @pytest.mark.slow
-def test_junk_behind_refused_requests_stays_within_the_budget(e2e: E2E, shared_sshd: SSHD) -> None:
+@pytest.mark.parametrize("through", ["sshd", "builtin"])
+def test_junk_behind_refused_requests_stays_within_the_budget(
+    e2e: E2E, request: pytest.FixtureRequest, through: str
+) -> None:
+    via: SSHD | None = request.getfixturevalue("shared_sshd") if through == "sshd" else None
     service = e2e.service(http_keepalive)
-    proc = e2e.share(service.port, ttl="2m", via=shared_sshd)
+    proc = e2e.share(service.port, ttl="2m", via=via)
     started = e2e.started(proc)
     base = peak_rss(proc.proc.pid)
     attacker = subprocess.Popen(

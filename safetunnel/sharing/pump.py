@@ -161,6 +161,7 @@ class Pump(PumpBase):
         with self._state_lock:
             self._answer_later = True
         if self._hooks.later(delay, self._answer_and_close):
+            self._chan.discard_input()
             return True
         with self._state_lock:
             self._answer_later = False

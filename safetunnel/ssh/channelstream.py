@@ -71,11 +71,20 @@ class ChannelStream:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._channel.close()  # delivers the close to the callback one last time
-            # Input nobody will read: up to a window's worth (2 MiB) per refused channel,
-            # otherwise held for as long as anything still refers to the channel.
-            self._channel.in_buffer.empty()
+        # Input nobody will read: up to a window's worth (2 MiB) per channel, otherwise held
+        # until the peer's close arrives, or for as long as anything refers to the channel.
+        self.discard_input()
         if self._event is not None:
             self._event.detach()
+
+    def discard_input(self) -> None:
+        # paramiko feeds every data packet into the input buffer until the peer closes; the
+        # peer may send up to a whole window (2 MiB) that nobody reads. Not reading also means
+        # the window is never replenished, so the sender stops there.
+        buffer = self._channel.in_buffer
+        with contextlib.suppress(Exception):
+            buffer.empty()
+        setattr(buffer, "feed", _drop)  # noqa: B010 - replaces the bound method on this buffer
 
     def notify_on_input(self, callback: Callable[[], None]) -> bool:
         in_buffer: Any = getattr(self._channel, "in_buffer", None)
@@ -86,3 +95,7 @@ class ChannelStream:
         self._event = _InputEvent(callback)
         in_buffer.set_event(self._event)
         return True
+
+
+def _drop(data: bytes | str) -> None:
+    """An input buffer's ``feed`` once nothing will read it: the data is thrown away."""

@@ -47,6 +47,11 @@ class ByteStream(Protocol):
         """Close both directions. Idempotent and safe from any thread."""
         ...
 
+    def discard_input(self) -> None:
+        """Nothing will be read from this stream again: drop what is buffered and whatever
+        still arrives, so a refused connection costs no memory while its answer waits."""
+        ...
+
     def notify_on_input(self, callback: Callable[[], None]) -> bool:
         """Call ``callback`` when input (data, EOF or close) is waiting, and again on every
         later input until re-armed; ``callback`` must only hand off, never block.
