@@ -1,0 +1,72 @@
+"""Connecting with OpenSSH: the host-key check, then a control master that authenticates.
+
+Nothing is forwarded here: the forward is added only after the user confirmed the share.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from safetunnel import fsutil, paths
+from safetunnel.ssh.openssh import askpass, config, hostkeys
+from safetunnel.ssh.openssh.engine import OpenSSHSession, remove_temporary
+from safetunnel.ssh.openssh.master import SSH, Master
+from safetunnel.ssh.target import SSHTarget
+
+# sun_path holds 108 bytes on Linux (104 on the BSDs), and ssh binds its control socket under
+# a name 17 characters longer before renaming it into place.
+_SUN_PATH = 104 - 17
+
+
+def socket_dir() -> Path:
+    """A private (0700) directory for the control and gate sockets: the state dir's ``ssh/``,
+    or a fresh private temporary directory when that path is too long for a unix socket."""
+    wanted = paths.state_dir() / "ssh"
+    if len(str(wanted / "m-00000000.sock")) <= _SUN_PATH:
+        return fsutil.ensure_private_dir(wanted)
+    return Path(tempfile.mkdtemp(prefix="safetunnel-"))
+
+
+def master_argv(
+    target: SSHTarget, control: Path, known_hosts: Sequence[Path], keepalive: float
+) -> list[str]:
+    """``ssh -M -S CTL -N …``; DEBUG1 so that the server's debug messages reach the log."""
+    argv = [SSH, "-M", "-S", str(control), "-N", "-o", "ControlPersist=no"]
+    argv += config.ssh_options(target, known_hosts=known_hosts, keepalive=keepalive)
+    argv += ["-o", "LogLevel=DEBUG1", "-p", str(target.port), "-l", target.user]
+    for identity in target.identity_files:
+        argv += ["-i", identity]
+    return [*argv, "--", target.hostname]
+
+
+def open_openssh_session(
+    target: SSHTarget,
+    *,
+    known_hosts: Sequence[Path],
+    on_unknown_key: hostkeys.HostKeyPrompt | None,
+    keepalive: float,
+    timeout: float = 30.0,
+) -> OpenSSHSession:
+    """Check the host key, start the master and wait until it is logged in.
+
+    Raises HostKeyUnknown/HostKeyChanged (4), AuthFailed (5) or SSHError (1)."""
+    state, fingerprint, _ = hostkeys.verify(
+        target, known_hosts=known_hosts, on_unknown_key=on_unknown_key
+    )
+    sockets = socket_dir()
+    control = sockets / f"m-{secrets.token_hex(4)}.sock"
+    env = {**os.environ, **askpass.askpass_env(target)}
+    master = Master(master_argv(target, control, known_hosts, keepalive), control, env)
+    try:
+        master.wait_ready(timeout)
+        session = OpenSSHSession(master, target, state, sockets)
+        session.check_key(fingerprint)
+    except BaseException:
+        master.close()
+        remove_temporary(sockets)
+        raise
+    return session
