@@ -61,9 +61,7 @@ def test_openssh_share_gates_with_the_token_and_ends_at_its_ttl(
     assert gone(masters)
 
 
-def test_no_token_on_any_ssh_argv_while_a_raw_client_is_served(
-    e2e: E2E, shared_sshd: SSHD
-) -> None:
+def test_no_token_on_any_ssh_argv_while_a_raw_client_is_served(e2e: E2E, shared_sshd: SSHD) -> None:
     service = e2e.service(echo)
     proc = e2e.share(service.port, *ENGINE, ttl="30s", via=shared_sshd)
     started = e2e.started(proc)
