@@ -5,6 +5,7 @@ Nothing is forwarded here: the forward is added only after the user confirmed th
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import tempfile
@@ -34,13 +35,27 @@ def socket_dir() -> Path:
 def master_argv(
     target: SSHTarget, control: Path, known_hosts: Sequence[Path], keepalive: float
 ) -> list[str]:
-    """``ssh -M -S CTL -N …``; DEBUG1 so that the server's debug messages reach the log."""
+    """``ssh -M -S CTL -N …``; DEBUG1 so that the server's debug messages reach the log.
+
+    The keepalive options come first because ssh keeps the first value it is given."""
     argv = [SSH, "-M", "-S", str(control), "-N", "-o", "ControlPersist=no"]
+    interval, count = keepalive_options(keepalive)
+    argv += ["-o", f"ServerAliveInterval={interval}", "-o", f"ServerAliveCountMax={count}"]
     argv += config.ssh_options(target, known_hosts=known_hosts, keepalive=keepalive)
     argv += ["-o", "LogLevel=DEBUG1", "-p", str(target.port), "-l", target.user]
     for identity in target.identity_files:
         argv += ["-i", identity]
     return [*argv, "--", target.hostname]
+
+
+def keepalive_options(keepalive: float) -> tuple[int, int]:
+    """(ServerAliveInterval, ServerAliveCountMax) that declare the server lost about three
+    keepalive periods after it went silent, as the paramiko engine's watchdog does.
+
+    ssh counts whole seconds, and gives up at the interval *after* CountMax unanswered
+    probes: (CountMax + 1) intervals in all."""
+    interval = max(1, math.ceil(keepalive))
+    return interval, max(1, round(3 * keepalive / interval) - 1)
 
 
 def open_openssh_session(
