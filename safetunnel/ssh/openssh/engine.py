@@ -177,11 +177,8 @@ def remove_temporary(sockets: Path) -> None:
 
 def _accepted_key(master: Master) -> tuple[str, str]:
     """(key type, fingerprint) of the host key the master accepted, from its DEBUG1 log."""
-    for line in master.log.tail(_SCAN_LINES):
+    for line in master.log.tail(400):
         match = _SERVER_KEY.search(line)
         if match:
             return match.group(1), match.group(2)
     return "", ""
-
-
-_SCAN_LINES = 400

@@ -36,13 +36,14 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
     even by ``kill -9``: an orphaned master would keep the remote port open for nobody.
 
     The signal follows the *thread* that started the child, so the master must be started from
-    a thread that lives as long as the share (the flow's own thread does).
+    a thread that lives as long as the share (the flow's own thread does). libc is loaded
+    here, before the fork: the child of a threaded process must not load libraries.
     """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
     def arm() -> None:
-        if sys.platform.startswith("linux"):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
 
