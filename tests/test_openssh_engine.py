@@ -3,9 +3,12 @@ mapping of OpenSSH's failures to exit codes; and the engine choice (--engine, co
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import stat
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -250,3 +253,23 @@ def test_a_record_without_an_engine_reads_as_paramiko() -> None:
     data = record.to_dict()
     del data["engine"]
     assert TunnelRecord.from_dict(data).engine == "paramiko"
+
+
+def test_stale_sockets_go(
+    sandbox: Sandbox, shared_sshd: SSHD, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sockets a share killed with kill -9 left behind are removed by the next share."""
+    short = Path(tempfile.mkdtemp(prefix="st-"))  # pytest's paths are too long for sockets
+    monkeypatch.setenv("SAFETUNNEL_STATE_DIR", str(short))
+    sockets = short / "ssh"
+    sockets.mkdir(mode=0o700)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = sockets / f"m-{dead.pid}-deadbeef.sock"
+    live = sockets / f"g-{os.getpid()}-cafe0000.sock"
+    stale.write_text("")
+    live.write_text("")
+    open_with(shared_sshd, shared_sshd.known_hosts).close()
+    assert not stale.exists()
+    assert live.exists()  # its process still runs
+    shutil.rmtree(short)

@@ -7,29 +7,39 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
+import re
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import psutil
+
 from safetunnel import fsutil, paths
 from safetunnel.ssh.openssh import askpass, config, hostkeys
 from safetunnel.ssh.openssh.engine import OpenSSHSession, remove_temporary
+from safetunnel.ssh.openssh.forward import socket_name
 from safetunnel.ssh.openssh.master import SSH, Master
 from safetunnel.ssh.target import SSHTarget
 
-# sun_path holds 108 bytes on Linux (104 on the BSDs), and ssh binds its control socket under
-# a name 17 characters longer before renaming it into place.
-_SUN_PATH = 104 - 17
+# sun_path holds 108 bytes on Linux (104 on the BSDs) with the final NUL, and ssh binds its
+# control socket under a name 17 characters longer before renaming it into place.
+_SUN_PATH = (107 if sys.platform.startswith("linux") else 103) - 17
+_STALE = re.compile(r"[mg]-(\d+)-[0-9a-f]+\.sock")
 
 
 def socket_dir() -> Path:
     """A private (0700) directory for the control and gate sockets: the state dir's ``ssh/``,
     or a fresh private temporary directory when that path is too long for a unix socket."""
     wanted = paths.state_dir() / "ssh"
-    if len(str(wanted / "m-00000000.sock")) <= _SUN_PATH:
-        return fsutil.ensure_private_dir(wanted)
-    return Path(tempfile.mkdtemp(prefix="safetunnel-"))
+    if len(str(wanted / "m-4194304-00000000.sock")) > _SUN_PATH:
+        return Path(tempfile.mkdtemp(prefix="safetunnel-"))
+    fsutil.ensure_private_dir(wanted)
+    for stale in wanted.glob("*.sock"):
+        owner = _STALE.fullmatch(stale.name)
+        if owner is not None and not psutil.pid_exists(int(owner.group(1))):
+            stale.unlink(missing_ok=True)
+    return wanted
 
 
 def master_argv(
@@ -73,7 +83,7 @@ def open_openssh_session(
         target, known_hosts=known_hosts, on_unknown_key=on_unknown_key
     )
     sockets = socket_dir()
-    control = sockets / f"m-{secrets.token_hex(4)}.sock"
+    control = socket_name(sockets, "m")
     env = {**os.environ, **askpass.askpass_env(target)}
     master = Master(master_argv(target, control, known_hosts, keepalive), control, env)
     try:

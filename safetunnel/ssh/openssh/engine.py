@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import shutil
 import threading
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from pathlib import Path
 from safetunnel.addresses import format_hostport
 from safetunnel.errors import ConfigError, ForwardRefused, HostKeyChanged, SSHError
 from safetunnel.ssh.engine import HostKeyState, StreamHandler
-from safetunnel.ssh.openssh.forward import GateSocket
+from safetunnel.ssh.openssh.forward import GateSocket, socket_name
 from safetunnel.ssh.openssh.master import Master
 from safetunnel.ssh.target import SSHTarget
 
@@ -94,7 +93,7 @@ class OpenSSHSession:
             )
         if self._listener is not None:
             raise SSHError("This session already carries a forward; open one session per tunnel.")
-        path = self._sockets / f"g-{secrets.token_hex(4)}.sock"
+        path = socket_name(self._sockets, "g")
         self._gate = GateSocket(path, on_stream, (bind, 0))
         spec = f"{format_hostport(bind, port)}:{path}"
         seen = self._master.log.seen

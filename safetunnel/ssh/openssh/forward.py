@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import threading
 from pathlib import Path
@@ -22,6 +23,12 @@ from safetunnel.ssh.engine import StreamHandler
 from safetunnel.ssh.openssh.stream import SocketStream
 
 log = logging.getLogger("safetunnel.ssh.openssh")
+
+
+def socket_name(sockets: Path, kind: str) -> Path:
+    """``<kind>-<pid>-<random>.sock``: the pid lets a later share remove what a share killed
+    with ``kill -9`` left behind."""
+    return sockets / f"{kind}-{os.getpid()}-{secrets.token_hex(4)}.sock"
 
 
 class GateSocket:
