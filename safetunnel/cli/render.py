@@ -30,6 +30,7 @@ LIST_JSON_KEYS = (
     "bytes_in",
     "bytes_out",
     "log_path",
+    "engine",
 )
 
 
@@ -95,6 +96,7 @@ def status_text(status: Mapping[str, Any], now: datetime) -> str:
         ("PID", status.get("pid")),
         ("Local", status.get("local")),
         ("Via", status.get("ssh_host")),
+        ("Engine", status.get("engine", "paramiko")),
         ("Remote", f"{bracket_host(str(status.get('remote_bind')))}:{status.get('remote_port')}"),
         ("Protocol", status.get("protocol")),
         ("Started", status.get("started_at")),

@@ -93,6 +93,13 @@ from safetunnel.timefmt import parse_iso_z
     help="Seconds between SSH keepalives; loss is declared after ~3 missed.",
 )
 @click.option(
+    "--engine",
+    type=click.Choice(options.ENGINES),
+    default=None,
+    help="SSH engine: OpenSSH's ssh client, paramiko, or auto (default: engine in "
+    "config.toml, else auto). The built-in gateway always uses paramiko.",
+)
+@click.option(
     "--background",
     is_flag=True,
     help="Ask here, then keep the tunnel running detached; see `safetunnel list`.",

@@ -27,7 +27,8 @@ DEFAULT_MAX_TTL = "24h"
 # Bare TOML keys only, and no '@', ':' or '.', so a profile name can never be mistaken for a
 # literal host and never needs quoting in [hosts.NAME].
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_TOP_KEYS = ("default_host", "default_ttl", "max_ttl", "hosts")
+_TOP_KEYS = ("default_host", "default_ttl", "max_ttl", "engine", "hosts")
+ENGINES = ("auto", "openssh", "paramiko")
 _PROFILE_KEYS = ("host", "identity", "user", "port")
 T = TypeVar("T")
 
@@ -67,6 +68,7 @@ class Config:
     hosts: dict[str, HostProfile] = field(default_factory=dict)
     file_default_host: str | None = None
     default_host_from_env: bool = False
+    engine: str = "auto"  # which SSH engine a share uses when --engine is not given
 
     def profile(self, name: str) -> HostProfile:
         """The profile called ``name``; ConfigError listing the saved ones otherwise."""
@@ -143,6 +145,8 @@ def save_config(config: Config, path: Path | None = None) -> Path:
         "default_host": config.file_default_host,
         "default_ttl": config.default_ttl,
         "max_ttl": config.max_ttl,
+        # Written only when chosen, so a default config.toml stays as it was.
+        "engine": None if config.engine == "auto" else config.engine,
     }
     tables = {
         "hosts": {
@@ -202,7 +206,15 @@ def _from_data(data: dict[str, Any], path: Path) -> Config:
         config.hosts[name] = _profile(name, fields, path)
     default = _optional(data, "default_host", str, str(path))
     config.file_default_host = config.default_host = default
+    config.engine = _engine(data, path)
     return config
+
+
+def _engine(data: dict[str, Any], path: Path) -> str:
+    engine = _optional(data, "engine", str, str(path)) or "auto"
+    if engine not in ENGINES:
+        raise ConfigError(f"{path}: engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    return engine
 
 
 def _profile(name: str, fields: Any, path: Path) -> HostProfile:

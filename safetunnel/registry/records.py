@@ -71,6 +71,8 @@ class TunnelRecord:
     bytes_in: int = 0
     bytes_out: int = 0
     log_path: str | None = None
+    # Records written before there was a choice of engine were all carried by paramiko.
+    engine: str = "paramiko"
     recent: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

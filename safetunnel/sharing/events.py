@@ -29,6 +29,7 @@ class Started:
     started_at: str
     expires_at: str
     url: str
+    engine: str | None = None  # "openssh" or "paramiko"; None leaves the key out
 
     kind: ClassVar[str] = "started"
 
@@ -39,6 +40,8 @@ class Started:
         if self.token is not None:
             out["token"] = self.token
         out |= {"started_at": self.started_at, "expires_at": self.expires_at, "url": self.url}
+        if self.engine is not None:  # last: scripts that read the keys in order keep working
+            out["engine"] = self.engine
         return out
 
 

@@ -31,13 +31,14 @@ from safetunnel.registry.records import Registry, new_tunnel_id
 from safetunnel.secrets.credentials import KeyringAuthSource
 from safetunnel.sharing import preflight
 from safetunnel.sharing.connections import builtin_gateway_limits
+from safetunnel.sharing.engines import Engine, ShareSession, choose_engine, open_openssh
 from safetunnel.sharing.observers import TunnelObserver
 from safetunnel.sharing.request import ShareRequest, check_request
 from safetunnel.sharing.summary import ShareSummary
 from safetunnel.sharing.tokenfile import write_token_file
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.sharing.tunnelconfig import TunnelConfig
-from safetunnel.ssh.client import HostKeyPrompt, SSHSession, open_session
+from safetunnel.ssh.client import HostKeyPrompt, open_session
 from safetunnel.ssh.gateway import start_builtin
 from safetunnel.ssh.hostkeys import HostKeyStore
 from safetunnel.ssh.target import SSHTarget
@@ -88,6 +89,7 @@ class _Plan:
     typed: bool
     max_ttl: int
     target: SSHTarget | None  # None: the built-in gateway
+    engine: Engine
     registry: Registry
     audit: AuditLog
 
@@ -97,7 +99,7 @@ class _Prepared:
     """A confirmed share that owns its open resources (``stack``) until it starts."""
 
     plan: _Plan
-    session: SSHSession
+    session: ShareSession
     summary: ShareSummary
     typed_confirmation: bool
     stack: contextlib.ExitStack
@@ -107,7 +109,7 @@ class _Prepared:
 def _prepared(request: ShareRequest, ui: ShareUI) -> Iterator[_Prepared]:
     plan = _preflight(request, ui)
     with contextlib.ExitStack() as stack:
-        session = _connect(stack, plan.target, request, ui)
+        session = _connect(stack, plan, request, ui)
         summary = _summary(request, session, plan)
         needs_answer = not ui.preconfirmed and (plan.typed or not request.yes)
         if needs_answer and not ui.confirm(summary, plan.typed):
@@ -135,13 +137,15 @@ def _preflight(request: ShareRequest, ui: ShareUI) -> _Plan:
             if typed
             else "Run it in a terminal, or pass --yes (risky shares also need --public).",
         )
+    target = _target(request, config)
     return _Plan(
         service=service,
         ttl=ttl,
         risks=tuple(risks),
         typed=typed,
         max_ttl=config.max_ttl_seconds(),
-        target=_target(request, config),
+        target=target,
+        engine=choose_engine(request.engine, config, builtin=target is None),
         registry=registry,
         audit=AuditLog(),
     )
@@ -160,9 +164,10 @@ def _target(request: ShareRequest, config: Config) -> SSHTarget | None:
 
 
 def _connect(
-    stack: contextlib.ExitStack, target: SSHTarget | None, request: ShareRequest, ui: ShareUI
-) -> SSHSession:
+    stack: contextlib.ExitStack, plan: _Plan, request: ShareRequest, ui: ShareUI
+) -> ShareSession:
     """Open the SSH session (starting the built-in gateway first if there is no target)."""
+    target = plan.target
     if target is None:
         gateway, client_key = start_builtin(limits=builtin_gateway_limits(request.max_connections))
         stack.callback(gateway.close)
@@ -182,9 +187,13 @@ def _connect(
         )
         stack.callback(session.close)
         return session
+    prompt: HostKeyPrompt | None = ui.trust_host_key if ui.interactive else None
+    if plan.engine == "openssh":
+        openssh = open_openssh(target, request.known_hosts, prompt, request.keepalive)
+        stack.callback(openssh.close)
+        return openssh
     user_known = Path(request.known_hosts) if request.known_hosts else None
     store = HostKeyStore(user_known, paths.own_known_hosts())
-    prompt: HostKeyPrompt | None = ui.trust_host_key if ui.interactive else None
     auth = ui.auth_source(target)
     session = open_session(target, hostkeys=store, on_unknown_key=prompt, auth=auth)
     stack.callback(session.close)
@@ -192,7 +201,7 @@ def _connect(
     return session
 
 
-def _summary(request: ShareRequest, session: SSHSession, plan: _Plan) -> ShareSummary:
+def _summary(request: ShareRequest, session: ShareSession, plan: _Plan) -> ShareSummary:
     target = session.target
     return ShareSummary(
         service=plan.service,
@@ -260,6 +269,7 @@ def _tunnel_config(request: ShareRequest, prepared: _Prepared) -> TunnelConfig:
         tunnel_id=new_tunnel_id(),
         max_ttl=prepared.plan.max_ttl,
         show_token=request.token_file is None,
+        engine=prepared.plan.engine,
     )
 
 

@@ -8,12 +8,13 @@ front doors cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from safetunnel.gate.policy import GateProtocol
 from safetunnel.hosts.config import DEFAULT_TTL
 
 N = TypeVar("N", int, float)
+EngineChoice = Literal["auto", "openssh", "paramiko"]
 
 
 @dataclass(frozen=True)
@@ -50,3 +51,8 @@ DEFAULT_KEEPALIVE = 10.0
 KEEPALIVE = Bounds(0.2, 600.0)
 
 DEMO_TTL = 300
+
+# Which SSH engine carries a share: OpenSSH's client, paramiko, or "auto" (see
+# safetunnel.sharing.engines). None on a request means config.toml's ``engine``, else auto.
+ENGINES: tuple[EngineChoice, ...] = ("auto", "openssh", "paramiko")
+DEFAULT_ENGINE: EngineChoice = "auto"

@@ -33,6 +33,7 @@ class ShareRequest:
     keepalive: float = options.DEFAULT_KEEPALIVE
     builtin_gateway: bool = False  # force the built-in gateway (demo), whatever the default host
     log_path: str | None = None  # --background: where the detached tunnel's output goes
+    engine: options.EngineChoice | None = None  # None: config.toml's engine, else auto
 
 
 def check_request(request: ShareRequest) -> None:
@@ -59,6 +60,10 @@ def check_request(request: ShareRequest) -> None:
         (
             request.keep_token_file and not request.token_file,
             "keep_token_file needs a token_file (--keep-token-file needs --token-file)",
+        ),
+        (
+            request.engine is not None and request.engine not in options.ENGINES,
+            f"engine must be one of {', '.join(options.ENGINES)}",
         ),
         (
             request.protocol not in options.PROTOCOLS,

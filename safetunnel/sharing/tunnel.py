@@ -180,6 +180,7 @@ class Tunnel(TunnelConnections):
             "started_at": iso_z(self.started_at),
             "expires_at": iso_z(self.expires_at),
             "token_hash_prefix": tokens.hash_prefix(self._token_hash),
+            "engine": self.config.engine,
             **self.stats.snapshot(),
         }
 
@@ -197,6 +198,7 @@ class Tunnel(TunnelConnections):
             started_at=iso_z(self.started_at),
             expires_at=iso_z(self.expires_at),
             url=self.config.link(self.remote_port, token),
+            engine=self.config.engine,
         )
 
     # -- supervision -----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ class TunnelConfig:
     show_token: bool = True  # False with --token-file: the token never goes into events
     # The SSH server's host name as clients reach it; a public share's link points there.
     public_host: str = LOOPBACK_BIND
+    engine: str = "paramiko"  # which SSH engine carries the forward: "openssh" or "paramiko"
 
     @property
     def remote_bind(self) -> str:

@@ -1,0 +1,96 @@
+"""Connecting with OpenSSH: the host-key check, then a control master that authenticates.
+
+Nothing is forwarded here: the forward is added only after the user confirmed the share.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import psutil
+
+from safetunnel import fsutil, paths
+from safetunnel.ssh.openssh import askpass, config, hostkeys
+from safetunnel.ssh.openssh.engine import OpenSSHSession, remove_temporary
+from safetunnel.ssh.openssh.forward import socket_name
+from safetunnel.ssh.openssh.master import SSH, Master
+from safetunnel.ssh.target import SSHTarget
+
+# sun_path holds 108 bytes on Linux (104 on the BSDs) with the final NUL, and ssh binds its
+# control socket under a name 17 characters longer before renaming it into place.
+_SUN_PATH = (107 if sys.platform.startswith("linux") else 103) - 17
+_STALE = re.compile(r"[mg]-(\d+)-[0-9a-f]+\.sock")
+
+
+def socket_dir() -> Path:
+    """A private (0700) directory for the control and gate sockets: the state dir's ``ssh/``,
+    or a fresh private temporary directory when that path is too long for a unix socket."""
+    wanted = paths.state_dir() / "ssh"
+    if len(str(wanted / "m-4194304-00000000.sock")) > _SUN_PATH:
+        return Path(tempfile.mkdtemp(prefix="safetunnel-"))
+    fsutil.ensure_private_dir(wanted)
+    for stale in wanted.glob("*.sock"):
+        owner = _STALE.fullmatch(stale.name)
+        if owner is not None and not psutil.pid_exists(int(owner.group(1))):
+            stale.unlink(missing_ok=True)
+    return wanted
+
+
+def master_argv(
+    target: SSHTarget, control: Path, known_hosts: Sequence[Path], keepalive: float
+) -> list[str]:
+    """``ssh -M -S CTL -N …``; DEBUG1 so that the server's debug messages reach the log.
+
+    The keepalive options come first because ssh keeps the first value it is given."""
+    argv = [SSH, "-M", "-S", str(control), "-N", "-o", "ControlPersist=no"]
+    interval, count = keepalive_options(keepalive)
+    argv += ["-o", f"ServerAliveInterval={interval}", "-o", f"ServerAliveCountMax={count}"]
+    argv += config.ssh_options(target, known_hosts=known_hosts, keepalive=keepalive)
+    argv += ["-o", "LogLevel=DEBUG1"]
+    return [*argv, *config.destination(target)]
+
+
+def keepalive_options(keepalive: float) -> tuple[int, int]:
+    """(ServerAliveInterval, ServerAliveCountMax) that declare the server lost about three
+    keepalive periods after it went silent, as the paramiko engine's watchdog does.
+
+    ssh counts whole seconds, and gives up at the interval *after* CountMax unanswered
+    probes: (CountMax + 1) intervals in all."""
+    interval = max(1, math.ceil(keepalive))
+    return interval, max(1, round(3 * keepalive / interval) - 1)
+
+
+def open_openssh_session(
+    target: SSHTarget,
+    *,
+    known_hosts: Sequence[Path],
+    on_unknown_key: hostkeys.HostKeyPrompt | None,
+    keepalive: float,
+    timeout: float = 30.0,
+) -> OpenSSHSession:
+    """Check the host key, start the master and wait until it is logged in.
+
+    Raises HostKeyUnknown/HostKeyChanged (4), AuthFailed (5) or SSHError (1)."""
+    options = config.ssh_options(target, known_hosts=known_hosts, keepalive=keepalive)
+    state, fingerprint, _ = hostkeys.verify(
+        target, known_hosts=known_hosts, on_unknown_key=on_unknown_key, options=options
+    )
+    sockets = socket_dir()
+    control = socket_name(sockets, "m")
+    # A terminal to ask on exists exactly when host keys may be asked about.
+    env = askpass.askpass_env(target, interactive=on_unknown_key is not None)
+    master = Master(master_argv(target, control, known_hosts, keepalive), control, env)
+    try:
+        master.wait_ready(timeout)
+        session = OpenSSHSession(master, target, state, sockets)
+        session.check_key(fingerprint)
+    except BaseException:
+        master.close()
+        remove_temporary(sockets)
+        raise
+    return session
