@@ -27,31 +27,12 @@ from safetunnel.registry.publication import Bookkeeper
 from safetunnel.sharing.reasons import StopReason
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.sharing.tunnelconfig import TunnelConfig
-from safetunnel.ssh.engine import HostKeyState, Listener, StreamHandler
+from safetunnel.ssh.engine import Forward, HostKeyState, Listener, StreamHandler
 
 HERE = Path(__file__).resolve()
 LOCAL = ("127.0.0.1", 62893)
 SSH_HOST = "alice@bastion:22"
 REMOTE_PORT = 40123
-
-
-class StubListener:
-    """A forward that is "up" on the stub server; it never delivers a connection."""
-
-    def __init__(self, bind: str, port: int) -> None:
-        self._bind, self._port = bind, port or REMOTE_PORT
-        self.closed = False
-
-    @property
-    def bind(self) -> str:
-        return self._bind
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    def close(self) -> None:
-        self.closed = True
 
 
 class StubSession:
@@ -67,7 +48,7 @@ class StubSession:
     def forward(
         self, bind: str, port: int, on_stream: StreamHandler, *, allow_wildcard: bool = False
     ) -> Listener:
-        return StubListener(bind, port)
+        return Forward(bind, port or REMOTE_PORT, lambda: None)
 
     def start_watchdog(self, interval: float, on_lost: Callable[[], None]) -> None:
         """The stub connection is never lost."""

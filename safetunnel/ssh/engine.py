@@ -10,8 +10,8 @@ A share needs three things from an engine, and nothing else:
 3. **deliver** each connection that arrives on that remote address as a :class:`ByteStream`.
 
 The pump and the gate see only :class:`ByteStream`: they never learn whether the bytes came
-through a paramiko channel or a local socket. This module holds the protocols only (no paramiko),
-so that importing it stays cheap.
+through a paramiko channel or a local socket. This module holds the protocols and the one
+Listener both engines hand out (no paramiko), so that importing it stays cheap.
 """
 
 from __future__ import annotations
@@ -75,6 +75,29 @@ class Listener(Protocol):
     def port(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+class Forward:
+    """A forward that is up, as a :class:`Listener`; ``close()`` calls the session's cancel,
+    which must be idempotent. ``spec`` is what was asked for, where an engine cancels by it."""
+
+    def __init__(self, bind: str, port: int, cancel: Callable[[], None], spec: str = "") -> None:
+        self._bind = bind
+        self._port = port
+        self._cancel = cancel
+        self.spec = spec
+
+    @property
+    def bind(self) -> str:
+        return self._bind
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def close(self) -> None:
+        """Stop the server listening (no new connections); open streams stay."""
+        self._cancel()
 
 
 class EngineSession(Protocol):

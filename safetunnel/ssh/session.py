@@ -19,7 +19,7 @@ from safetunnel.errors import ConfigError, ForwardRefused, SSHError
 from safetunnel.ssh._transport import RequestAborted, RequestTimeout, TunedTransport
 from safetunnel.ssh._watchdog import KeepaliveWatchdog
 from safetunnel.ssh.channelstream import ChannelStream
-from safetunnel.ssh.engine import HostKeyState, StreamHandler
+from safetunnel.ssh.engine import Forward, HostKeyState, StreamHandler
 from safetunnel.ssh.hostkeys import fingerprint
 from safetunnel.ssh.target import SSHTarget
 
@@ -35,27 +35,6 @@ def _late_channel(chan: Any, origin: tuple[str, int], server: tuple[str, int]) -
     for None and then calls it again later on its transport thread, so clearing it from another
     thread crashes that thread when a channel arrives in between. A late channel is left open
     for ``transport.close()`` to close: closing it here could block the transport thread."""
-
-
-class RemoteForward:
-    """The session's one forward, as a :class:`~safetunnel.ssh.engine.Listener`."""
-
-    def __init__(self, session: SSHSession, bind: str, port: int) -> None:
-        self._session = session
-        self._bind = bind
-        self._port = port
-
-    @property
-    def bind(self) -> str:
-        return self._bind
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    def close(self) -> None:
-        """Stop the server listening (no new connections); open streams stay. Idempotent."""
-        self._session._cancel_forward()
 
 
 class SSHSession:
@@ -81,7 +60,7 @@ class SSHSession:
         # requests in flight (keepalive + cancel) would steal each other's replies.
         self._request_lock = threading.Lock()
         self._forward: tuple[str, int] | None = None  # what the server listens on now
-        self._listener: RemoteForward | None = None
+        self._listener: Forward | None = None
         self._watchdog: KeepaliveWatchdog | None = None
         self._lost = False  # the watchdog gave up on the peer: never wait on it again
         self._closed = False
@@ -109,7 +88,7 @@ class SSHSession:
 
     def forward(
         self, bind: str, port: int, on_stream: StreamHandler, *, allow_wildcard: bool = False
-    ) -> RemoteForward:
+    ) -> Forward:
         """Ask the server to listen on ``bind:port`` (0 = server's choice).
 
         ``on_stream(stream)`` runs on paramiko's transport thread for each incoming connection:
@@ -139,7 +118,7 @@ class SSHSession:
                 hint="Pass --public if you really mean to expose it, or ask the admin for"
                 " `GatewayPorts clientspecified`.",
             )
-        self._listener = RemoteForward(self, bind, actual)
+        self._listener = Forward(bind, actual, self._cancel_forward)
         return self._listener
 
     def _request_forward(

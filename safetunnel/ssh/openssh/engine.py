@@ -15,7 +15,7 @@ from pathlib import Path
 
 from safetunnel.addresses import format_hostport
 from safetunnel.errors import ConfigError, ForwardRefused, HostKeyChanged, SSHError
-from safetunnel.ssh.engine import HostKeyState, StreamHandler
+from safetunnel.ssh.engine import Forward, HostKeyState, StreamHandler
 from safetunnel.ssh.openssh.forward import GateSocket, socket_name
 from safetunnel.ssh.openssh.master import Master
 from safetunnel.ssh.target import SSHTarget
@@ -29,27 +29,6 @@ GATEWAYPORTS_OVERRIDE = "overridden by server GatewayPorts"
 # control client: seeing it means every debug message about that forward has been read.
 FORWARD_ANSWERED = "mux_confirm_remote_forward"
 _SERVER_KEY = re.compile(r"Server host key: (\S+) (SHA256:\S+)")
-
-
-class OpenSSHForward:
-    """The session's one forward, as a :class:`~safetunnel.ssh.engine.Listener`."""
-
-    def __init__(self, session: OpenSSHSession, bind: str, port: int, spec: str) -> None:
-        self._session = session
-        self._bind = bind
-        self._port = port
-        self.spec = spec  # what was asked for: the master cancels by the same words
-
-    @property
-    def bind(self) -> str:
-        return self._bind
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    def close(self) -> None:
-        self._session._cancel_forward()
 
 
 class OpenSSHSession:
@@ -66,7 +45,7 @@ class OpenSSHSession:
         self.key_type, self.fingerprint = _accepted_key(master)
         self._sockets = sockets
         self._gate: GateSocket | None = None
-        self._listener: OpenSSHForward | None = None
+        self._listener: Forward | None = None
         self._lost = False
         self._close_lock = threading.Lock()
         self._closed = False
@@ -83,7 +62,7 @@ class OpenSSHSession:
 
     def forward(
         self, bind: str, port: int, on_stream: StreamHandler, *, allow_wildcard: bool = False
-    ) -> OpenSSHForward:
+    ) -> Forward:
         """Ask the server (through the master) to listen on ``bind:port`` and connect each
         client to the gate socket. ForwardRefused (exit 6) when refused or widened."""
         if not bind:
@@ -107,7 +86,7 @@ class OpenSSHSession:
                 " try --remote-port 0.",
             )
         actual = int(answer.stdout.strip()) if port == 0 else port
-        self._listener = OpenSSHForward(self, bind, actual, spec)
+        self._listener = Forward(bind, actual, self._cancel_forward, spec)
         self._refuse_if_widened(seen, bind, actual, allow_wildcard)
         return self._listener
 
