@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import Iterator
 
+import paramiko
 import pytest
 from conftest import Sandbox
 from e2e import run
@@ -178,3 +179,30 @@ def test_a_banner_only_server_has_a_reason(sandbox: Sandbox) -> None:
             "the key exchange within 10 s"
         )
         assert_one_line_error(out.stderr, 1, expected, out.returncode)
+
+
+def test_a_rekey_during_a_global_request_does_not_answer_it() -> None:
+    """paramiko sets completion_event when a rekey ends; the request must wait for its reply."""
+    left, right = socket.socketpair()
+    transport = TunedTransport(left, timeout=5)
+    reply = paramiko.Message(b"the reply")
+    transport.global_response = None  # the answer of an earlier request
+
+    def send(_: paramiko.Message) -> None:
+        def peer() -> None:
+            event = transport.completion_event
+            assert event is not None
+            event.set()  # what _parse_newkeys does at the end of a rekey
+            threading.Event().wait(0.2)
+            transport.global_response = reply
+            event.set()
+
+        threading.Thread(target=peer).start()
+
+    transport._send_user_message = send  # type: ignore[method-assign,assignment]
+    transport.is_active = lambda: True  # type: ignore[method-assign]
+    try:
+        assert transport.timed_request("keepalive@openssh.com", None, 5) is reply
+    finally:
+        left.close()
+        right.close()

@@ -93,6 +93,10 @@ class _ClearToSend(threading.Event):
         super().set()
 
 
+# What global_response holds until the reply to the request in flight arrives.
+_NO_REPLY = paramiko.Message(b"\x00no reply yet")
+
+
 class RequestTimeout(Exception):
     """No reply to a global request in time; the connection must be treated as dead."""
 
@@ -167,6 +171,10 @@ class TunedTransport(paramiko.Transport):
 
         Returns the success message, or None for a failure reply. The caller must serialize all
         global requests (paramiko matches replies through one shared ``completion_event``).
+        paramiko also sets ``completion_event`` at the end of every rekey and when the transport
+        dies, so only a changed ``global_response`` counts as the reply: otherwise a rekey during
+        the wait returned the previous request's answer, and this request's late reply then
+        answered the next one.
         """
         event = threading.Event()
         self.completion_event = event
@@ -176,14 +184,21 @@ class TunedTransport(paramiko.Transport):
         message.add_boolean(True)
         if data is not None:
             message.add(*data)
+        self.global_response = _NO_REPLY
         self._send_user_message(message)
         deadline = time.monotonic() + timeout
-        while not event.wait(min(0.05, max(deadline - time.monotonic(), 0))):
+        while True:
+            event.wait(min(0.05, max(deadline - time.monotonic(), 0)))
+            response = self.global_response
+            if response is not _NO_REPLY:
+                return response
             if not self.is_active() or (stop is not None and stop.is_set()):
                 raise RequestAborted(kind)
             if time.monotonic() >= deadline:
                 raise RequestTimeout(kind)
-        return self.global_response
+            # Set without a reply (a rekey ended): wait on. A reply racing this clear is still
+            # seen, through global_response, within one 50 ms round.
+            event.clear()
 
     def _send_user_message(self, data: paramiko.Message) -> None:
         # On the transport thread paramiko would wait here for a rekey only that thread finishes.
