@@ -26,11 +26,6 @@ def state_dir() -> Path:
     return Path(override) if override else Path(platformdirs.user_state_dir(APP))
 
 
-def tunnels_dir() -> Path:
-    """Records (``<id>.json``) and control sockets (``<id>.sock``)."""
-    return state_dir() / "tunnels"
-
-
 def audit_path() -> Path:
     return state_dir() / "audit.jsonl"
 

@@ -54,10 +54,6 @@ class VerifiedHostKey(NamedTuple):
     def certified(self) -> bool:
         return self.key_type.endswith(CERT_SUFFIX)
 
-    @property
-    def plain_type(self) -> str:
-        return self.key_type.removesuffix(CERT_SUFFIX)
-
 
 class _Seen(NamedTuple):
     """One key a hop showed: the known_hosts name ssh looked up, the key, its fingerprint."""
