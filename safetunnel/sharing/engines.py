@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from safetunnel import paths
 from safetunnel.errors import ConfigError
 from safetunnel.hosts.config import Config
 from safetunnel.sharing.options import EngineChoice
@@ -53,10 +52,9 @@ def open_openssh(
     prompt: HostKeyPrompt | None,
     keepalive: float,
 ) -> OpenSSHSession:
-    """Connect with OpenSSH, checking host keys against the user's file (or ``known_hosts``)
-    and safetunnel's own."""
-    user_known = Path(known_hosts) if known_hosts else Path("~/.ssh/known_hosts").expanduser()
-    files = [user_known, paths.own_known_hosts()]
+    """Connect with OpenSSH, checking host keys against the user's files (or ``known_hosts``);
+    safetunnel's own file is always added by the OpenSSH options."""
+    files = [Path(known_hosts)] if known_hosts else []
     return open_openssh_session(
         target, known_hosts=files, on_unknown_key=prompt, keepalive=keepalive
     )

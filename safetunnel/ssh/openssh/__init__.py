@@ -1,10 +1,12 @@
 """The OpenSSH engine: OpenSSH's ``ssh`` carries the transport, Python runs only the gate.
 
 ``auto`` may pick it when :func:`usable` finds an ``ssh`` client of at least
-:data:`MIN_VERSION`. Why that version: a remote forward to a unix socket (``-R
-port:/path``) needs 6.7, ``ssh -O forward`` printing the port the server picked and ``-O
-cancel`` need 6.0/6.7, and ``ProxyJump``, which the users' configs this engine exists for
-commonly hold, needs 7.3; an older client would refuse such a config outright.
+:data:`MIN_VERSION`. Why that version: the safety options passed on every connection include
+``SessionType``, ``StdinNull`` and ``ForkAfterAuthentication`` (8.7) and ``KnownHostsCommand``
+(8.5, the host-key probe), and ssh treats an option it does not know as fatal. From 8.4 on, ssh
+also prefixes a server's keyboard-interactive prompts with ``(user@host)``, so a server cannot
+word a prompt to look like a local passphrase question and obtain a stored secret through the
+askpass helper.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 import shutil
 import subprocess
 
-MIN_VERSION = (7, 3)
+MIN_VERSION = (8, 7)
 _VERSION = re.compile(r"OpenSSH_(\d+)\.(\d+)")
 
 
