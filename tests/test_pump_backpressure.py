@@ -82,7 +82,7 @@ def test_a_pipelined_backlog_stays_in_the_channel_until_the_service_answers(
     held: HeldService,
 ) -> None:
     h = Harness(held.address, protocol="http")
-    backlog = request("/next") * (4 * MIB // len(request("/next")))
+    backlog = request("/next") * (MIB // len(request("/next")))
     try:
         h.pump.start(h.pump.run)
         h.chan.in_buffer.feed(request("/first") + backlog)
