@@ -110,6 +110,12 @@ def test_block_is_compact_and_narrow() -> None:
     assert max(map(len, lines)) <= 100
 
 
+def test_a_ca_certified_key_says_so() -> None:
+    text = " ".join(confirmation_block(summary(host_key_state="certified")).split())
+    assert "certified by a CA that your known_hosts trusts (@cert-authority)" in text
+    assert "pinned key" not in text
+
+
 def test_newly_trusted_key_is_said_plainly() -> None:
     text = confirmation_block(summary(host_key_state="newly-trusted"))
     assert "trusted just now" in text

@@ -15,8 +15,8 @@ from safetunnel.addresses import bracket_host, format_hostport
 from safetunnel.durations import format_duration
 from safetunnel.sharing.blocktext import idle_text, row, warn
 from safetunnel.sharing.preflight import Risk, ServiceInfo
+from safetunnel.ssh.engine import HostKeyState
 
-HostKeyState = Literal["pinned", "newly-trusted", "builtin"]
 GateProtocol = Literal["auto", "http", "tcp"]
 
 CONFIRM_PROMPT = "Share it? [y/N]"
@@ -179,6 +179,7 @@ def _ssh_lines(summary: ShareSummary) -> list[str]:
 def _key_state(state: HostKeyState) -> str:
     return {
         "pinned": "matches the pinned key",
+        "certified": "certified by a CA that your known_hosts trusts (@cert-authority)",
         "newly-trusted": "trusted just now, on first use",
         "builtin": "ephemeral, made for this share",
     }[state]

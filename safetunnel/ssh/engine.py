@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal, Protocol
 
-HostKeyState = Literal["pinned", "newly-trusted", "builtin"]
+# "certified": signed by a CA that the user's known_hosts trusts (@cert-authority); OpenSSH only.
+HostKeyState = Literal["pinned", "certified", "newly-trusted", "builtin"]
 
 
 class ByteStream(Protocol):

@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 
 from safetunnel import fsutil, paths
+from safetunnel.ssh.engine import HostKeyState
 from safetunnel.ssh.openssh import askpass, config, hostkeys
 from safetunnel.ssh.openssh.engine import OpenSSHSession, remove_temporary
 from safetunnel.ssh.openssh.forward import socket_name
@@ -77,9 +78,11 @@ def open_openssh_session(
 
     Raises HostKeyUnknown/HostKeyChanged (4), AuthFailed (5) or SSHError (1)."""
     options = config.ssh_options(target, known_hosts=known_hosts, keepalive=keepalive)
-    state, fingerprint, _ = hostkeys.verify(
+    verified = hostkeys.verify(
         target, known_hosts=known_hosts, on_unknown_key=on_unknown_key, options=options
     )
+    state: HostKeyState = "certified" if verified.certified else verified.state
+    fingerprint = verified.fingerprint
     sockets = socket_dir()
     control = socket_name(sockets, "m")
     # A terminal to ask on exists exactly when host keys may be asked about.
