@@ -53,14 +53,17 @@ def share(
     max_connections: int = options.DEFAULT_MAX_CONNECTIONS,
     max_failures: int | None = None,
     keepalive: float = options.DEFAULT_KEEPALIVE,
+    reconnect: bool = True,
 ) -> Tunnel:
     """Share 127.0.0.1:``port`` and return the started :class:`Tunnel` (a context manager).
 
     ``ttl`` and ``idle`` take seconds or strings such as ``"30m"``; ``ttl=None`` uses
     ``default_ttl`` from config.toml (30m unless set). ``host`` is as for the CLI; ``None`` uses
     the default host, else the built-in loopback gateway. ``max_connections`` is 1-4096 and
-    ``keepalive`` 0.2-600 seconds, as on the command line. The tunnel exposes ``remote_port``,
-    ``token``, ``expires_at``, ``stop_reason``, ``exit_code`` and ``close()``.
+    ``keepalive`` 0.2-600 seconds, as on the command line. ``reconnect=False`` ends the tunnel
+    when the SSH connection is lost instead of reconnecting within the TTL. The tunnel exposes
+    ``remote_port``, ``token``, ``expires_at``, ``state``, ``stop_reason``, ``stop_error``,
+    ``exit_code`` and ``close()``.
     """
     request = ShareRequest(
         local=port,
@@ -76,6 +79,7 @@ def share(
         max_connections=max_connections,
         max_failures=max_failures,
         keepalive=keepalive,
+        reconnect=reconnect,
     )
     return open_share(request, _ApiUI())
 

@@ -74,6 +74,13 @@ class ForwardRefused(SafetunnelError):
     exit_code = 6
 
 
+class ForwardWidened(ForwardRefused):
+    """The server bound the forward on every interface although one address was asked for.
+
+    Apart from a plain refusal because a refusal can be the old session still holding the
+    port for a moment, while a widened bind is the server's configuration and never passes."""
+
+
 class NothingListening(SafetunnelError):
     """No service accepts connections on the local port."""
 

@@ -80,9 +80,16 @@ def test_list_empty(state: Path) -> None:
 def test_list_table_and_json(state: Path, procs: list[subprocess.Popen[str]]) -> None:
     proc, tunnel_id = share(procs)
     out = run("list").stdout.splitlines()
-    assert out[0].split() == ["ID", "LOCAL", "VIA", "REMOTE", "EXPIRES", "IN", "CONNS", "PID"]
+    header = ["ID", "LOCAL", "VIA", "REMOTE", "STATE", "EXPIRES", "IN", "CONNS", "PID"]
+    assert out[0].split() == header
     row = out[1].split()
-    assert row[:4] == [tunnel_id, "127.0.0.1:62893", "alice@bastion:22", "127.0.0.1:40123"]
+    assert row[:5] == [
+        tunnel_id,
+        "127.0.0.1:62893",
+        "alice@bastion:22",
+        "127.0.0.1:40123",
+        "serving",
+    ]
     assert row[-1] == str(proc.pid)
     (entry,) = json.loads(run("list", "--json").stdout)
     assert set(LIST_KEYS) <= set(entry), entry

@@ -53,9 +53,26 @@ def record() -> TunnelRecord:
 
 def test_list_table() -> None:
     assert render.list_table([record()], NOW).splitlines() == [
-        "ID         LOCAL            VIA               REMOTE           EXPIRES IN  CONNS  PID",
-        "st-1a2b3c  127.0.0.1:62893  alice@bastion:22  localhost:40123  29m 58s     1/7    4242",
+        "ID         LOCAL            VIA               REMOTE           STATE    EXPIRES IN  CONNS"
+        "  PID",
+        "st-1a2b3c  127.0.0.1:62893  alice@bastion:22  localhost:40123  serving  29m 58s     1/7"
+        "    4242",
     ]
+
+
+def test_list_and_status_show_a_reconnecting_tunnel() -> None:
+    again = dataclasses.replace(record(), state="reconnecting")
+    assert render.list_table([again], NOW).splitlines()[1].split()[4] == "reconnecting"
+    assert render.list_json([again]).count('"state": "reconnecting"') == 1
+    status = render.status_text({**again.to_dict(), "recent": []}, NOW)
+    assert "State:" in status and "reconnecting" in status
+
+
+def test_a_record_written_before_the_state_field_reads_as_serving() -> None:
+    old = record().to_dict()
+    del old["state"]
+    assert TunnelRecord.from_dict(old).state == "serving"
+    assert "State:       serving" in render.status_text({**old, "recent": []}, NOW)
 
 
 def test_list_and_status_bracket_ipv6_addresses() -> None:

@@ -33,7 +33,7 @@ from safetunnel.ssh.target import SSHTarget
 from safetunnel.timefmt import parse_iso_z
 
 # The kinds ``--json`` prints; a connection's end goes to the audit log only.
-JSON_EVENTS = {"started", "connection", "warning", "stopped"}
+JSON_EVENTS = {"started", "connection", "warning", "reconnecting", "reconnected", "stopped"}
 
 
 def status_text(remaining: float, snapshot: dict[str, Any]) -> str:
@@ -57,6 +57,13 @@ def event_text(event: TunnelEvent, summary: ShareSummary | None) -> str | None:
         return f"  {event.origin} {event.protocol}: {mark}"
     if isinstance(event, events.Warning):
         return f"Warning: tunnel {event.id} {event.message}."
+    if isinstance(event, events.Reconnecting):
+        return (
+            f"SSH connection lost ({event.error}); reconnecting in {event.delay:g}s"
+            f" (attempt {event.attempt}, remote port {event.remote_port})..."
+        )
+    if isinstance(event, events.Reconnected):
+        return f"Reconnected (attempt {event.attempt}); serving on remote port {event.remote_port}."
     if isinstance(event, events.Stopped):
         return f"Tunnel {event.id} stopped because {event.reason.text}."
     return None

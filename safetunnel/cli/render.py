@@ -12,7 +12,7 @@ from safetunnel.durations import format_remaining
 from safetunnel.registry.records import TunnelRecord
 from safetunnel.timefmt import parse_iso_z
 
-LIST_HEADERS = ("ID", "LOCAL", "VIA", "REMOTE", "EXPIRES IN", "CONNS", "PID")
+LIST_HEADERS = ("ID", "LOCAL", "VIA", "REMOTE", "STATE", "EXPIRES IN", "CONNS", "PID")
 LIST_JSON_KEYS = (
     "id",
     "pid",
@@ -31,6 +31,7 @@ LIST_JSON_KEYS = (
     "bytes_out",
     "log_path",
     "engine",
+    "state",
 )
 
 
@@ -68,6 +69,7 @@ def list_table(records: Sequence[TunnelRecord], now: datetime) -> str:
             r.local,
             r.ssh_host,
             format_hostport(r.remote_bind, r.remote_port),
+            r.state,
             remaining(r.expires_at, now),
             f"{r.connections}/{r.total_connections}",
             r.pid,
@@ -98,6 +100,7 @@ def status_text(status: Mapping[str, Any], now: datetime) -> str:
         ("Via", status.get("ssh_host")),
         ("Engine", status.get("engine", "paramiko")),
         ("Remote", f"{bracket_host(str(status.get('remote_bind')))}:{status.get('remote_port')}"),
+        ("State", status.get("state", "serving")),
         ("Protocol", status.get("protocol")),
         ("Started", status.get("started_at")),
         ("Expires", f"{expires} (in {remaining(expires, now)})"),

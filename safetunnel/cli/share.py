@@ -100,6 +100,13 @@ from safetunnel.timefmt import parse_iso_z
     "config.toml, else auto). The built-in gateway always uses paramiko.",
 )
 @click.option(
+    "--reconnect/--no-reconnect",
+    default=True,
+    show_default=True,
+    help="After losing the SSH connection, reconnect within the TTL (same port, same token); "
+    "--no-reconnect ends the share instead (exit 8).",
+)
+@click.option(
     "--background",
     is_flag=True,
     help="Ask here, then keep the tunnel running detached; see `safetunnel list`.",
@@ -111,7 +118,8 @@ def share_command(
     """Share the service on 127.0.0.1:PORT through an SSH host, after confirmation.
 
     Every remote connection must present the generated access token. The tunnel stops by itself
-    when the TTL ends, on `safetunnel kill`, on a signal, or when the SSH connection is lost.
+    when the TTL ends, on `safetunnel kill`, or on a signal. A lost SSH connection is
+    re-established within the TTL (unless --no-reconnect); open connections are lost with it.
     """
     if fields["keep_token_file"] and not fields["token_file"]:
         raise click.UsageError("--keep-token-file needs --token-file")
@@ -209,6 +217,8 @@ def serve(request: ShareRequest, ui: ConsoleUI) -> int:
 
 def _exit_code(tunnel: Tunnel) -> int:
     """0 for an end on schedule or on request; the failures raise with their own exit code."""
+    if tunnel.stop_error is not None:
+        raise tunnel.stop_error  # a reconnect gave up: its own message and exit code
     reason = tunnel.stop_reason or StopReason.ERROR
     if reason == StopReason.SSH_LOST:
         raise ConnectionLost(

@@ -27,6 +27,8 @@ _RECORD_FIELDS = set(TunnelRecord.__dataclass_fields__) - {"pid_start_time", "lo
 _AUDITED = {
     "started": "started",
     "warning": "warning",
+    "reconnecting": "reconnecting",
+    "reconnected": "reconnected",
     "stopped": "stopped",
     "connection-closed": "connection",
 }

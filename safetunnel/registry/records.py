@@ -73,6 +73,8 @@ class TunnelRecord:
     log_path: str | None = None
     # Records written before there was a choice of engine were all carried by paramiko.
     engine: str = "paramiko"
+    # "serving", or "reconnecting" while a lost SSH session is replaced; older records serve.
+    state: str = "serving"
     recent: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

@@ -155,6 +155,12 @@ class KeyringAuthSource:
             if slot.replace and slot.value is not None and not slot.rejected:
                 self._save(slot)
 
+    def stop_asking(self) -> None:
+        """From now on only secrets already known (stored, or typed earlier) are offered: a
+        reconnect in the background must never prompt or offer to replace a stored secret."""
+        self._prompt = None
+        self._confirm = None
+
     def hint(self) -> str:
         """What to run so that a non-interactive run can authenticate next time."""
         host = self._host_label or "HOST"

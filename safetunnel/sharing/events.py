@@ -98,6 +98,37 @@ class Warning:  # always used as events.Warning, never bare
 
 
 @dataclass(frozen=True)
+class Reconnecting:
+    """The SSH connection was lost (or the last attempt failed); the next attempt comes in
+    ``delay`` seconds, for the same remote port. ``error`` is one line saying what failed."""
+
+    id: str
+    attempt: int
+    remote_port: int
+    delay: float
+    error: str
+
+    kind: ClassVar[str] = "reconnecting"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": self.kind, **self.__dict__}
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """A new SSH session carries the forward again, on the same remote port."""
+
+    id: str
+    attempt: int
+    remote_port: int
+
+    kind: ClassVar[str] = "reconnected"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": self.kind, **self.__dict__}
+
+
+@dataclass(frozen=True)
 class Stopped:
     """The tunnel is down: forward cancelled, connections closed, session closed."""
 
@@ -112,4 +143,6 @@ class Stopped:
         return {"event": self.kind, "id": self.id, "reason": reason, "ended_at": self.ended_at}
 
 
-TunnelEvent = Started | Connection | ConnectionClosed | Warning | Stopped
+TunnelEvent = (
+    Started | Connection | ConnectionClosed | Warning | Reconnecting | Reconnected | Stopped
+)

@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
-from safetunnel import paths, tokens
+from safetunnel import tokens
 from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND
 from safetunnel.durations import parse_duration
 from safetunnel.errors import ConfigError, ForwardRefused, NotConfirmed
@@ -31,7 +31,8 @@ from safetunnel.registry.records import Registry, new_tunnel_id
 from safetunnel.secrets.credentials import KeyringAuthSource
 from safetunnel.sharing import preflight
 from safetunnel.sharing.connections import builtin_gateway_limits
-from safetunnel.sharing.engines import Engine, ShareSession, choose_engine, open_openssh
+from safetunnel.sharing.connector import Connector
+from safetunnel.sharing.engines import Engine, ShareSession, choose_engine
 from safetunnel.sharing.observers import TunnelObserver
 from safetunnel.sharing.request import ShareRequest, check_request
 from safetunnel.sharing.summary import ShareSummary
@@ -40,7 +41,6 @@ from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.sharing.tunnelconfig import TunnelConfig
 from safetunnel.ssh.client import HostKeyPrompt, open_session
 from safetunnel.ssh.gateway import start_builtin
-from safetunnel.ssh.hostkeys import HostKeyStore
 from safetunnel.ssh.target import SSHTarget
 from safetunnel.timefmt import utc_now
 
@@ -103,18 +103,21 @@ class _Prepared:
     summary: ShareSummary
     typed_confirmation: bool
     stack: contextlib.ExitStack
+    connector: Connector | None  # None: the built-in gateway, which has nothing to reconnect
 
 
 @contextlib.contextmanager
 def _prepared(request: ShareRequest, ui: ShareUI) -> Iterator[_Prepared]:
     plan = _preflight(request, ui)
     with contextlib.ExitStack() as stack:
-        session = _connect(stack, plan, request, ui)
+        connector = _connector(plan, request, ui)
+        session = _connect(stack, request, ui, connector)
         summary = _summary(request, session, plan)
         needs_answer = not ui.preconfirmed and (plan.typed or not request.yes)
         if needs_answer and not ui.confirm(summary, plan.typed):
             raise NotConfirmed("not confirmed; nothing was shared")
-        yield _Prepared(plan, session, summary, needs_answer and plan.typed, stack)
+        typed = needs_answer and plan.typed
+        yield _Prepared(plan, session, summary, typed, stack, connector)
 
 
 def _preflight(request: ShareRequest, ui: ShareUI) -> _Plan:
@@ -163,41 +166,41 @@ def _target(request: ShareRequest, config: Config) -> SSHTarget | None:
     return target
 
 
-def _connect(
-    stack: contextlib.ExitStack, plan: _Plan, request: ShareRequest, ui: ShareUI
-) -> ShareSession:
-    """Open the SSH session (starting the built-in gateway first if there is no target)."""
+def _connector(plan: _Plan, request: ShareRequest, ui: ShareUI) -> Connector | None:
     target = plan.target
     if target is None:
-        gateway, client_key = start_builtin(limits=builtin_gateway_limits(request.max_connections))
-        stack.callback(gateway.close)
-        builtin = SSHTarget(
-            hostname="127.0.0.1",
-            port=gateway.address[1],
-            user=getpass.getuser(),
-            label=BUILTIN_LABEL,
-        )
-        session = open_session(
-            builtin,
-            hostkeys=None,
-            on_unknown_key=None,
-            auth=None,
-            client_key=client_key,
-            expected_key=gateway.host_key,
-        )
-        stack.callback(session.close)
-        return session
+        return None
+    auth = ui.auth_source(target) if plan.engine == "paramiko" else None
+    return Connector(target, plan.engine, request.known_hosts, request.keepalive, auth)
+
+
+def _connect(
+    stack: contextlib.ExitStack, request: ShareRequest, ui: ShareUI, connector: Connector | None
+) -> ShareSession:
+    """Open the SSH session (to the built-in gateway, started first, when there is no target)."""
+    if connector is None:
+        return _open_builtin(stack, request)
     prompt: HostKeyPrompt | None = ui.trust_host_key if ui.interactive else None
-    if plan.engine == "openssh":
-        openssh = open_openssh(target, request.known_hosts, prompt, request.keepalive)
-        stack.callback(openssh.close)
-        return openssh
-    user_known = Path(request.known_hosts) if request.known_hosts else None
-    store = HostKeyStore(user_known, paths.own_known_hosts())
-    auth = ui.auth_source(target)
-    session = open_session(target, hostkeys=store, on_unknown_key=prompt, auth=auth)
+    opened = connector.open(prompt)
+    stack.callback(opened.close)
+    return opened
+
+
+def _open_builtin(stack: contextlib.ExitStack, request: ShareRequest) -> ShareSession:
+    gateway, client_key = start_builtin(limits=builtin_gateway_limits(request.max_connections))
+    stack.callback(gateway.close)
+    builtin = SSHTarget(
+        hostname="127.0.0.1", port=gateway.address[1], user=getpass.getuser(), label=BUILTIN_LABEL
+    )
+    session = open_session(
+        builtin,
+        hostkeys=None,
+        on_unknown_key=None,
+        auth=None,
+        client_key=client_key,
+        expected_key=gateway.host_key,
+    )
     stack.callback(session.close)
-    auth.commit()  # a replacement password the user agreed to is stored only once it worked
     return session
 
 
@@ -238,7 +241,15 @@ def _start(prepared: _Prepared, request: ShareRequest, ui: ShareUI) -> Tunnel:
     books = Bookkeeper(prepared.plan.registry, prepared.plan.audit, log_path=request.log_path)
     observers: list[TunnelObserver[Tunnel]] = [books] if shown_by is None else [books, shown_by]
     resources = prepared.stack.pop_all()  # from here on the tunnel owns them
-    tunnel = Tunnel(prepared.session, config, token, observers=observers, resources=resources)
+    connector = prepared.connector if request.reconnect else None
+    tunnel = Tunnel(
+        prepared.session,
+        config,
+        token,
+        observers=observers,
+        resources=resources,
+        reconnect=None if connector is None else connector.reopen,
+    )
     try:
         tunnel.start()
     except ForwardRefused as err:

@@ -34,6 +34,7 @@ class ShareRequest:
     builtin_gateway: bool = False  # force the built-in gateway (demo), whatever the default host
     log_path: str | None = None  # --background: where the detached tunnel's output goes
     engine: options.EngineChoice | None = None  # None: config.toml's engine, else auto
+    reconnect: bool = True  # replace a lost SSH session within the TTL instead of ending
 
 
 def check_request(request: ShareRequest) -> None:

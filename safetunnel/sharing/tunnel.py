@@ -7,8 +7,8 @@ Every way a tunnel ends (TTL, idle limit, kill, signal, SSH loss, too many failu
 1. the forward is cancelled (no new connections);
 2. nothing more from the remote reaches the service; open connections get a short grace
    period to drain what the service still sends back, then are closed, and the pool is drained;
-3. the resources handed over at construction (SSH session, built-in gateway, ...) are closed,
-   last in, first out;
+3. a replacement SSH session (after a reconnect) is closed, then the resources handed over at
+   construction (the first SSH session, built-in gateway, ...), last in, first out;
 4. the ``Stopped`` event goes to the observers, who are then closed in reverse order (see
    :mod:`safetunnel.sharing.observers`).
 """
@@ -26,13 +26,16 @@ from typing import Any
 
 from safetunnel import tokens
 from safetunnel.addresses import format_hostport
+from safetunnel.errors import SafetunnelError
 from safetunnel.sharing import events
 from safetunnel.sharing.connections import TunnelConnections
+from safetunnel.sharing.link import Link
 from safetunnel.sharing.observers import Observers, TunnelObserver
 from safetunnel.sharing.reasons import StopReason
+from safetunnel.sharing.reconnect import Reconnector, SessionOpener
 from safetunnel.sharing.timers import Deadlines
 from safetunnel.sharing.tunnelconfig import TunnelConfig
-from safetunnel.ssh.engine import EngineSession, Listener
+from safetunnel.ssh.engine import EngineSession
 from safetunnel.timefmt import iso_z, utc_now
 
 GRACE_SECONDS = 2.0  # the service's replies get this long after the forward is cancelled
@@ -50,7 +53,8 @@ class Tunnel(TunnelConnections):
     from a normal end (a token file kept on request is still removed if the share never
     started). ``observers`` follow the protocol of
     :class:`~safetunnel.sharing.observers.TunnelObserver`. ``clock`` is the monotonic clock for
-    the TTL, the idle limit, the warnings and the teardown's grace period.
+    the TTL, the idle limit, the warnings and the teardown's grace period. ``reconnect`` opens a
+    new session without asking: a lost one is then replaced within the TTL (sharing.link).
     """
 
     def __init__(
@@ -62,12 +66,13 @@ class Tunnel(TunnelConnections):
         observers: Sequence[TunnelObserver[Tunnel]] = (),
         resources: contextlib.ExitStack | None = None,
         clock: Callable[[], float] = time.monotonic,
+        reconnect: SessionOpener | None = None,
     ) -> None:
         self.config = config
         self.id = config.tunnel_id
         self.token = token
-        self._listener: Listener | None = None
-        self._session = session
+        again = None if reconnect is None else Reconnector(reconnect, config.ssh_host, clock)
+        self._link = Link(session, config, self._on_stream, again)
         self._observers: Observers[Tunnel] = Observers(observers)
         if resources is None:
             resources = contextlib.ExitStack()
@@ -81,6 +86,7 @@ class Tunnel(TunnelConnections):
         self._closed = threading.Event()
         self._stopping = False
         self.stop_reason: StopReason | None = None
+        self.stop_error: SafetunnelError | None = None  # what ended it, when that has a message
         self._supervisor: threading.Thread | None = None
         self.started_at = utc_now()
         self._deadlines = Deadlines(
@@ -93,7 +99,12 @@ class Tunnel(TunnelConnections):
     @property
     def remote_port(self) -> int:
         """The port the server listens on (0 until the forward is up)."""
-        return 0 if self._listener is None else self._listener.port
+        return self._link.port
+
+    @property
+    def state(self) -> str:
+        """``serving``, or ``reconnecting`` while a lost SSH session is being replaced."""
+        return self._link.state
 
     @property
     def expires_at(self) -> datetime:
@@ -106,6 +117,8 @@ class Tunnel(TunnelConnections):
 
     @property
     def exit_code(self) -> int:
+        if self.stop_error is not None:
+            return self.stop_error.exit_code
         return (self.stop_reason or StopReason.ERROR).exit_code
 
     def start(self) -> None:
@@ -114,17 +127,10 @@ class Tunnel(TunnelConnections):
         If an observer's ``started`` fails, the tunnel is torn down and the error propagates.
         """
         try:
-            self._listener = self._session.forward(
-                self.config.remote_bind,
-                self.config.remote_port,
-                self._on_stream,
-                allow_wildcard=self.config.public,
-            )
+            self._link.start(self._lost)
         except BaseException as err:
             self._teardown_unstarted(err)
             raise
-        lost = StopReason.SSH_LOST
-        self._session.start_watchdog(self.config.keepalive, lambda: self.request_stop(lost))
         self._supervisor = threading.Thread(target=self._supervise, name=f"{self.id}-supervisor")
         self._supervisor.start()
         try:
@@ -167,8 +173,8 @@ class Tunnel(TunnelConnections):
             self._deadlines.extend(seconds, self._clock())
         return self.expires_at
 
-    def status(self) -> dict[str, Any]:
-        """Everything a record or `safetunnel status` shows; never the token."""
+    def _facts(self) -> dict[str, Any]:
+        """What both the record and the ``started`` event say, in their key order."""
         return {
             "id": self.id,
             "pid": os.getpid(),
@@ -179,27 +185,18 @@ class Tunnel(TunnelConnections):
             "protocol": self.config.protocol,
             "started_at": iso_z(self.started_at),
             "expires_at": iso_z(self.expires_at),
-            "token_hash_prefix": tokens.hash_prefix(self._token_hash),
-            "engine": self.config.engine,
-            **self.stats.snapshot(),
         }
+
+    def status(self) -> dict[str, Any]:
+        """Everything a record or `safetunnel status` shows; never the token."""
+        prefix = tokens.hash_prefix(self._token_hash)
+        extra = {"token_hash_prefix": prefix, "engine": self.config.engine, "state": self.state}
+        return {**self._facts(), **extra, **self.stats.snapshot()}
 
     def started_event(self) -> events.Started:
         token = self.token if self.config.show_token else None
-        return events.Started(
-            id=self.id,
-            pid=os.getpid(),
-            local=format_hostport(*self.config.local),
-            ssh_host=self.config.ssh_host,
-            remote_bind=self.config.remote_bind,
-            remote_port=self.remote_port,
-            protocol=self.config.protocol,
-            token=token,
-            started_at=iso_z(self.started_at),
-            expires_at=iso_z(self.expires_at),
-            url=self.config.link(self.remote_port, token),
-            engine=self.config.engine,
-        )
+        url = self.config.link(self.remote_port, token)
+        return events.Started(**self._facts(), token=token, url=url, engine=self.config.engine)
 
     # -- supervision -----------------------------------------------------------------------------
 
@@ -219,11 +216,27 @@ class Tunnel(TunnelConnections):
             verdict = self._deadlines.decide(now, self.stats.idle_since())
         if isinstance(verdict, StopReason):
             self.request_stop(verdict)
-        elif not self._session.is_active():
-            self.request_stop(StopReason.SSH_LOST)
+        elif not self._link.is_active():
+            self._recover()
         elif verdict is not None:
             self._emit(events.Warning(id=self.id, message=verdict.message))
         self._start_overdue(now)
+
+    def _lost(self) -> None:
+        self.request_stop(StopReason.SSH_LOST)
+
+    def _recover(self) -> None:
+        """Replace the lost session within the TTL (on the supervisor thread), or end."""
+        try:
+            if self._link.reconnects and self._link.recover(self, self._lost):
+                return
+        except SafetunnelError as err:
+            self.stop_error = err
+        self._lost()  # when stopping anyway, the reason already given wins
+
+    def stopping(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s; True once the tunnel is asked to stop (for the reconnect)."""
+        return self._stop.wait(timeout)
 
     # -- teardown --------------------------------------------------------------------------------
 
@@ -231,9 +244,7 @@ class Tunnel(TunnelConnections):
         """The single teardown path; runs once, on the supervisor thread."""
         with self._pumps_lock:
             self._stopping = True
-        with contextlib.suppress(Exception):
-            if self._listener is not None:
-                self._listener.close()  # no new connections from here on
+        self._link.close_listener()  # no new connections from here on
         for pump in self._live_pumps():
             pump.stop_intake()  # nothing new reaches the service from here on
         self._grace()
@@ -241,6 +252,8 @@ class Tunnel(TunnelConnections):
             pump.close()
         self._later.close()  # the refusals still waiting are answered now
         self._executor.shutdown(wait=True)
+        with contextlib.suppress(Exception):
+            self._link.close(GRACE_SECONDS)
         self._release(self._start_error)
         reason = self.stop_reason or StopReason.ERROR
         self._emit(events.Stopped(id=self.id, reason=reason, ended_at=iso_z(utc_now())))
@@ -280,6 +293,8 @@ class Tunnel(TunnelConnections):
 
     def _emit(self, event: events.TunnelEvent) -> None:
         self._observers.event(event)
+
+    emit = _emit  # what the reconnector reports through
 
     def _expiry(self) -> float:
         return self._deadlines.expires

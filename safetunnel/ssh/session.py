@@ -15,7 +15,7 @@ from typing import Any
 import paramiko
 
 from safetunnel.addresses import format_hostport
-from safetunnel.errors import ConfigError, ForwardRefused, SSHError
+from safetunnel.errors import ConfigError, ForwardRefused, ForwardWidened, SSHError
 from safetunnel.ssh._transport import RequestAborted, RequestTimeout, TunedTransport
 from safetunnel.ssh._watchdog import KeepaliveWatchdog
 from safetunnel.ssh.channelstream import ChannelStream
@@ -112,7 +112,7 @@ class SSHSession:
         widened = [m for m in self._transport.debug_messages[seen:] if GATEWAYPORTS_OVERRIDE in m]
         if widened and not allow_wildcard:
             self._cancel_forward()
-            raise ForwardRefused(
+            raise ForwardWidened(
                 f"{self.target.display} bound port {actual} on ALL interfaces instead of {bind}"
                 f" (server said: {widened[0]}). The forward was cancelled.",
                 hint="Pass --public if you really mean to expose it, or ask the admin for"

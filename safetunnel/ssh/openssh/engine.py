@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from safetunnel.addresses import format_hostport
-from safetunnel.errors import ConfigError, ForwardRefused, HostKeyChanged, SSHError
+from safetunnel.errors import ConfigError, ForwardRefused, ForwardWidened, HostKeyChanged, SSHError
 from safetunnel.ssh.engine import Forward, HostKeyState, StreamHandler
 from safetunnel.ssh.openssh.forward import GateSocket, socket_name
 from safetunnel.ssh.openssh.master import Master
@@ -95,7 +95,7 @@ class OpenSSHSession:
         widened = [line for line in self._master.log.since(seen) if GATEWAYPORTS_OVERRIDE in line]
         if widened and not allow_wildcard:
             self._cancel_forward()
-            raise ForwardRefused(
+            raise ForwardWidened(
                 f"{self.target.display} bound port {port} on ALL interfaces instead of {bind}"
                 f" (server said: {widened[0].split('Remote: ', 1)[-1]})."
                 " The forward was cancelled.",
