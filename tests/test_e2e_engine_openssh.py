@@ -136,9 +136,10 @@ def frozen_sessions(server: SSHD) -> Iterator[None]:
 
 
 @pytest.mark.slow
-def test_ssh_loss_exits_8(e2e: E2E, sshd: SSHD) -> None:
+def test_ssh_loss_exits_8_without_reconnect(e2e: E2E, sshd: SSHD) -> None:
     service = e2e.service(echo)
-    proc = e2e.share(service.port, *ENGINE, "--keepalive", "1", ttl="30s", via=sshd)
+    argv = (*ENGINE, "--keepalive", "1", "--no-reconnect")
+    proc = e2e.share(service.port, *argv, ttl="30s", via=sshd)
     started = e2e.started(proc)
     masters = ssh_children(proc.proc.pid)
     assert port_open(started["remote_port"])

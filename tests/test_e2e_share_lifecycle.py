@@ -112,7 +112,8 @@ def stopped_sessions(server: SSHD) -> Iterator[list[psutil.Process]]:
 def test_ssh_loss_exits_8_within_the_watchdog_bound(e2e: E2E, sshd: SSHD) -> None:
     service = e2e.service(echo)
     keepalive = 0.5
-    proc = e2e.share(service.port, "--keepalive", str(keepalive), ttl="30s", via=sshd)
+    argv = ("--keepalive", str(keepalive), "--no-reconnect")
+    proc = e2e.share(service.port, *argv, ttl="30s", via=sshd)
     started = e2e.started(proc)
     with stopped_sessions(sshd):
         began = time.monotonic()

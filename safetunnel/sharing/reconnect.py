@@ -5,17 +5,19 @@ are plain functions; :class:`Reconnector` runs the attempts for one tunnel. It n
 session opener it is given checks the host key against what is already known and takes secrets
 from the keyring or from what the user typed at start.
 
-Each attempt runs on a thread of its own while the caller waits on the tunnel's stop event, so
-``kill``, a signal or the TTL end a share promptly even while a server is slow to answer. An
-attempt that is given up on closes the session it opens itself, so nothing is left open.
+Attempts run on one worker thread that lives as long as the tunnel, while the caller waits on
+the tunnel's stop event, so ``kill``, a signal or the TTL end a share promptly even while a
+server is slow to answer. One long-lived thread, not one per attempt: the OpenSSH engine's
+``ssh`` dies with the thread that started it (PDEATHSIG belongs to the thread on Linux). An
+attempt that is given up on closes the session it opened when it ends, so nothing is left open.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from typing import Literal, Protocol
 
 from safetunnel.errors import (
@@ -44,6 +46,7 @@ POLL = 0.1  # how often a waiting attempt looks at the stop event
 Verdict = Literal["fatal", "retry", "port"]
 SessionOpener = Callable[[], EngineSession]
 Forwarder = Callable[[EngineSession], Listener]
+Opened = tuple[EngineSession, Listener]
 
 
 def delay_before(attempt: int) -> float:
@@ -115,11 +118,10 @@ class Reconnector:
         self._host = host
         self._clock = clock
         self._patience = patience
-        self._pending: threading.Thread | None = None
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="safetunnel-reconnect")
+        self._pending: Future[Opened] | None = None
 
-    def recover(
-        self, outage: Outage, forward: Forwarder, port: int, why: str
-    ) -> tuple[EngineSession, Listener] | None:
+    def recover(self, outage: Outage, forward: Forwarder, port: int, why: str) -> Opened | None:
         """A new session whose forward is up on ``port``, or None when the tunnel was asked to
         stop. Raises the fatal error, or ConnectionLost when the TTL or the port's patience
         ran out first."""
@@ -151,18 +153,11 @@ class Reconnector:
                 outage.emit(events.Reconnected(outage.id, attempt, port))
             return done
 
-    def _attempt(self, outage: Outage, forward: Forwarder) -> tuple[EngineSession, Listener] | None:
-        """One connect and forward on a thread of its own; None when the tunnel is stopping
-        (the attempt then closes whatever it opened when it ends)."""
-        future: Future[tuple[EngineSession, Listener]] = Future()
-        thread = threading.Thread(
-            target=_run,
-            args=(self._open, forward, future),
-            name="safetunnel-reconnect",
-            daemon=True,
-        )
-        self._pending = thread
-        thread.start()
+    def _attempt(self, outage: Outage, forward: Forwarder) -> Opened | None:
+        """One connect and forward on the worker thread; None when the tunnel is stopping (the
+        attempt then closes whatever it opened when it ends)."""
+        future = self._worker.submit(_run, self._open, forward)
+        self._pending = future
         while not future.done():
             if outage.stopping(POLL):
                 future.add_done_callback(_close_abandoned)
@@ -171,30 +166,23 @@ class Reconnector:
         return future.result()
 
     def close(self, timeout: float) -> None:
-        """Give an attempt still under way up to ``timeout`` s to end (it closes what it opened)."""
+        """Give an attempt still under way up to ``timeout`` s to end (it closes what it
+        opened), then let the worker thread go. Call after the current session is closed."""
         pending, self._pending = self._pending, None
-        if pending is not None and pending is not threading.current_thread():
-            pending.join(timeout)
+        if pending is not None:
+            wait_futures([pending], timeout)
+        self._worker.shutdown(wait=False, cancel_futures=True)
 
 
-def _run(
-    open_session: SessionOpener, forward: Forwarder, future: Future[tuple[EngineSession, Listener]]
-) -> None:
+def _run(open_session: SessionOpener, forward: Forwarder) -> Opened:
+    session = open_session()
     try:
-        session = open_session()
-    except BaseException as err:  # handed to the waiting supervisor, which decides
-        future.set_exception(err)
-        return
-    try:
-        listener = forward(session)
-    except BaseException as err:
+        return session, forward(session)
+    except BaseException:
         session.close()
-        future.set_exception(err)
-        return
-    future.set_result((session, listener))
+        raise
 
 
-def _close_abandoned(future: Future[tuple[EngineSession, Listener]]) -> None:
-    if future.exception() is None:
-        session, _listener = future.result()
-        session.close()
+def _close_abandoned(future: Future[Opened]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result()[0].close()
