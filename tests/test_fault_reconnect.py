@@ -242,8 +242,9 @@ def test_a_background_share_reconnects(e2e: E2E, sshd: SSHD) -> None:
     assert e2e.status(tunnel_id)["state"] == "serving"
     with frozen(sshd):
         wait_until(lambda: e2e.status(tunnel_id)["state"] == "reconnecting", 30, "reconnecting")
-        assert e2e.list_json()[0]["state"] == "reconnecting"
+        wait_until(lambda: e2e.list_json()[0]["state"] == "reconnecting", 30, "listed so")
     wait_until(lambda: e2e.status(tunnel_id)["state"] == "serving", 90, "serving again")
+    wait_until(lambda: e2e.list_json()[0]["state"] == "serving", 30, "listed as serving")
     assert e2e.status(tunnel_id)["remote_port"] == port
     kinds = [entry["event"] for entry in e2e.audit(tunnel_id)]
     assert "reconnecting" in kinds and "reconnected" in kinds

@@ -8,6 +8,7 @@ import the sharing layer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -32,6 +33,7 @@ _AUDITED = {
     "stopped": "stopped",
     "connection-closed": "connection",
 }
+_STATE_CHANGES = {"reconnecting", "reconnected"}
 # The token must never reach the audit file; the id is the entry's own field.
 _NOT_AUDITED = {"event", "id", "token", "url"}
 
@@ -85,6 +87,11 @@ class Bookkeeper:
         kind = _AUDITED.get(event.kind)
         if kind is None:
             return
+        if kind in _STATE_CHANGES and self._publisher is not None:
+            # `list` shows the state at once, not up to 2 s late; a failed write is retried
+            # by the publisher's next tick.
+            with contextlib.suppress(SafetunnelError, OSError):
+                self._publisher.publish_now()
         data = event.to_json()
         fields = {k: v for k, v in data.items() if k not in _NOT_AUDITED}
         try:

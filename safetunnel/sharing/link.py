@@ -40,6 +40,7 @@ class Link:
         self._port = config.remote_port  # the port actually assigned, once the forward is up
         self._lock = threading.Lock()
         self._closed = False
+        self._dead: list[EngineSession] = []  # lost sessions: closed on the worker, and in close()
 
     @property
     def port(self) -> int:
@@ -83,16 +84,19 @@ class Link:
         dead = self.session
         self.state = "reconnecting"
         why = "the SSH connection stopped answering or was closed"
-        with contextlib.suppress(Exception):
-            dead.close()  # its channels are gone; nothing of it may linger (process, socket)
-        done = self._reconnector.recover(outage, self.forward, self._port, why)
-        if done is None:
-            return False
+        self._dead.append(dead)
+        self._reconnector.retire(dead)  # its channels are gone; nothing of it may linger
+        return self._reconnector.recover(
+            outage, self.forward, lambda opened: self._adopt(opened, on_lost), self._port, why
+        )
+
+    def _adopt(self, opened: tuple[EngineSession, Listener], on_lost: Callable[[], None]) -> bool:
+        """Make a new session the current one; False (closing it) when the tunnel is gone."""
         with self._lock:
-            if self._closed:  # torn down meanwhile: the new session is nobody's, close it
-                done[0].close()
+            if self._closed:
+                opened[0].close()
                 return False
-            self.session, self.listener = done
+            self.session, self.listener = opened
         self._watch(self.session, on_lost)
         self.state = "serving"
         return True
@@ -111,5 +115,7 @@ class Link:
             current = self.session
         if self._reconnector is not None:
             self._reconnector.close(timeout)
-        if current is not self._first:
-            current.close()
+        for session in (current, *self._dead):
+            if session is not self._first:  # the first one is the tunnel's resource
+                with contextlib.suppress(Exception):
+                    session.close()  # idempotent: a retired one may be closed already

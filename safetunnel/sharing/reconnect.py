@@ -47,6 +47,7 @@ Verdict = Literal["fatal", "retry", "port"]
 SessionOpener = Callable[[], EngineSession]
 Forwarder = Callable[[EngineSession], Listener]
 Opened = tuple[EngineSession, Listener]
+Adopter = Callable[[Opened], bool]
 
 
 def delay_before(attempt: int) -> float:
@@ -121,10 +122,17 @@ class Reconnector:
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="safetunnel-reconnect")
         self._pending: Future[Opened] | None = None
 
-    def recover(self, outage: Outage, forward: Forwarder, port: int, why: str) -> Opened | None:
-        """A new session whose forward is up on ``port``, or None when the tunnel was asked to
-        stop. Raises the fatal error, or ConnectionLost when the TTL or the port's patience
-        ran out first."""
+    def recover(
+        self,
+        outage: Outage,
+        forward: Forwarder,
+        adopt: Callable[[Opened], bool],
+        port: int,
+        why: str,
+    ) -> bool:
+        """Open a new session whose forward is up on ``port`` and hand it to ``adopt`` (False:
+        the tunnel is gone, it closed the session); False when the tunnel was asked to stop.
+        Raises the fatal error, or ConnectionLost when the TTL or the port's patience ran out."""
         attempt, refused_since = 0, None
         while True:
             attempt += 1
@@ -134,7 +142,7 @@ class Reconnector:
             wait = min(delay_before(attempt), left)
             outage.emit(events.Reconnecting(outage.id, attempt, port, round(wait, 3), why))
             if outage.stopping(wait):
-                return None
+                return False
             if outage.remaining <= 0:
                 raise ttl_ran_out(self._host, why)
             try:
@@ -149,9 +157,15 @@ class Reconnector:
                         raise port_not_regained(self._host, port, why) from err
                 log.info("reconnect attempt %d to %s failed: %s", attempt, self._host, why)
                 continue
-            if done is not None:
-                outage.emit(events.Reconnected(outage.id, attempt, port))
-            return done
+            if done is None or not adopt(done):
+                return False
+            outage.emit(events.Reconnected(outage.id, attempt, port))
+            return True
+
+    def retire(self, session: EngineSession) -> None:
+        """Close a lost session on the worker thread, before the next attempt: closing can wait
+        on a silent server, and the first ``reconnecting`` event must not wait for it."""
+        self._worker.submit(session.close)
 
     def _attempt(self, outage: Outage, forward: Forwarder) -> Opened | None:
         """One connect and forward on the worker thread; None when the tunnel is stopping (the
