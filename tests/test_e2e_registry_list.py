@@ -83,14 +83,16 @@ def test_two_background_shares_are_listed_with_correct_fields(e2e: E2E, shared_s
 
     table = e2e.cli_ok("list").stdout
     lines = table.splitlines()
-    assert lines[0].split() == ["ID", "LOCAL", "VIA", "REMOTE", "EXPIRES", "IN", "CONNS", "PID"]
+    header = ["ID", "LOCAL", "VIA", "REMOTE", "STATE", "EXPIRES", "IN", "CONNS", "PID"]
+    assert lines[0].split() == header
     for tunnel_id, (pid, port, rport, _token, _ttl) in expected.items():
         row = next(line for line in lines if line.startswith(tunnel_id))
         cells = row.split()
-        assert cells[1:4] == [
+        assert cells[1:5] == [
             f"127.0.0.1:{port}",
             f"{shared_sshd.user}@127.0.0.1:{shared_sshd.port}",
             f"127.0.0.1:{rport}",
+            "serving",
         ]
         assert cells[-2:] == ["0/0", str(pid)]
     assert "Cleaned" not in table
