@@ -23,7 +23,7 @@ ShareSession = SSHSession | OpenSSHSession
 
 # What "auto" prefers when a usable ssh client is on PATH. paramiko until every end-to-end
 # behaviour has been shown to hold on the OpenSSH engine as well.
-AUTO_PREFERS_OPENSSH = False
+AUTO_PREFERS_OPENSSH = True
 
 
 def choose_engine(requested: EngineChoice | None, config: Config, builtin: bool) -> Engine:

@@ -8,6 +8,7 @@ that quotes ssh's last lines, never a silent success.
 from __future__ import annotations
 
 import re
+import shlex
 
 from safetunnel.addresses import format_hostport
 from safetunnel.errors import (
@@ -20,6 +21,7 @@ from safetunnel.errors import (
     SSHError,
 )
 from safetunnel.ssh import handshake
+from safetunnel.ssh.openssh.askpass import Answer
 from safetunnel.ssh.target import SSHTarget
 
 CHANGED = ("REMOTE HOST IDENTIFICATION HAS CHANGED", "REVOKED HOST KEY", "has changed and you have")
@@ -126,3 +128,25 @@ def errors_from_ssh(
     if _has(stderr, CONFIG):
         return ConfigError(f"ssh cannot use its configuration for {host}: {said}")
     return SSHError(f"ssh to {target.display} failed: {said}")
+
+
+def login_failure(lines: list[str], target: SSHTarget, answers: list[Answer]) -> SafetunnelError:
+    """Why the master exited before it was logged in, from its last lines and what the askpass
+    helper noted: a stored secret that was offered and refused is named, as on paramiko (ssh
+    asks for each secret once, so an offered one that did not log in was refused)."""
+    error = errors_from_ssh("\n".join(lines), target)
+    if not isinstance(error, AuthFailed):
+        return error
+    host = target.label or target.display
+    stored = [answer for answer in answers if answer.source == "stored"]
+    if stored:
+        kind, _, subject = stored[-1]
+        extra = f" --passphrase-for {shlex.quote(subject)}" if kind == "passphrase" else ""
+        return AuthFailed(
+            f"The stored {kind} for {subject} was rejected. {error.message}",
+            hint=f"Replace it with `safetunnel creds set {host}{extra}`.",
+        )
+    unusable = [answer.subject for answer in answers if answer.source == "unusable"]
+    if unusable:
+        return AuthFailed(f"{error.message} {unusable[-1]}", hint=error.hint)
+    return error
