@@ -196,7 +196,7 @@ def test_auto_prefers_openssh_and_falls_back_to_paramiko_below_8_7(
     try:
         assert openssh.openssh_version() == (8, 6)
         assert engines.choose_engine("auto", load_config(), builtin=False) == "paramiko"
-        with pytest.raises(ConfigError, match="ssh is OpenSSH 8.6"):
+        with pytest.raises(ConfigError, match=r"ssh is OpenSSH 8\.6"):
             engines.choose_engine("openssh", load_config(), builtin=False)
     finally:
         openssh.openssh_version.cache_clear()
