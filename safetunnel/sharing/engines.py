@@ -21,6 +21,7 @@ from safetunnel.ssh.target import SSHTarget
 Engine = Literal["openssh", "paramiko"]
 ShareSession = SSHSession | OpenSSHSession
 
+
 def choose_engine(requested: EngineChoice | None, config: Config, builtin: bool) -> Engine:
     """The engine for one share: ``--engine``, else config.toml's ``engine``, else auto.
 
