@@ -3,8 +3,8 @@
 The fake servers here are plain sockets (they never speak SSH, so they are fair stand-ins): one
 accepts and stays silent, one sends an SSH greeting and nothing more, one closes at once, one
 reads the client's key exchange and then drops the connection. Every command that connects
-(``share``, ``share --background``, ``hosts trust``, ``hosts setup-key --install``) goes through
-the same handshake, so each fault is checked on each where it is fast.
+(``share`` on each engine, ``share --background``, ``hosts trust``, ``hosts setup-key
+--install``) must tell it the same way, so each fault is checked on each where it is fast.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from services import Service, echo
 from safetunnel.errors import SSHError
 from safetunnel.ssh._transport import TunedTransport, connect_socket
 from safetunnel.ssh.handshake import run_handshake
+from safetunnel.ssh.openssh.errors import errors_from_ssh
+from safetunnel.ssh.target import SSHTarget
 
 pytestmark = pytest.mark.fault
 
@@ -94,7 +96,8 @@ def commands(sandbox: Sandbox, port: int, service_port: int) -> dict[str, list[s
     known = str(sandbox.home / "known_hosts")
     share = ["share", str(service_port), "--host", host, "--known-hosts", known, "--yes"]
     return {
-        "share": share,
+        "share": share,  # auto: the OpenSSH engine
+        "share-paramiko": [*share, "--engine", "paramiko"],
         "background": [*share, "--background"],
         "trust": ["hosts", "trust", host],
         "setup-key": ["hosts", "setup-key", "lab", "--install", "--yes", "--known-hosts", known],
@@ -158,7 +161,7 @@ def test_a_silent_far_end_is_told_apart_from_one_that_stopped_after_its_greeting
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", ["share", "background", "trust"])
+@pytest.mark.parametrize("command", ["share", "share-paramiko", "background", "trust"])
 def test_a_port_that_accepts_but_never_speaks_ssh(sandbox: Sandbox, command: str) -> None:
     """The default 10 s handshake deadline, through the real commands (10 s each)."""
     with fake_server("silent") as server, Service(echo) as service:
@@ -206,3 +209,49 @@ def test_a_rekey_during_a_global_request_does_not_answer_it() -> None:
     finally:
         left.close()
         right.close()
+
+
+def test_a_connect_that_times_out_says_the_far_end_did_not_answer() -> None:
+    """A listener whose accept queue is full drops further SYNs: the connect cannot finish."""
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as full:
+        port = full.getsockname()[1]
+        queued: list[socket.socket] = []
+        try:
+            with pytest.raises(SSHError) as caught:
+                for _ in range(8):  # fills the queue; the next connect hangs until the timeout
+                    queued.append(connect_socket("127.0.0.1", port, 0.5))
+        finally:
+            for sock in queued:
+                sock.close()
+    assert str(caught.value) == f"127.0.0.1:{port} did not answer within 0.5 s"
+
+
+@pytest.mark.parametrize(
+    ("stderr", "said"),
+    [
+        (
+            "ssh: connect to host 192.0.2.7 port 2222: Connection timed out",
+            "192.0.2.7:2222 did not answer within 10 s",
+        ),
+        (
+            "debug1: Connection established.\nConnection timed out during banner exchange\n"
+            "Connection to 192.0.2.7 port 2222 timed out",
+            "192.0.2.7:2222 accepted the connection but sent no SSH greeting within 10 s",
+        ),
+        (
+            "debug1: kex_exchange_identification: banner line 0: HTTP/1.1 400 Bad\n"
+            "kex_exchange_identification: Connection closed by remote host",
+            "192.0.2.7:2222 answered, but not with an SSH greeting",
+        ),
+        (
+            "debug1: Remote protocol version 2.0, remote software version x y\n"
+            "debug1: SSH2_MSG_KEXINIT sent\nConnection to 192.0.2.7 port 2222 timed out",
+            "192.0.2.7:2222 sent an SSH greeting (SSH-2.0-x y) but did not complete the key "
+            "exchange within 10 s",
+        ),
+    ],
+)
+def test_openssh_faults_read_like_the_paramiko_ones(stderr: str, said: str) -> None:
+    error = errors_from_ssh(stderr, SSHTarget("192.0.2.7", 2222, "ann"))
+    assert type(error) is SSHError and error.exit_code == 1
+    assert str(error) == said

@@ -1,7 +1,9 @@
-"""``safetunnel hosts trust`` against a real sshd, and a share that relies on the pin."""
+"""``safetunnel hosts trust`` against a real sshd, and a share that relies on the pin; on both
+engines (config.toml's ``engine`` decides, as for a share), with the same rules and messages."""
 
 from __future__ import annotations
 
+import pytest
 from conftest import Sandbox
 from e2e import Pty, env_without_agent, known_hosts_line, run, share_started, stop
 from services import Service, echo
@@ -9,6 +11,15 @@ from sshd import SSHD
 
 from safetunnel.ssh.hostkeys import fingerprint
 from safetunnel.ssh.keys import generate_ed25519
+
+
+@pytest.fixture(autouse=True, params=["openssh", "paramiko"])
+def engine(sandbox: Sandbox, request: pytest.FixtureRequest) -> str:
+    sandbox.config_dir.mkdir(mode=0o700, exist_ok=True)
+    config = sandbox.config_dir / "config.toml"
+    config.write_text(f'engine = "{request.param}"\n')
+    config.chmod(0o600)
+    return str(request.param)
 
 
 def own_known_hosts(sandbox: Sandbox) -> str:
@@ -87,7 +98,7 @@ def test_trust_without_tty_or_fingerprint_exits_4_and_shows_it(
 
 
 def test_trust_changed_key_exits_4_without_override(sandbox: Sandbox, sshd: SSHD) -> None:
-    sandbox.config_dir.mkdir(mode=0o700)
+    sandbox.config_dir.mkdir(mode=0o700, exist_ok=True)
     other = generate_ed25519()
     (sandbox.config_dir / "known_hosts").write_text(known_hosts_line("127.0.0.1", sshd.port, other))
     result = run(

@@ -182,13 +182,24 @@ def test_engine_comes_from_the_option_then_config_toml(sandbox: Sandbox) -> None
     assert engines.choose_engine("paramiko", config, builtin=False) == "paramiko"
 
 
-def test_auto_keeps_paramiko_until_openssh_is_preferred(
-    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+def test_auto_prefers_openssh_and_falls_back_to_paramiko_below_8_7(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     config = load_config()
-    assert engines.choose_engine("auto", config, builtin=False) == "paramiko"
-    monkeypatch.setattr(engines, "AUTO_PREFERS_OPENSSH", True)
     assert engines.choose_engine("auto", config, builtin=False) == "openssh"
+    assert engines.choose_engine(None, config, builtin=False) == "openssh"
+    old = tmp_path / "ssh"
+    old.write_text("#!/bin/sh\necho 'OpenSSH_8.6p1, OpenSSL 1.1.1' >&2\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    openssh.openssh_version.cache_clear()
+    try:
+        assert openssh.openssh_version() == (8, 6)
+        assert engines.choose_engine("auto", load_config(), builtin=False) == "paramiko"
+        with pytest.raises(ConfigError, match=r"ssh is OpenSSH 8\.6"):
+            engines.choose_engine("openssh", load_config(), builtin=False)
+    finally:
+        openssh.openssh_version.cache_clear()
 
 
 def test_openssh_without_a_usable_client_is_refused_by_name(

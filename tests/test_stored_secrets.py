@@ -1,7 +1,8 @@
 """``share`` uses secrets stored with ``creds set``: end to end, through the real console script.
 
-Servers: the real sshd (key passphrases) and the built-in gateway run in this process with
-password auth (passwords; creating a system user for sshd would change the machine). The
+Every case runs on both SSH engines. Servers: the real sshd (key passphrases) and the built-in
+gateway run in this process with password auth (passwords; creating a system user for sshd would
+change the machine). The
 gateway's paramiko transport logs every password attempt, which is how "one attempt, no loop"
 is counted.
 """
@@ -40,6 +41,7 @@ from safetunnel.ssh.gateway import Gateway
 PASSPHRASE = 'stored passphrase ✓ "q"'
 PASSWORD = "gateway pw & spaces ✓"
 USER = "tester"
+ENGINE = "ST_TEST_ENGINE"  # which engine the case asked for, so a started share can prove it
 
 
 @dataclass
@@ -50,9 +52,15 @@ class Target:
     args: list[str]
 
 
-@pytest.fixture
-def env(sandbox: Sandbox) -> dict[str, str]:
-    return env_without_agent(sandbox)
+@pytest.fixture(params=["openssh", "paramiko"])
+def env(sandbox: Sandbox, request: pytest.FixtureRequest) -> dict[str, str]:
+    """Each case on both engines: OpenSSH reaches the keyring through its askpass helper,
+    paramiko in this process; the messages and exit codes must be the same."""
+    sandbox.config_dir.mkdir(mode=0o700, exist_ok=True)
+    config = sandbox.config_dir / "config.toml"
+    config.write_text(f'engine = "{request.param}"\n')
+    config.chmod(0o600)
+    return {**env_without_agent(sandbox), ENGINE: request.param}
 
 
 @pytest.fixture
@@ -119,6 +127,7 @@ def store_then_share(
     assert stored.returncode == 0, stored.stderr
     with Service(echo) as service:
         started, proc = share_started([str(service.port), *target.args], env)
+        assert started["engine"] == env[ENGINE]
         assert stop(proc, env) == 0
     return stored, started, proc
 

@@ -15,14 +15,16 @@ from pathlib import Path
 import click
 
 from safetunnel import paths
-from safetunnel.errors import CredentialError, HostKeyUnknown, NotConfirmed
+from safetunnel.addresses import format_hostport
+from safetunnel.errors import CredentialError, HostKeyError, HostKeyUnknown, NotConfirmed
 from safetunnel.hosts import setupkey, trust
 from safetunnel.hosts.config import load_config, save_config
 from safetunnel.hosts.resolve import resolve_host
 from safetunnel.secrets.credentials import KeyringAuthSource
 from safetunnel.secrets.keystore import KeyringStore
+from safetunnel.sharing.engines import choose_engine
 from safetunnel.ssh.client import open_session
-from safetunnel.ssh.hostkeys import HostKeyStore
+from safetunnel.ssh.hostkeys import HostKeyStore, host_pattern
 from safetunnel.ssh.target import SSHTarget
 
 _KNOWN_HOSTS = click.option(
@@ -55,7 +57,12 @@ def trust_command(host: str, expected: str | None, known_hosts: str | None) -> N
     Nothing is sent but the SSH handshake: no login happens. On a terminal you confirm by
     typing yes; without one, --fingerprint must match (exit 4 otherwise).
     """
-    info = trust.inspect_host(host, Path(known_hosts) if known_hosts else None)
+    user_known = Path(known_hosts) if known_hosts else None
+    target = trust.target_for(host)
+    if choose_engine(None, load_config(), builtin=False) == "openssh":
+        _trust_with_openssh(target, host, expected, user_known)
+        return
+    info = trust.inspect_host(host, user_known)
     click.echo(f"{info.target.display} presents host key {info.algorithm} {info.fingerprint}")
     if expected is not None:
         trust.check_fingerprint(info, expected)  # exit 4 on a mismatch, pinned or not
@@ -64,27 +71,69 @@ def trust_command(host: str, expected: str | None, known_hosts: str | None) -> N
         click.echo(f"This key is already trusted for {info.name}; nothing to do.")
         return
     if expected is None:
-        _confirm_trust(info, host)
+        _confirm_trust(info.target.display, f"{info.algorithm} {info.fingerprint}", host)
     click.echo(f"Pinned {info.name} in {trust.pin(info)}.")
 
 
-def _confirm_trust(info: trust.HostKeyInfo, host: str) -> None:
+def _trust_with_openssh(
+    target: SSHTarget, host: str, expected: str | None, known_hosts: Path | None
+) -> None:
+    """The same rules through OpenSSH, hop by hop: ``--fingerprint`` vouches for HOST's own key
+    only; a jump host's unknown key needs a typed yes (or its own ``hosts trust``)."""
+    pinned: list[str] = []
+
+    def decide(hop: SSHTarget, key_type: str, fingerprint: str) -> bool:
+        click.echo(f"{hop.display} presents host key {key_type} {fingerprint}")
+        if hop is target and expected is not None:
+            _check_expected(target, key_type, fingerprint, expected)
+        else:
+            trust_cmd = host if hop is target else format_hostport(hop.hostname, hop.port)
+            _confirm_trust(hop.display, f"{key_type} {fingerprint}", trust_cmd)
+        pinned.append(host_pattern(hop.hostname, hop.port))
+        return True
+
+    verified = trust.verify_with_openssh(target, known_hosts, decide)
+    own = paths.own_known_hosts()
+    if verified.state == "pinned":
+        key = f"{verified.key_type} {verified.fingerprint}"
+        click.echo(f"{target.display} presents host key {key}")
+        if expected is not None:
+            _check_expected(target, verified.key_type, verified.fingerprint, expected)
+        if verified.certified:
+            click.echo("It is certified by a CA that your known_hosts trusts.")
+        click.echo(f"This key is already trusted for {target.display}; nothing to do.")
+    for name in pinned:
+        click.echo(f"Pinned {name} in {own}.")
+
+
+def _check_expected(target: SSHTarget, key_type: str, fingerprint: str, expected: str) -> None:
+    wanted = trust.normalize_fingerprint(expected)
+    if wanted != fingerprint:
+        raise HostKeyError(
+            f"{target.display} presented {key_type} {fingerprint}, not the expected {wanted}."
+            " Nothing was pinned.",
+            hint="Check the fingerprint with the host's administrator; a mismatch can mean "
+            "someone is intercepting the connection.",
+        )
+    click.echo("The fingerprint matches.")
+
+
+def _confirm_trust(display: str, key: str, host: str) -> None:
     """A typed yes on a terminal; without one, exit 4 showing what --fingerprint to pass."""
+    fingerprint = key.split()[-1]
     if not _interactive():
         raise HostKeyUnknown(
-            f"The host key of {info.target.display} is not known: {info.algorithm} "
-            f"{info.fingerprint}; not pinned (no terminal to confirm on).",
+            f"The host key of {display} is not known: {key}; not pinned (no terminal to"
+            " confirm on).",
             hint=f"Check the fingerprint with the host's administrator, then run "
-            f"`safetunnel hosts trust {host} --fingerprint {info.fingerprint}`.",
+            f"`safetunnel hosts trust {host} --fingerprint {fingerprint}`.",
         )
     _say("Check this fingerprint with the host's owner before you trust it.")
     answer: str = click.prompt(
         "Type 'yes' to trust and remember this key", default="", show_default=False, err=True
     )
     if answer.strip() != "yes":
-        raise HostKeyUnknown(
-            f"The host key of {info.target.display} was not trusted; nothing was pinned."
-        )
+        raise HostKeyUnknown(f"The host key of {display} was not trusted; nothing was pinned.")
 
 
 @click.command("setup-key")

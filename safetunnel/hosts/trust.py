@@ -3,6 +3,10 @@ never meets an unknown key.
 
 The CLI decides *whether* to pin (typed yes, or a matching ``--fingerprint``); this module only
 looks the key up, compares and pins, so the decision rules are testable without a terminal.
+
+Two ways to look, as for a share: paramiko's handshake (:func:`inspect_host`), or OpenSSH itself
+(:func:`verify_with_openssh`), which reaches the host as ``ssh HOST`` would, through ProxyJump
+and ProxyCommand too, and asks about each hop's unknown key in turn.
 """
 
 from __future__ import annotations
@@ -19,7 +23,11 @@ from safetunnel.hosts.config import load_config
 from safetunnel.hosts.resolve import resolve_host
 from safetunnel.ssh.client import fetch_host_key
 from safetunnel.ssh.hostkeys import HostKeyStore, fingerprint, host_pattern
+from safetunnel.ssh.openssh import config as openssh_config
+from safetunnel.ssh.openssh.hostkeys import HostKeyPrompt, VerifiedHostKey, verify
 from safetunnel.ssh.target import SSHTarget
+
+_PROBE_KEEPALIVE = 15.0  # written into the probe's config; the probe sets its own deadlines
 
 
 @dataclass(frozen=True)
@@ -49,11 +57,17 @@ class HostKeyInfo:
         return host_pattern(self.target.hostname, self.target.port)
 
 
-def inspect_host(host: str, known_hosts: Path | None = None, timeout: float = 10.0) -> HostKeyInfo:
-    """Resolve HOST like ``share`` does (profile, ~/.ssh/config alias, literal), fetch its key."""
+def target_for(host: str) -> SSHTarget:
+    """Resolve HOST like ``share`` does (profile, ~/.ssh/config alias, literal)."""
     target = resolve_host(host, load_config())
     if target is None:  # only happens for an empty text; the CLI always passes HOST
         raise ConfigError("hosts trust needs a HOST")
+    return target
+
+
+def inspect_host(host: str, known_hosts: Path | None = None, timeout: float = 10.0) -> HostKeyInfo:
+    """Resolve HOST like ``share`` does, fetch its key with paramiko's handshake."""
+    target = target_for(host)
     store = HostKeyStore(known_hosts, paths.own_known_hosts())
     key = fetch_host_key(target, store, timeout)
     state = store.check(target.hostname, target.port, key)
@@ -90,3 +104,14 @@ def pin(info: HostKeyInfo) -> Path:
     """Append the key to safetunnel's own known_hosts; returns that file."""
     info.store.pin(info.target.hostname, info.target.port, info.key)
     return info.store.own_known_hosts
+
+
+def verify_with_openssh(
+    target: SSHTarget, known_hosts: Path | None, decide: HostKeyPrompt
+) -> VerifiedHostKey:
+    """Check every hop's key with OpenSSH; ``decide(hop, key_type, fingerprint)`` is asked about
+    each unknown one (and raises to refuse loudly), and a key it accepts is pinned in
+    safetunnel's own known_hosts. A changed key is HostKeyChanged (exit 4), as everywhere."""
+    files = [known_hosts] if known_hosts else []
+    options = openssh_config.ssh_options(target, known_hosts=files, keepalive=_PROBE_KEEPALIVE)
+    return verify(target, known_hosts=files, on_unknown_key=decide, options=options)

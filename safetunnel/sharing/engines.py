@@ -21,20 +21,21 @@ from safetunnel.ssh.target import SSHTarget
 Engine = Literal["openssh", "paramiko"]
 ShareSession = SSHSession | OpenSSHSession
 
-# What "auto" prefers when a usable ssh client is on PATH. paramiko until every end-to-end
-# behaviour has been shown to hold on the OpenSSH engine as well.
-AUTO_PREFERS_OPENSSH = False
-
 
 def choose_engine(requested: EngineChoice | None, config: Config, builtin: bool) -> Engine:
-    """The engine for one share: ``--engine``, else config.toml's ``engine``, else auto."""
+    """The engine for one share: ``--engine``, else config.toml's ``engine``, else auto.
+
+    ``auto`` prefers OpenSSH: it reaches every host that ``ssh HOST`` reaches (ProxyJump,
+    certificates, agents, the whole ssh_config) and carries the bytes at OpenSSH's speed.
+    paramiko remains the fallback when no ssh client of the needed version is on PATH.
+    """
     if builtin:
         return "paramiko"
     choice = requested or config.engine
     if choice == "paramiko":
         return "paramiko"
     if openssh.usable():
-        return "openssh" if choice == "openssh" or AUTO_PREFERS_OPENSSH else "paramiko"
+        return "openssh"
     if choice == "openssh":
         found = openssh.openssh_version()
         have = "no ssh client on PATH" if found is None else f"ssh is OpenSSH {found[0]}.{found[1]}"

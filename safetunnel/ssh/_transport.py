@@ -23,7 +23,9 @@ from typing import Any
 import paramiko
 from paramiko.common import cMSG_GLOBAL_REQUEST
 
+from safetunnel.addresses import format_hostport
 from safetunnel.errors import SSHError
+from safetunnel.ssh.handshake import no_answer
 
 log = logging.getLogger("safetunnel.ssh")
 
@@ -213,6 +215,11 @@ def connect_socket(hostname: str, port: int, timeout: float) -> socket.socket:
     an SSH handshake and of request/response traffic); SSHError on failure."""
     try:
         sock = socket.create_connection((hostname, port), timeout=timeout)
+    except TimeoutError as exc:  # strerror is None here: say what the far end did instead
+        raise SSHError(
+            no_answer(format_hostport(hostname, port), timeout),
+            hint="Check the host name and port, and that nothing between drops the connection.",
+        ) from exc
     except OSError as exc:
         raise SSHError(
             f"Cannot connect to {hostname} port {port}: {exc.strerror or exc}",

@@ -6,7 +6,13 @@ argv, the environment or a file: only the prompt (which names a key file or ``us
 target's address go in, and the secret goes straight down ssh's pipe. With no stored secret it
 answers nothing and exits 1; ssh then tries its next method and finally reports the failure that
 the engine turns into exit 5 with the ``creds set`` hint. When the share runs in a terminal, the
-helper may instead ask there (``interactive``), never on a detached process.
+helper may instead ask on that terminal (opened by name: ssh runs in a session of its own, with
+no controlling terminal), never on a detached process.
+
+What the helper did goes to a report file the engine names (0600, in a private directory): which
+secret it was asked for, whether it answered from the keyring or from a typed answer, and why an
+unusable keyring was skipped. Never a secret: the engine reads it to say, as the paramiko engine
+does, that *the stored password for X was rejected*, or that no usable keyring exists.
 
 Run as ``python -m safetunnel.ssh.openssh.askpass PROMPT``, through a small executable script,
 because ssh executes ``$SSH_ASKPASS`` as one program with no arguments of its own.
@@ -14,13 +20,15 @@ because ssh executes ``$SSH_ASKPASS`` as one program with no arguments of its ow
 
 from __future__ import annotations
 
-import getpass
+import contextlib
 import hashlib
 import os
 import re
 import shlex
 import sys
+import termios
 from pathlib import Path
+from typing import NamedTuple
 
 from safetunnel import fsutil, paths
 from safetunnel.errors import SafetunnelError
@@ -29,7 +37,8 @@ from safetunnel.secrets.names import SecretName
 from safetunnel.ssh.target import SSHTarget, parse_target
 
 TARGET_ENV = "SAFETUNNEL_ASKPASS_TARGET"  # user@host:port of the share's host; not a secret
-TTY_ENV = "SAFETUNNEL_ASKPASS_TTY"
+TTY_ENV = "SAFETUNNEL_ASKPASS_TTY"  # the share's terminal device, when it may ask there
+REPORT_ENV = "SAFETUNNEL_ASKPASS_REPORT"  # where the helper notes what it did (no secrets)
 _PASSPHRASE = re.compile(r"^Enter passphrase for (?:key )?'(?P<path>.+)':\s*$")
 # "user@host's password:" (password auth) and "(user@host) Password:" (keyboard-interactive).
 _PASSWORD = re.compile(
@@ -56,11 +65,15 @@ def helper_path() -> Path:
     return path
 
 
-def askpass_env(target: SSHTarget, *, interactive: bool = False) -> dict[str, str]:
+def askpass_env(
+    target: SSHTarget, *, interactive: bool = False, report: Path | None = None
+) -> dict[str, str]:
     """The environment for an ``ssh`` of this share: this process's, plus the askpass hook.
 
     ``SSH_ASKPASS_REQUIRE=force`` makes ssh use the helper even with a terminal and without
     ``DISPLAY``, so a prompt never lands on a terminal the share does not control.
+    ``interactive``: the helper may ask on this process's terminal (stdin's) when the keyring
+    has no answer. ``report``: where it notes what it did (see :func:`read_report`).
     """
     env = dict(os.environ)
     env.update(
@@ -68,11 +81,42 @@ def askpass_env(target: SSHTarget, *, interactive: bool = False) -> dict[str, st
         SSH_ASKPASS_REQUIRE="force",
         **{TARGET_ENV: target.display},
     )
-    if interactive:
-        env[TTY_ENV] = "1"
-    else:
-        env.pop(TTY_ENV, None)
+    for name in (TTY_ENV, REPORT_ENV):
+        env.pop(name, None)
+    if interactive and os.isatty(0):
+        env[TTY_ENV] = os.ttyname(0)
+    if report is not None:
+        env[REPORT_ENV] = str(report)
     return env
+
+
+class Answer(NamedTuple):
+    """One report line: what was asked (``password``/``passphrase``/``keyring``), where the answer
+    came from (``stored``, ``typed``, ``none``; ``unusable`` for the keyring) and about what."""
+
+    kind: str
+    source: str
+    subject: str
+
+
+def read_report(report: Path) -> list[Answer]:
+    """The helper's notes, oldest first; empty when it never ran."""
+    try:
+        text = report.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    return [Answer(*line.split("\t", 2)) for line in text.splitlines() if line.count("\t") >= 2]
+
+
+def _note(kind: str, source: str, subject: str) -> None:
+    path = os.environ.get(REPORT_ENV)
+    if not path:
+        return
+    line = "\t".join(part.replace("\t", " ").replace("\n", " ") for part in (kind, source, subject))
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
 
 
 def secret_for(prompt: str, target: SSHTarget | None) -> SecretName | None:
@@ -101,15 +145,60 @@ def _target_from_env() -> SSHTarget | None:
         return None
 
 
-def _ask_tty(prompt: str) -> str | None:
-    """Ask on the controlling terminal, when the share said it has one."""
-    if os.environ.get(TTY_ENV) != "1":
+def _ask_tty(question: str, notice: str | None) -> str | None:
+    """Ask on the share's terminal, with echo off, when the share said it has one."""
+    path = os.environ.get(TTY_ENV)
+    if not path or not path.startswith("/dev/"):
         return None
     try:
-        with open("/dev/tty", "w+") as tty:  # never stdin: no terminal means no question
-            return getpass.getpass(prompt, stream=tty)
-    except (OSError, EOFError):
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    except OSError:
         return None
+    try:
+        if notice:
+            os.write(fd, (notice + "\r\n").encode())
+        before = termios.tcgetattr(fd)
+        quiet = list(before)
+        quiet[3] &= ~termios.ECHO
+        termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
+        try:
+            os.write(fd, question.encode())
+            answer = _read_line(fd)
+        finally:
+            termios.tcsetattr(fd, termios.TCSAFLUSH, before)
+            os.write(fd, b"\r\n")
+        return answer
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_line(fd: int) -> str | None:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 1024)
+        if not chunk:
+            return None  # end of input: no answer
+        data += chunk
+    return data.decode("utf-8", "replace").rstrip("\r\n")
+
+
+def _stored(name: SecretName) -> tuple[str | None, str | None]:
+    """(the stored secret, why the keyring was not used): either may be None."""
+    try:
+        store = KeyringStore()
+        status = store.status()
+        if not status.usable:
+            return None, status.reason or "No usable keyring."
+        return store.get(name), None
+    except SafetunnelError as err:
+        return None, err.message
+
+
+def _question(name: SecretName) -> str:
+    """The paramiko engine's wording, so both engines ask alike."""
+    return f"{name.kind.capitalize()} for {name.subject}: "
 
 
 def main(argv: list[str]) -> int:
@@ -118,17 +207,16 @@ def main(argv: list[str]) -> int:
     name = secret_for(prompt.strip(), _target_from_env())
     if name is None:
         return 1
-    secret: str | None = None
-    try:
-        store = KeyringStore()
-        if store.status().usable:
-            secret = store.get(name)
-    except SafetunnelError:
-        secret = None
+    secret, unusable = _stored(name)
+    source = "stored"
+    if unusable is not None:
+        _note("keyring", "unusable", unusable)
     if secret is None:
-        secret = _ask_tty(prompt)
+        secret, source = _ask_tty(_question(name), unusable), "typed"
     if not secret:
+        _note(name.kind, "none", name.subject)
         return 1
+    _note(name.kind, source, name.subject)
     sys.stdout.write(secret + "\n")
     sys.stdout.flush()
     return 0

@@ -6,7 +6,9 @@ Nothing is forwarded here: the forward is added only after the user confirmed th
 from __future__ import annotations
 
 import math
+import os
 import re
+import secrets
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -15,9 +17,11 @@ from pathlib import Path
 import psutil
 
 from safetunnel import fsutil, paths
+from safetunnel.errors import SafetunnelError
 from safetunnel.ssh.engine import HostKeyState
 from safetunnel.ssh.openssh import askpass, config, hostkeys
 from safetunnel.ssh.openssh.engine import OpenSSHSession, remove_temporary
+from safetunnel.ssh.openssh.errors import login_failure
 from safetunnel.ssh.openssh.forward import socket_name
 from safetunnel.ssh.openssh.master import SSH, Master
 from safetunnel.ssh.target import SSHTarget
@@ -25,7 +29,7 @@ from safetunnel.ssh.target import SSHTarget
 # sun_path holds 108 bytes on Linux (104 on the BSDs) with the final NUL, and ssh binds its
 # control socket under a name 17 characters longer before renaming it into place.
 _SUN_PATH = (107 if sys.platform.startswith("linux") else 103) - 17
-_STALE = re.compile(r"[mg]-(\d+)-[0-9a-f]+\.sock")
+_STALE = re.compile(r"[mgr]-(\d+)-[0-9a-f]+\.(?:sock|report)")
 
 
 def socket_dir() -> Path:
@@ -35,7 +39,7 @@ def socket_dir() -> Path:
     if len(str(wanted / "m-4194304-00000000.sock")) > _SUN_PATH:
         return Path(tempfile.mkdtemp(prefix="safetunnel-"))
     fsutil.ensure_private_dir(wanted)
-    for stale in wanted.glob("*.sock"):
+    for stale in wanted.iterdir():
         owner = _STALE.fullmatch(stale.name)
         if owner is not None and not psutil.pid_exists(int(owner.group(1))):
             stale.unlink(missing_ok=True)
@@ -85,15 +89,29 @@ def open_openssh_session(
     fingerprint = verified.fingerprint
     sockets = socket_dir()
     control = socket_name(sockets, "m")
+    report = sockets / f"r-{os.getpid()}-{secrets.token_hex(4)}.report"
     # A terminal to ask on exists exactly when host keys may be asked about.
-    env = askpass.askpass_env(target, interactive=on_unknown_key is not None)
+    env = askpass.askpass_env(target, interactive=on_unknown_key is not None, report=report)
     master = Master(master_argv(target, control, known_hosts, keepalive), control, env)
     try:
-        master.wait_ready(timeout)
+        _wait_logged_in(master, target, report, timeout)
         session = OpenSSHSession(master, target, state, sockets)
         session.check_key(fingerprint)
     except BaseException:
         master.close()
         remove_temporary(sockets)
         raise
+    finally:
+        report.unlink(missing_ok=True)
     return session
+
+
+def _wait_logged_in(master: Master, target: SSHTarget, report: Path, timeout: float) -> None:
+    """The master's own wait, with its failure told from everything ssh and askpass said."""
+    try:
+        master.wait_ready(timeout)
+    except SafetunnelError:
+        if master.alive():
+            raise
+        lines = master.log.tail(400)
+        raise login_failure(lines, target, askpass.read_report(report)) from None

@@ -26,10 +26,11 @@ from typing import NamedTuple
 from safetunnel import fsutil, paths
 from safetunnel.errors import HostKeyChanged, HostKeyUnknown, SSHError
 from safetunnel.ssh.engine import HostKeyState
+from safetunnel.ssh.handshake import HANDSHAKE_TIMEOUT
 from safetunnel.ssh.hostkeys import HostKeyStore
 from safetunnel.ssh.openssh.askpass import askpass_env
 from safetunnel.ssh.openssh.config import default_known_hosts, destination, quote
-from safetunnel.ssh.openssh.errors import AUTH, CHANGED, UNKNOWN, errors_from_ssh
+from safetunnel.ssh.openssh.errors import AUTH, CHANGED, UNKNOWN, errors_from_ssh, without_debug
 from safetunnel.ssh.target import SSHTarget
 
 HostKeyPrompt = Callable[[SSHTarget, str, str], bool]
@@ -81,16 +82,17 @@ def verify(
     """
     trusted_now = False
     for _attempt in range(MAX_HOPS):
-        stderr, seen = _probe(target, options, ssh)
+        full, seen = _probe(target, options, ssh)
+        stderr = without_debug(full)
         hop = seen[-1] if seen else None
         if _has(stderr, CHANGED) or _has(stderr, UNKNOWN):
             if hop is None or _has(stderr, CHANGED):
-                raise errors_from_ssh(stderr, target)
+                raise errors_from_ssh(full, target)
             _trust(target, hop, known_hosts, on_unknown_key)
             trusted_now = trusted_now or hop.main
             continue
         if hop is None or not hop.main or not _has(stderr, AUTH):
-            raise errors_from_ssh(stderr, target)
+            raise errors_from_ssh(full, target)
         return VerifiedHostKey(
             "newly-trusted" if trusted_now else "pinned", hop.fingerprint, hop.key_type
         )
@@ -118,7 +120,7 @@ def _probe(target: SSHTarget, options: list[str], ssh: str) -> tuple[str, list[_
             str(config),
             *_first(("KnownHostsCommand", recorder), ("BatchMode", "yes")),
             *_first(("PreferredAuthentications", "none"), ("ControlMaster", "no")),
-            *_first(("ControlPath", "none"), ("ConnectTimeout", "15")),
+            *_first(("ControlPath", "none"), *_deadlines()),
             *_without_config(options),
             *destination(target),
         ]
@@ -143,6 +145,19 @@ def _probe(target: SSHTarget, options: list[str], ssh: str) -> tuple[str, list[_
 
 def _probe_parent() -> Path:
     return fsutil.ensure_private_dir(paths.state_dir() / "openssh")
+
+
+def _deadlines() -> tuple[tuple[str, str], ...]:
+    """The paramiko engine's handshake deadline: ConnectTimeout bounds the TCP connect and the
+    greeting, one unanswered ServerAlive interval the key exchange; DEBUG1 logs the greeting,
+    so that a fault can be told as what the far end did."""
+    seconds = str(round(HANDSHAKE_TIMEOUT))
+    return (
+        ("ConnectTimeout", seconds),
+        ("ServerAliveInterval", seconds),
+        ("ServerAliveCountMax", "1"),
+        ("LogLevel", "DEBUG1"),
+    )
 
 
 def _first(*pairs: tuple[str, str]) -> list[str]:
