@@ -192,10 +192,10 @@ def test_rejected_stored_password_non_interactive_gives_none_once(sandbox: Sandb
     assert "safetunnel creds set alice@bastion.example:2222" in source.hint()
 
 
-def test_rejected_then_prompt_once_and_replace_on_commit(sandbox: Sandbox) -> None:
+def test_rejected_then_prompt_and_replace_on_commit(sandbox: Sandbox) -> None:
     name = SecretName.password("alice", "bastion.example", 2222)
     file_store().set(name, "old-pw")
-    rec = Recorder(answers=["new-pw", "never-asked"], confirm=True)
+    rec = Recorder(answers=["new-pw", "third", "never-asked"], confirm=True)
     source = KeyringAuthSource(
         file_store(), prompt=rec.prompt, confirm=rec.confirm, notify=rec.notify
     )
@@ -207,8 +207,12 @@ def test_rejected_then_prompt_once_and_replace_on_commit(sandbox: Sandbox) -> No
     source.commit()
     assert file_store().get(name) == "new-pw"
     source.rejected(name)
+    assert rec.notes[-1] == "Wrong password for alice@bastion.example:2222."
+    assert source.password(Target()) == "third"  # three answers in all, the stored one included
+    source.rejected(name)
     assert source.password(Target()) is None
-    assert len(rec.prompts) == 1
+    assert rec.prompts == ["Password for alice@bastion.example:2222"] * 2  # one colon: click's
+    assert source.wrong(name)
 
 
 def test_typed_passphrase_verified_and_replaces_stored(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -225,14 +229,29 @@ def test_typed_passphrase_verified_and_replaces_stored(sandbox: Sandbox, tmp_pat
     assert any("stored passphrase" in note and "rejected" in note for note in rec.notes)
 
 
-def test_wrong_typed_passphrase_is_not_offered(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_wrong_typed_passphrase_is_not_offered_and_three_tries(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
     key = str(make_key(tmp_path / "id", PASSPHRASE))
-    rec = Recorder(answers=["wrong"])
+    rec = Recorder(answers=["wrong", "wrong again", "still wrong", "never asked"])
     source = KeyringAuthSource(file_store(), prompt=rec.prompt, notify=rec.notify)
     assert source.passphrase(key) is None
     assert source.passphrase(key) is None
-    assert len(rec.prompts) == 1
+    assert len(rec.prompts) == 3
+    assert rec.notes == [f"Wrong passphrase for {key}."] * 3
+    assert source.wrong(SecretName.passphrase(key))
     assert file_store().get(SecretName.passphrase(key)) is None
+
+
+def test_right_passphrase_on_the_third_try(sandbox: Sandbox, tmp_path: Path) -> None:
+    key = str(make_key(tmp_path / "id", PASSPHRASE))
+    rec = Recorder(answers=["wrong", "", PASSPHRASE])
+    source = KeyringAuthSource(file_store(), prompt=rec.prompt, notify=rec.notify)
+    assert source.passphrase(key) is None  # an empty answer gives up, as ssh does
+    rec2 = Recorder(answers=["wrong", "wrong again", PASSPHRASE])
+    again = KeyringAuthSource(file_store(), prompt=rec2.prompt, notify=rec2.notify)
+    assert again.passphrase(key) == PASSPHRASE
+    assert not again.wrong(SecretName.passphrase(key))
 
 
 def test_no_keyring_says_why_once_and_prompts(sandbox: Sandbox) -> None:

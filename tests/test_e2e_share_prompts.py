@@ -141,7 +141,9 @@ def test_unknown_host_key_answered_no_exits_4(
         str(service.port), "--ttl", "3s", "--yes", *sshd_args(sshd, known_hosts=user_known)
     )
     share.expect("Type 'yes' to trust")
-    share.send("y")  # only the whole word counts
+    share.send("y")  # only the whole word counts: asked again
+    share.expect("Please type 'yes', 'no' or the fingerprint")
+    share.send("")  # empty declines
     assert share.wait() == 4, share.text
     assert (
         not (e2e.sandbox.config_dir / "known_hosts").exists()

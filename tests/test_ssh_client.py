@@ -40,14 +40,19 @@ class FakeAuth:
 
     def passphrase(self, key_path: str) -> str | None:
         self.asked.append(f"passphrase:{key_path}")
-        return self._passphrase
+        refused = SecretName.passphrase(key_path) in self.rejections
+        return None if refused else self._passphrase
 
     def password(self, target: SSHTarget) -> str | None:
         self.asked.append("password")
-        return self._password
+        refused = any(name.kind == "password" for name in self.rejections)
+        return None if refused else self._password
 
     def rejected(self, name: SecretName) -> None:
         self.rejections.append(name)
+
+    def wrong(self, name: SecretName) -> bool:
+        return name in self.rejections
 
 
 @pytest.fixture(autouse=True)

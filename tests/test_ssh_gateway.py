@@ -164,10 +164,13 @@ def test_wrong_key_and_password_auth() -> None:
             return None
 
         def password(self, target: SSHTarget) -> str | None:
-            return self.secret
+            return None if self.rejections else self.secret
 
         def rejected(self, name: SecretName) -> None:
             self.rejections.append(name)
+
+        def wrong(self, name: SecretName) -> bool:
+            return False  # nothing here was typed
 
     with Gateway(passwords={"tunnel": "correct horse"}).start() as gateway:
         with pytest.raises(AuthFailed, match="the given client key"):

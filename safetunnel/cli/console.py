@@ -16,6 +16,7 @@ import click
 
 from safetunnel.cli.render import human_bytes
 from safetunnel.durations import format_remaining
+from safetunnel.hosts import answers
 from safetunnel.secrets.credentials import KeyringAuthSource
 from safetunnel.sharing import events
 from safetunnel.sharing.events import TunnelEvent
@@ -101,7 +102,7 @@ class ConsoleUI:
             f"  host key: {algorithm} {fingerprint}\n"
             "Check this fingerprint with the host's owner before you trust it."
         )
-        return self._ask("Type 'yes' to trust and remember this key").strip() == "yes"
+        return answers.ask_trust(self._ask, fingerprint)
 
     def confirm(self, summary: ShareSummary, typed: bool) -> bool:
         self.say(confirmation_block(summary))

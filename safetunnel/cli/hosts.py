@@ -115,7 +115,8 @@ def _say_default(default: str | None, from_env: bool) -> None:
 def _register_key_commands() -> None:
     # Kept in their own module (hosts.py stays about profiles); importing it here keeps the
     # lazy loading of safetunnel.cli: paramiko is imported only when `hosts` is used.
-    from safetunnel.cli.hostkeys import setup_key_command, trust_command
+    from safetunnel.cli.hostkeys import trust_command
+    from safetunnel.cli.setupkey import setup_key_command
 
     hosts.add_command(trust_command)
     hosts.add_command(setup_key_command)

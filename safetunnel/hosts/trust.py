@@ -17,7 +17,7 @@ from typing import Literal
 
 import paramiko
 
-from safetunnel import paths
+from safetunnel import fsutil, paths
 from safetunnel.errors import ConfigError, HostKeyError
 from safetunnel.hosts.config import load_config
 from safetunnel.hosts.resolve import resolve_host
@@ -115,3 +115,24 @@ def verify_with_openssh(
     files = [known_hosts] if known_hosts else []
     options = openssh_config.ssh_options(target, known_hosts=files, keepalive=_PROBE_KEEPALIVE)
     return verify(target, known_hosts=files, on_unknown_key=decide, options=options)
+
+
+def unpin(name: str) -> list[str]:
+    """Remove the lines for ``name`` from safetunnel's own known_hosts (never the user's);
+    returns them, so that :func:`restore` can put them back when the new key is not pinned."""
+    path = paths.own_known_hosts()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    removed = [line for line in lines if name in line.split(" ", 1)[0].split(",")]
+    if removed:
+        kept = [line for line in lines if line not in removed]
+        fsutil.atomic_write(path, "".join(line + "\n" for line in kept).encode())
+    return removed
+
+
+def restore(lines: list[str]) -> None:
+    """Put back what :func:`unpin` removed."""
+    for line in lines:
+        fsutil.append_line(paths.own_known_hosts(), line)

@@ -31,6 +31,8 @@ __all__ = [
 ]
 
 Prompt = Callable[[str], "str | None"]
+# Answers per secret, a stored one included: OpenSSH's NumberOfPasswordPrompts default.
+MAX_ANSWERS = 3
 Confirm = Callable[[str], bool]
 Notify = Callable[[str], None]
 
@@ -79,7 +81,8 @@ class _Slot:
     source: Literal["stored", "typed"] | None = None
     stored_tried: bool = False
     stored_rejected: bool = False
-    typed_tried: bool = False
+    answers: int = 0  # stored and typed answers given so far, at most MAX_ANSWERS
+    wrong_typed: bool = False  # a typed answer was wrong (the failure then says "wrong")
     rejected: bool = False  # the current value was refused
     replace: bool = False  # the user agreed to replace the stored one once it works
 
@@ -94,7 +97,8 @@ class _Slot:
 
 
 class KeyringAuthSource:
-    """Stored secret first; one typed try when interactive; ``None`` when out of options.
+    """Stored secret first, then typed tries when interactive, three answers in all (as OpenSSH
+    gives); ``None`` when out of options.
 
     ``store`` defaults to the OS keyring. ``prompt`` is None when there is no TTY: then nothing is
     asked and ``None`` lets the SSH layer raise AuthFailed (exit 5) with :meth:`hint`. ``confirm``
@@ -127,14 +131,14 @@ class KeyringAuthSource:
     def passphrase(self, key_path: str) -> str | None:
         """The passphrase for ``key_path``, or None when there is none to offer."""
         slot = self._slot(SecretName.passphrase(key_path))
-        return self._secret(slot, f"Passphrase for {slot.subject}: ")
+        return self._secret(slot, f"Passphrase for {slot.subject}")
 
     def password(self, target: TargetAddress) -> str | None:
         """The SSH password for ``target``, or None when there is none to offer."""
         slot = self._slot(SecretName.password(target.user, target.hostname, target.port))
         if self._host_label is None:
             self._host_label = slot.subject
-        return self._secret(slot, f"Password for {slot.subject}: ")
+        return self._secret(slot, f"Password for {slot.subject}")
 
     def rejected(self, name: SecretName) -> None:
         """The server (or the key) refused the secret last given for ``name``; say so once."""
@@ -147,7 +151,14 @@ class KeyringAuthSource:
             slot.stored_rejected = True
             self._notify(f"The stored {slot.kind} for {slot.subject} was rejected.")
         else:
-            self._notify(f"The {slot.kind} typed for {slot.subject} was rejected.")
+            slot.wrong_typed = True
+            self._notify(f"Wrong {slot.kind} for {slot.subject}.")
+
+    def wrong(self, name: SecretName) -> bool:
+        """Whether a typed answer for ``name`` was wrong: the failure then says so, rather than
+        that no secret was available."""
+        slot = self._slots.get(name)
+        return slot is not None and slot.wrong_typed and (slot.value is None or slot.rejected)
 
     def commit(self) -> None:
         """Store replacement passwords the user agreed to; call after authentication worked."""
@@ -173,28 +184,32 @@ class KeyringAuthSource:
         return self._slots.setdefault(name, _Slot(name))
 
     def _secret(self, slot: _Slot, question: str) -> str | None:
+        """``question`` has no trailing colon: the prompt callable adds its own."""
         if slot.value is not None and not slot.rejected:
             return slot.value
         if not slot.stored_tried:
             slot.stored_tried = True
             stored = self._read(slot.name)
             if stored is not None:
+                slot.answers += 1
                 slot.value, slot.source, slot.rejected = stored, "stored", False
                 return stored
-        # One typed try at most: a refused secret is never offered again, so no loop.
-        if slot.typed_tried or self._prompt is None:
-            return None
-        slot.typed_tried = True
-        typed = self._prompt(question)
-        if not typed or not self._typed_ok(slot, typed):
-            return None
-        slot.value, slot.source, slot.rejected = typed, "typed", False
-        self._offer_replace(slot)
-        return typed
+        # Bounded: a refused answer is never offered again, and at most MAX_ANSWERS are given.
+        while slot.answers < MAX_ANSWERS and self._prompt is not None:
+            slot.answers += 1
+            typed = self._prompt(question)
+            if not typed:
+                return None  # an empty answer gives up on this secret, as ssh does
+            if self._typed_ok(slot, typed):
+                slot.value, slot.source, slot.rejected = typed, "typed", False
+                self._offer_replace(slot)
+                return typed
+            slot.wrong_typed = True
+        return None
 
     def _typed_ok(self, slot: _Slot, typed: str) -> bool:
         if slot.kind == "passphrase" and not verify_passphrase(slot.subject, typed):
-            self._notify(f"That passphrase does not unlock {slot.subject}.")
+            self._notify(f"Wrong passphrase for {slot.subject}.")
             return False
         return True
 

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("safetunnel.ssh")
 DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
+# Upper bound on the answers asked of an AuthSource for one secret; the source itself gives at
+# most three (as OpenSSH's NumberOfPasswordPrompts), this only guarantees that nothing loops.
+_MAX_ANSWERS = 4
 
 
 class AuthSource(Protocol):
@@ -33,6 +36,9 @@ class AuthSource(Protocol):
     def password(self, target: SSHTarget) -> str | None: ...
     def rejected(self, name: SecretName) -> None:
         """The secret last given for ``name`` was refused; never offer it again."""
+
+    def wrong(self, name: SecretName) -> bool:
+        """Whether the user typed a wrong answer for ``name`` (and none right)."""
 
 
 class _Chain:
@@ -94,16 +100,21 @@ class _Chain:
 
     def _unlock(self, path: str) -> paramiko.PKey | None:
         absolute = os.path.abspath(path)
-        if self.auth is None or (phrase := self.auth.passphrase(absolute)) is None:
-            self.tried.append(f"{path} (encrypted, no passphrase available)")
-            return None
-        try:
-            # from_path hands the password to cryptography, which wants bytes (the stub says str)
-            return paramiko.PKey.from_path(path, password=phrase.encode())  # type: ignore[arg-type]
-        except (paramiko.SSHException, ValueError):
-            self.auth.rejected(SecretName.passphrase(absolute))
-            self.tried.append(f"{path} (wrong passphrase)")
-            return None
+        name = SecretName.passphrase(absolute)
+        refused = False
+        for _ in range(_MAX_ANSWERS):
+            if self.auth is None or (phrase := self.auth.passphrase(absolute)) is None:
+                break
+            try:
+                # from_path hands the password to cryptography, which wants bytes (stub: str)
+                return paramiko.PKey.from_path(path, password=phrase.encode())  # type: ignore[arg-type]
+            except (paramiko.SSHException, ValueError):
+                self.auth.rejected(name)
+                refused = True
+        wrong = refused or (self.auth is not None and self.auth.wrong(name))
+        why = "wrong passphrase" if wrong else "encrypted, no passphrase available"
+        self.tried.append(f"{path} ({why})")
+        return None
 
     def try_files(self) -> bool:
         for path in identity_files(self.target.identity_files):
@@ -117,16 +128,23 @@ class _Chain:
     def try_password(self) -> bool:
         if "password" not in self.allowed:
             return False
-        if self.auth is None or (secret := self.auth.password(self.target)) is None:
-            self.tried.append("password (none available)")
-            return False
-        try:
-            self.transport.auth_password(self.target.user, secret)
-        except paramiko.AuthenticationException:
-            t = self.target
-            self.auth.rejected(SecretName.password(t.user, t.hostname, t.port))
-            self.tried.append("password (rejected)")
-        return self.transport.is_authenticated()
+        t = self.target
+        name = SecretName.password(t.user, t.hostname, t.port)
+        why = "none available"
+        for _ in range(_MAX_ANSWERS):
+            if self.auth is None or (secret := self.auth.password(t)) is None:
+                break
+            try:
+                self.transport.auth_password(t.user, secret)
+            except paramiko.AuthenticationException:
+                self.auth.rejected(name)
+                why = "rejected"
+                continue
+            return self.transport.is_authenticated()
+        if self.auth is not None and self.auth.wrong(name):
+            why = "wrong"
+        self.tried.append(f"password ({why})")
+        return False
 
 
 def identity_files(configured: tuple[str, ...]) -> list[str]:

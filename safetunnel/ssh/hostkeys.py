@@ -21,6 +21,7 @@ from typing import Literal
 import paramiko
 
 from safetunnel import fsutil
+from safetunnel.addresses import format_hostport
 from safetunnel.errors import HostKeyChanged
 
 log = logging.getLogger("safetunnel.ssh")
@@ -171,6 +172,14 @@ def _changed(hostname: str, port: int, key: paramiko.PKey, pinned: list[_Entry])
     return HostKeyChanged(
         f"HOST KEY CHANGED for {host_pattern(hostname, port)}: expected {expected}, "
         f"got {key.get_name()} {fingerprint(key)}. Someone may be intercepting the connection.",
-        hint="safetunnel will not connect. Verify the new key with the host's administrator; only"
-        " if the host was really reinstalled, remove the old line from the file named above.",
+        hint=repin_hint(format_hostport(hostname, port), fingerprint(key)),
+    )
+
+
+def repin_hint(host: str, new_fingerprint: str) -> str:
+    """What to do about a changed key: check it first, then the one command that re-pins it."""
+    return (
+        "safetunnel will not connect. Verify the new key with the host's administrator; only if "
+        "it is right (the host was really reinstalled), re-pin it with `safetunnel hosts trust "
+        f"{host} --fingerprint {new_fingerprint} --replace`."
     )

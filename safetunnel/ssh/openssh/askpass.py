@@ -39,6 +39,7 @@ from safetunnel.ssh.target import SSHTarget, parse_target
 TARGET_ENV = "SAFETUNNEL_ASKPASS_TARGET"  # user@host:port of the share's host; not a secret
 TTY_ENV = "SAFETUNNEL_ASKPASS_TTY"  # the share's terminal device, when it may ask there
 REPORT_ENV = "SAFETUNNEL_ASKPASS_REPORT"  # where the helper notes what it did (no secrets)
+MAX_ANSWERS = 3  # answers per secret, a stored one included, as on the paramiko engine
 _PASSPHRASE = re.compile(r"^Enter passphrase for (?:key )?'(?P<path>.+)':\s*$")
 # "user@host's password:" (password auth) and "(user@host) Password:" (keyboard-interactive).
 _PASSWORD = re.compile(
@@ -198,7 +199,26 @@ def _stored(name: SecretName) -> tuple[str | None, str | None]:
 
 def _question(name: SecretName) -> str:
     """The paramiko engine's wording, so both engines ask alike."""
-    return f"{name.kind.capitalize()} for {name.subject}: "
+    return f"{name.kind.capitalize()} for {name.subject}: "  # one colon, as click shows it
+
+
+def _earlier(name: SecretName) -> list[Answer]:
+    """What this login already answered for ``name``: ssh asks again only after a wrong one."""
+    path = os.environ.get(REPORT_ENV)
+    answers = read_report(Path(path)) if path else []
+    return [
+        a
+        for a in answers
+        if (a.kind, a.subject) == (name.kind, name.subject) and a.source in ("stored", "typed")
+    ]
+
+
+def _retry_notice(name: SecretName, earlier: list[Answer]) -> str | None:
+    if not earlier:
+        return None
+    if earlier[-1].source == "stored":
+        return f"The stored {name.kind} for {name.subject} was rejected."
+    return f"Wrong {name.kind} for {name.subject}."
 
 
 def main(argv: list[str]) -> int:
@@ -207,12 +227,17 @@ def main(argv: list[str]) -> int:
     name = secret_for(prompt.strip(), _target_from_env())
     if name is None:
         return 1
-    secret, unusable = _stored(name)
-    source = "stored"
+    earlier = _earlier(name)
+    if len(earlier) >= MAX_ANSWERS:
+        return 1
+    secret, unusable, source = None, None, "stored"
+    if not any(a.source == "stored" for a in earlier):  # a stored answer is offered once
+        secret, unusable = _stored(name)
     if unusable is not None:
         _note("keyring", "unusable", unusable)
     if secret is None:
-        secret, source = _ask_tty(_question(name), unusable), "typed"
+        notice = _retry_notice(name, earlier) or unusable
+        secret, source = _ask_tty(_question(name), notice), "typed"
     if not secret:
         _note(name.kind, "none", name.subject)
         return 1

@@ -47,14 +47,22 @@ def socket_dir() -> Path:
 
 
 def master_argv(
-    target: SSHTarget, control: Path, known_hosts: Sequence[Path], keepalive: float
+    target: SSHTarget,
+    control: Path,
+    known_hosts: Sequence[Path],
+    keepalive: float,
+    *,
+    tries: int = 1,
 ) -> list[str]:
     """``ssh -M -S CTL -N …``; DEBUG1 so that the server's debug messages reach the log.
 
-    The keepalive options come first because ssh keeps the first value it is given."""
+    The keepalive options and ``tries`` come first because ssh keeps the first value it is
+    given. ``tries``: answers per secret; more than one only where someone can type them, as
+    ssh sends an empty password when askpass has nothing to give."""
     argv = [SSH, "-M", "-S", str(control), "-N", "-o", "ControlPersist=no"]
     interval, count = keepalive_options(keepalive)
     argv += ["-o", f"ServerAliveInterval={interval}", "-o", f"ServerAliveCountMax={count}"]
+    argv += ["-o", f"NumberOfPasswordPrompts={tries}"]
     argv += config.ssh_options(target, known_hosts=known_hosts, keepalive=keepalive)
     argv += ["-o", "LogLevel=DEBUG1"]
     return [*argv, *config.destination(target)]
@@ -92,7 +100,9 @@ def open_openssh_session(
     report = sockets / f"r-{os.getpid()}-{secrets.token_hex(4)}.report"
     # A terminal to ask on exists exactly when host keys may be asked about.
     env = askpass.askpass_env(target, interactive=on_unknown_key is not None, report=report)
-    master = Master(master_argv(target, control, known_hosts, keepalive), control, env)
+    tries = askpass.MAX_ANSWERS if askpass.TTY_ENV in env else 1
+    argv = master_argv(target, control, known_hosts, keepalive, tries=tries)
+    master = Master(argv, control, env)
     try:
         _wait_logged_in(master, target, report, timeout)
         session = OpenSSHSession(master, target, state, sockets)

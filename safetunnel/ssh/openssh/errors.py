@@ -146,6 +146,16 @@ def login_failure(lines: list[str], target: SSHTarget, answers: list[Answer]) ->
             f"The stored {kind} for {subject} was rejected. {error.message}",
             hint=f"Replace it with `safetunnel creds set {host}{extra}`.",
         )
+    # ssh asks for a secret again only when the answer before was wrong.
+    wrong = [
+        answer
+        for i, answer in enumerate(answers)
+        if answer.source == "typed"
+        and any((a.kind, a.subject) == (answer.kind, answer.subject) for a in answers[i + 1 :])
+    ]
+    if wrong:
+        kind, _, subject = wrong[-1]
+        return AuthFailed(f"Wrong {kind} for {subject}. {error.message}", hint=error.hint)
     unusable = [answer.subject for answer in answers if answer.source == "unusable"]
     if unusable:
         return AuthFailed(f"{error.message} {unusable[-1]}", hint=error.hint)

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from safetunnel import fsutil, paths
-from safetunnel.errors import HostKeyChanged, HostKeyUnknown, SSHError
+from safetunnel.addresses import format_hostport
+from safetunnel.errors import HostKeyChanged, HostKeyUnknown, SafetunnelError, SSHError
 from safetunnel.ssh.engine import HostKeyState
 from safetunnel.ssh.handshake import HANDSHAKE_TIMEOUT
-from safetunnel.ssh.hostkeys import HostKeyStore
+from safetunnel.ssh.hostkeys import HostKeyStore, repin_hint
 from safetunnel.ssh.openssh.askpass import askpass_env
 from safetunnel.ssh.openssh.config import default_known_hosts, destination, quote
 from safetunnel.ssh.openssh.errors import AUTH, CHANGED, UNKNOWN, errors_from_ssh, without_debug
@@ -87,7 +88,8 @@ def verify(
         hop = seen[-1] if seen else None
         if _has(stderr, CHANGED) or _has(stderr, UNKNOWN):
             if hop is None or _has(stderr, CHANGED):
-                raise errors_from_ssh(full, target)
+                revoked = "REVOKED HOST KEY" in stderr
+                raise _changed(errors_from_ssh(full, target), target, None if revoked else hop)
             _trust(target, hop, known_hosts, on_unknown_key)
             trusted_now = trusted_now or hop.main
             continue
@@ -198,6 +200,17 @@ def _without_config(options: Sequence[str]) -> list[str]:
     return out
 
 
+def _changed(error: SafetunnelError, target: SSHTarget, hop: _Seen | None) -> SafetunnelError:
+    """ssh's own error, with the command that re-pins the key it saw once that is checked."""
+    if not isinstance(error, HostKeyChanged) or hop is None:
+        return error
+    host = target.label or target.display if hop.main else format_hostport(*_split_name(hop.name))
+    return HostKeyChanged(
+        f"{error.message} It now shows {hop.key_type} {hop.fingerprint}.",
+        hint=repin_hint(host, hop.fingerprint),
+    )
+
+
 def _read_record(record: Path, main_pid: int) -> list[_Seen]:
     seen: list[_Seen] = []
     with contextlib.suppress(FileNotFoundError):
@@ -232,15 +245,15 @@ def _trust(
         HostKeyStore(path, paths.own_known_hosts()) for path in default_known_hosts()
     ]
     pinned = {kind for store in stores for kind in store.known_types(host, port)}
+    label = target.label or target.display
     if pinned:  # a key of another type is pinned: never let that fall back to the milder prompt
         raise HostKeyChanged(
             f"{hop.name} showed a {hop.key_type} key {hop.fingerprint}, but only "
             f"{', '.join(sorted(pinned))} keys are pinned for it. Someone may be intercepting "
             "the connection.",
-            hint="safetunnel will not connect. Verify the key with the host's administrator.",
+            hint=repin_hint(label if hop.main else f"{host}:{port}", hop.fingerprint),
         )
     asked = target if hop.main else SSHTarget(host, port, getpass.getuser(), label=f"{hop.name}")
-    label = target.label or target.display
     if on_unknown_key is None:
         where = "" if hop.main else f" (a jump host on the way to {target.display})"
         trust = label if hop.main else f"{host}:{port}"
