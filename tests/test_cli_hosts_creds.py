@@ -40,10 +40,17 @@ def keyring_data(sandbox: Sandbox) -> dict[str, str]:
 def test_hosts_add_list_show_remove(sandbox: Sandbox, tmp_path: Path) -> None:
     key = make_key(tmp_path / "id_bastion", None)
     code, out = invoke(
-        "hosts", "add", "bastion", "alice@bastion.example:2222", "--identity", str(key), "--default"
+        "hosts",
+        "add",
+        "bastion",
+        "alice@bastion.example:2222",
+        "--identity",
+        str(key),
+        "--default",
+        "--no-check",
     )
     assert code == 0 and "default host" in out
-    assert invoke("hosts", "add", "db", "db.example")[0] == 0
+    assert invoke("hosts", "add", "db", "db.example", "--no-check")[0] == 0
     code, out = invoke("hosts", "list")
     assert "* bastion  alice@bastion.example:2222" in out and "  db " in out
     data = json.loads(invoke("hosts", "list", "--json")[1])
@@ -58,12 +65,12 @@ def test_hosts_add_list_show_remove(sandbox: Sandbox, tmp_path: Path) -> None:
 
 
 def test_hosts_errors_through_the_real_script(sandbox: Sandbox) -> None:
-    assert run(sandbox, "hosts", "add", "a", "u@a.example").returncode == 0
+    assert run(sandbox, "hosts", "add", "a", "u@a.example", "--no-check").returncode == 0
     for args, message in [
         (("hosts", "show", "nope"), "no saved host profile 'nope' (saved: a)"),
         (("hosts", "remove", "nope"), "(saved: a)"),
-        (("hosts", "add", "a", "u@b.example"), "already exists"),
-        (("hosts", "add", "b", "u@@b"), "'u@@b'"),
+        (("hosts", "add", "a", "u@b.example", "--no-check"), "already exists"),
+        (("hosts", "add", "b", "u@@b", "--no-check"), "'u@@b'"),
     ]:
         result = run(sandbox, *args)
         assert result.returncode == 1, args
@@ -77,7 +84,7 @@ def test_hosts_list_shows_env_default(sandbox: Sandbox) -> None:
 
 
 def test_config_file_is_private(sandbox: Sandbox) -> None:
-    invoke("hosts", "add", "a", "u@a.example")
+    invoke("hosts", "add", "a", "u@a.example", "--no-check")
     assert (sandbox.config_dir / "config.toml").stat().st_mode & 0o777 == 0o600
     assert sandbox.config_dir.stat().st_mode & 0o777 == 0o700
 
@@ -86,7 +93,7 @@ def test_config_file_is_private(sandbox: Sandbox) -> None:
 
 
 def test_creds_set_status_delete_password(sandbox: Sandbox) -> None:
-    run(sandbox, "hosts", "add", "bastion", "alice@bastion.example:2222")
+    run(sandbox, "hosts", "add", "bastion", "alice@bastion.example:2222", "--no-check")
     stored = run(sandbox, "creds", "set", "bastion", stdin=PASSWORD + "\nignored second line\n")
     assert stored.returncode == 0, stored.stderr
     assert keyring_data(sandbox) == {"password:alice@bastion.example:2222": PASSWORD}

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 from safetunnel.errors import ConfigError
 from safetunnel.hosts import tomlwrite
 from safetunnel.hosts.config import Config, HostProfile, load_config, save_config, validate_ttl
-from safetunnel.hosts.resolve import HostRef, locate_host, parse_literal, ssh_aliases
+from safetunnel.hosts.resolve import (
+    HostRef,
+    MissingKeyFile,
+    locate_host,
+    parse_literal,
+    ssh_aliases,
+)
 
 AWKWARD = [
     'quote " and \\ backslash',
@@ -156,6 +162,9 @@ def test_resolution_order(sandbox: Sandbox) -> None:
         "profile-wins.example.org",
         "bob",
     )
+    jump_key = sandbox.home / ".ssh/jump_key"
+    assert locate_host("jump", config).identity_files == ()  # missing: skipped, as ssh does
+    jump_key.write_text("key\n")
     alias = locate_host("jump", config)
     assert alias == HostRef(
         "alias",
@@ -175,6 +184,10 @@ def test_profile_can_point_at_an_alias_and_override(sandbox: Sandbox) -> None:
     write_ssh_config(sandbox)
     config = Config()
     config.add_profile(HostProfile("work", host="jump", identity="~/k", port=2300))
+    with pytest.raises(MissingKeyFile, match=r"key file of host work does not exist: .*/k$") as err:
+        locate_host("work", config)  # a key the user named is never silently skipped
+    assert err.value.exit_code == 2
+    (sandbox.home / "k").write_text("key\n")
     ref = locate_host("work", config)
     assert (ref.hostname, ref.user, ref.port) == ("jump.example.org", "carol", 2300)
     assert ref.identity_files[0] == str(sandbox.home / "k")

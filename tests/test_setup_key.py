@@ -78,6 +78,7 @@ def setup_lab(sandbox: Sandbox, server: SSHD, *extra: str) -> tuple[str, dict[st
                 f"{server.user}@127.0.0.1:{server.port}",
                 "--identity",
                 str(server.client_key_path),
+                "--no-check",
             ],
             env,
         ).returncode
@@ -186,7 +187,7 @@ def test_setup_key_again_reuses_the_key_and_installs_once(sandbox: Sandbox, sshd
 
 def test_setup_key_refuses_without_keyring_unless_unencrypted(sandbox: Sandbox) -> None:
     env = dict(sandbox.env, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
-    assert run(["hosts", "add", "lab", "u@bastion.example"], env).returncode == 0
+    assert run(["hosts", "add", "lab", "u@bastion.example", "--no-check"], env).returncode == 0
     refused = run(["hosts", "setup-key", "lab"], env)
     assert refused.returncode == 1 and "backend: fail.Keyring" in refused.stderr
     assert "--unencrypted" in refused.stderr
@@ -198,7 +199,10 @@ def test_setup_key_refuses_without_keyring_unless_unencrypted(sandbox: Sandbox) 
 
 
 def test_setup_key_install_needs_a_confirmation(sandbox: Sandbox, sshd: SSHD) -> None:
-    assert run(["hosts", "add", "lab", f"127.0.0.1:{sshd.port}"], sandbox.env).returncode == 0
+    assert (
+        run(["hosts", "add", "lab", f"127.0.0.1:{sshd.port}", "--no-check"], sandbox.env).returncode
+        == 0
+    )
     result = run(["hosts", "setup-key", "lab", "--install"], sandbox.env)
     assert result.returncode == 3 and "--yes" in result.stderr
     assert sshd.installed_keys is not None and not sshd.installed_keys.exists()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from typing import Any
 
 import click
 
-from safetunnel.hosts.config import HostProfile, load_config, save_config
-from safetunnel.hosts.resolve import locate_host, parse_literal, ssh_config_alias
+from safetunnel.hosts.config import Config, HostProfile, load_config, save_config
+from safetunnel.hosts.resolve import HostUsageError, locate_host, parse_literal, ssh_config_alias
 
 
 @click.group()
@@ -26,21 +27,89 @@ def hosts() -> None:
     help="Private key file to use for this host.",
 )
 @click.option("--default", "make_default", is_flag=True, help="Make this the default host.")
-def add(name: str, host: str, identity: str | None, make_default: bool) -> None:
-    """Save HOST ([user@]hostname[:port] or an ~/.ssh/config alias) as NAME."""
-    if ssh_config_alias(host) is None:
-        parse_literal(host)  # refuse a malformed host now, not at the first share
+@click.option(
+    "--no-check",
+    is_flag=True,
+    help="Save without looking the host up or logging in (a host that is offline now).",
+)
+@click.option(
+    "--known-hosts",
+    type=click.Path(dir_okay=False),
+    help="Read this known_hosts file instead of ~/.ssh/known_hosts.",
+)
+def add(
+    name: str,
+    host: str,
+    identity: str | None,
+    make_default: bool,
+    no_check: bool,
+    known_hosts: str | None,
+) -> None:
+    """Save HOST ([user@]hostname[:port] or an ~/.ssh/config alias) as NAME.
+
+    Unless --no-check, HOST must be an ~/.ssh/config alias or resolve, and safetunnel logs in
+    once, as a share would: an unknown host key is shown for you to trust (typed yes, or its
+    fingerprint pasted), and a passphrase or password is asked for when needed.
+    """
     config = load_config()
     key = os.path.abspath(os.path.expanduser(identity)) if identity else None
     config.add_profile(HostProfile(name=name, host=host, identity=key), make_default)
+    _check_host(host, resolve=not no_check)
+    if not no_check:
+        from safetunnel.cli.hostcheck import check_login  # paramiko only when it logs in
+
+        check_login(name, config, known_hosts)
     path = save_config(config)
     click.echo(f"Saved host {name} ({host}) in {path}.")
     if make_default:
         click.echo(f"{name} is now the default host.")
-        if config.default_host_from_env:
-            click.echo(
-                f"Note: SAFETUNNEL_HOST={config.default_host} overrides it while set.", err=True
-            )
+        _note_env_override(config)
+    elif config.default_host is None:
+        click.echo(f"Make it the default with `safetunnel hosts default {name}`.")
+    if not no_check:
+        click.echo(
+            f"Next (recommended): `safetunnel hosts setup-key {name} --install` makes a key "
+            "that can do nothing on the host but safetunnel's forward."
+        )
+
+
+def _check_host(host: str, resolve: bool) -> None:
+    """An ~/.ssh/config alias, or a well-formed literal host whose name resolves (when
+    ``resolve``); else a usage error."""
+    if ssh_config_alias(host) is not None:
+        return
+    ref = parse_literal(host)  # refuse a malformed host now, not at the first share
+    if not resolve:
+        return
+    try:
+        socket.getaddrinfo(ref.hostname, ref.port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as err:
+        raise HostUsageError(
+            f"{ref.hostname!r} is neither an ~/.ssh/config alias nor a host name that resolves"
+            f" ({err})",
+            hint="Check the spelling, or pass --no-check to save it anyway.",
+        ) from None
+
+
+@hosts.command("default")
+@click.argument("name")
+def default(name: str) -> None:
+    """Make saved host NAME the default: shares without --host go through it."""
+    config = load_config()
+    if name not in config.hosts:
+        raise HostUsageError(
+            f"no saved host profile {name!r} ({config.known_profiles()})",
+            hint=f"Add it first: `safetunnel hosts add {name} [user@]host[:port] --default`.",
+        )
+    config.set_default_host(name)
+    save_config(config)
+    click.echo(f"{name} is now the default host.")
+    _note_env_override(config)
+
+
+def _note_env_override(config: Config) -> None:
+    if config.default_host_from_env:
+        click.echo(f"Note: SAFETUNNEL_HOST={config.default_host} overrides it while set.", err=True)
 
 
 @hosts.command("list")

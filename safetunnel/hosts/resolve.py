@@ -27,6 +27,16 @@ from safetunnel.ssh.target import SSHTarget, from_ssh_config, parse_target, ssh_
 _WILDCARD = re.compile(r"[*?!]")
 
 
+class HostUsageError(ConfigError):
+    """A host or key the user named cannot be used as written: a usage error (exit 2)."""
+
+    exit_code = 2
+
+
+class MissingKeyFile(HostUsageError):
+    """A key file the user named (a profile's identity) does not exist."""
+
+
 @dataclass(frozen=True)
 class HostRef:
     """Where ``--host`` points. ``kind`` says which rule matched; "builtin" has no address."""
@@ -79,13 +89,16 @@ def ssh_config_alias(alias: str, path: Path | None = None) -> HostRef | None:
     target = from_ssh_config(alias, path or ssh_config_path())
     if target is None:
         return None
+    # OpenSSH skips an IdentityFile that does not exist (a config shared between machines
+    # often names keys that only some of them have); so does safetunnel, on both engines.
+    existing = tuple(f for f in target.identity_files if os.path.exists(f))
     return HostRef(
         "alias",
         label=alias,
         hostname=target.hostname,
         port=target.port,
         user=target.user,
-        identity_files=target.identity_files,
+        identity_files=existing,
         destination=target.destination,
         proxy=target.proxy,
     )
@@ -145,6 +158,12 @@ def _from_profile(profile: HostProfile, alias: AliasLookup) -> HostRef:
     # A profile's host may itself be an ssh alias; it is never another profile (no chains).
     base = alias(profile.host) or parse_literal(profile.host)
     identity = (os.path.expanduser(profile.identity),) if profile.identity else ()
+    if identity and not os.path.isfile(identity[0]):
+        raise MissingKeyFile(
+            f"the key file of host {profile.name} does not exist: {identity[0]}",
+            hint=f"Restore the file, or `safetunnel hosts remove {profile.name}` and add it "
+            "again with the key you use now.",
+        )
     destination = base.destination
     if profile.user or profile.port:  # the profile's own user and port beat the ssh_config's
         aliased = base.kind == "alias"

@@ -107,7 +107,9 @@ def _where_lines(summary: ShareSummary, remote_port: int) -> list[str]:
     host = summary.ssh_hostname
     if summary.via_builtin:
         where = "this machine" if summary.public else "this machine only (loopback)"
-        return [row("where", f"{where}; the built-in gateway runs here")]
+        # The first share of a new user lands here: say in one line how to reach others.
+        others = "to share with someone else: safetunnel hosts add NAME user@host --default"
+        return [row("where", f"{where}; the built-in gateway runs here"), cmd("others", others)]
     if summary.public:
         return [row("where", f"anywhere that can reach {host} on port {remote_port}")]
     port_opt = f"-p {summary.ssh_port} " if summary.ssh_port != 22 else ""
