@@ -11,9 +11,11 @@ from typing import Any
 
 import click
 
-from safetunnel.cli.console import BackgroundChildUI, ConsoleUI, json_line
+from safetunnel.cli.console import ConsoleUI, json_line
+from safetunnel.cli.handoff import HandedChildUI, RememberingUI
 from safetunnel.cli.params import DurationParam, LocalAddressParam
 from safetunnel.errors import ConnectionLost, SafetunnelError
+from safetunnel.secrets import handoff
 from safetunnel.sharing import background, options
 from safetunnel.sharing.flow import confirm_share, open_share
 from safetunnel.sharing.reasons import StopReason
@@ -125,21 +127,22 @@ def share_command(
         raise click.UsageError("--keep-token-file needs --token-file")
     request = ShareRequest(local=fields.pop("port"), **fields)
     if background:
-        asking = ConsoleUI(as_json=as_json)
+        asking = RememberingUI(as_json=as_json)
         with StopSignals(asking):  # Ctrl-C at a prompt here: 130, like the foreground share
             sys.exit(run_background(request, asking))
     ui: ConsoleUI = ConsoleUI(as_json=as_json)
     if background_child is not None:
-        ui = BackgroundChildUI(background_child)
+        ui = HandedChildUI(background_child, handoff.read_stdin())
         request.log_path = _log_path_of_stdout()
     sys.exit(serve(request, ui))
 
 
-def run_background(request: ShareRequest, ui: ConsoleUI) -> int:
+def run_background(request: ShareRequest, ui: RememberingUI) -> int:
     """Confirm here, then start the detached share and report what it reported."""
     summary = confirm_share(request, ui)
     log_path = background.new_log_path()
-    event = background.spawn(background.child_args(sys.argv[1:]), log_path)
+    args = background.child_args(sys.argv[1:])
+    event = background.spawn(args, log_path, ui.typed_secrets())
     if ui.as_json:
         click.echo(json_line(event))
     else:

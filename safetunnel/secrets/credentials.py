@@ -9,7 +9,7 @@ Keyring access and vetting live in :mod:`safetunnel.secrets.keystore` and are re
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -165,6 +165,24 @@ class KeyringAuthSource:
         for slot in self._slots.values():
             if slot.replace and slot.value is not None and not slot.rejected:
                 self._save(slot)
+
+    def typed_secrets(self) -> dict[SecretName, str]:
+        """What the user typed and was not refused: handed to a ``--background`` share (which
+        cannot ask) and to OpenSSH's askpass helper. Kept in this process's memory only."""
+        return {
+            slot.name: slot.value
+            for slot in self._slots.values()
+            if slot.source == "typed" and slot.value is not None and not slot.rejected
+        }
+
+    def remember(self, secrets: Mapping[SecretName, str]) -> None:
+        """Secrets typed elsewhere (the foreground of ``--background``, or on the askpass
+        helper's terminal): offered first, as if typed here."""
+        for name, value in secrets.items():
+            slot = self._slot(name)
+            slot.value, slot.source, slot.rejected = value, "typed", False
+            slot.stored_tried = True  # the user typed it because the stored one did not do
+            slot.answers = max(slot.answers, 1)
 
     def stop_asking(self) -> None:
         """From now on only secrets already known (stored, or typed earlier) are offered: a

@@ -1,26 +1,31 @@
 """``share --background``: the foreground asks, a detached process shares.
 
-The foreground runs the whole conversation (pre-flight, host-key trust, confirmation) and then
-starts ``safetunnel share … --yes --background-child FD`` in a new session with its output going
-to a 0600 log file. The child reports its ``started`` event (token included) through the pipe FD
-only, never through the log, and the foreground returns once it has it, or fails with the child's
-own error and exit code.
+The foreground runs the whole conversation (pre-flight, host-key trust, secrets, confirmation)
+and then starts ``safetunnel share … --yes --background-child FD`` in a new session with its
+output going to a 0600 log file and what the user typed (a passphrase, a password) on its stdin
+pipe, so it logs in without asking. The child reports its ``started`` event (token included)
+through the pipe FD only, never through the log, and the foreground returns once it has it, or
+fails with the child's own error and exit code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from safetunnel import paths
 from safetunnel.errors import SafetunnelError
 from safetunnel.fsutil import ensure_private_dir
+from safetunnel.secrets import handoff
+from safetunnel.secrets.names import SecretName
 
 START_TIMEOUT = 60.0
 
@@ -38,14 +43,22 @@ def new_log_path() -> Path:
     return logs / f"share-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
 
 
-def spawn(args: list[str], log_path: Path, timeout: float = START_TIMEOUT) -> dict[str, Any]:
-    """Start the detached share and return its ``started`` event, or raise BackgroundFailed."""
+def spawn(
+    args: list[str],
+    log_path: Path,
+    secrets: Mapping[SecretName, str],
+    timeout: float = START_TIMEOUT,
+) -> dict[str, Any]:
+    """Start the detached share and return its ``started`` event, or raise BackgroundFailed.
+
+    ``secrets`` (what the user typed here) go down the child's stdin pipe, then it is closed:
+    never argv, the environment or a file."""
     read_fd, write_fd = os.pipe()
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     try:
         child = subprocess.Popen(
             [sys.executable, "-m", "safetunnel", *args, "--background-child", str(write_fd)],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=log_fd,
             stderr=log_fd,
             pass_fds=(write_fd,),
@@ -54,6 +67,7 @@ def spawn(args: list[str], log_path: Path, timeout: float = START_TIMEOUT) -> di
     finally:
         os.close(write_fd)
         os.close(log_fd)
+    _hand_over(child, secrets)
     try:
         data = _read_all(read_fd, timeout)
     finally:
@@ -63,6 +77,14 @@ def spawn(args: list[str], log_path: Path, timeout: float = START_TIMEOUT) -> di
         if event.get("event") == "started":
             return dict(event)
     raise _failure(child, log_path)
+
+
+def _hand_over(child: subprocess.Popen[bytes], secrets: Mapping[SecretName, str]) -> None:
+    assert child.stdin is not None
+    with contextlib.suppress(BrokenPipeError):  # a child that died says why in its log
+        child.stdin.write(handoff.dump(secrets))
+    with contextlib.suppress(BrokenPipeError):
+        child.stdin.close()
 
 
 def _read_all(fd: int, timeout: float) -> bytes:

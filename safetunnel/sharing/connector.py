@@ -21,8 +21,9 @@ from safetunnel.ssh.target import SSHTarget
 
 @dataclass
 class Connector:
-    """How to reach one server through one engine. ``auth`` is the paramiko engine's secrets
-    (OpenSSH's askpass reads the keyring itself)."""
+    """How to reach one server through one engine. ``auth`` holds the secrets: paramiko asks
+    it directly; for OpenSSH (whose askpass helper reads the keyring itself) it keeps what was
+    typed, so that a ``--background`` child and a reconnect need not ask again."""
 
     target: SSHTarget
     engine: Engine
@@ -33,7 +34,11 @@ class Connector:
     def open(self, prompt: HostKeyPrompt | None) -> ShareSession:
         """Connect and authenticate; ``prompt`` asks about an unknown host key (None: refuse)."""
         if self.engine == "openssh":
-            return open_openssh(self.target, self.known_hosts, prompt, self.keepalive)
+            typed = self.auth.typed_secrets() if self.auth is not None else {}
+            opened = open_openssh(self.target, self.known_hosts, prompt, self.keepalive, typed)
+            if self.auth is not None:
+                self.auth.remember(typed)
+            return opened
         user_known = Path(self.known_hosts) if self.known_hosts else None
         store = HostKeyStore(user_known, paths.own_known_hosts())
         session = open_session(self.target, hostkeys=store, on_unknown_key=prompt, auth=self.auth)

@@ -11,6 +11,7 @@ from typing import Literal
 
 from safetunnel.errors import ConfigError
 from safetunnel.hosts.config import Config
+from safetunnel.secrets.names import SecretName
 from safetunnel.sharing.options import EngineChoice
 from safetunnel.ssh import openssh
 from safetunnel.ssh.client import HostKeyPrompt, SSHSession
@@ -52,10 +53,16 @@ def open_openssh(
     known_hosts: str | None,
     prompt: HostKeyPrompt | None,
     keepalive: float,
+    remembered: dict[SecretName, str] | None = None,
 ) -> OpenSSHSession:
     """Connect with OpenSSH, checking host keys against the user's files (or ``known_hosts``);
-    safetunnel's own file is always added by the OpenSSH options."""
+    safetunnel's own file is always added by the OpenSSH options. ``remembered``: secrets
+    typed earlier for the askpass helper; the ones typed now are added to it."""
     files = [Path(known_hosts)] if known_hosts else []
     return open_openssh_session(
-        target, known_hosts=files, on_unknown_key=prompt, keepalive=keepalive
+        target,
+        known_hosts=files,
+        on_unknown_key=prompt,
+        keepalive=keepalive,
+        remembered=remembered,
     )

@@ -170,7 +170,7 @@ def _connector(plan: _Plan, request: ShareRequest, ui: ShareUI) -> Connector | N
     target = plan.target
     if target is None:
         return None
-    auth = ui.auth_source(target) if plan.engine == "paramiko" else None
+    auth = ui.auth_source(target)  # both engines: it also keeps what was typed
     return Connector(target, plan.engine, request.known_hosts, request.keepalive, auth)
 
 

@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 from safetunnel import fsutil, paths
 from safetunnel.errors import SafetunnelError
+from safetunnel.secrets.handoff import ask_broker
 from safetunnel.secrets.keystore import KeyringStore
 from safetunnel.secrets.names import SecretName
 from safetunnel.ssh.target import SSHTarget, parse_target
@@ -40,6 +41,7 @@ TARGET_ENV = "SAFETUNNEL_ASKPASS_TARGET"  # user@host:port of the share's host; 
 TTY_ENV = "SAFETUNNEL_ASKPASS_TTY"  # the share's terminal device, when it may ask there
 REPORT_ENV = "SAFETUNNEL_ASKPASS_REPORT"  # where the helper notes what it did (no secrets)
 MAX_ANSWERS = 3  # answers per secret, a stored one included, as on the paramiko engine
+BROKER_ENV = "SAFETUNNEL_ASKPASS_BROKER"  # the share's secret socket (a path, not a secret)
 _PASSPHRASE = re.compile(r"^Enter passphrase for (?:key )?'(?P<path>.+)':\s*$")
 # "user@host's password:" (password auth) and "(user@host) Password:" (keyboard-interactive).
 _PASSWORD = re.compile(
@@ -67,7 +69,11 @@ def helper_path() -> Path:
 
 
 def askpass_env(
-    target: SSHTarget, *, interactive: bool = False, report: Path | None = None
+    target: SSHTarget,
+    *,
+    interactive: bool = False,
+    report: Path | None = None,
+    broker: Path | None = None,
 ) -> dict[str, str]:
     """The environment for an ``ssh`` of this share: this process's, plus the askpass hook.
 
@@ -75,6 +81,8 @@ def askpass_env(
     ``DISPLAY``, so a prompt never lands on a terminal the share does not control.
     ``interactive``: the helper may ask on this process's terminal (stdin's) when the keyring
     has no answer. ``report``: where it notes what it did (see :func:`read_report`).
+    ``broker``: the share's :class:`~safetunnel.secrets.handoff.SecretBroker` socket, which
+    hands over secrets typed before (``--background``) and learns the ones typed here.
     """
     env = dict(os.environ)
     env.update(
@@ -82,12 +90,14 @@ def askpass_env(
         SSH_ASKPASS_REQUIRE="force",
         **{TARGET_ENV: target.display},
     )
-    for name in (TTY_ENV, REPORT_ENV):
+    for name in (TTY_ENV, REPORT_ENV, BROKER_ENV):
         env.pop(name, None)
     if interactive and os.isatty(0):
         env[TTY_ENV] = os.ttyname(0)
     if report is not None:
         env[REPORT_ENV] = str(report)
+    if broker is not None:
+        env[BROKER_ENV] = str(broker)
     return env
 
 
@@ -228,16 +238,22 @@ def main(argv: list[str]) -> int:
     if name is None:
         return 1
     earlier = _earlier(name)
+    broker = os.environ.get(BROKER_ENV)
+    # Asked every time: a request for a secret typed before tells the broker it was wrong.
+    handed = ask_broker(broker, {"op": "get", "name": name.username}) if broker else None
     if len(earlier) >= MAX_ANSWERS:
         return 1
-    secret, unusable, source = None, None, "stored"
-    if not any(a.source == "stored" for a in earlier):  # a stored answer is offered once
-        secret, unusable = _stored(name)
+    secret, unusable, source = handed, None, "typed"  # handed: typed before, in the foreground
+    if secret is None and not any(a.source == "stored" for a in earlier):
+        secret, unusable = _stored(name)  # a stored answer is offered once
+        source = "stored"
     if unusable is not None:
         _note("keyring", "unusable", unusable)
     if secret is None:
         notice = _retry_notice(name, earlier) or unusable
         secret, source = _ask_tty(_question(name), notice), "typed"
+        if secret and broker:
+            ask_broker(broker, {"op": "typed", "name": name.username, "secret": secret})
     if not secret:
         _note(name.kind, "none", name.subject)
         return 1

@@ -18,6 +18,8 @@ import psutil
 
 from safetunnel import fsutil, paths
 from safetunnel.errors import SafetunnelError
+from safetunnel.secrets.handoff import SecretBroker
+from safetunnel.secrets.names import SecretName
 from safetunnel.ssh.engine import HostKeyState
 from safetunnel.ssh.openssh import askpass, config, hostkeys
 from safetunnel.ssh.openssh.engine import OpenSSHSession, remove_temporary
@@ -29,7 +31,7 @@ from safetunnel.ssh.target import SSHTarget
 # sun_path holds 108 bytes on Linux (104 on the BSDs) with the final NUL, and ssh binds its
 # control socket under a name 17 characters longer before renaming it into place.
 _SUN_PATH = (107 if sys.platform.startswith("linux") else 103) - 17
-_STALE = re.compile(r"[mgr]-(\d+)-[0-9a-f]+\.(?:sock|report)")
+_STALE = re.compile(r"[mgra]-(\d+)-[0-9a-f]+\.(?:sock|report)")
 
 
 def socket_dir() -> Path:
@@ -85,9 +87,12 @@ def open_openssh_session(
     on_unknown_key: hostkeys.HostKeyPrompt | None,
     keepalive: float,
     timeout: float = 30.0,
+    remembered: dict[SecretName, str] | None = None,
 ) -> OpenSSHSession:
     """Check the host key, start the master and wait until it is logged in.
 
+    ``remembered``: secrets typed earlier, which the askpass helper gets (each once) from a
+    broker socket that exists only during the login; what is typed during it is added.
     Raises HostKeyUnknown/HostKeyChanged (4), AuthFailed (5) or SSHError (1)."""
     options = config.ssh_options(target, known_hosts=known_hosts, keepalive=keepalive)
     verified = hostkeys.verify(
@@ -98,22 +103,37 @@ def open_openssh_session(
     sockets = socket_dir()
     control = socket_name(sockets, "m")
     report = sockets / f"r-{os.getpid()}-{secrets.token_hex(4)}.report"
-    # A terminal to ask on exists exactly when host keys may be asked about.
-    env = askpass.askpass_env(target, interactive=on_unknown_key is not None, report=report)
-    tries = askpass.MAX_ANSWERS if askpass.TTY_ENV in env else 1
-    argv = master_argv(target, control, known_hosts, keepalive, tries=tries)
-    master = Master(argv, control, env)
-    try:
-        _wait_logged_in(master, target, report, timeout)
-        session = OpenSSHSession(master, target, state, sockets)
-        session.check_key(fingerprint)
-    except BaseException:
-        master.close()
-        remove_temporary(sockets)
-        raise
-    finally:
-        report.unlink(missing_ok=True)
+    known = remembered if remembered is not None else {}
+    with SecretBroker(socket_name(sockets, "a"), known) as broker:
+        # A terminal to ask on exists exactly when host keys may be asked about.
+        env = askpass.askpass_env(
+            target, interactive=on_unknown_key is not None, report=report, broker=broker.path
+        )
+        master = Master(_argv(target, control, known_hosts, keepalive, env), control, env)
+        try:
+            _wait_logged_in(master, target, report, timeout)
+            session = OpenSSHSession(master, target, state, sockets)
+            session.check_key(fingerprint)
+        except BaseException:
+            master.close()
+            remove_temporary(sockets)
+            raise
+        finally:
+            report.unlink(missing_ok=True)
+        known.update(broker.typed)
     return session
+
+
+def _argv(
+    target: SSHTarget,
+    control: Path,
+    known_hosts: Sequence[Path],
+    keepalive: float,
+    env: dict[str, str],
+) -> list[str]:
+    """The master's command line: three tries per secret where someone can type them."""
+    tries = askpass.MAX_ANSWERS if askpass.TTY_ENV in env else 1
+    return master_argv(target, control, known_hosts, keepalive, tries=tries)
 
 
 def _wait_logged_in(master: Master, target: SSHTarget, report: Path, timeout: float) -> None:
