@@ -91,15 +91,14 @@ def open_openssh_session(
 ) -> OpenSSHSession:
     """Check the host key, start the master and wait until it is logged in.
 
-    ``remembered``: secrets typed earlier, which the askpass helper gets (each once) from a
-    broker socket that exists only during the login; what is typed during it is added.
-    Raises HostKeyUnknown/HostKeyChanged (4), AuthFailed (5) or SSHError (1)."""
+    ``remembered``: secrets typed earlier, served to askpass once each from a socket that
+    exists only during the login; what is typed during it is added. Raises
+    HostKeyUnknown/HostKeyChanged (4), AuthFailed (5) or SSHError (1)."""
     options = config.ssh_options(target, known_hosts=known_hosts, keepalive=keepalive)
     verified = hostkeys.verify(
         target, known_hosts=known_hosts, on_unknown_key=on_unknown_key, options=options
     )
     state: HostKeyState = "certified" if verified.certified else verified.state
-    fingerprint = verified.fingerprint
     sockets = socket_dir()
     control = socket_name(sockets, "m")
     report = sockets / f"r-{os.getpid()}-{secrets.token_hex(4)}.report"
@@ -113,7 +112,7 @@ def open_openssh_session(
         try:
             _wait_logged_in(master, target, report, timeout)
             session = OpenSSHSession(master, target, state, sockets)
-            session.check_key(fingerprint)
+            session.check_key(verified.fingerprint)
         except BaseException:
             master.close()
             remove_temporary(sockets)
