@@ -1,6 +1,8 @@
 """Connecting with OpenSSH: the host-key check, then a control master that authenticates.
 
 Nothing is forwarded here: the forward is added only after the user confirmed the share.
+Secrets typed earlier (``remembered``) reach the askpass helper once each from a socket that
+exists only during the login; what is typed during it is added to them.
 """
 
 from __future__ import annotations
@@ -89,11 +91,8 @@ def open_openssh_session(
     timeout: float = 30.0,
     remembered: dict[SecretName, str] | None = None,
 ) -> OpenSSHSession:
-    """Check the host key, start the master and wait until it is logged in.
-
-    ``remembered``: secrets typed earlier, served to askpass once each from a socket that
-    exists only during the login; what is typed during it is added. Raises
-    HostKeyUnknown/HostKeyChanged (4), AuthFailed (5) or SSHError (1)."""
+    """Check the host key, start the master and wait until it is logged in (``remembered``:
+    see the module). Raises HostKeyUnknown/HostKeyChanged (4), AuthFailed (5), SSHError (1)."""
     options = config.ssh_options(target, known_hosts=known_hosts, keepalive=keepalive)
     verified = hostkeys.verify(
         target, known_hosts=known_hosts, on_unknown_key=on_unknown_key, options=options
@@ -102,7 +101,7 @@ def open_openssh_session(
     sockets = socket_dir()
     control = socket_name(sockets, "m")
     report = sockets / f"r-{os.getpid()}-{secrets.token_hex(4)}.report"
-    known = remembered if remembered is not None else {}
+    known = {} if remembered is None else remembered
     with SecretBroker(socket_name(sockets, "a"), known) as broker:
         # A terminal to ask on exists exactly when host keys may be asked about.
         env = askpass.askpass_env(
