@@ -81,6 +81,12 @@ class ForwardWidened(ForwardRefused):
     port for a moment, while a widened bind is the server's configuration and never passes."""
 
 
+class ForwardNarrowed(ForwardRefused):
+    """The server binds remote forwards on its loopback only, so a public bind is not possible.
+
+    Never passes on a retry either: it is the server's configuration, like a widened bind."""
+
+
 class NothingListening(SafetunnelError):
     """No service accepts connections on the local port."""
 
