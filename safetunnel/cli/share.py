@@ -53,6 +53,13 @@ from safetunnel.timefmt import parse_iso_z
     help="Which gate protocol remote clients must speak.",
 )
 @click.option("--yes", "-y", is_flag=True, help="Skip the y/N question (never host-key trust).")
+@click.option(
+    "--confirm-port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Acknowledge a risky share without a prompt: the shared port, as you would type it. "
+    "With --yes, starts a risky share without a terminal.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
 @click.option(
     "--identity", type=click.Path(exists=True, dir_okay=False), help="SSH private key file."
