@@ -68,7 +68,8 @@ def test_confirm_port_without_yes_still_needs_a_terminal(e2e: E2E) -> None:
 
 
 def test_confirm_port_at_a_terminal_leaves_only_the_y_n_question(
-    e2e: E2E, pty_share: StartPty  # noqa: F811 (fixture)
+    e2e: E2E,
+    pty_share: StartPty,  # noqa: F811 (fixture)
 ) -> None:
     service = e2e.service(http_keepalive)
     port = str(service.port)
