@@ -28,6 +28,15 @@ class ConfigError(SafetunnelError):
     """Bad configuration, profile or argument value found after click parsing."""
 
 
+class UsageError(ConfigError):
+    """A value given on the command line cannot be used: an unknown host, a TTL over max_ttl.
+
+    Exit 2, as click's own usage errors: a script learns that retrying the same command is
+    pointless, unlike a failure of the network or the server."""
+
+    exit_code = 2
+
+
 class StateError(SafetunnelError):
     """The state directory or a record is unusable (wrong owner, wrong mode, torn file)."""
 

@@ -8,11 +8,12 @@ from typing import Any
 
 import click
 
+from safetunnel.cli.helpfmt import FullHelpGroup
 from safetunnel.hosts.config import HostProfile, load_config, save_config
 from safetunnel.hosts.resolve import locate_host, parse_literal, ssh_config_alias
 
 
-@click.group()
+@click.group(cls=FullHelpGroup)
 def hosts() -> None:
     """Saved SSH hosts (profiles) and the default host."""
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from safetunnel.cli.completion import complete_hosts
 from safetunnel.cli.console import BackgroundChildUI, ConsoleUI, json_line
 from safetunnel.cli.params import DurationParam, LocalAddressParam
 from safetunnel.errors import ConnectionLost, SafetunnelError
@@ -27,6 +28,7 @@ from safetunnel.timefmt import parse_iso_z
 @click.argument("port", type=LocalAddressParam())
 @click.option(
     "--host",
+    shell_complete=complete_hosts,
     help="[user@]host[:port], a saved profile, or an ~/.ssh/config alias. "
     "Default: the default host, else the built-in loopback gateway.",
 )
@@ -127,6 +129,24 @@ def share_command(
     Every remote connection must present the generated access token. The tunnel stops by itself
     when the TTL ends, on `safetunnel kill`, or on a signal. A lost SSH connection is
     re-established within the TTL (unless --no-reconnect); open connections are lost with it.
+
+    \b
+    Examples:
+      safetunnel share 8000 --host bastion --ttl 1h
+      safetunnel share 5432 --host bastion --yes --confirm-port 5432 --json
+
+    \b
+    Exit codes:
+      0  ended as asked (TTL, --idle, kill, SIGTERM, SIGHUP)
+      1  other error
+      2  usage error (bad option, unknown host, TTL over max_ttl)
+      3  not confirmed (declined, or no terminal to ask on)
+      4  host key unknown without a terminal, or changed
+      5  SSH authentication failed
+      6  remote forward refused, widened, or narrowed to loopback (--public)
+      7  nothing listening on the local port
+      8  SSH connection lost and not re-established
+      130  Ctrl-C, after a full teardown
     """
     if fields["keep_token_file"] and not fields["token_file"]:
         raise click.UsageError("--keep-token-file needs --token-file")

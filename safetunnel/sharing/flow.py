@@ -22,7 +22,7 @@ from typing import Protocol
 from safetunnel import tokens
 from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND
 from safetunnel.durations import parse_duration
-from safetunnel.errors import ConfigError, ForwardRefused, NotConfirmed
+from safetunnel.errors import ForwardRefused, NotConfirmed, UsageError
 from safetunnel.hosts.config import Config, load_config, validate_ttl
 from safetunnel.hosts.resolve import resolve_host
 from safetunnel.registry.audit import AuditLog
@@ -154,7 +154,7 @@ def _preflight(request: ShareRequest, ui: ShareUI) -> _Plan:
 def _target(request: ShareRequest, config: Config) -> SSHTarget | None:
     target = None if request.builtin_gateway else resolve_host(request.host, config)
     if target is None and request.public:
-        raise ConfigError(
+        raise UsageError(
             "the built-in gateway listens on this machine's loopback only",
             hint="--public needs an SSH host: pass --host or set a default host.",
         )
@@ -212,6 +212,7 @@ def _summary(request: ShareRequest, session: ShareSession, plan: _Plan) -> Share
         host_key_state=session.host_key_state,
         fingerprint=session.fingerprint,
         key_type=session.key_type,
+        ssh_destination=target.destination,
         ttl_seconds=plan.ttl,
         expires_at=utc_now() + timedelta(seconds=plan.ttl),
         remote_bind=PUBLIC_BIND if request.public else LOOPBACK_BIND,
