@@ -55,8 +55,21 @@ _SHORT_HELP: dict[str, str] = {
 _NO_CUT = 10_000
 
 
+class StdoutClosed(Exception):
+    """Whoever read stdout went away (``safetunnel log | head``).
+
+    Not an OSError: click's own main turns a broken pipe into exit 1, and this is no failure.
+    """
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands are imported only when used."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as err:
+            raise StdoutClosed from err
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *_COMMANDS])
@@ -130,7 +143,7 @@ def main(argv: list[str] | None = None) -> Any:
     verbose = "-v" in args or "--verbose" in args
     try:
         code = cli.main(args=args, prog_name="safetunnel", standalone_mode=False)
-    except BrokenPipeError:
+    except StdoutClosed:
         _quiet_closed_stdout()  # `safetunnel log | head`: the reader had enough; not an error
         sys.exit(0)
     except SafetunnelError as err:
