@@ -22,8 +22,7 @@ from safetunnel.registry.records import Registry, check_tunnel_id
 def log_cmd(tunnel_id: str | None, follow: bool, as_json: bool) -> None:
     """Show audit entries (all tunnels, or one), oldest first.
 
-    With an ID, --follow ends once that tunnel has stopped; an ID that never existed is an error
-    rather than a wait for ever.
+    --follow with an ID that never existed is an error rather than a wait for ever.
     """
     audit = AuditLog()
     if tunnel_id is None:
@@ -48,15 +47,8 @@ def log_cmd(tunnel_id: str | None, follow: bool, as_json: bool) -> None:
 
 
 def _follow_one(audit: AuditLog, tunnel_id: str) -> Iterator[dict[str, Any]]:
-    """One tunnel's entries as they come, until its ``stopped`` line has been shown."""
+    """One tunnel's entries as they come; refused for an id that never existed."""
     running = Registry().record_path(tunnel_id).exists()
     if not running and not any(True for _ in audit.read(tunnel_id)):
         raise TunnelNotFound(f"no tunnel {tunnel_id}: it is not running and not in the audit log")
-    stopped = False
-
-    def ended() -> bool:
-        return stopped
-
-    for entry in audit.follow(tunnel_id, stop=ended):
-        yield entry
-        stopped = stopped or entry.get("event") == "stopped"
+    return audit.follow(tunnel_id)
