@@ -28,6 +28,15 @@ class ConfigError(SafetunnelError):
     """Bad configuration, profile or argument value found after click parsing."""
 
 
+class UsageError(ConfigError):
+    """A value given on the command line cannot be used: an unknown host, a TTL over max_ttl.
+
+    Exit 2, as click's own usage errors: a script learns that retrying the same command is
+    pointless, unlike a failure of the network or the server."""
+
+    exit_code = 2
+
+
 class StateError(SafetunnelError):
     """The state directory or a record is unusable (wrong owner, wrong mode, torn file)."""
 
@@ -79,6 +88,12 @@ class ForwardWidened(ForwardRefused):
 
     Apart from a plain refusal because a refusal can be the old session still holding the
     port for a moment, while a widened bind is the server's configuration and never passes."""
+
+
+class ForwardNarrowed(ForwardRefused):
+    """The server binds remote forwards on its loopback only, so a public bind is not possible.
+
+    Never passes on a retry either: it is the server's configuration, like a widened bind."""
 
 
 class NothingListening(SafetunnelError):

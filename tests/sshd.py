@@ -133,8 +133,15 @@ def _free_port() -> int:
     raise RuntimeError("no free port found for sshd")
 
 
+def _gateway_ports(value: bool | str) -> str:
+    """True is ``yes``, False ``no``; a string (``clientspecified``) is used as it is."""
+    if isinstance(value, str):
+        return value
+    return "yes" if value else "no"
+
+
 def _config(
-    workdir: Path, port: int, gateway_ports: bool, log_level: str, extra: Sequence[str] = ()
+    workdir: Path, port: int, gateway_ports: bool | str, log_level: str, extra: Sequence[str] = ()
 ) -> str:
     return "\n".join(
         [
@@ -150,7 +157,7 @@ def _config(
             "KbdInteractiveAuthentication no",
             "PubkeyAuthentication yes",
             "AllowTcpForwarding yes",
-            f"GatewayPorts {'yes' if gateway_ports else 'no'}",
+            f"GatewayPorts {_gateway_ports(gateway_ports)}",
             "X11Forwarding no",
             "AllowAgentForwarding no",
             "PrintMotd no",
@@ -181,7 +188,7 @@ def _daemon_env() -> dict[str, str]:
 def start_sshd(
     workdir: Path,
     *,
-    gateway_ports: bool = False,
+    gateway_ports: bool | str = False,
     authorized_options: str = "",
     log_level: str = "DEBUG1",
     extra_authorized_lines: Sequence[str] = (),
@@ -215,7 +222,7 @@ def start_sshd(
 
 def _launch(
     workdir: Path,
-    gateway_ports: bool,
+    gateway_ports: bool | str,
     log_level: str,
     host_key: paramiko.PKey,
     client: Path,

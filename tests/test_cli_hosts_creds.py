@@ -66,14 +66,15 @@ def test_hosts_add_list_show_remove(sandbox: Sandbox, tmp_path: Path) -> None:
 
 def test_hosts_errors_through_the_real_script(sandbox: Sandbox) -> None:
     assert run(sandbox, "hosts", "add", "a", "u@a.example", "--no-check").returncode == 0
-    for args, message in [
-        (("hosts", "show", "nope"), "no saved host profile 'nope' (saved: a)"),
-        (("hosts", "remove", "nope"), "(saved: a)"),
-        (("hosts", "add", "a", "u@b.example", "--no-check"), "already exists"),
-        (("hosts", "add", "b", "u@@b", "--no-check"), "'u@@b'"),
+    for args, message, code in [
+        # An unknown profile is a usage error (2), as is every unknown host.
+        (("hosts", "show", "nope"), "no saved host profile 'nope' (saved: a)", 2),
+        (("hosts", "remove", "nope"), "(saved: a)", 2),
+        (("hosts", "add", "a", "u@b.example", "--no-check"), "already exists", 1),
+        (("hosts", "add", "b", "u@@b", "--no-check"), "'u@@b'", 1),
     ]:
         result = run(sandbox, *args)
-        assert result.returncode == 1, args
+        assert result.returncode == code, args
         assert message in result.stderr and result.stderr.startswith("Error: ")
 
 
@@ -115,7 +116,7 @@ def test_creds_host_through_ssh_config_alias(sandbox: Sandbox) -> None:
     assert run(sandbox, "creds", "set", "jump", stdin="pw\n").returncode == 0
     assert list(keyring_data(sandbox)) == ["password:carol@jump.example.org:2022"]
     unknown = run(sandbox, "creds", "set", "jmup", stdin="pw\n")
-    assert unknown.returncode == 1 and "alias (jump)" in unknown.stderr
+    assert unknown.returncode == 2 and "alias (jump)" in unknown.stderr  # unknown host: usage
 
 
 def test_creds_passphrase_verified_before_storing(sandbox: Sandbox) -> None:

@@ -225,7 +225,7 @@ def test_extend_moves_expiry_exactly_and_refuses_past_max(
     assert "extended by 10m" in out.stdout
     after = parse_iso_z(registry.get(tunnel_id).expires_at)
     assert (after - before).total_seconds() == 600
-    refused = run("extend", tunnel_id, "--by", "10m", check_code=1)
+    refused = run("extend", tunnel_id, "--by", "10m", check_code=2)  # a usage error
     assert "max_ttl" in refused.stderr
     assert (
         "Invalid value for '--by'" in run("extend", tunnel_id, "--by", "10x", check_code=2).stderr

@@ -90,7 +90,7 @@ def test_extend_past_max_ttl_is_refused(e2e: E2E, shared_sshd: SSHD) -> None:
     tunnel_id = event["id"]
 
     out = e2e.cli("extend", tunnel_id, "--by", "1m")
-    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert out.returncode == 2, (out.stdout, out.stderr)  # a usage error, across the socket too
     assert "max_ttl" in out.stderr and out.stderr.startswith("Error: ")
     assert e2e.status(tunnel_id)["expires_at"] == event["expires_at"]
     assert e2e.list_json()[0]["expires_at"] == event["expires_at"]

@@ -210,4 +210,4 @@ def test_setup_key_install_needs_a_confirmation(sandbox: Sandbox, sshd: SSHD) ->
 
 def test_setup_key_needs_a_saved_profile(sandbox: Sandbox) -> None:
     result = run(["hosts", "setup-key", "nosuch"], sandbox.env)
-    assert result.returncode == 1 and "no saved host profile 'nosuch'" in result.stderr
+    assert result.returncode == 2 and "no saved host profile 'nosuch'" in result.stderr

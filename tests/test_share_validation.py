@@ -41,7 +41,7 @@ def test_public_through_the_builtin_gateway_is_refused_clearly(sandbox: Sandbox)
 
     with Service(echo) as service:
         result = run(["share", str(service.port), "--yes", "--public", "--ttl", "5s"], sandbox.env)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     assert "built-in gateway listens on this machine's loopback only" in result.stderr
     assert "hint: --public needs an SSH host" in result.stderr
 

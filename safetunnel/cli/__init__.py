@@ -6,7 +6,9 @@ never pay for importing paramiko and cryptography.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import sys
 import traceback
 from typing import Any
@@ -48,8 +50,26 @@ _SHORT_HELP: dict[str, str] = {
 }
 
 
+# Summaries are shown whole and wrapped, never cut with "..." (as safetunnel.cli.helpfmt does for
+# the sub-groups; not imported here, so that --help loads no module of safetunnel.cli).
+_NO_CUT = 10_000
+
+
+class StdoutClosed(Exception):
+    """Whoever read stdout went away (``safetunnel log | head``).
+
+    Not an OSError: click's own main turns a broken pipe into exit 1, and this is no failure.
+    """
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands are imported only when used."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as err:
+            raise StdoutClosed from err
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *_COMMANDS])
@@ -66,15 +86,13 @@ class LazyGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list of ``--help``, from ``_SHORT_HELP``: no command module is imported."""
         rows: list[tuple[str, str]] = []
-        limit = formatter.width - 6 - max(len(name) for name in self.list_commands(ctx))
         for name in self.list_commands(ctx):
             if name in _COMMANDS and name in _SHORT_HELP:
-                stub = click.Command(name, help=_SHORT_HELP[name])  # click's own truncation
-                rows.append((name, stub.get_short_help_str(limit)))
+                rows.append((name, _SHORT_HELP[name]))  # whole; write_dl wraps, never cuts
                 continue
             command = self.get_command(ctx, name)
             if command is not None and not command.hidden:
-                rows.append((name, command.get_short_help_str(limit)))
+                rows.append((name, command.get_short_help_str(_NO_CUT)))
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
@@ -110,6 +128,14 @@ def _os_error_text(err: OSError) -> str:
     return f"{where}{err.strerror or err}"
 
 
+def _quiet_closed_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail again."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point: run the group inside the one error boundary."""
     args = sys.argv[1:] if argv is None else argv
@@ -117,6 +143,9 @@ def main(argv: list[str] | None = None) -> Any:
     verbose = "-v" in args or "--verbose" in args
     try:
         code = cli.main(args=args, prog_name="safetunnel", standalone_mode=False)
+    except StdoutClosed:
+        _quiet_closed_stdout()  # `safetunnel log | head`: the reader had enough; not an error
+        sys.exit(0)
     except SafetunnelError as err:
         report_error(err, verbose)
         sys.exit(err.exit_code)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from safetunnel.cli.helpfmt import FullHelpGroup
 from safetunnel.errors import CredentialError
 from safetunnel.hosts.config import load_config
 from safetunnel.hosts.resolve import HostRef, locate_host
@@ -27,7 +28,7 @@ _KEY_OPTION = click.option(
 _DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 
 
-@click.group()
+@click.group(cls=FullHelpGroup)
 def creds() -> None:
     """Secrets in the OS keyring: SSH passwords and key passphrases."""
 

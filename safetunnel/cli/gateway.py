@@ -12,7 +12,7 @@ import paramiko
 
 from safetunnel import paths
 from safetunnel.addresses import format_hostport
-from safetunnel.errors import ConfigError
+from safetunnel.errors import UsageError
 from safetunnel.hosts.config import load_config
 from safetunnel.ssh.gateway import Gateway, load_authorized_keys
 from safetunnel.ssh.hostkeys import fingerprint
@@ -49,13 +49,13 @@ def _authorized(host: str, authorized_keys: str | None) -> list[paramiko.PKey]:
     if authorized_keys:
         return load_authorized_keys(Path(authorized_keys))
     if host not in LOOPBACK:
-        raise ConfigError(
+        raise UsageError(
             f"listening on {host} needs --authorized-keys",
             hint="Without an authorized_keys file only a loopback listener is allowed.",
         )
     keys = own_public_keys()
     if not keys:
-        raise ConfigError(
+        raise UsageError(
             "no public key found in ~/.ssh to authorize",
             hint="Pass --authorized-keys FILE, or create a key with ssh-keygen.",
         )

@@ -9,11 +9,13 @@ from typing import Any
 
 import click
 
+from safetunnel.cli.helpfmt import FullHelpGroup
+from safetunnel.errors import UsageError
 from safetunnel.hosts.config import Config, HostProfile, load_config, save_config
-from safetunnel.hosts.resolve import HostUsageError, locate_host, parse_literal, ssh_config_alias
+from safetunnel.hosts.resolve import locate_host, parse_literal, ssh_config_alias
 
 
-@click.group()
+@click.group(cls=FullHelpGroup)
 def hosts() -> None:
     """Saved SSH hosts (profiles) and the default host."""
 
@@ -84,7 +86,7 @@ def _check_host(host: str, resolve: bool) -> None:
     try:
         socket.getaddrinfo(ref.hostname, ref.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as err:
-        raise HostUsageError(
+        raise UsageError(
             f"{ref.hostname!r} is neither an ~/.ssh/config alias nor a host name that resolves"
             f" ({err})",
             hint="Check the spelling, or pass --no-check to save it anyway.",
@@ -97,7 +99,7 @@ def default(name: str) -> None:
     """Make saved host NAME the default: shares without --host go through it."""
     config = load_config()
     if name not in config.hosts:
-        raise HostUsageError(
+        raise UsageError(
             f"no saved host profile {name!r} ({config.known_profiles()})",
             hint=f"Add it first: `safetunnel hosts add {name} [user@]host[:port] --default`.",
         )

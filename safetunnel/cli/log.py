@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import click
 
 from safetunnel.cli import render
+from safetunnel.cli.completion import complete_tunnel_ids
+from safetunnel.errors import TunnelNotFound
 from safetunnel.registry.audit import AuditLog
-from safetunnel.registry.records import check_tunnel_id
+from safetunnel.registry.records import Registry, check_tunnel_id
 
 
 @click.command("log")
-@click.argument("tunnel_id", metavar="[ID]", required=False)
+@click.argument("tunnel_id", metavar="[ID]", required=False, shell_complete=complete_tunnel_ids)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new entries (Ctrl-C to stop).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def log_cmd(tunnel_id: str | None, follow: bool, as_json: bool) -> None:
-    """Show audit entries (all tunnels, or one), oldest first."""
-    if tunnel_id is not None:
-        check_tunnel_id(tunnel_id)
+    """Show audit entries (all tunnels, or one), oldest first.
+
+    --follow with an ID that never existed is an error rather than a wait for ever.
+    """
     audit = AuditLog()
-    entries = audit.follow(tunnel_id) if follow else audit.read(tunnel_id)
+    if tunnel_id is None:
+        entries = audit.follow() if follow else audit.read()
+    else:
+        check_tunnel_id(tunnel_id)
+        entries = _follow_one(audit, tunnel_id) if follow else audit.read(tunnel_id)
     shown = 0
     try:
         for entry in entries:
@@ -35,3 +44,11 @@ def log_cmd(tunnel_id: str | None, follow: bool, as_json: bool) -> None:
         return  # --follow ends with Ctrl-C; that is the normal way out, not an error
     if shown == 0 and not as_json:
         click.echo("No audit entries" + (f" for {tunnel_id}." if tunnel_id else "."))
+
+
+def _follow_one(audit: AuditLog, tunnel_id: str) -> Iterator[dict[str, Any]]:
+    """One tunnel's entries as they come; refused for an id that never existed."""
+    running = Registry().record_path(tunnel_id).exists()
+    if not running and not any(True for _ in audit.read(tunnel_id)):
+        raise TunnelNotFound(f"no tunnel {tunnel_id}: it is not running and not in the audit log")
+    return audit.follow(tunnel_id)

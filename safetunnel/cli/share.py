@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from safetunnel.cli.completion import complete_hosts
 from safetunnel.cli.console import ConsoleUI, json_line
 from safetunnel.cli.handoff import HandedChildUI, RememberingUI
 from safetunnel.cli.params import DurationParam, LocalAddressParam
@@ -29,6 +30,7 @@ from safetunnel.timefmt import parse_iso_z
 @click.argument("port", type=LocalAddressParam())
 @click.option(
     "--host",
+    shell_complete=complete_hosts,
     help="[user@]host[:port], a saved profile, or an ~/.ssh/config alias. "
     "Default: the default host, else the built-in loopback gateway.",
 )
@@ -55,6 +57,13 @@ from safetunnel.timefmt import parse_iso_z
     help="Which gate protocol remote clients must speak.",
 )
 @click.option("--yes", "-y", is_flag=True, help="Skip the y/N question (never host-key trust).")
+@click.option(
+    "--confirm-port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Acknowledge a risky share without a prompt: the shared port, as you would type it. "
+    "With --yes, starts a risky share without a terminal.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
 @click.option(
     "--identity", type=click.Path(exists=True, dir_okay=False), help="SSH private key file."
@@ -122,6 +131,24 @@ def share_command(
     Every remote connection must present the generated access token. The tunnel stops by itself
     when the TTL ends, on `safetunnel kill`, or on a signal. A lost SSH connection is
     re-established within the TTL (unless --no-reconnect); open connections are lost with it.
+
+    \b
+    Examples:
+      safetunnel share 8000 --host bastion --ttl 1h
+      safetunnel share 5432 --host bastion --yes --confirm-port 5432 --json
+
+    \b
+    Exit codes:
+      0  ended as asked (TTL, --idle, kill, SIGTERM, SIGHUP)
+      1  other error
+      2  usage error (bad option, unknown host, TTL over max_ttl)
+      3  not confirmed (declined, or no terminal to ask on)
+      4  host key unknown without a terminal, or changed
+      5  SSH authentication failed
+      6  remote forward refused, widened, or narrowed to loopback (--public)
+      7  nothing listening on the local port
+      8  SSH connection lost and not re-established
+      130  Ctrl-C, after a full teardown
     """
     if fields["keep_token_file"] and not fields["token_file"]:
         raise click.UsageError("--keep-token-file needs --token-file")

@@ -9,6 +9,7 @@ import click
 
 from safetunnel import timefmt
 from safetunnel.cli import render
+from safetunnel.cli.completion import complete_tunnel_ids
 from safetunnel.cli.params import DURATION
 from safetunnel.durations import format_duration
 from safetunnel.errors import SafetunnelError
@@ -40,7 +41,7 @@ def list_cmd(as_json: bool) -> None:
 
 
 @click.command("kill")
-@click.argument("ids", nargs=-1, metavar="ID...")
+@click.argument("ids", nargs=-1, metavar="ID...", shell_complete=complete_tunnel_ids)
 @click.option("--all", "all_", is_flag=True, help="Stop every running tunnel.")
 def kill_cmd(ids: tuple[str, ...], all_: bool) -> None:
     """Stop tunnels by id (or all), waiting until each has exited and cleaned up."""
@@ -74,7 +75,7 @@ def _report(tunnel_id: str, outcome: manage.StopResult | SafetunnelError) -> Non
 
 
 @click.command("status")
-@click.argument("tunnel_id", metavar="ID")
+@click.argument("tunnel_id", metavar="ID", shell_complete=complete_tunnel_ids)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 def status_cmd(tunnel_id: str, as_json: bool) -> None:
     """Show a tunnel's record, live counters and last connections."""
@@ -83,7 +84,7 @@ def status_cmd(tunnel_id: str, as_json: bool) -> None:
 
 
 @click.command("extend")
-@click.argument("tunnel_id", metavar="ID")
+@click.argument("tunnel_id", metavar="ID", shell_complete=complete_tunnel_ids)
 @click.option("--by", "seconds", type=DURATION, required=True, help="How much longer, e.g. 30m.")
 def extend_cmd(tunnel_id: str, seconds: int) -> None:
     """Move a running tunnel's expiry later (never past max_ttl from its start)."""

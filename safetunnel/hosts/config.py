@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from safetunnel import fsutil, paths
 from safetunnel.durations import DurationError, format_duration, parse_duration
-from safetunnel.errors import ConfigError
+from safetunnel.errors import ConfigError, UsageError
 from safetunnel.hosts import tomlwrite
 
 DEFAULT_TTL = "30m"
@@ -75,7 +75,7 @@ class Config:
         try:
             return self.hosts[name]
         except KeyError:
-            raise ConfigError(
+            raise UsageError(
                 f"no saved host profile {name!r} ({self.known_profiles()})",
                 hint="Run `safetunnel hosts list`, or add it with "
                 f"`safetunnel hosts add {name} [user@]host[:port]`.",
@@ -163,7 +163,7 @@ def validate_ttl(ttl_seconds: int, config: Config) -> int:
     because a user who asked for more must learn that it will end sooner."""
     limit = config.max_ttl_seconds()
     if ttl_seconds > limit:
-        raise ConfigError(
+        raise UsageError(
             f"TTL {format_duration(ttl_seconds)} is longer than max_ttl {config.max_ttl}",
             hint=f"Use a shorter --ttl, or raise max_ttl in {paths.config_file()} "
             f'(for example max_ttl = "{format_duration(ttl_seconds)}").',

@@ -19,7 +19,7 @@ from typing import Literal
 import paramiko
 
 from safetunnel.addresses import format_hostport
-from safetunnel.errors import ConfigError
+from safetunnel.errors import ConfigError, UsageError
 from safetunnel.hosts.config import Config, HostProfile
 from safetunnel.ssh._invoke import allow_match_exec
 from safetunnel.ssh.target import SSHTarget, from_ssh_config, parse_target, ssh_uri
@@ -27,13 +27,7 @@ from safetunnel.ssh.target import SSHTarget, from_ssh_config, parse_target, ssh_
 _WILDCARD = re.compile(r"[*?!]")
 
 
-class HostUsageError(ConfigError):
-    """A host or key the user named cannot be used as written: a usage error (exit 2)."""
-
-    exit_code = 2
-
-
-class MissingKeyFile(HostUsageError):
+class MissingKeyFile(UsageError):
     """A key file the user named (a profile's identity) does not exist."""
 
 
@@ -126,7 +120,7 @@ def locate_host(
         # A bare word that is neither a profile nor an alias is far more often a typo of one than
         # a single-label hostname; connecting (and offering secrets) to it would be the wrong
         # guess. user@name or name:22 still reach such a host.
-        raise ConfigError(
+        raise UsageError(
             f"unknown host {text!r}: not a saved profile ({config.known_profiles()}) and not an "
             f"~/.ssh/config alias ({', '.join(aliases()) or 'none found'})",
             hint=f"Add it with `safetunnel hosts add NAME {text}`, or write a literal host as "

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from safetunnel.errors import SafetunnelError, StateError
+from safetunnel.errors import SafetunnelError, StateError, UsageError
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 MAX_LINE = 64 * 1024
@@ -35,6 +35,12 @@ class ControlUnavailable(StateError):
 
 class ControlError(SafetunnelError):
     """The tunnel answered ``{"ok": false}``; the message is the tunnel's own."""
+
+
+class ControlUsageError(ControlError):
+    """The tunnel refused the request's value (extending past max_ttl): a usage error."""
+
+    exit_code = 2
 
 
 def peer_uid_allowed(peer_uid: int, own_uid: int | None = None) -> bool:
@@ -196,6 +202,8 @@ class ControlServer:
             return {"ok": False, "error": f"unknown op {op!r}"}
         try:
             reply = handler(request)
+        except UsageError as err:  # the caller's own request was wrong: exit 2 there too
+            return {"ok": False, "error": err.message, "usage": True}
         except SafetunnelError as err:
             return {"ok": False, "error": err.message}
         except Exception as err:  # a bug in one handler must not take the tunnel down
@@ -213,7 +221,8 @@ def request(path: Path, op: str, timeout: float = 5.0, **args: Any) -> dict[str,
     if not isinstance(reply, dict):
         raise ControlError(f"the tunnel sent a malformed reply to {op!r}")
     if reply.get("ok") is not True:
-        raise ControlError(str(reply.get("error") or f"{op!r} failed"))
+        error = ControlUsageError if reply.get("usage") is True else ControlError
+        raise error(str(reply.get("error") or f"{op!r} failed"))
     return reply
 
 

@@ -22,7 +22,7 @@ from typing import Protocol
 from safetunnel import tokens
 from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND
 from safetunnel.durations import parse_duration
-from safetunnel.errors import ConfigError, ForwardRefused, NotConfirmed
+from safetunnel.errors import ForwardRefused, NotConfirmed, UsageError
 from safetunnel.hosts.config import Config, load_config, validate_ttl
 from safetunnel.hosts.resolve import resolve_host
 from safetunnel.registry.audit import AuditLog
@@ -30,6 +30,7 @@ from safetunnel.registry.publication import Bookkeeper
 from safetunnel.registry.records import Registry, new_tunnel_id
 from safetunnel.secrets.credentials import KeyringAuthSource
 from safetunnel.sharing import preflight
+from safetunnel.sharing.acknowledge import check_confirm_port, no_terminal, typed_needed
 from safetunnel.sharing.connections import builtin_gateway_limits
 from safetunnel.sharing.connector import Connector
 from safetunnel.sharing.engines import Engine, ShareSession, choose_engine
@@ -130,16 +131,12 @@ def _preflight(request: ShareRequest, ui: ShareUI) -> _Plan:
     risks = preflight.assess_risks(
         service.port, request.public, ttl, service.exposed, service_kind=service.service_kind
     )
-    risky = preflight.needs_typed(risks)
-    typed = risky and not (request.yes and request.public) and not ui.preconfirmed
+    check_confirm_port(request.confirm_port, service.port)
+    typed = not ui.preconfirmed and typed_needed(
+        risks, yes=request.yes, public=request.public, confirm_port=request.confirm_port
+    )
     if not ui.interactive and not ui.preconfirmed and (typed or not request.yes):
-        raise NotConfirmed(
-            "confirmation needed but there is no terminal to ask on",
-            hint="Run it in a terminal: this share is risky and needs a typed "
-            "confirmation (only --yes together with --public replaces it)."
-            if typed
-            else "Run it in a terminal, or pass --yes (risky shares also need --public).",
-        )
+        raise no_terminal(risks, typed, service.port)
     target = _target(request, config)
     return _Plan(
         service=service,
@@ -157,7 +154,7 @@ def _preflight(request: ShareRequest, ui: ShareUI) -> _Plan:
 def _target(request: ShareRequest, config: Config) -> SSHTarget | None:
     target = None if request.builtin_gateway else resolve_host(request.host, config)
     if target is None and request.public:
-        raise ConfigError(
+        raise UsageError(
             "the built-in gateway listens on this machine's loopback only",
             hint="--public needs an SSH host: pass --host or set a default host.",
         )
@@ -215,6 +212,7 @@ def _summary(request: ShareRequest, session: ShareSession, plan: _Plan) -> Share
         host_key_state=session.host_key_state,
         fingerprint=session.fingerprint,
         key_type=session.key_type,
+        ssh_destination=target.destination,
         ttl_seconds=plan.ttl,
         expires_at=utc_now() + timedelta(seconds=plan.ttl),
         remote_bind=PUBLIC_BIND if request.public else LOOPBACK_BIND,
@@ -235,7 +233,7 @@ def _start(prepared: _Prepared, request: ShareRequest, ui: ShareUI) -> Tunnel:
         path = Path(prepared.summary.token_file)
         write_token_file(prepared.stack, path, token, keep=request.keep_token_file)
     config = _tunnel_config(request, prepared)
-    _audit_confirmed(prepared, config)
+    _audit_confirmed(prepared, config, request)
     shown_by = ui.observer(prepared.summary)
     # The publication comes first, so it is closed last: see safetunnel.sharing.observers.
     books = Bookkeeper(prepared.plan.registry, prepared.plan.audit, log_path=request.log_path)
@@ -284,7 +282,7 @@ def _tunnel_config(request: ShareRequest, prepared: _Prepared) -> TunnelConfig:
     )
 
 
-def _audit_confirmed(prepared: _Prepared, config: TunnelConfig) -> None:
+def _audit_confirmed(prepared: _Prepared, config: TunnelConfig, request: ShareRequest) -> None:
     prepared.plan.audit.write(
         "confirmed",
         config.tunnel_id,
@@ -297,4 +295,5 @@ def _audit_confirmed(prepared: _Prepared, config: TunnelConfig) -> None:
         protocol=config.protocol,
         risks=[risk.code for risk in prepared.plan.risks],
         typed_confirmation=prepared.typed_confirmation,
+        confirm_port=request.confirm_port is not None,
     )

@@ -25,6 +25,7 @@ from safetunnel.errors import (
     ConfigError,
     ConnectionLost,
     CredentialError,
+    ForwardNarrowed,
     ForwardRefused,
     ForwardWidened,
     HostKeyError,
@@ -57,9 +58,10 @@ def delay_before(attempt: int) -> float:
 
 def verdict(error: BaseException) -> Verdict:
     """What a failed attempt means: ``fatal`` (trying again cannot help, or must not: a changed
-    host key, refused credentials, a widened bind), ``port`` (the forward was refused: the old
-    session may still hold the port) or ``retry`` (the network or the server is not back yet)."""
-    if isinstance(error, ForwardWidened):
+    host key, refused credentials, a widened or narrowed bind), ``port`` (the forward was
+    refused: the old session may still hold the port) or ``retry`` (the network or the server
+    is not back yet)."""
+    if isinstance(error, ForwardWidened | ForwardNarrowed):
         return "fatal"
     if isinstance(error, ForwardRefused):
         return "port"

@@ -35,6 +35,7 @@ class ShareRequest:
     log_path: str | None = None  # --background: where the detached tunnel's output goes
     engine: options.EngineChoice | None = None  # None: config.toml's engine, else auto
     reconnect: bool = True  # replace a lost SSH session within the TTL instead of ending
+    confirm_port: int | None = None  # the typed confirmation given in advance (--confirm-port)
 
 
 def check_request(request: ShareRequest) -> None:
@@ -65,6 +66,10 @@ def check_request(request: ShareRequest) -> None:
         (
             request.engine is not None and request.engine not in options.ENGINES,
             f"engine must be one of {', '.join(options.ENGINES)}",
+        ),
+        (
+            request.confirm_port is not None and not 1 <= request.confirm_port <= 65535,
+            "confirm_port must be a port number from 1 to 65535",
         ),
         (
             request.protocol not in options.PROTOCOLS,

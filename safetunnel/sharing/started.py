@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from safetunnel.addresses import bracket_host, format_hostport
 from safetunnel.sharing.blocktext import cmd, idle_text, row
+from safetunnel.sharing.clientlines import NC_FREE_RELAY, ssh_forward_line
 from safetunnel.sharing.summary import ShareSummary
 from safetunnel.tokens import looks_like_token
 
@@ -38,6 +39,7 @@ def started_block(
     if _show_tcp(summary):
         tcp = f"{{ {ref.lines('SAFETUNNEL ')}; cat; }} | nc {url_host} {remote_port}"
         lines.append(cmd("raw TCP", tcp))
+        lines.append(cmd("without nc", f"put this in place of nc: {NC_FREE_RELAY}"))
     lines += _where_lines(summary, remote_port)
     lines.append(row("expires", f"{summary.expires_local}; {idle_text(summary.idle_seconds)}"))
     stop = f" (or: safetunnel kill {tunnel_id})" if tunnel_id else ""
@@ -112,10 +114,10 @@ def _where_lines(summary: ShareSummary, remote_port: int) -> list[str]:
         return [row("where", f"{where}; the built-in gateway runs here"), cmd("others", others)]
     if summary.public:
         return [row("where", f"anywhere that can reach {host} on port {remote_port}")]
-    port_opt = f"-p {summary.ssh_port} " if summary.ssh_port != 22 else ""
     bind = summary.remote_bind
     forward = f"{remote_port}:{bracket_host(bind)}:{remote_port}"
-    tunnel = f"ssh -N {port_opt}-L {forward} {summary.ssh_user}@{host}"
+    fallback = (summary.ssh_user, host, summary.ssh_port)
+    tunnel = ssh_forward_line(forward, summary.ssh_destination, fallback)
     return [
         row("where", f"on {host}; from another machine, open this tunnel first:"),
         cmd("ssh -L", tunnel),

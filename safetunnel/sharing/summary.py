@@ -50,6 +50,7 @@ class ShareSummary:
     risks: tuple[Risk, ...] = ()
     token_file: str | None = None
     key_type: str | None = None  # "ssh-ed25519" etc., shown before the fingerprint
+    ssh_destination: str = ""  # the host as the sharer named it (alias or typed URI), for ssh -L
     local_tz: tzinfo | None = None
 
     @property

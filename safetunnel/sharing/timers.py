@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from safetunnel.durations import format_duration, format_remaining
-from safetunnel.errors import ConfigError
+from safetunnel.errors import UsageError
 from safetunnel.sharing.reasons import StopReason
 
 WARN_BEFORE = (300, 60)  # warn 5 min and 1 min before expiry
@@ -65,7 +65,7 @@ class Deadlines:
         """Move the expiry by ``seconds`` and re-arm the warnings; refused past ``max_ttl``."""
         new_expiry = self.expires + seconds
         if new_expiry - self.start > self.max_ttl + _EXTEND_SLACK:
-            raise ConfigError(
+            raise UsageError(
                 f"extending by {format_duration(int(seconds))} would run past max_ttl "
                 f"({format_remaining(self.max_ttl)} from start)",
                 hint="Start a new share, or raise max_ttl in config.toml.",

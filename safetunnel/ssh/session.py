@@ -21,6 +21,7 @@ from safetunnel.ssh._watchdog import KeepaliveWatchdog
 from safetunnel.ssh.channelstream import ChannelStream
 from safetunnel.ssh.engine import Forward, HostKeyState, StreamHandler
 from safetunnel.ssh.hostkeys import fingerprint
+from safetunnel.ssh.narrowing import PROBE_BIND, narrowed, needs_probe
 from safetunnel.ssh.target import SSHTarget
 
 log = logging.getLogger("safetunnel.ssh")
@@ -93,8 +94,9 @@ class SSHSession:
 
         ``on_stream(stream)`` runs on paramiko's transport thread for each incoming connection:
         it must only hand the stream to another thread, never block. ForwardRefused (exit 6)
-        when refused, or when sshd's GatewayPorts widened the bind and ``allow_wildcard`` is
-        False. paramiko keeps one forward handler per transport, so a session forwards once.
+        when refused, when sshd's GatewayPorts widened the bind and ``allow_wildcard`` is
+        False, or when a bind beyond loopback would be narrowed to loopback. paramiko keeps
+        one forward handler per transport, so a session forwards once.
         """
         if not bind:
             raise ConfigError(
@@ -107,9 +109,11 @@ class SSHSession:
         def handler(chan: paramiko.Channel, origin: tuple[str, int], _: tuple[str, int]) -> None:
             on_stream(ChannelStream(chan, origin))
 
+        if needs_probe(bind) and self._narrows(handler):
+            raise narrowed(self.target.display)
         seen = len(self._transport.debug_messages)
         actual = self._request_forward(bind, port, handler)
-        widened = [m for m in self._transport.debug_messages[seen:] if GATEWAYPORTS_OVERRIDE in m]
+        widened = self._overrides(seen)
         if widened and not allow_wildcard:
             self._cancel_forward()
             raise ForwardWidened(
@@ -120,6 +124,20 @@ class SSHSession:
             )
         self._listener = Forward(bind, actual, self._cancel_forward)
         return self._listener
+
+    def _overrides(self, seen: int) -> list[str]:
+        return [m for m in self._transport.debug_messages[seen:] if GATEWAYPORTS_OVERRIDE in m]
+
+    def _narrows(self, handler: Callable[[paramiko.Channel, Any, Any], None]) -> bool:
+        """True when the server bound a forward on an address it cannot have without saying it
+        widened it: it puts remote forwards on its loopback (see safetunnel.ssh.narrowing)."""
+        seen = len(self._transport.debug_messages)
+        try:
+            self._request_forward(PROBE_BIND, 0, handler)
+        except ForwardRefused:
+            return False  # it honours listen addresses; the real request decides
+        self._cancel_forward()
+        return not self._overrides(seen)
 
     def _request_forward(
         self, bind: str, port: int, handler: Callable[[paramiko.Channel, Any, Any], None]

@@ -16,6 +16,7 @@ from pathlib import Path
 from safetunnel.addresses import format_hostport
 from safetunnel.errors import ConfigError, ForwardRefused, ForwardWidened, HostKeyChanged, SSHError
 from safetunnel.ssh.engine import Forward, HostKeyState, StreamHandler
+from safetunnel.ssh.narrowing import PROBE_BIND, narrowed, needs_probe
 from safetunnel.ssh.openssh.forward import GateSocket, socket_name
 from safetunnel.ssh.openssh.master import Master
 from safetunnel.ssh.target import SSHTarget
@@ -64,7 +65,8 @@ class OpenSSHSession:
         self, bind: str, port: int, on_stream: StreamHandler, *, allow_wildcard: bool = False
     ) -> Forward:
         """Ask the server (through the master) to listen on ``bind:port`` and connect each
-        client to the gate socket. ForwardRefused (exit 6) when refused or widened."""
+        client to the gate socket. ForwardRefused (exit 6) when refused, widened, or a bind
+        beyond loopback would be narrowed to loopback."""
         if not bind:
             raise ConfigError(
                 'Refusing to request bind address "": servers read it as every interface.',
@@ -72,6 +74,8 @@ class OpenSSHSession:
             )
         if self._listener is not None:
             raise SSHError("This session already carries a forward; open one session per tunnel.")
+        if needs_probe(bind) and self._narrows():
+            raise narrowed(self.target.display)
         path = socket_name(self._sockets, "g")
         self._gate = GateSocket(path, on_stream, (bind, 0))
         spec = f"{format_hostport(bind, port)}:{path}"
@@ -89,6 +93,21 @@ class OpenSSHSession:
         self._listener = Forward(bind, actual, self._cancel_forward, spec)
         self._refuse_if_widened(seen, bind, actual, allow_wildcard)
         return self._listener
+
+    def _narrows(self) -> bool:
+        """True when the server bound a forward on an address it cannot have without saying it
+        widened it: it puts remote forwards on its loopback (see safetunnel.ssh.narrowing).
+        Nothing listens on the probe's socket path: nobody can connect to it anyway."""
+        spec = f"{PROBE_BIND}:0:{socket_name(self._sockets, 'p')}"
+        seen = self._master.log.seen
+        if self._master.control("forward", "-R", spec).returncode != 0:
+            return False  # it honours listen addresses; the real request decides
+        self._master.log.wait_for(FORWARD_ANSWERED, seen, timeout=5.0)
+        widened = any(GATEWAYPORTS_OVERRIDE in line for line in self._master.log.since(seen))
+        answer = self._master.control("cancel", "-R", spec, timeout=3.0)
+        if answer.returncode != 0:
+            log.warning("could not cancel the probe forward: %s", answer.stderr.strip())
+        return not widened
 
     def _refuse_if_widened(self, seen: int, bind: str, port: int, allow_wildcard: bool) -> None:
         self._master.log.wait_for(FORWARD_ANSWERED, seen, timeout=5.0)
