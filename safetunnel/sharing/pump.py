@@ -110,7 +110,7 @@ class Pump(PumpBase):
             with self._gate_lock:
                 self._gate.service_unavailable()  # the gate answers (502 or close) and closes
             return False
-        self._to_service = pumpio.Outbox(sock.sendall)
+        self._to_service = pumpio.Outbox(pumpio.service_sender(sock))
         if not self._move(Phase.CONNECTED, sock):
             pumpio.close_socket(sock)  # teardown closed us while we connected: don't leak it
             raise ConnectionAbortedError("the tunnel is closing")
@@ -179,8 +179,9 @@ class Pump(PumpBase):
     def _gate_service(self) -> None:
         sock = self._sock
         assert sock is not None
+        recv = pumpio.service_receiver(sock)
         while self._phase is Phase.CONNECTED:
-            data = sock.recv(pumpio.BUFSIZE)
+            data = recv(pumpio.BUFSIZE)
             self._counters.add_out(len(data))
             with self._gate_lock:
                 if self._phase is not Phase.CONNECTED:
