@@ -48,13 +48,3 @@ def test_after_sending_a_request_the_service_is_acked_at_once(
     ours, _ = pair
     pumpio.service_sender(ours)(b"request")
     assert quickack(ours) == 1
-
-
-def test_after_reading_from_the_service_it_is_acked_at_once(
-    pair: tuple[socket.socket, socket.socket],
-) -> None:
-    ours, service = pair
-    ours.sendall(b"request")
-    service.sendall(b"head")
-    assert pumpio.service_receiver(ours)(64) == b"head"
-    assert quickack(ours) == 1

@@ -179,9 +179,8 @@ class Pump(PumpBase):
     def _gate_service(self) -> None:
         sock = self._sock
         assert sock is not None
-        recv = pumpio.service_receiver(sock)
         while self._phase is Phase.CONNECTED:
-            data = recv(pumpio.BUFSIZE)
+            data = sock.recv(pumpio.BUFSIZE)
             self._counters.add_out(len(data))
             with self._gate_lock:
                 if self._phase is not Phase.CONNECTED:
@@ -205,12 +204,12 @@ class Pump(PumpBase):
         sock = self._sock
         assert sock is not None
         self._to_service.flush()
-        remote = pumpio.spliceable(self._chan)
+        remote, send = pumpio.spliceable(self._chan), pumpio.service_sender(sock)
         while data := self._chan.read(pumpio.BUFSIZE):
             if not self._intake_still_open():
                 break
             self._counters.add_in(len(data))
-            sock.sendall(data)
+            send(data)
             if remote is not None and len(data) >= pumpio.SPLICE_AFTER:
                 add_in, still_open = self._counters.add_in, self._intake_still_open
                 pumpio.splice_copy(remote.socket_fd(), sock.fileno(), add_in, still_open)
