@@ -204,20 +204,13 @@ class Pump(PumpBase):
         sock = self._sock
         assert sock is not None
         self._to_service.flush()
-        remote, send = pumpio.spliceable(self._chan), pumpio.service_sender(sock)
+        send = pumpio.service_sender(sock)
         while data := self._chan.read(pumpio.BUFSIZE):
-            if not self._intake_still_open():
+            if not self._intake_open or self._clock() >= self._hooks.expires_at():
                 break
             self._counters.add_in(len(data))
             send(data)
-            if remote is not None and len(data) >= pumpio.SPLICE_AFTER:
-                add_in, still_open = self._counters.add_in, self._intake_still_open
-                pumpio.splice_copy(remote.socket_fd(), sock.fileno(), add_in, still_open)
-                break
         pumpio.half_close(sock)
-
-    def _intake_still_open(self) -> bool:
-        return self._intake_open and self._clock() < self._hooks.expires_at()
 
     def _copy_to_remote(self) -> None:
         assert self._sock is not None

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import socket
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any
 
 from safetunnel.ssh.engine import ByteStream
 
@@ -137,54 +135,6 @@ def copy_stream(
         send(data)
 
 
-# A raw stream that has delivered a read this large is moving bulk data: from then on it is
-# moved by splice(2), socket -> pipe -> socket inside the kernel, which saves the two copies
-# through this process (measured on loopback: the OpenSSH engine's bulk throughput was bound by
-# CPU, and these copies were this process's share of it). Small exchanges never get a pipe, so
-# a connection costs no extra descriptors until it carries bulk.
-SPLICE_AFTER = 64 * 1024
-_PIPE_SIZE = 1 << 20
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-
-
-class Spliceable(Protocol):
-    def socket_fd(self) -> int: ...
-
-
-def spliceable(stream: object) -> Spliceable | None:
-    """``stream`` when it is a plain socket (the OpenSSH engine's) that splice(2) can move
-    data from and to, else None: a paramiko channel's descriptor only signals readiness."""
-    if hasattr(os, "splice") and callable(getattr(stream, "socket_fd", None)):
-        return cast(Spliceable, stream)
-    return None
-
-
-def splice_copy(
-    src: int, dst: int, count: Callable[[int], None], keep_going: Callable[[], bool]
-) -> None:
-    """Move bytes from socket ``src`` to socket ``dst`` until EOF (or ``keep_going()`` is
-    False after a read), without copying them through this process. Blocking, like
-    :func:`copy_stream`; teardown's shutdown ends it with EOF or OSError alike.
-
-    Both descriptors are duplicated first and only the duplicates are used: teardown may close
-    the sockets from another thread, and a bare descriptor number, reused by the next
-    connection, would then splice one connection's bytes into another's socket."""
-    own = [os.dup(src), os.dup(dst), *os.pipe()]
-    src, dst, read_end, write_end = own
-    try:
-        with contextlib.suppress(OSError):  # a smaller pipe only means more calls
-            fcntl.fcntl(write_end, _F_SETPIPE_SZ, _PIPE_SIZE)
-        while moved := os.splice(src, write_end, _PIPE_SIZE):
-            count(moved)
-            if not keep_going():
-                return
-            while moved:
-                moved -= os.splice(read_end, dst, moved)
-    finally:
-        for fd in own:
-            os.close(fd)
-
-
 def half_close(sock: socket.socket) -> None:
     """No more bytes for the service: it reads EOF, as after ``ssh -R`` passes a remote EOF on."""
     with contextlib.suppress(OSError):
@@ -193,13 +143,7 @@ def half_close(sock: socket.socket) -> None:
 
 def pipe_to_remote(sock: socket.socket, stream: ByteStream, count: Callable[[int], None]) -> None:
     """Raw copy service -> remote until the service's EOF, then pass the half-close on."""
-    remote = spliceable(stream)
-    while data := sock.recv(BUFSIZE):
-        count(len(data))
-        stream.write_all(data)
-        if remote is not None and len(data) >= SPLICE_AFTER:
-            splice_copy(sock.fileno(), remote.socket_fd(), count, lambda: True)
-            break
+    copy_stream(sock.recv, stream.write_all, count)
     with contextlib.suppress(OSError, EOFError):
         stream.half_close()
 

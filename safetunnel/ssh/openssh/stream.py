@@ -30,10 +30,6 @@ class SocketStream:
     def fileno(self) -> int:
         return self._sock.fileno()
 
-    def socket_fd(self) -> int:
-        """The connected socket itself: the pump may splice(2) bulk data from and to it."""
-        return self._sock.fileno()
-
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         # The socket stays blocking: a socket timeout would apply to the writer thread's
         # sendall too, so a read's timeout is a poll of its own.
