@@ -46,7 +46,9 @@ class HttpSession:
         self._reader: RequestReader | None = None
         self._framer: ResponseFramer | None = None  # while a request is with the service
         self._chunked = False  # the request in flight has a chunked body
-        self._from_service = b""  # service bytes no response is being read for yet
+        # Service bytes not fed to a framer yet, as they came (a list: appending stays cheap
+        # whatever a service sends between requests, and a large piece is never copied).
+        self._from_service: list[bytes] = []
         self._remote_eof = eof
         self._service_eof = False
         self._service_eof_fed = False
@@ -75,7 +77,8 @@ class HttpSession:
     def receive_service(self, data: bytes) -> None:
         """Bytes (or b"" for EOF) from the local service."""
         self._service_eof = self._service_eof or not data
-        self._from_service += data
+        if data:
+            self._from_service.append(data)
 
     def advance(self, now: float, expires_at: float) -> None:
         """Make every decision the buffered bytes allow; from ``expires_at`` on, no new request
@@ -228,12 +231,12 @@ class HttpSession:
         framer = self._framer
         if framer is None or framer.complete:
             return False
-        data, self._from_service = self._from_service, b""
+        received, self._from_service = self._from_service, []
         eof = self._service_eof and not self._service_eof_fed
-        if not data and not eof:
+        if not received and not eof:
             return False
         try:
-            pieces = framer.feed(data) if data else []
+            pieces = [piece for data in received for piece in framer.feed(data)]
             if eof:
                 self._service_eof_fed = True
                 pieces += framer.feed(b"")
@@ -273,7 +276,9 @@ class HttpSession:
             self._stop("bad-request", refused=True)  # never guess where a request starts
             return False
         if framer is not None:
-            self._from_service = framer.rest + self._from_service
+            rest = framer.rest
+            if rest:
+                self._from_service.insert(0, rest)
         self._reader, self._framer = None, None
         self._scanner.reset()
         self._deadline = now + self._policy.header_timeout
