@@ -1,10 +1,12 @@
-"""HTTP/1.x through the gate: h11 as a server toward the remote and as a client toward the service.
+"""HTTP/1.x through the gate: h11 parses each request; the service's responses are only delimited.
 
-Each request is framed by h11 in both directions, so the gate always knows where one request ends
-and the next begins and can authenticate every request on a keep-alive or pipelined connection.
-Request heads are validated raw (headers.py) before h11 parses them. A fresh server-role h11
-connection is used per request and is given only that request (reader.py): a pipelined backlog
-stays in the gate's own buffer, where nothing copies it, whatever waits behind a request.
+Each request is framed by h11, so the gate always knows where one request ends and the next
+begins and can authenticate every request on a keep-alive or pipelined connection. Request heads
+are validated raw (headers.py) before h11 parses them. A fresh server-role h11 connection is used
+per request and is given only that request (reader.py): a pipelined backlog stays in the gate's
+own buffer, where nothing copies it, whatever waits behind a request. The response is relayed as
+the service wrote it; framing.py only finds where it ends (and when the service switches
+protocols), which is all the gate needs to let the next request through.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import h11
 from safetunnel.gate import auth, leaks
 from safetunnel.gate.buffer import RemoteBuffer
 from safetunnel.gate.events import Connect, End, Event, ToRemote, ToService
-from safetunnel.gate.forward import request_head
+from safetunnel.gate.forward import body_pieces, is_chunked, request_head
+from safetunnel.gate.framing import FramingError, ResponseFramer
 from safetunnel.gate.headers import BadRequest, HeadScanner, check_head
 from safetunnel.gate.policy import GatePolicy, session_secret
 from safetunnel.gate.reader import RequestReader
@@ -27,9 +30,7 @@ from safetunnel.gate.responses import (
     ENDED,
     SHARE_ENDED,
     UNAUTHORIZED,
-    closing,
     coalesce,
-    service_keeps_alive,
 )
 
 
@@ -43,12 +44,15 @@ class HttpSession:
         self._scanner = HeadScanner()
         self._deadline: float | None = deadline
         self._reader: RequestReader | None = None
-        self._client = h11.Connection(h11.CLIENT)
+        self._framer: ResponseFramer | None = None  # while a request is with the service
+        self._chunked = False  # the request in flight has a chunked body
+        # Service bytes not fed to a framer yet, as they came (a list: appending stays cheap
+        # whatever a service sends between requests, and a large piece is never copied).
+        self._from_service: list[bytes] = []
         self._remote_eof = eof
         self._service_eof = False
-        self._forwarding = False
+        self._service_eof_fed = False
         self._answered = False
-        self._method = b""
         self._now = 0.0
         self._expires_at = math.inf
         self.out: deque[Event] = deque()
@@ -73,7 +77,8 @@ class HttpSession:
     def receive_service(self, data: bytes) -> None:
         """Bytes (or b"" for EOF) from the local service."""
         self._service_eof = self._service_eof or not data
-        self._client.receive_data(data)
+        if data:
+            self._from_service.append(data)
 
     def advance(self, now: float, expires_at: float) -> None:
         """Make every decision the buffered bytes allow; from ``expires_at`` on, no new request
@@ -86,8 +91,7 @@ class HttpSession:
                 if reader is None:
                     progressed = self._advance_head(now)
                 else:
-                    server = reader.conn
-                    progressed = self._advance_remote(reader) | self._advance_service(server)
+                    progressed = self._advance_remote(reader) | self._advance_service()
                     progressed = self._finish_cycle(reader, now) or progressed
         except h11.ProtocolError:
             # Each h11 call that remote input can fail is handled where it is made; this is the
@@ -183,7 +187,7 @@ class HttpSession:
 
     def _forward(self, request: h11.Request, headers: auth.HeaderList) -> None:
         try:
-            data = request_head(self._client, request, headers)
+            data = request_head(request, headers)
         except h11.LocalProtocolError:
             self._stop("bad-request", refused=True, reply=BAD_REQUEST)
             return
@@ -193,8 +197,13 @@ class HttpSession:
         self.out.append(ToService(data))
         self.authenticated = True
         self.requests += 1
-        self._forwarding = True
-        self._method = bytes(request.method)
+        self._chunked = is_chunked(request)
+        connection = b",".join(v for k, v in request.headers if k == b"connection").lower()
+        self._framer = ResponseFramer(
+            bytes(request.method),
+            upgrade=any(name == b"upgrade" for name, _ in request.headers),
+            close=request.http_version != b"1.1" or b"close" in _tokens(connection),
+        )
 
     # -- bodies and responses ------------------------------------------------------------------
 
@@ -211,51 +220,40 @@ class HttpSession:
             return False
         if event is None:
             return False
-        if self._forwarding:
-            # Trailers are dropped: they could carry anything, including the token header.
-            outgoing = h11.EndOfMessage() if type(event) is h11.EndOfMessage else event
-            try:
-                pieces = self._client.send_with_data_passthrough(outgoing)
-            except h11.ProtocolError:
-                self._stop("service-closed", refused=False)
-                return False
-            self.out.extend(ToService(piece) for piece in coalesce(pieces))
+        if self._framer is not None:
+            # Trailers are dropped (body_pieces): they could carry anything, the token included.
+            self.out.extend(
+                ToService(piece) for piece in coalesce(body_pieces(event, self._chunked))
+            )
         return True
 
-    def _advance_service(self, server: h11.Connection) -> bool:
-        if not self._forwarding or self._client.their_state is h11.DONE:
+    def _advance_service(self) -> bool:
+        framer = self._framer
+        if framer is None or framer.complete:
+            return False
+        received, self._from_service = self._from_service, []
+        eof = self._service_eof and not self._service_eof_fed
+        if not received and not eof:
             return False
         try:
-            event = self._client.next_event()
-            if not isinstance(event, h11.Event):
-                return False  # NEED_DATA or PAUSED
-            if type(event) is h11.ConnectionClosed:
-                raise h11.RemoteProtocolError("service closed before answering")
-            self._relay_response(server, event)
-        except h11.ProtocolError:
+            pieces = [piece for data in received for piece in framer.feed(data)]
+            if eof:
+                self._service_eof_fed = True
+                pieces += framer.feed(b"")
+        except FramingError:
             self._stop("service-closed", refused=False, reply=self._unless_answered(BAD_GATEWAY))
             return False
+        # Only once a final response began may an error no longer be answered with a 502.
+        self._answered = self._answered or framer.answered
+        self.out.extend(ToRemote(piece) for piece in coalesce(pieces))
+        if framer.switched and self._reader is not None:
+            self._switch(self._reader.conn, framer.rest)
         return True
 
-    def _relay_response(self, server: h11.Connection, event: h11.Event) -> None:
-        if type(event) is h11.Response:
-            self._answered = True
-            if not service_keeps_alive(self._method, event):
-                # This cycle is the last one the service will take, so the remote must not
-                # send another request: there is only one service connection per gate.
-                event = closing(event)
-        elif type(event) is h11.EndOfMessage:
-            event = h11.EndOfMessage()
-        pieces = server.send_with_data_passthrough(event)
-        self.out.extend(ToRemote(piece) for piece in coalesce(pieces))
-        if server.our_state is h11.SWITCHED_PROTOCOL:
-            self._switch(server)
-
-    def _switch(self, server: h11.Connection) -> None:
-        # After 101 (or a CONNECT 2xx) both h11 connections stop parsing; whatever each already
-        # holds, and what the gate buffered behind it, belongs to the new protocol and must reach
-        # the other side before piping.
-        from_service, _ = self._client.trailing_data
+    def _switch(self, server: h11.Connection, from_service: bytes) -> None:
+        # After 101 (or a CONNECT 2xx) nothing is parsed any more; whatever each side already
+        # sent past the switch, and what the gate buffered behind it, belongs to the new
+        # protocol and must reach the other side before piping.
         from_remote, _ = server.trailing_data
         if from_service:
             self.out.append(ToRemote(from_service))
@@ -265,23 +263,38 @@ class HttpSession:
         self.piped = True
 
     def _finish_cycle(self, reader: RequestReader, now: float) -> bool:
-        server = reader.conn
-        if server.our_state not in ENDED or server.their_state not in ENDED:
+        server, framer = reader.conn, self._framer
+        request_state = _request_state(server)
+        answered = framer.complete if framer is not None else server.our_state in ENDED
+        if not answered or request_state not in ENDED:
             return False
-        if server.our_state is not h11.DONE or server.their_state is not h11.DONE:
+        again = framer.keep_alive if framer is not None else server.our_state is h11.DONE
+        if not again or request_state is not h11.DONE:
             self._stop("done", refused=False)
-            return False
-        try:
-            if self._forwarding:
-                self._client.start_next_cycle()
-        except h11.ProtocolError:
-            self._stop("service-closed", refused=False)
             return False
         if not reader.give_back():
             self._stop("bad-request", refused=True)  # never guess where a request starts
             return False
-        self._reader = None
+        if framer is not None:
+            rest = framer.rest
+            if rest:
+                self._from_service.insert(0, rest)
+        self._reader, self._framer = None, None
         self._scanner.reset()
         self._deadline = now + self._policy.header_timeout
-        self._forwarding = self._answered = False
+        self._answered = False
         return True
+
+
+def _request_state(server: h11.Connection) -> object:
+    """The request side's state, where a request that offered an upgrade (or a CONNECT) is
+    DONE: its response was not a switch, or the gate would be piping by now. (h11 calls that
+    state MIGHT_SWITCH_PROTOCOL but does not export it.)"""
+    state = server.their_state
+    if state in (h11.IDLE, h11.SEND_BODY, h11.ERROR, h11.SWITCHED_PROTOCOL, *ENDED):
+        return state
+    return h11.DONE
+
+
+def _tokens(value: bytes) -> list[bytes]:
+    return [token.strip() for token in value.split(b",")]

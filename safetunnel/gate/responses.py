@@ -1,5 +1,5 @@
-"""What goes back to the remote client: the gate's own fixed replies, and the rules for relaying
-the service's responses through h11."""
+"""What goes back to the remote client: the gate's own fixed replies, and how pieces are
+written."""
 
 from __future__ import annotations
 
@@ -44,24 +44,3 @@ def coalesce(pieces: list[bytes] | None) -> list[bytes]:
     if len(pieces) <= 1 or sum(len(piece) for piece in pieces) > _COALESCE_LIMIT:
         return pieces
     return [b"".join(pieces)]
-
-
-def closing(response: h11.Response) -> h11.Response:
-    """The same response announcing ``Connection: close``."""
-    return h11.Response(
-        status_code=response.status_code,
-        reason=response.reason,
-        headers=[*response.headers.raw_items(), (b"Connection", b"close")],
-    )
-
-
-def service_keeps_alive(method: bytes, response: h11.Response) -> bool:
-    """Whether the service will take another request after this response (h11's own rule)."""
-    if response.http_version != b"1.1":
-        return False
-    connection = b",".join(v for k, v in response.headers if k == b"connection").lower()
-    if b"close" in [token.strip() for token in connection.split(b",")]:
-        return False
-    if method in (b"HEAD", b"CONNECT") or response.status_code in (204, 304):
-        return True
-    return any(k in (b"content-length", b"transfer-encoding") for k, _ in response.headers)

@@ -110,7 +110,7 @@ class Pump(PumpBase):
             with self._gate_lock:
                 self._gate.service_unavailable()  # the gate answers (502 or close) and closes
             return False
-        self._to_service = pumpio.Outbox(sock.sendall)
+        self._to_service = pumpio.Outbox(pumpio.service_sender(sock))
         if not self._move(Phase.CONNECTED, sock):
             pumpio.close_socket(sock)  # teardown closed us while we connected: don't leak it
             raise ConnectionAbortedError("the tunnel is closing")
@@ -204,11 +204,12 @@ class Pump(PumpBase):
         sock = self._sock
         assert sock is not None
         self._to_service.flush()
+        send = pumpio.service_sender(sock)
         while data := self._chan.read(pumpio.BUFSIZE):
             if not self._intake_open or self._clock() >= self._hooks.expires_at():
                 break
             self._counters.add_in(len(data))
-            sock.sendall(data)
+            send(data)
         pumpio.half_close(sock)
 
     def _copy_to_remote(self) -> None:

@@ -88,6 +88,34 @@ def unconnected(data: bytes) -> None:
     raise RuntimeError(f"{len(data)} bytes for the service before it was connected")
 
 
+# Linux only; elsewhere the service's ACKs keep the kernel's default timing.
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+
+
+def quick_ack(sock: socket.socket) -> None:
+    """ACK what the service sends at once instead of up to 40 ms later.
+
+    A service that writes a response's head and body in two writes, with Nagle on (the
+    default), holds the body until the head is ACKed; our socket, which has just sent the
+    request, delays that ACK, hoping to piggyback it on data it never sends: every such
+    response took ~44 ms through the gate and through ``ssh -R`` alike (measured, 300 keep-alive
+    requests). Sending is what puts the socket in that mode, so quick-ACK mode is asked for
+    again after every send (one system call); after reads it made no measured difference."""
+    if _QUICKACK is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+
+
+def service_sender(sock: socket.socket) -> Callable[[bytes], None]:
+    """``sock.sendall`` followed by :func:`quick_ack`."""
+
+    def send(data: bytes) -> None:
+        sock.sendall(data)
+        quick_ack(sock)
+
+    return send
+
+
 def open_local(address: tuple[str, int], timeout: float = 5.0) -> socket.socket:
     """Connect to the local service with Nagle off: a gated reply is often one small write, and
     waiting for an ACK before sending it would add a round trip to every request."""

@@ -60,9 +60,16 @@ class MasterLog:
         self._ended = False
 
     def add(self, line: str) -> None:
+        self.add_many([line])
+
+    def add_many(self, lines: list[str]) -> None:
+        """Several lines under one lock and one wake-up: at DEBUG1 the master writes about
+        eight lines per forwarded connection, all of them read here."""
+        if not lines:
+            return
         with self._changed:
-            self._lines.append(line)
-            self._seen += 1
+            self._lines.extend(lines)
+            self._seen += len(lines)
             self._changed.notify_all()
 
     def end(self) -> None:
@@ -100,6 +107,10 @@ class MasterLog:
             return list(self._lines)[-count:]
 
 
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace").rstrip("\r")
+
+
 class Master:
     """A running ``ssh -M -S CTL -N …`` and its control socket."""
 
@@ -128,10 +139,17 @@ class Master:
         return self._process.pid
 
     def _read(self) -> None:
+        """Whatever the pipe holds at once, split into lines: one read and one lock per burst
+        rather than per line (a line cut by a read waits for its end)."""
         assert self._process.stderr is not None
         with self._process.stderr as stream:
-            for raw in stream:
-                self.log.add(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            fd = stream.fileno()
+            partial = b""
+            while chunk := os.read(fd, 65536):
+                *lines, partial = (partial + chunk).split(b"\n")
+                self.log.add_many([_text(line) for line in lines])
+            if partial:
+                self.log.add(_text(partial))
         self.log.end()
 
     def _wait(self) -> None:

@@ -1,0 +1,41 @@
+"""Megabytes both ways through a real share, on both engines: every byte, in order."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import socket
+
+import pytest
+from e2e import E2E, connect
+from sshd import SSHD
+
+MIB = 1 << 20
+BLOB = hashlib.sha256(b"seed").digest() * (3 * MIB // 32 + 7)  # not a multiple of any buffer
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("engine", ["openssh", "paramiko"])
+def test_megabytes_both_ways_through_a_real_share(e2e: E2E, shared_sshd: SSHD, engine: str) -> None:
+    def digest_then_blob(conn: socket.socket, record: object) -> None:
+        hashed, size = hashlib.sha256(), 0
+        while data := conn.recv(MIB):
+            hashed.update(data)
+            size += len(data)
+        conn.sendall(b"%d %s\n" % (size, hashed.hexdigest().encode()) + BLOB)
+
+    service = e2e.service(digest_then_blob)
+    proc = e2e.share(service.port, "--engine", engine, via=shared_sshd, ttl="1m")
+    started = e2e.started(proc)
+    assert started["engine"] == engine
+    got = bytearray()
+    with connect(started["remote_port"], timeout=30) as sock:
+        sock.sendall(f"SAFETUNNEL {started['token']}\n".encode() + BLOB)
+        sock.shutdown(socket.SHUT_WR)
+        while data := sock.recv(MIB):
+            got.extend(data)
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0, proc.stderr
+    line, _, rest = bytes(got).partition(b"\n")
+    assert line == b"%d %s" % (len(BLOB), hashlib.sha256(BLOB).hexdigest().encode())
+    assert rest == BLOB
