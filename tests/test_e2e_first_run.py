@@ -9,10 +9,10 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
-import paramiko
 import pytest
 from conftest import Sandbox
-from e2e import E2E, Pty, env_without_agent, public_line, run, sshd_args, token_from
+from e2e import E2E, Pty, env_without_agent, run, sshd_args, token_from
+from engine_pin import ENGINES, pin_engine, sshd_accepting
 from secrets_check import assert_secret_absent
 from services import Service, echo
 from sshd import SSHD, SSHDFactory
@@ -25,13 +25,9 @@ pytestmark = pytest.mark.sshd
 PASSPHRASE = "first-run phrase ✓"
 
 
-@pytest.fixture(params=["openssh", "paramiko"])
+@pytest.fixture(params=ENGINES)
 def engine(sandbox: Sandbox, request: pytest.FixtureRequest) -> str:
-    sandbox.config_dir.mkdir(mode=0o700, exist_ok=True)
-    config = sandbox.config_dir / "config.toml"
-    config.write_text(f'engine = "{request.param}"\n')
-    config.chmod(0o600)
-    return str(request.param)
+    return pin_engine(sandbox, request.param)
 
 
 @pytest.fixture
@@ -41,8 +37,7 @@ def encrypted_key(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def key_sshd(sshd_factory: SSHDFactory, encrypted_key: Path) -> SSHD:
-    key = paramiko.Ed25519Key.from_private_key_file(str(encrypted_key), PASSPHRASE)
-    return sshd_factory(extra_authorized_lines=[public_line(key)])
+    return sshd_accepting(sshd_factory, encrypted_key, PASSPHRASE)
 
 
 @pytest.fixture

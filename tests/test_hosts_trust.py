@@ -9,6 +9,7 @@ import shlex
 import pytest
 from conftest import Sandbox
 from e2e import Pty, env_without_agent, known_hosts_line, run, share_started, stop
+from engine_pin import ENGINES, pin_engine
 from services import Service, echo
 from sshd import SSHD
 
@@ -16,13 +17,9 @@ from safetunnel.ssh.hostkeys import fingerprint
 from safetunnel.ssh.keys import generate_ed25519
 
 
-@pytest.fixture(autouse=True, params=["openssh", "paramiko"])
+@pytest.fixture(autouse=True, params=ENGINES)
 def engine(sandbox: Sandbox, request: pytest.FixtureRequest) -> str:
-    sandbox.config_dir.mkdir(mode=0o700, exist_ok=True)
-    config = sandbox.config_dir / "config.toml"
-    config.write_text(f'engine = "{request.param}"\n')
-    config.chmod(0o600)
-    return str(request.param)
+    return pin_engine(sandbox, request.param)
 
 
 def own_known_hosts(sandbox: Sandbox) -> str:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paramiko
 import pytest
 from conftest import Sandbox
 from e2e import (
@@ -25,12 +24,12 @@ from e2e import (
     ShareProcess,
     env_without_agent,
     known_hosts_line,
-    public_line,
     run,
     share_argv,
     share_started,
     stop,
 )
+from engine_pin import ENGINES, pin_engine, sshd_accepting
 from secrets_check import assert_secret_absent
 from services import Service, echo
 from sshd import SSHD, SSHDFactory
@@ -52,14 +51,11 @@ class Target:
     args: list[str]
 
 
-@pytest.fixture(params=["openssh", "paramiko"])
+@pytest.fixture(params=ENGINES)
 def env(sandbox: Sandbox, request: pytest.FixtureRequest) -> dict[str, str]:
     """Each case on both engines: OpenSSH reaches the keyring through its askpass helper,
     paramiko in this process; the messages and exit codes must be the same."""
-    sandbox.config_dir.mkdir(mode=0o700, exist_ok=True)
-    config = sandbox.config_dir / "config.toml"
-    config.write_text(f'engine = "{request.param}"\n')
-    config.chmod(0o600)
+    pin_engine(sandbox, request.param)
     return {**env_without_agent(sandbox), ENGINE: request.param}
 
 
@@ -70,8 +66,7 @@ def encrypted_key(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def key_sshd(sshd_factory: SSHDFactory, encrypted_key: Path) -> SSHD:
-    key = paramiko.Ed25519Key.from_private_key_file(str(encrypted_key), PASSPHRASE)
-    return sshd_factory(extra_authorized_lines=[public_line(key)])
+    return sshd_accepting(sshd_factory, encrypted_key, PASSPHRASE)
 
 
 @pytest.fixture
