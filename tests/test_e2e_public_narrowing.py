@@ -9,13 +9,12 @@ import socket
 
 import pytest
 from e2e import E2E, assert_port_released
+from engine_pin import ENGINES
 from services import http_keepalive
 from sshd import SSHD, SSHDFactory
 from test_e2e_share_refusals import free_remote_port
 
 pytestmark = pytest.mark.sshd
-
-ENGINES = ["openssh", "paramiko"]
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -28,12 +28,12 @@ from e2e import (
     port_open,
     wait_until,
 )
+from engine_pin import ENGINES
 from services import Service, echo, http_keepalive
 from sshd import SSHD, SSHD_BIN, _daemon_env, _wait_listening
 
 pytestmark = [pytest.mark.fault, pytest.mark.sshd, pytest.mark.slow]
 
-ENGINES = ["paramiko", "openssh"]
 KEEPALIVE = ("--keepalive", "0.5")
 
 
