@@ -13,17 +13,19 @@ from collections.abc import Callable
 
 
 class Service:
-    """A TCP service on 127.0.0.1:0; ``handle(conn, record)`` runs per connection in a thread."""
+    """A TCP service on 127.0.0.1 (any free port unless ``port`` is given); ``handle(conn,
+    record)`` runs per connection in a thread."""
 
     def __init__(
         self,
         handle: Callable[[socket.socket, Callable[[bytes], None]], None],
         host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind((host, 0))
+        self._listener.bind((host, port))
         self._listener.listen(128)
         self.host = host
         self.port: int = self._listener.getsockname()[1]

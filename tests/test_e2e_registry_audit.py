@@ -58,7 +58,15 @@ def test_audit_log_records_a_tunnels_life_and_log_shows_it(e2e: E2E, shared_sshd
 
     entries = e2e.audit(tunnel_id)
     kinds = [e["event"] for e in entries]
-    assert kinds == ["confirmed", "started", "connection", "connection", "extended", "stopped"]
+    assert kinds == [
+        "confirmed",
+        "started",
+        "request",
+        "connection",
+        "connection",
+        "extended",
+        "stopped",
+    ]
     for entry in entries:
         assert entry["ts"].endswith("Z") and entry["id"] == tunnel_id
     confirmed, started = entries[0], entries[1]
@@ -66,10 +74,12 @@ def test_audit_log_records_a_tunnels_life_and_log_shows_it(e2e: E2E, shared_sshd
     assert confirmed["remote_bind"] == "127.0.0.1" and confirmed["ttl"] == 120
     assert confirmed["risks"] == []
     assert started["remote_port"] == port and started["pid"] == event["pid"]
-    allowed, denied = entries[2], entries[3]
+    request, allowed, denied = entries[2], entries[3], entries[4]
+    assert (request["method"], request["path"], request["status"]) == ("GET", "/", 200)
+    assert request["bytes_out"] > 0 and isinstance(request["duration"], float)
     assert allowed["allowed"] is True and allowed["bytes_out"] > 0
     assert denied["allowed"] is False and denied["reason"] == "unauthorized"
-    assert entries[5]["reason"] == "killed"
+    assert entries[6]["reason"] == "killed"
 
     table = e2e.cli_ok("log", tunnel_id).stdout.splitlines()
     assert table[0].split() == ["TIME", "ID", "EVENT", "DETAILS"]

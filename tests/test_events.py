@@ -68,6 +68,16 @@ LINES = [
         '{"event":"warning","id":"st-1a2b3c","message":"expires in 5m"}',
     ),
     (
+        events.Request("st-1a2b3c", "GET", "/a/b", 404, 0.012, 80, 120),
+        '{"event":"request","id":"st-1a2b3c","method":"GET","path":"/a/b","status":404,'
+        '"duration":0.012,"bytes_in":80,"bytes_out":120}',
+    ),
+    (
+        events.Warning("st-1a2b3c", "cannot reach its local service", "service-down"),
+        '{"event":"warning","id":"st-1a2b3c","message":"cannot reach its local service",'
+        '"code":"service-down"}',
+    ),
+    (
         events.Stopped("st-1a2b3c", StopReason.SSH_LOST, "2026-01-01T00:10:00Z"),
         '{"event":"stopped","id":"st-1a2b3c","reason":"ssh-lost","ended_at":"2026-01-01T00:10:00Z"}',
     ),
@@ -92,7 +102,8 @@ def test_the_audit_keeps_what_it_kept_and_never_the_token(tmp_path: Path) -> Non
     for event, _ in LINES:
         books.event(event)
     entries = [{k: v for k, v in e.items() if k != "ts"} for e in audit.read()]
-    assert [e["event"] for e in entries] == ["started", "connection", "warning", "stopped"]
+    kinds = ["started", "connection", "warning", "request", "warning", "stopped"]
+    assert [e["event"] for e in entries] == kinds
     assert entries[0] == {
         "event": "started",
         "id": "st-1a2b3c",
@@ -106,6 +117,13 @@ def test_the_audit_keeps_what_it_kept_and_never_the_token(tmp_path: Path) -> Non
         "expires_at": "2026-01-01T00:30:00Z",
     }
     assert entries[1] == {"event": "connection", **CLOSED.__dict__}
+    assert entries[3] == {
+        "event": "request",
+        "id": "st-1a2b3c",
+        **{"method": "GET", "path": "/a/b", "status": 404, "duration": 0.012},
+        **{"bytes_in": 80, "bytes_out": 120},
+    }
+    assert entries[4]["code"] == "service-down"
     assert "st_x" not in (tmp_path / "audit.jsonl").read_text()
 
 

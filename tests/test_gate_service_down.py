@@ -6,7 +6,16 @@ import pytest
 from gatekit import TOKEN, authed, drain, make_policy, response
 
 from safetunnel.gate.core import Gate
-from safetunnel.gate.events import Close, Connect, Event, GateError, Pipe, ToRemote, ToService
+from safetunnel.gate.events import (
+    Close,
+    Connect,
+    Event,
+    GateError,
+    Pipe,
+    RequestDone,
+    ToRemote,
+    ToService,
+)
 from safetunnel.gate.responses import BAD_GATEWAY
 
 PREAMBLE = b"SAFETUNNEL " + TOKEN.encode() + b"\n"
@@ -29,6 +38,7 @@ def test_http_gets_the_one_502_and_nothing_meant_for_the_service() -> None:
     drain(gate, 0.0, events)
     assert events == [
         ToRemote(BAD_GATEWAY),
+        RequestDone("GET", "/", 502, 0.0, 0.0, 0, len(BAD_GATEWAY), reached_service=False),
         Close("service-unavailable", allowed=True, refused=False),
     ]
     assert [bytes(e.data) for e in events if isinstance(e, ToRemote)] == [BAD_GATEWAY]

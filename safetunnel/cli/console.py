@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from safetunnel.cli.render import human_bytes
+from safetunnel.cli.render import closed_line, human_bytes, request_line
 from safetunnel.durations import format_remaining
 from safetunnel.hosts import answers
 from safetunnel.secrets.credentials import KeyringAuthSource
@@ -29,12 +29,22 @@ from safetunnel.sharing.summary import (
     confirmation_block,
     typed_prompt,
 )
+from safetunnel.sharing.traffic import SERVICE_UP
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.ssh.target import SSHTarget
 from safetunnel.timefmt import parse_iso_z
 
-# The kinds ``--json`` prints; a connection's end goes to the audit log only.
-JSON_EVENTS = {"started", "connection", "warning", "reconnecting", "reconnected", "stopped"}
+# The kinds ``--json`` prints (every kind a tunnel reports).
+JSON_EVENTS = {
+    "started",
+    "connection",
+    "connection-closed",
+    "request",
+    "warning",
+    "reconnecting",
+    "reconnected",
+    "stopped",
+}
 
 
 def status_text(remaining: float, snapshot: dict[str, Any]) -> str:
@@ -56,7 +66,13 @@ def event_text(event: TunnelEvent, summary: ShareSummary | None) -> str | None:
     if isinstance(event, events.Connection):
         mark = "allowed" if event.allowed else f"refused ({event.reason or 'denied'})"
         return f"  {event.origin} {event.protocol}: {mark}"
+    if isinstance(event, events.Request):
+        return request_line(event.to_json())
+    if isinstance(event, events.ConnectionClosed):
+        return closed_line(event.to_json()) if event.protocol == "tcp" and event.allowed else None
     if isinstance(event, events.Warning):
+        if event.code == SERVICE_UP:
+            return f"Tunnel {event.id} {event.message}."
         return f"Warning: tunnel {event.id} {event.message}."
     if isinstance(event, events.Reconnecting):
         return (

@@ -124,6 +124,8 @@ def status_text(status: Mapping[str, Any], now: datetime) -> str:
     width = max(len(k) for k, _ in facts) + 1
     lines = [f"{(k + ':').ljust(width)} {v}" for k, v in facts]
     lines += ["", "Recent connections:", recent_table(status.get("recent") or [])]
+    if status.get("requests"):
+        lines += ["", "Recent requests:", requests_table(status["requests"])]
     return "\n".join(lines)
 
 
@@ -144,6 +146,56 @@ def recent_table(recent: Sequence[Mapping[str, Any]]) -> str:
     ]
     headers = ("ORIGIN", "PROTO", "RESULT", "REASON", "IN", "OUT", "DURATION")
     return table(headers, rows)
+
+
+def elapsed(seconds: object) -> str:
+    """``12 ms`` under a second, ``3.4 s`` under a minute, then ``2m 05s``."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        return "?"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.1f} s" if seconds < 60 else format_remaining(seconds)
+
+
+def shown(value: object) -> str:
+    """Text from a request line for a terminal: the gate already made it printable; this holds
+    for whatever a record or an older writer says too."""
+    return "".join(c if c.isprintable() and c != " " else "?" for c in str(value))
+
+
+def request_line(request: Mapping[str, Any]) -> str:
+    """One request in the sharer's live view."""
+    return (
+        f"  {shown(request.get('method', '?'))} {shown(request.get('path', '?'))}"
+        f" {request.get('status', '?')} · {elapsed(request.get('duration'))}{_moved(request)}"
+    )
+
+
+def closed_line(connection: Mapping[str, Any]) -> str:
+    """The end of a raw TCP connection in the live view: how long, how much."""
+    return (
+        f"  {connection.get('origin', '?')} {connection.get('protocol', '?')}: closed after"
+        f" {elapsed(connection.get('duration'))}{_moved(connection)}"
+    )
+
+
+def _moved(entry: Mapping[str, Any]) -> str:
+    return f" · in {human_bytes(entry.get('bytes_in'))} · out {human_bytes(entry.get('bytes_out'))}"
+
+
+def requests_table(requests: Sequence[Mapping[str, Any]]) -> str:
+    rows = [
+        (
+            shown(r.get("method", "?")),
+            shown(r.get("path", "?")),
+            r.get("status", "?"),
+            elapsed(r.get("duration")),
+            human_bytes(r.get("bytes_in", 0)),
+            human_bytes(r.get("bytes_out", 0)),
+        )
+        for r in requests
+    ]
+    return table(("METHOD", "PATH", "STATUS", "TIME", "IN", "OUT"), rows)
 
 
 def log_details(entry: Mapping[str, Any]) -> str:

@@ -5,7 +5,7 @@ Usage, h11-style::
     gate = Gate(policy, now)
     gate.receive_remote(data)            # b"" = EOF
     while not isinstance(event := gate.next_event(now, expires_at), (NeedData, Pipe, Close)):
-        ...                              # Connect / ToService / ToRemote, in order
+        ...                              # Connect / ToService / ToRemote (in order), RequestDone
 
 At ``Connect`` the driver opens the local service before asking for the next event, and calls
 ``service_unavailable()`` if it cannot. A refusal is only reported (``Close.refused``): how much
@@ -127,7 +127,7 @@ class Gate:
     def service_unavailable(self) -> None:
         """The local service could not be opened after Connect: answer 502 (HTTP) or just close
         (TCP). What was meant for the service is dropped. The connection stays "allowed": the
-        client had the token, so this is no refusal."""
+        client had the token, so this is no refusal. The HTTP request is reported (502)."""
         if not self._connected:
             raise GateError("service_unavailable before Connect")
         if self._over:
@@ -137,6 +137,7 @@ class Gate:
         self._queue.clear()
         if self._http is not None:
             self._queue.append(ToRemote(BAD_GATEWAY))
+            self._queue.extend(self._http.unreachable())
         self._final = None
         self._close(End("service-unavailable", refused=False))
 

@@ -76,7 +76,38 @@ class Close:
     refused: bool = False
 
 
-Event = NeedData | Connect | ToService | ToRemote | Pipe | Close
+@dataclass(frozen=True)
+class RequestDone:
+    """Report only (the driver has nothing to do): one HTTP request got its whole answer.
+
+    Emitted after the last byte of the response was handed out (or, for an upgrade, the 101
+    head): what the sharer is shown about the request. ``method`` and ``path`` are safe to print
+    (see :mod:`safetunnel.gate.report`): the path has no query, so neither a link's token nor an
+    application's secrets in a query reach a terminal or a log. ``started``/``ended`` are on the
+    driver's clock (the head was complete / the response was); ``bytes_in`` is what reached the
+    service, ``bytes_out`` what reached the client. ``reached_service`` is False when the gate
+    answered itself (a link's 303, or 502 when the service could not be reached).
+
+    Requests the gate refused (401, 400) are not reported: they are not the sharer's traffic,
+    their method and path come from whoever lacks the token, and the connection's refusal is
+    reported and audited already.
+    """
+
+    method: str
+    path: str
+    status: int
+    started: float
+    ended: float
+    bytes_in: int
+    bytes_out: int
+    reached_service: bool = True
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.ended - self.started)
+
+
+Event = NeedData | Connect | ToService | ToRemote | Pipe | Close | RequestDone
 
 
 @dataclass(frozen=True)

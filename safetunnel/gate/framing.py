@@ -55,6 +55,7 @@ class ResponseFramer:
         self._left = 0  # bytes of the current body or chunk still to come
         self._eof = False
         self.answered = False  # bytes of a response went out
+        self.status = 0  # the final response's status code, once its head arrived
         self.keep_alive = False
 
     @property
@@ -125,7 +126,7 @@ class ResponseFramer:
         if status < 200 and status != 101:
             out.append(head)  # informational: relayed, the final response is still to come
             return True
-        self.answered = True
+        self.answered, self.status = True, status
         if status == 101 or (self._method == b"CONNECT" and status < 300):
             if not (self._upgrade or self._method == b"CONNECT"):
                 raise FramingError("the service switched protocols nobody asked for")

@@ -18,12 +18,14 @@ import h11
 
 from safetunnel.gate import auth, leaks
 from safetunnel.gate.buffer import RemoteBuffer
-from safetunnel.gate.events import Connect, End, Event, ToRemote, ToService
+from safetunnel.gate.cycle import request_state, response_framer
+from safetunnel.gate.events import Connect, End, Event, RequestDone, ToRemote, ToService
 from safetunnel.gate.forward import body_pieces, is_chunked, request_head
 from safetunnel.gate.framing import FramingError, ResponseFramer
 from safetunnel.gate.headers import BadRequest, HeadScanner, check_head
 from safetunnel.gate.policy import GatePolicy, session_secret
 from safetunnel.gate.reader import RequestReader
+from safetunnel.gate.report import RequestMeter
 from safetunnel.gate.responses import (
     BAD_GATEWAY,
     BAD_REQUEST,
@@ -45,6 +47,7 @@ class HttpSession:
         self._deadline: float | None = deadline
         self._reader: RequestReader | None = None
         self._framer: ResponseFramer | None = None  # while a request is with the service
+        self._meter = RequestMeter()  # the same request, as the sharer is told about it
         self._chunked = False  # the request in flight has a chunked body
         # Service bytes not fed to a framer yet, as they came (a list: appending stays cheap
         # whatever a service sends between requests, and a large piece is never copied).
@@ -166,7 +169,7 @@ class HttpSession:
             elif leaks.holds_token(carried.location, []):
                 self._stop("bad-request", refused=True, reply=BAD_REQUEST)
             else:
-                self._answer_link(server, carried.location, token)
+                self._answer_link(server, request.method, carried.location, token)
         elif not carried.admits(policy.token_hash, policy.session_hash):
             self._stop("unauthorized", refused=True, reply=UNAUTHORIZED)
         elif leaks.holds_token(request.target, carried.headers):
@@ -174,13 +177,16 @@ class HttpSession:
         else:
             self._forward(request, carried.headers)
 
-    def _answer_link(self, server: h11.Connection, location: bytes, token: bytes) -> None:
+    def _answer_link(
+        self, server: h11.Connection, method: bytes, location: bytes, token: bytes
+    ) -> None:
         max_age = self._expires_at - self._now
         secret = session_secret(token, self._policy.session_salt)
         headers = auth.link_reply_headers(location, self._cookie, secret, max_age)
         reply = server.send(h11.Response(status_code=303, reason=b"See Other", headers=headers))
         reply += server.send(h11.EndOfMessage())
         self.out.append(ToRemote(reply))
+        self.out.extend(self._meter.answered_by_gate(method, location, 303, self._now, reply))
         self.authenticated = True
         self.requests += 1
         self._answered = True
@@ -198,12 +204,8 @@ class HttpSession:
         self.authenticated = True
         self.requests += 1
         self._chunked = is_chunked(request)
-        connection = b",".join(v for k, v in request.headers if k == b"connection").lower()
-        self._framer = ResponseFramer(
-            bytes(request.method),
-            upgrade=any(name == b"upgrade" for name, _ in request.headers),
-            close=request.http_version != b"1.1" or b"close" in _tokens(connection),
-        )
+        self._framer = response_framer(request)
+        self._meter.start(request.method, request.target, self._now, len(data))
 
     # -- bodies and responses ------------------------------------------------------------------
 
@@ -222,9 +224,9 @@ class HttpSession:
             return False
         if self._framer is not None:
             # Trailers are dropped (body_pieces): they could carry anything, the token included.
-            self.out.extend(
-                ToService(piece) for piece in coalesce(body_pieces(event, self._chunked))
-            )
+            pieces = coalesce(body_pieces(event, self._chunked))
+            self.out.extend(ToService(piece) for piece in pieces)
+            self._meter.sent(pieces)
         return True
 
     def _advance_service(self) -> bool:
@@ -241,14 +243,25 @@ class HttpSession:
                 self._service_eof_fed = True
                 pieces += framer.feed(b"")
         except FramingError:
-            self._stop("service-closed", refused=False, reply=self._unless_answered(BAD_GATEWAY))
+            reply = self._unless_answered(BAD_GATEWAY)
+            self._stop("service-closed", refused=False, reply=reply)
+            status = framer.status if self._answered else 502
+            self.out.extend(self._meter.done(status, self._now, extra_out=len(reply)))
             return False
         # Only once a final response began may an error no longer be answered with a 502.
         self._answered = self._answered or framer.answered
-        self.out.extend(ToRemote(piece) for piece in coalesce(pieces))
+        pieces = coalesce(pieces)
+        self.out.extend(ToRemote(piece) for piece in pieces)
+        self._meter.relayed(pieces)
+        if framer.complete or framer.switched:
+            self.out.extend(self._meter.done(framer.status, self._now))
         if framer.switched and self._reader is not None:
             self._switch(self._reader.conn, framer.rest)
         return True
+
+    def unreachable(self) -> list[RequestDone]:
+        """What to report when the service could not be opened for the request in flight."""
+        return self._meter.unreachable(self._now, BAD_GATEWAY)
 
     def _switch(self, server: h11.Connection, from_service: bytes) -> None:
         # After 101 (or a CONNECT 2xx) nothing is parsed any more; whatever each side already
@@ -264,12 +277,12 @@ class HttpSession:
 
     def _finish_cycle(self, reader: RequestReader, now: float) -> bool:
         server, framer = reader.conn, self._framer
-        request_state = _request_state(server)
+        state = request_state(server)
         answered = framer.complete if framer is not None else server.our_state in ENDED
-        if not answered or request_state not in ENDED:
+        if not answered or state not in ENDED:
             return False
         again = framer.keep_alive if framer is not None else server.our_state is h11.DONE
-        if not again or request_state is not h11.DONE:
+        if not again or state is not h11.DONE:
             self._stop("done", refused=False)
             return False
         if not reader.give_back():
@@ -284,17 +297,3 @@ class HttpSession:
         self._deadline = now + self._policy.header_timeout
         self._answered = False
         return True
-
-
-def _request_state(server: h11.Connection) -> object:
-    """The request side's state, where a request that offered an upgrade (or a CONNECT) is
-    DONE: its response was not a switch, or the gate would be piping by now. (h11 calls that
-    state MIGHT_SWITCH_PROTOCOL but does not export it.)"""
-    state = server.their_state
-    if state in (h11.IDLE, h11.SEND_BODY, h11.ERROR, h11.SWITCHED_PROTOCOL, *ENDED):
-        return state
-    return h11.DONE
-
-
-def _tokens(value: bytes) -> list[bytes]:
-    return [token.strip() for token in value.split(b",")]

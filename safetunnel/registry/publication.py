@@ -32,6 +32,7 @@ _AUDITED = {
     "reconnected": "reconnected",
     "stopped": "stopped",
     "connection-closed": "connection",
+    "request": "request",
 }
 _STATE_CHANGES = {"reconnecting", "reconnected"}
 # The token must never reach the audit file; the id is the entry's own field.

@@ -76,6 +76,9 @@ class TunnelRecord:
     # "serving", or "reconnecting" while a lost SSH session is replaced; older records serve.
     state: str = "serving"
     recent: list[dict[str, Any]] = field(default_factory=list)
+    # The last HTTP requests (method, query-less path, status, duration, bytes); older records
+    # have none.
+    requests: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

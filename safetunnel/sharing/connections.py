@@ -21,6 +21,7 @@ from safetunnel.sharing.pump import Pump
 from safetunnel.sharing.pumptypes import PumpHooks
 from safetunnel.sharing.reasons import StopReason
 from safetunnel.sharing.stats import ConnCounters, TunnelStats
+from safetunnel.sharing.traffic import TrafficReports
 from safetunnel.sharing.tunnelconfig import TunnelConfig
 from safetunnel.ssh.engine import ByteStream
 from safetunnel.ssh.gwlimits import GatewayLimits
@@ -57,6 +58,7 @@ class TunnelConnections:
     _clock: Callable[[], float]
     _token_hash: bytes
     _budget: FailureBudget
+    _traffic: TrafficReports
     _later: Later
     _pump_hooks: PumpHooks
     _pending: dict[ConnCounters, Pump]
@@ -77,6 +79,8 @@ class TunnelConnections:
 
     def _init_connections(self, config: TunnelConfig) -> None:
         self.stats = TunnelStats(self._clock)
+        local = format_hostport(*config.local)
+        self._traffic = TrafficReports(self.id, local, self.stats, self._emit)
         self._budget = FailureBudget(max_failures=config.max_failures)
         self._later = Later(name=f"{self.id}-answers")
         # Live pumps by their counters, in order of arrival: not authenticated yet, and
@@ -103,6 +107,7 @@ class TunnelConnections:
             admit=self._admit_authenticated,
             expires_at=self._expiry,
             clock=self._clock,
+            on_request=self._traffic.request,
         )
 
     def _on_stream(self, stream: ByteStream) -> None:
@@ -184,6 +189,7 @@ class TunnelConnections:
             self._pending.pop(counters, None)
         summary = self.stats.finished(counters, allowed, reason)
         self._emit(events.ConnectionClosed(id=self.id, **summary))
+        self._traffic.finished(counters.protocol, allowed, reason)
         if self._budget.exhausted:
             self.request_stop(StopReason.MAX_FAILURES)
 

@@ -85,16 +85,42 @@ class ConnectionClosed:
 
 
 @dataclass(frozen=True)
+class Request:
+    """One HTTP request got its whole answer. ``path`` has no query and only printable ASCII
+    (the gate made it so); ``duration`` is in seconds, ``bytes_in`` what reached the service,
+    ``bytes_out`` what reached the client."""
+
+    id: str
+    method: str
+    path: str
+    status: int
+    duration: float
+    bytes_in: int
+    bytes_out: int
+
+    kind: ClassVar[str] = "request"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": self.kind, **self.__dict__}
+
+
+@dataclass(frozen=True)
 class Warning:  # always used as events.Warning, never bare
-    """The tunnel expires soon."""
+    """Something the sharer should know: the tunnel expires soon, or its local service stopped
+    (or started again) answering. ``code`` tells the kinds apart for scripts; the expiry warning
+    has none, and then the key is left out."""
 
     id: str
     message: str
+    code: str | None = None
 
     kind: ClassVar[str] = "warning"
 
     def to_json(self) -> dict[str, Any]:
-        return {"event": self.kind, "id": self.id, "message": self.message}
+        out = {"event": self.kind, "id": self.id, "message": self.message}
+        if self.code is not None:
+            out["code"] = self.code
+        return out
 
 
 @dataclass(frozen=True)
@@ -144,5 +170,12 @@ class Stopped:
 
 
 TunnelEvent = (
-    Started | Connection | ConnectionClosed | Warning | Reconnecting | Reconnected | Stopped
+    Started
+    | Connection
+    | ConnectionClosed
+    | Request
+    | Warning
+    | Reconnecting
+    | Reconnected
+    | Stopped
 )

@@ -17,7 +17,16 @@ from __future__ import annotations
 
 import logging
 
-from safetunnel.gate.events import Close, Connect, Event, NeedData, Pipe, ToRemote, ToService
+from safetunnel.gate.events import (
+    Close,
+    Connect,
+    Event,
+    NeedData,
+    Pipe,
+    RequestDone,
+    ToRemote,
+    ToService,
+)
 from safetunnel.sharing import pumpio
 from safetunnel.sharing.pumpbase import PumpBase
 from safetunnel.sharing.pumptypes import GATED, Outcome, Phase
@@ -139,9 +148,12 @@ class Pump(PumpBase):
         last = events[-1]
         if isinstance(last, Close):
             self._finish_by_gate(last)
-            return
-        self._to_remote.flush()
-        self._to_service.flush()
+        else:
+            self._to_remote.flush()
+            self._to_service.flush()
+        for event in events:
+            if isinstance(event, RequestDone):
+                self._hooks.on_request(self._counters, event)
 
     def _finish_by_gate(self, event: Close) -> None:
         self._reason = event.reason

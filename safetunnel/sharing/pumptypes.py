@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from safetunnel.gate.events import RequestDone
 from safetunnel.gate.policy import GatePolicy
 from safetunnel.sharing.stats import ConnCounters
 
@@ -16,6 +17,8 @@ Submit = Callable[[Callable[[], None]], object]
 # (counters, allowed, reason): a connection was let through or turned away / has ended.
 Decision = Callable[[ConnCounters, bool, str], None]
 Finished = Callable[[ConnCounters, bool, str], None]
+# (counters, report): the gate reports an HTTP request that got its whole answer.
+Reported = Callable[[ConnCounters, RequestDone], None]
 # How one direction of a pump left its thread: over, now reading the service, or waiting with no
 # thread until the gate wants more remote input.
 Outcome = Literal["done", "serve", "paused"]
@@ -58,6 +61,10 @@ def _never() -> float:
     return math.inf
 
 
+def _unheard(_counters: ConnCounters, _done: RequestDone) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class PumpHooks:
     """What every pump of one tunnel shares: the gate's rules, the service's address, and the
@@ -71,7 +78,8 @@ class PumpHooks:
     ``admit(counters)`` is asked when the gate lets a connection through, before the service is
     opened: False when the tunnel has no slot left for authenticated connections.
     ``expires_at()`` is the tunnel's current expiry on ``clock``; it may move while a connection
-    is open. All of them run on pump threads, ``expires_at`` under the pump's gate lock: they
+    is open. ``on_request`` hears each request the gate reports, after its answer was written.
+    All of them run on pump threads, ``expires_at`` under the pump's gate lock: they
     must be quick and never block.
     """
 
@@ -85,3 +93,4 @@ class PumpHooks:
     admit: Callable[[ConnCounters], bool] = _always
     expires_at: Callable[[], float] = _never
     clock: Callable[[], float] = time.monotonic
+    on_request: Reported = _unheard

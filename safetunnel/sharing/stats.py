@@ -1,4 +1,5 @@
-"""Live counters of one tunnel: open/total/denied connections, bytes each way, recent connections.
+"""Live counters of one tunnel: open/total/denied connections, bytes each way, recent connections
+and HTTP requests.
 
 Each connection counts its own bytes (one writer per direction, so no lock on the hot path); the
 tunnel-wide view adds the finished totals to the live connections' counters when asked.
@@ -21,6 +22,7 @@ from typing import Any
 Clock = Callable[[], float]
 
 RECENT = 20
+RECENT_REQUESTS = 10  # the HTTP requests `safetunnel status` shows
 
 
 @dataclass(eq=False)  # identity semantics: kept in a set of live connections
@@ -62,6 +64,7 @@ class TunnelStats:
         self._closed_in = 0
         self._closed_out = 0
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
+        self.requests: deque[dict[str, Any]] = deque(maxlen=RECENT_REQUESTS)
         self.last_activity = clock()
 
     def counters(self, origin: str) -> ConnCounters:
@@ -120,6 +123,11 @@ class TunnelStats:
                 }
             )
 
+    def request(self, summary: dict[str, Any]) -> None:
+        """An HTTP request got its answer (method, path, status, duration, bytes)."""
+        with self._lock:
+            self.requests.append(summary)
+
     @property
     def open(self) -> int:
         with self._lock:
@@ -144,4 +152,5 @@ class TunnelStats:
                 "bytes_in": self._closed_in + sum(c.bytes_in for c in live),
                 "bytes_out": self._closed_out + sum(c.bytes_out for c in live),
                 "recent": list(self.recent),
+                "requests": list(self.requests),
             }

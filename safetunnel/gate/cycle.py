@@ -1,0 +1,34 @@
+"""One request/response cycle on a gated HTTP connection: the framer for the service's answer,
+and where the request side stands."""
+
+from __future__ import annotations
+
+import h11
+
+from safetunnel.gate.framing import ResponseFramer
+from safetunnel.gate.responses import ENDED
+
+
+def response_framer(request: h11.Request) -> ResponseFramer:
+    """The framer for the answer to ``request``: it knows the method, whether a switch of
+    protocols was offered, and whether the client ends the connection after this cycle."""
+    connection = b",".join(v for k, v in request.headers if k == b"connection").lower()
+    return ResponseFramer(
+        bytes(request.method),
+        upgrade=any(name == b"upgrade" for name, _ in request.headers),
+        close=request.http_version != b"1.1" or b"close" in _tokens(connection),
+    )
+
+
+def request_state(server: h11.Connection) -> object:
+    """The request side's state, where a request that offered an upgrade (or a CONNECT) is
+    DONE: its response was not a switch, or the gate would be piping by now. (h11 calls that
+    state MIGHT_SWITCH_PROTOCOL but does not export it.)"""
+    state = server.their_state
+    if state in (h11.IDLE, h11.SEND_BODY, h11.ERROR, h11.SWITCHED_PROTOCOL, *ENDED):
+        return state
+    return h11.DONE
+
+
+def _tokens(value: bytes) -> list[bytes]:
+    return [token.strip() for token in value.split(b",")]
