@@ -9,6 +9,7 @@ the ticket.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import urllib.request
@@ -139,3 +140,33 @@ def test_a_ticket_on_the_command_line_is_refused_and_not_echoed(
     assert out.returncode == 2
     assert "readable by every local user" in out.stderr
     assert ticket not in out.stdout + out.stderr  # checked again by the harness
+
+
+def test_connect_stops_by_itself_at_the_tickets_expiry(e2e: E2E, shared_sshd: SSHD) -> None:
+    service = e2e.service(echo)
+    share = e2e.share(service.port, via=shared_sshd, ttl="4s")
+    started = e2e.started(share)
+    proc = e2e.connect(started["ticket"], via=shared_sshd)
+    _, port = listening(proc)
+    assert proc.wait(30) == 0, proc.stderr
+    assert proc.next_event("stopped")["reason"] == "expired"
+    assert "The ticket expired" in proc.stderr
+    assert_port_released(port)
+    assert share.wait(30) == 0
+
+
+def test_a_ticket_file_must_be_private(e2e: E2E, shared_sshd: SSHD) -> None:
+    path = e2e.sandbox.home / "ticket.txt"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    ticket = made_ticket(e2e, shared_sshd, expires_at=utc_now() - timedelta(seconds=1))
+    e2e.tickets.append(ticket)  # the harness then proves the file is gone by the end
+    with os.fdopen(fd, "w") as file:
+        file.write(ticket)
+    private = e2e.cli("connect", "--ticket-file", str(path))
+    assert private.returncode == 2 and "expired" in private.stderr  # read, then refused
+    path.chmod(0o640)
+    shared = e2e.cli("connect", "--ticket-file", str(path))
+    assert shared.returncode == 2 and "can be read by other users" in shared.stderr
+    both = e2e.cli("connect", "-", "--ticket-file", str(path))
+    assert both.returncode == 2 and "one of them" in both.stderr
+    path.unlink()

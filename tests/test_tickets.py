@@ -181,3 +181,16 @@ def test_the_started_event_ends_with_the_ticket_and_the_audit_never_keeps_it() -
     assert list(data)[-2:] == ["engine", "ticket"] and data["ticket"] == text
     assert "ticket" not in scrub(data)
     assert scrub({"message": f"pasted {text} here"}) == {"message": f"pasted {REDACTED} here"}
+
+
+def test_the_started_block_shows_the_ticket_and_how_a_recipient_reads_it() -> None:
+    from test_confirm import summary
+
+    from safetunnel.sharing.started import started_block
+
+    text = ticket().encode()
+    block = started_block(summary(), 40123, TOKEN, tunnel_id="st-1", ticket=text)
+    (line,) = [row for row in block.splitlines() if text in row]
+    assert line.split() == ["ticket", text]  # one line, never wrapped: it is pasted whole
+    assert "safetunnel connect -" in block
+    assert text not in started_block(summary(), 40123, TOKEN, tunnel_id="st-1")

@@ -145,7 +145,11 @@ def _ticket_host(ticket: Ticket) -> str:
 
 def _serve(ticket: Ticket, target: SSHTarget, local_port: int, as_json: bool) -> int:
     view = _View(as_json)
-    auth = KeyringAuthSource(notify=view.say, host_label=target.label or target.display)
+    label = target.label or target.display
+    if sys.stdin.isatty():  # a passphrase or password not in the keyring is asked for
+        auth = KeyringAuthSource(prompt=_secret_prompt, notify=view.say, host_label=label)
+    else:
+        auth = KeyringAuthSource(notify=view.say, host_label=label)
 
     def open_session() -> SSHSession:
         return open_pinned_session(target, ticket.host_key, ticket.key_type, auth)
@@ -164,6 +168,11 @@ def _serve(ticket: Ticket, target: SSHTarget, local_port: int, as_json: bool) ->
         raise receiver.error
     view.stopped("signal" if signals.caught else "expired")
     return 130 if signals.interrupted else 0
+
+
+def _secret_prompt(question: str) -> str | None:
+    answer: str = click.prompt(question, hide_input=True, default="", show_default=False, err=True)
+    return answer or None
 
 
 class _View:
