@@ -539,6 +539,7 @@ class E2E:
     servers: list[SSHD] = field(default_factory=list)
     token_files: list[Path] = field(default_factory=list)
     outputs: list[Output] = field(default_factory=list)
+    tickets: list[str] = field(default_factory=list)  # secrets like the tokens, checked alike
 
     @property
     def env(self) -> dict[str, str]:
@@ -569,7 +570,21 @@ class E2E:
         event = proc.started()
         if "token" in event:
             self.tokens.append(event["token"])
+        if "ticket" in event:
+            self.tickets.append(event["ticket"])
         return event
+
+    def connect(self, ticket: str, *args: str, via: SSHD) -> ShareProcess:
+        """``safetunnel connect - --json --identity KEY ARGS`` with ``ticket`` written to its
+        stdin, as a recipient pastes it; the ticket is checked like the tokens at the end."""
+        self.tickets.append(ticket)
+        argv = ["connect", "-", "--json", "--identity", str(via.client_key_path), *args]
+        proc = ShareProcess(argv, self.env, stdin=subprocess.PIPE)
+        self.procs.append(proc)
+        assert proc.proc.stdin is not None
+        proc.proc.stdin.write(ticket.encode() + b"\n")
+        proc.proc.stdin.close()
+        return proc
 
     def share_bg(self, port: int, ttl: str = "2m", *extra: str, via: SSHD | None) -> dict[str, Any]:
         """``share --background --json`` to completion; returns its started event."""
@@ -585,6 +600,8 @@ class E2E:
         event = json.loads(lines[0])
         assert isinstance(event, dict) and event["event"] == "started", event
         self.tokens.append(event["token"])
+        if "ticket" in event:
+            self.tickets.append(event["ticket"])
         return event
 
     # -- commands ---------------------------------------------------------------------------------
@@ -708,5 +725,5 @@ class E2E:
         assert not strays, f"processes left running: {[p.pid for p in strays]}"
         assert self.records() == [], f"records left behind: {self.records()}"
         outputs = self._checked_outputs()
-        for token in self.tokens:
-            assert_secret_absent(token, self.sandbox.dirs, outputs, allow=self._allowed())
+        for secret in [*self.tokens, *self.tickets]:
+            assert_secret_absent(secret, self.sandbox.dirs, outputs, allow=self._allowed())

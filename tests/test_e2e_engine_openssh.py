@@ -46,7 +46,8 @@ def test_openssh_share_gates_with_the_token_and_ends_at_its_ttl(
     proc = e2e.share(service.port, *ENGINE, ttl="3s", via=shared_sshd)
     started = e2e.started(proc)
     assert started["engine"] == "openssh"
-    assert list(started)[-1] == "engine"  # added last: the older keys keep their order
+    # added last: the older keys keep their order
+    assert list(started)[-2:] == ["engine", "ticket"]
     port = started["remote_port"]
     assert http_status(port, None) == 401
     assert http_status(port, started["token"]) == 200
@@ -54,6 +55,7 @@ def test_openssh_share_gates_with_the_token_and_ends_at_its_ttl(
     assert masters, "the share runs no ssh process"
     for master in masters:  # neither the token nor its hash prefix on any ssh command line
         assert started["token"] not in " ".join(master.cmdline())
+        assert started["ticket"] not in " ".join(master.cmdline())
     assert [r["engine"] for r in e2e.list_json()] == ["openssh"]
     assert proc.wait(15) == 0, proc.stderr
     assert proc.next_event("stopped", 2)["reason"] == "ttl"

@@ -24,7 +24,7 @@ from conftest import Sandbox
 PACKAGE = "safetunnel"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 PURE_LEAVES = ("errors", "tokens", "durations", "timefmt", "addresses")
-SUBPACKAGES = ("gate", "ssh", "sharing", "registry", "hosts", "secrets", "cli")
+SUBPACKAGES = ("gate", "ssh", "sharing", "registry", "hosts", "secrets", "receiving", "cli")
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,18 @@ RULES = [
         "the SSH engine carries bytes; what a share is lives above it",
         lambda m: _in(m, "ssh"),
         lambda t: _in(t, "sharing", "registry", "cli", "gate"),
+    ),
+    Rule(
+        "receiving",
+        "a recipient needs SSH, hosts and secrets; it knows nothing of how a share runs",
+        lambda m: _in(m, "receiving"),
+        lambda t: _in(t, "sharing", "registry", "gate", "cli"),
+    ),
+    Rule(
+        "sharing-not-receiving",
+        "the sharer's side and the recipient's meet only in the ticket",
+        lambda m: _in(m, "sharing", "ssh", "registry", "gate", "hosts", "secrets"),
+        lambda t: _in(t, "receiving"),
     ),
     Rule(
         "pure-leaves",
@@ -305,6 +317,18 @@ def _with(name: str, text: str) -> list[Import]:
             "from safetunnel import fsutil\n",
             "pure-leaves",
             "safetunnel.addresses imports safetunnel.fsutil",
+        ),
+        (
+            "safetunnel.receiving.extra",
+            "from safetunnel.sharing.tunnel import Tunnel\n",
+            "receiving",
+            "safetunnel.receiving.extra imports safetunnel.sharing.tunnel",
+        ),
+        (
+            "safetunnel.sharing.extra",
+            "from safetunnel.receiving.relay import Relay\n",
+            "sharing-not-receiving",
+            "safetunnel.sharing.extra imports safetunnel.receiving.relay",
         ),
         (
             "safetunnel.sharing.extra",

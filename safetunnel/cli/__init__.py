@@ -22,6 +22,7 @@ from safetunnel.ssh._invoke import block_for_paramiko
 # name -> "module:attribute". Each command group lives in its own module under safetunnel.cli.
 _COMMANDS: dict[str, str] = {
     "share": "safetunnel.cli.share:share_command",
+    "connect": "safetunnel.cli.connect:connect_command",
     "demo": "safetunnel.cli.demo:demo_command",
     "gateway": "safetunnel.cli.gateway:gateway_command",
     "creds": "safetunnel.cli.creds:creds",
@@ -38,6 +39,7 @@ _COMMANDS: dict[str, str] = {
 # the first paragraph of the command's docstring; tests/test_cli_help_table.py checks they agree.
 _SHORT_HELP: dict[str, str] = {
     "share": "Share the service on 127.0.0.1:PORT through an SSH host, after confirmation.",
+    "connect": "Reach a share from a ticket on a local port; any TCP client works without a token.",
     "demo": "Serve a demo page on 127.0.0.1:62893 and share it for 5 minutes through this machine.",
     "gateway": "Run the built-in SSH gateway: it accepts only remote forwards, bound to loopback.",
     "creds": "Secrets in the OS keyring: SSH passwords and key passphrases.",

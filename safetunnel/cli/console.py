@@ -62,7 +62,9 @@ def event_text(event: TunnelEvent, summary: ShareSummary | None) -> str | None:
         if summary is None:
             return None
         summary = dataclasses.replace(summary, expires_at=parse_iso_z(event.expires_at))
-        return started_block(summary, event.remote_port, event.token, tunnel_id=event.id)
+        return started_block(
+            summary, event.remote_port, event.token, tunnel_id=event.id, ticket=event.ticket
+        )
     if isinstance(event, events.Connection):
         mark = "allowed" if event.allowed else f"refused ({event.reason or 'denied'})"
         return f"  {event.origin} {event.protocol}: {mark}"
@@ -223,6 +225,6 @@ class BackgroundChildUI(ConsoleUI):
             fd, self._ready_fd = self._ready_fd, None
             with os.fdopen(fd, "w") as ready:
                 ready.write(json.dumps(data) + "\n")
-            data = {k: v for k, v in data.items() if k not in {"token", "url"}}
+            data = {k: v for k, v in data.items() if k not in {"token", "url", "ticket"}}
         if event.kind in JSON_EVENTS:
             click.echo(json_line(data))

@@ -179,6 +179,7 @@ def run_background(request: ShareRequest, ui: RememberingUI) -> int:
             event["remote_port"],
             event.get("token"),
             tunnel_id=event["id"],
+            ticket=event.get("ticket"),
         )
         # Ctrl-C here would not stop a detached tunnel; the kill line below says what does.
         ui.say("\n".join(line for line in block.splitlines() if not line.startswith("Ctrl-C")))

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from safetunnel import fsutil, paths, timefmt
+from safetunnel.tickets import TICKET_RE
 from safetunnel.tokens import TOKEN_RE
 
 EVENTS = frozenset({"confirmed", "started", "connection", "extended", "warning", "stopped"})
 REDACTED = "[redacted]"
 _EVENT_RE = re.compile(r"[a-z][a-z_-]{0,31}")
-_SECRET_WORDS = ("password", "passphrase", "secret")
+_SECRET_WORDS = ("password", "passphrase", "secret", "ticket")  # a ticket holds the token
 _RESERVED = frozenset({"ts", "event", "id"})
 # Room a share wants before it admits a connection: a few of its lines, with a margin.
 MIN_FREE_BYTES = 16 * 1024
@@ -39,7 +40,7 @@ def is_secret_name(name: str) -> bool:
 def scrub(value: Any) -> Any:
     """``value`` with secret-named keys dropped and token-shaped text redacted, recursively."""
     if isinstance(value, str):
-        return TOKEN_RE.sub(REDACTED, value)
+        return TICKET_RE.sub(REDACTED, TOKEN_RE.sub(REDACTED, value))
     if isinstance(value, dict):
         return {str(k): scrub(v) for k, v in value.items() if not is_secret_name(str(k))}
     if isinstance(value, list | tuple):

@@ -35,8 +35,9 @@ _AUDITED = {
     "request": "request",
 }
 _STATE_CHANGES = {"reconnecting", "reconnected"}
-# The token must never reach the audit file; the id is the entry's own field.
-_NOT_AUDITED = {"event", "id", "token", "url"}
+# The token (also inside the link and the ticket) must never reach the audit file; the id is the
+# entry's own field.
+_NOT_AUDITED = {"event", "id", "token", "url", "ticket"}
 
 
 class Published(Protocol):

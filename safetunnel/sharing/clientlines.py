@@ -33,14 +33,22 @@ def ssh_forward_line(forward: str, destination: str, fallback: tuple[str, str, i
     holding only the user and port that were typed. Empty (a target made without one):
     ``fallback``, the resolved (user, host, port).
     """
+    where, port = host_for_others(destination, fallback)
+    alias = bool(destination) and _URI.fullmatch(destination) is None
+    return _line(forward, shlex.quote(where) if alias else where, port)
+
+
+def host_for_others(destination: str, fallback: tuple[str, str, int]) -> tuple[str, str | None]:
+    """The SSH host as the sharer named it, for other machines: (``[user@]host`` or the alias,
+    the typed port or None). Tickets carry the same name as the ``ssh -L`` line."""
     match = _URI.fullmatch(destination)
     if match is not None:
         user = f"{match['user']}@" if match["user"] else ""
-        return _line(forward, f"{user}{match['host'].strip('[]')}", match["port"])
+        return f"{user}{match['host'].strip('[]')}", match["port"]
     if destination:  # an ssh_config alias, as the sharer named it
-        return _line(forward, shlex.quote(destination), None)
+        return destination, None
     user, host, port = fallback
-    return _line(forward, f"{user}@{host}", str(port))
+    return f"{user}@{host}", str(port)
 
 
 def _line(forward: str, where: str, port: str | None) -> str:

@@ -30,6 +30,7 @@ class Started:
     expires_at: str
     url: str
     engine: str | None = None  # "openssh" or "paramiko"; None leaves the key out
+    ticket: str | None = None  # a secret like the token; None leaves the key out
 
     kind: ClassVar[str] = "started"
 
@@ -42,6 +43,8 @@ class Started:
         out |= {"started_at": self.started_at, "expires_at": self.expires_at, "url": self.url}
         if self.engine is not None:  # last: scripts that read the keys in order keep working
             out["engine"] = self.engine
+        if self.ticket is not None:
+            out["ticket"] = self.ticket
         return out
 
 

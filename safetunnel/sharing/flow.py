@@ -39,7 +39,7 @@ from safetunnel.sharing.request import ShareRequest, check_request
 from safetunnel.sharing.summary import ShareSummary
 from safetunnel.sharing.tokenfile import write_token_file
 from safetunnel.sharing.tunnel import Tunnel
-from safetunnel.sharing.tunnelconfig import TunnelConfig
+from safetunnel.sharing.tunnelconfig import TunnelConfig, reach_of
 from safetunnel.ssh.client import HostKeyPrompt, open_session
 from safetunnel.ssh.gateway import start_builtin
 from safetunnel.ssh.target import SSHTarget
@@ -279,6 +279,7 @@ def _tunnel_config(request: ShareRequest, prepared: _Prepared) -> TunnelConfig:
         max_ttl=prepared.plan.max_ttl,
         show_token=request.token_file is None,
         engine=prepared.plan.engine,
+        reach=reach_of(summary),
     )
 
 

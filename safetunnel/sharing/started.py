@@ -17,11 +17,17 @@ from safetunnel.tokens import looks_like_token
 
 
 def started_block(
-    summary: ShareSummary, remote_port: int, token: str | None, *, tunnel_id: str | None = None
+    summary: ShareSummary,
+    remote_port: int,
+    token: str | None,
+    *,
+    tunnel_id: str | None = None,
+    ticket: str | None = None,
 ) -> str:
     """What to tell the user once the forward is up: where, how to connect, until when.
 
     ``token`` None means it went to ``summary.token_file`` and is only referred to by path.
+    ``ticket`` (a secret like the token) is shown with how a recipient uses it.
     """
     if token is None and summary.token_file is None:
         raise ValueError("started_block needs the token or a token_file")
@@ -33,6 +39,10 @@ def started_block(
     name = f" (tunnel {tunnel_id})" if tunnel_id else ""
     lines = [f"Sharing {summary.service.address} at {_endpoint(summary, remote_port)}{name}"]
     lines.append(row("token", ref.shown()))
+    if ticket is not None:
+        lines.append(cmd("ticket", ticket))
+        # Read from stdin: on the command line it would be in `ps` and the shell's history.
+        lines.append(cmd("recipient", "safetunnel connect -   (then paste the ticket)"))
     if _show_http(summary):
         lines.append(cmd("curl", f"{ref.lines('X-Safetunnel-Token: ')} | curl -H @- {base}"))
         lines.append(cmd("link", f"{base}?safetunnel_token={ref.in_link()}"))

@@ -196,7 +196,9 @@ class Tunnel(TunnelConnections):
     def started_event(self) -> events.Started:
         token = self.token if self.config.show_token else None
         url = self.config.link(self.remote_port, token)
-        return events.Started(**self._facts(), token=token, url=url, engine=self.config.engine)
+        ticket = self.config.ticket(self.remote_port, token, self.expires_at)
+        engine = self.config.engine
+        return events.Started(**self._facts(), token=token, url=url, engine=engine, ticket=ticket)
 
     # -- supervision -----------------------------------------------------------------------------
 
@@ -261,10 +263,8 @@ class Tunnel(TunnelConnections):
         self._closed.set()
 
     def _grace(self) -> None:
-        """Let open connections finish for GRACE_SECONDS on the tunnel's clock.
-
-        A lost SSH connection has no data left to deliver, so it gets no grace.
-        """
+        """Let open connections finish for GRACE_SECONDS on the tunnel's clock; a lost SSH
+        connection has no data left to deliver, so it gets no grace."""
         if self.stop_reason == StopReason.SSH_LOST:
             return
         deadline = self._clock() + GRACE_SECONDS

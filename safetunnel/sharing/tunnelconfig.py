@@ -3,10 +3,39 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND, format_hostport
 from safetunnel.gate.policy import GateProtocol
 from safetunnel.sharing import options
+from safetunnel.sharing.clientlines import host_for_others
+from safetunnel.tickets import Ticket
+
+if TYPE_CHECKING:
+    from safetunnel.sharing.summary import ShareSummary
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How a recipient reaches the SSH host, for tickets: the name as the sharer gave it (the
+    same as in the printed ``ssh -L`` line), the typed port, and the host key to insist on."""
+
+    host: str
+    port: int | None
+    host_key: str
+    key_type: str
+
+
+def reach_of(summary: ShareSummary) -> Reach | None:
+    """None when no ticket can work: the built-in gateway admits only this process's own key,
+    and a session whose host key is unknown has no anchor to put in a ticket."""
+    if summary.via_builtin or not summary.fingerprint.startswith("SHA256:"):
+        return None
+    fallback = (summary.ssh_user, summary.ssh_hostname, summary.ssh_port)
+    host, port = host_for_others(summary.ssh_destination, fallback)
+    port_number = int(port) if port else None
+    return Reach(host, port_number, summary.fingerprint, summary.key_type or "")
 
 
 @dataclass
@@ -29,6 +58,7 @@ class TunnelConfig:
     # The SSH server's host name as clients reach it; a public share's link points there.
     public_host: str = LOOPBACK_BIND
     engine: str = "paramiko"  # which SSH engine carries the forward: "openssh" or "paramiko"
+    reach: Reach | None = None  # None: no tickets (see reach_of)
 
     @property
     def remote_bind(self) -> str:
@@ -43,3 +73,20 @@ class TunnelConfig:
         """The share's link; with a token it carries it as a query parameter."""
         url = f"http://{format_hostport(self.url_host, remote_port)}/"
         return url if token is None else f"{url}?safetunnel_token={token}"
+
+    def ticket(self, remote_port: int, token: str | None, expires_at: datetime) -> str | None:
+        """The share's ticket; None without a shown token (a token file keeps it off screen)."""
+        if self.reach is None or token is None:
+            return None
+        reach = self.reach
+        return Ticket(
+            ssh_host=reach.host,
+            ssh_port=reach.port,
+            host_key=reach.host_key,
+            key_type=reach.key_type,
+            remote_bind=self.remote_bind,
+            remote_port=remote_port,
+            protocol=self.protocol,
+            expires_at=expires_at,
+            token=token,
+        ).encode()

@@ -132,4 +132,45 @@ def open_session(
     return SSHSession(transport, target, state, timeout)
 
 
-__all__ = ["AuthSource", "HostKeyPrompt", "SSHSession", "fetch_host_key", "open_session"]
+def open_pinned_session(
+    target: SSHTarget,
+    host_key: str,
+    key_type: str,
+    auth: AuthSource | None,
+    timeout: float = 10.0,
+) -> SSHSession:
+    """Connect and authenticate, trusting exactly the host key with fingerprint ``host_key``.
+
+    For a recipient of a ticket: the ticket is the trust anchor, so no known_hosts file is read
+    or written and nobody is asked; any other key is HostKeyChanged (exit 4), before a single
+    credential is offered. ``key_type`` ("" when unknown) is asked for first, so a server with
+    several host keys shows the pinned one.
+    """
+    refuse_proxy(target)
+    transport = TunedTransport(connect_socket(target.hostname, target.port, timeout), timeout)
+    try:
+        if key_type:
+            _prefer_key_types(transport, (key_type,))
+        run_handshake(transport, format_hostport(target.hostname, target.port), timeout)
+        key = transport.get_remote_server_key()
+        if fingerprint(key) != host_key:
+            raise HostKeyChanged(
+                f"{target.display} showed the host key {key.get_name()} {fingerprint(key)}, "
+                f"but the ticket names {host_key}. Someone may be intercepting the connection.",
+                hint="Nothing was sent. Check the host with the sharer, or ask for a new ticket.",
+            )
+        authenticate(transport, target, auth, None)
+    except BaseException:
+        transport.close()
+        raise
+    return SSHSession(transport, target, "pinned", timeout)
+
+
+__all__ = [
+    "AuthSource",
+    "HostKeyPrompt",
+    "SSHSession",
+    "fetch_host_key",
+    "open_pinned_session",
+    "open_session",
+]
