@@ -10,6 +10,7 @@ depth, fields named like a secret are dropped and token-shaped values are redact
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from typing import Any
 
 from safetunnel import fsutil, paths, timefmt
 from safetunnel.tickets import TICKET_RE
+from safetunnel.tokens import PREFIX as TOKEN_PREFIX
 from safetunnel.tokens import TOKEN_RE
 
 EVENTS = frozenset({"confirmed", "started", "connection", "extended", "warning", "stopped"})
@@ -31,6 +33,8 @@ _RESERVED = frozenset({"ts", "event", "id"})
 MIN_FREE_BYTES = 16 * 1024
 
 
+# A share writes the same few field names on every connection: each is judged once.
+@functools.lru_cache(maxsize=1024)
 def is_secret_name(name: str) -> bool:
     """Names that can only carry a secret (``token_hash_prefix`` is fine, ``token`` is not)."""
     lowered = name.lower()
@@ -39,8 +43,16 @@ def is_secret_name(name: str) -> bool:
 
 def scrub(value: Any) -> Any:
     """``value`` with secret-named keys dropped and token-shaped text redacted, recursively."""
+    kind = type(value)
+    if kind is int or kind is bool or kind is float or value is None:
+        return value  # the common case first: counts and flags cannot hold a token
     if isinstance(value, str):
-        return TICKET_RE.sub(REDACTED, TOKEN_RE.sub(REDACTED, value))
+        # Every token starts with "st_" and every ticket with "stt": text without "st" holds
+        # neither, and most text (paths, addresses, reasons) takes this fast way out.
+        if "st" not in value:
+            return value
+        redacted = TOKEN_RE.sub(REDACTED, value) if TOKEN_PREFIX in value else value
+        return TICKET_RE.sub(REDACTED, redacted)
     if isinstance(value, dict):
         return {str(k): scrub(v) for k, v in value.items() if not is_secret_name(str(k))}
     if isinstance(value, list | tuple):

@@ -18,6 +18,7 @@ from safetunnel.sharing import events
 from safetunnel.sharing.budget import FailureBudget
 from safetunnel.sharing.later import Later
 from safetunnel.sharing.pump import Pump
+from safetunnel.sharing.pumprelay import make_pump
 from safetunnel.sharing.pumptypes import PumpHooks
 from safetunnel.sharing.reasons import StopReason
 from safetunnel.sharing.stats import ConnCounters, TunnelStats
@@ -123,7 +124,7 @@ class TunnelConnections:
     def _admit(self, stream: ByteStream) -> None:
         origin = format_hostport(*stream.origin)
         counters = self.stats.counters(origin)
-        pump = Pump(stream, counters, self._pump_hooks)
+        pump = make_pump(stream, counters, self._pump_hooks)
         dropped: Pump | None = None
         # Checked and registered under one lock with teardown's `_stopping`, so a pump is either
         # refused here or seen (and closed) by teardown; never missed and left blocking.

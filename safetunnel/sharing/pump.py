@@ -16,6 +16,7 @@ every lock, so a slow connect holds nothing that teardown or the other direction
 from __future__ import annotations
 
 import logging
+import socket
 
 from safetunnel.gate.events import (
     Close,
@@ -119,11 +120,15 @@ class Pump(PumpBase):
             with self._gate_lock:
                 self._gate.service_unavailable()  # the gate answers (502 or close) and closes
             return False
-        self._to_service = pumpio.Outbox(pumpio.service_sender(sock))
+        self._to_service = self._service_outbox(sock)
         if not self._move(Phase.CONNECTED, sock):
             pumpio.close_socket(sock)  # teardown closed us while we connected: don't leak it
             raise ConnectionAbortedError("the tunnel is closing")
         return True
+
+    def _service_outbox(self, sock: socket.socket) -> pumpio.Outbox:
+        """Where the gate's bytes for the service wait: sent at once, blocking, here."""
+        return pumpio.Outbox(pumpio.service_sender(sock))
 
     # -- the gate's events -----------------------------------------------------------------------
 

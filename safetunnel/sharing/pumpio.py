@@ -70,11 +70,11 @@ class Outbox:
     """FIFO of pending writes to one destination, flushed by whichever thread gets there first."""
 
     def __init__(self, send: Callable[[Any], None]) -> None:
-        self._queue: deque[bytes | bytearray] = deque()
+        self._queue: deque[bytes | bytearray | memoryview] = deque()
         self._lock = threading.Lock()
         self._send = send
 
-    def put(self, data: bytes | bytearray) -> None:
+    def put(self, data: bytes | bytearray | memoryview) -> None:
         self._queue.append(data)
 
     def flush(self) -> None:

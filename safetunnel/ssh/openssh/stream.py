@@ -27,6 +27,11 @@ class SocketStream:
     def origin(self) -> tuple[str, int]:
         return self._origin
 
+    def raw_socket(self) -> socket.socket:
+        """The socket itself: a pump may move its bytes without the methods below (one thread
+        polling both ends), closing it only through :meth:`close`."""
+        return self._sock
+
     def fileno(self) -> int:
         return self._sock.fileno()
 
