@@ -156,6 +156,10 @@ class Pump(PumpBase):
         else:
             self._to_remote.flush()
             self._to_service.flush()
+        self._report(events)
+
+    def _report(self, events: list[Event]) -> None:
+        """Pass on the requests the gate says were answered (every pump kind calls this)."""
         for event in events:
             if isinstance(event, RequestDone):
                 self._hooks.on_request(self._counters, event)

@@ -251,6 +251,7 @@ class RelayPump(Pump):
         """Act on what the gate asked for; False once the pump is over."""
         if events is None:
             return self._phase is not Phase.CLOSED
+        self._report(events)
         last = events[-1]
         if isinstance(last, Close):
             self._finish_by_gate(last)
