@@ -10,16 +10,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import stat
 import sys
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
 
 from safetunnel.addresses import format_hostport
+from safetunnel.cli.signals import StopSignalScope
 from safetunnel.durations import format_remaining
 from safetunnel.errors import UsageError
 from safetunnel.hosts.config import load_config
@@ -221,26 +220,12 @@ class _View:
         self.say("The ticket expired; connect stopped." if reason == "expired" else "Stopped.")
 
 
-class _Signals:
+class _Signals(StopSignalScope):
     """SIGINT, SIGTERM and SIGHUP stop the receiver, so its close() runs on the main thread."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
     def __init__(self, receiver: Receiver) -> None:
+        super().__init__()
         self._receiver = receiver
-        self.caught = False
-        self.interrupted = False
-        self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _Signals:
-        self._previous = {sig: signal.signal(sig, self._on_signal) for sig in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        self.caught = True
-        self.interrupted = self.interrupted or signum == signal.SIGINT
+    def stop(self) -> None:
         self._receiver.stop()

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import sys
-from types import FrameType
 from typing import Any
 
 import click
@@ -15,6 +13,7 @@ from safetunnel.cli.completion import complete_hosts
 from safetunnel.cli.console import ConsoleUI, json_line
 from safetunnel.cli.handoff import HandedChildUI, RememberingUI
 from safetunnel.cli.params import DurationParam, LocalAddressParam
+from safetunnel.cli.signals import StopSignalScope
 from safetunnel.errors import ConnectionLost, SafetunnelError
 from safetunnel.secrets import handoff
 from safetunnel.sharing import background, options
@@ -198,7 +197,7 @@ def _log_path_of_stdout() -> str | None:
         return None
 
 
-class StopSignals:
+class StopSignals(StopSignalScope):
     """SIGINT, SIGTERM and SIGHUP for the whole life of a share, from before the SSH connection.
 
     Until the tunnel exists a signal cancels the setup (the share flow closes whatever it had
@@ -207,24 +206,11 @@ class StopSignals:
     with its record and socket left behind.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
     def __init__(self, ui: ConsoleUI) -> None:
+        super().__init__()
         self._ui = ui
-        self.interrupted = False
-        self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> StopSignals:
-        self._previous = {sig: signal.signal(sig, self._on_signal) for sig in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if signum == signal.SIGINT:
-            self.interrupted = True
+    def stop(self) -> None:
         tunnel = self._ui.tunnel
         if tunnel is None:
             raise click.exceptions.Exit(130 if self.interrupted else 0)
