@@ -55,15 +55,12 @@ def share(
     keepalive: float = options.DEFAULT_KEEPALIVE,
     reconnect: bool = True,
 ) -> Tunnel:
-    """Share 127.0.0.1:``port`` and return the started :class:`Tunnel` (a context manager).
+    """Share 127.0.0.1:``port``; returns the started :class:`Tunnel` (a context manager).
 
-    ``ttl`` and ``idle`` take seconds or strings such as ``"30m"``; ``ttl=None`` uses
-    ``default_ttl`` from config.toml (30m unless set). ``host`` is as for the CLI; ``None`` uses
-    the default host, else the built-in loopback gateway. ``max_connections`` is 1-4096 and
-    ``keepalive`` 0.2-600 seconds, as on the command line. ``reconnect=False`` ends the tunnel
-    when the SSH connection is lost instead of reconnecting within the TTL. The tunnel exposes
-    ``remote_port``, ``token``, ``expires_at``, ``state``, ``stop_reason``, ``stop_error``,
-    ``exit_code`` and ``close()``.
+    Arguments are as on the command line: ``ttl``/``idle`` in seconds or as ``"30m"`` (``ttl``
+    None: config.toml's ``default_ttl``); ``host`` None: the default host, else the built-in
+    gateway; ``reconnect=False`` ends the tunnel on SSH loss. See :class:`Tunnel` for what a
+    started tunnel exposes (``remote_port``, ``token``, ``expires_at``, ``close()``, ...).
     """
     request = ShareRequest(
         local=port,

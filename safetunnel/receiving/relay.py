@@ -52,22 +52,20 @@ class Relay:
     def _up(self) -> None:
         """Client -> share; the client's EOF becomes the channel's."""
         try:
-            while data := self._client.recv(READ_SIZE):
-                self._channel.sendall(data)
-            self._channel.shutdown_write()
-        except (OSError, EOFError):  # the other side or close() ended it
-            pass
+            with contextlib.suppress(OSError, EOFError):  # the other side or close() ended it
+                while data := self._client.recv(READ_SIZE):
+                    self._channel.sendall(data)
+                self._channel.shutdown_write()
         finally:
             self._finished()
 
     def _down(self) -> None:
         """Share -> client; the share's EOF becomes the client's."""
         try:
-            while data := self._channel.recv(READ_SIZE):
-                self._client.sendall(data)
-            self._client.shutdown(socket.SHUT_WR)
-        except (OSError, EOFError):  # the other side or close() ended it
-            pass
+            with contextlib.suppress(OSError, EOFError):  # the other side or close() ended it
+                while data := self._channel.recv(READ_SIZE):
+                    self._client.sendall(data)
+                self._client.shutdown(socket.SHUT_WR)
         finally:
             self._finished()
 

@@ -40,7 +40,13 @@ class ShareRequest:
 
 def check_request(request: ShareRequest) -> None:
     """Refuse values the CLI's option types would refuse; the Python API has no click."""
-    problems = [
+    for bad, message in _problems(request):
+        if bad:
+            raise ConfigError(message)
+
+
+def _problems(request: ShareRequest) -> list[tuple[bool, str]]:
+    return [
         (request.ttl is not None and request.ttl <= 0, "ttl must be a positive duration"),
         (request.idle is not None and request.idle <= 0, "idle must be a positive duration"),
         (
@@ -76,6 +82,3 @@ def check_request(request: ShareRequest) -> None:
             f"protocol must be one of {', '.join(options.PROTOCOLS)}",
         ),
     ]
-    for bad, message in problems:
-        if bad:
-            raise ConfigError(message)
