@@ -59,6 +59,7 @@ class Gate:
         self._remote_eof = False
         self._service_eof = False
         self._connected = False
+        self._tcp_recipient = ""
         self.protocol: str | None = None
 
     @property
@@ -91,6 +92,13 @@ class Gate:
         if self._http is not None:
             return self._http.requests
         return 1 if self._connected else 0
+
+    @property
+    def recipients(self) -> frozenset[str]:
+        """The names whose tokens this connection presented (revoking one closes it)."""
+        if self._http is not None:
+            return self._http.recipients
+        return frozenset([self._tcp_recipient]) if self._tcp_recipient else frozenset()
 
     def receive_remote(self, data: bytes) -> None:
         """Feed bytes from the remote client; ``b""`` means the remote closed its side."""
@@ -202,7 +210,7 @@ class Gate:
         try:
             preamble = parse_preamble(
                 self._buf.peek(self._policy.max_preamble_bytes),
-                self._policy.token_hash,
+                self._policy.recipients.current(),
                 self._policy.max_preamble_bytes,
             )
         except PreambleTooLong:
@@ -215,7 +223,8 @@ class Gate:
             self._close(End("unauthorized", refused=True))
         else:
             self._connected = True
-            self._queue.append(Connect("tcp"))
+            self._tcp_recipient = preamble.recipient or ""
+            self._queue.append(Connect("tcp", self._tcp_recipient))
             self._buf.take(preamble.rest_offset)
             if self._buf:
                 self._queue.append(ToService(self._buf.take_all()))
