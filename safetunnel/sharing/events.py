@@ -57,6 +57,7 @@ class Connection:
     protocol: str
     allowed: bool
     reason: str | None = None
+    recipient: str = ""  # whose token let it in: a name, never the token
 
     kind: ClassVar[str] = "connection"
 
@@ -65,6 +66,8 @@ class Connection:
         out |= {"protocol": self.protocol, "allowed": self.allowed}
         if not self.allowed:
             out["reason"] = self.reason
+        if self.recipient:
+            out["recipient"] = self.recipient
         return out
 
 
@@ -80,6 +83,7 @@ class ConnectionClosed:
     bytes_in: int
     bytes_out: int
     duration: float
+    recipient: str = ""
 
     kind: ClassVar[str] = "connection-closed"
 
