@@ -43,7 +43,8 @@ def test_a_revoked_http_recipient_is_cut_off_and_the_other_keeps_working(
     e2e: E2E, shared_sshd: SSHD
 ) -> None:
     service = e2e.service(http_keepalive)
-    share = e2e.share(service.port, via=shared_sshd, ttl="60s")
+    # One failure would end the share: a revoked token's retries must not count as failures.
+    share = e2e.share(service.port, "--max-failures", "1", via=shared_sshd, ttl="60s")
     started = e2e.started(share)
     tunnel_id, port = started["id"], started["remote_port"]
     alice, bob = mint(e2e, tunnel_id, "alice"), mint(e2e, tunnel_id, "bob")
@@ -77,6 +78,8 @@ def test_a_revoked_http_recipient_is_cut_off_and_the_other_keeps_working(
     assert {"alice", "bob", "default"} <= used
     changes = [(e["name"], e["action"]) for e in audit if e["event"] == "recipient"]
     assert changes == [("alice", "added"), ("bob", "added"), ("alice", "revoked")]
+    assert any(e["event"] == "connection" and e["reason"] == "revoked" for e in audit)
+    assert [e["reason"] for e in audit if e["event"] == "stopped"] == ["signal"]
     events = [json.loads(line) for line in share.stdout_lines if line.strip()]
     connections = [e for e in events if e["event"] == "connection" and e["allowed"]]
     assert {e.get("recipient") for e in connections} == {"alice", "bob", "default"}

@@ -53,7 +53,9 @@ def test_a_revoked_token_is_refused_on_the_next_request_of_a_kept_alive_connecti
     gate.receive_remote(with_token(ALICE, "/two"))
     events: list[Event] = []
     drain(gate, 0.0, events)
-    assert events[-1] == Close("unauthorized", allowed=False, refused=True)
+    # Its first request was let in, so the connection stays "allowed"; the revoked token is no
+    # guess, so it costs no failure.
+    assert events[-1] == Close("revoked", allowed=True, refused=False)
     assert isinstance(events[-2], ToRemote) and events[-2].data.startswith(b"HTTP/1.1 401")
     assert not any(isinstance(e, ToService) and b"/two" in e.data for e in events)
 
@@ -62,9 +64,9 @@ def test_revoking_one_recipient_leaves_the_others_working() -> None:
     shared = policy()
     shared.recipients.revoke("alice")
     refused = run([("remote", with_token(ALICE))], policy=shared)
-    assert refused.close.refused and refused.connects == 0
+    assert refused.close.reason == "revoked" and refused.connects == 0
     tcp = run([("remote", f"SAFETUNNEL {ALICE}\n".encode())], policy=shared)
-    assert tcp.close.refused and tcp.connects == 0
+    assert tcp.close.reason == "revoked" and tcp.connects == 0
     kept = run([("remote", with_token(BOB))], policy=shared)
     assert kept.events[1] == Connect("http", "bob")
 
@@ -75,7 +77,7 @@ def test_revoking_a_recipient_voids_the_cookie_its_link_handed_out() -> None:
     headers = [("Cookie", f"safetunnel_{TUNNEL_ID}={cookie}")]
     assert run([("remote", request("/", headers))], policy=shared).connects == 1
     shared.recipients.revoke("alice")
-    assert run([("remote", request("/", headers))], policy=shared).close.refused
+    assert run([("remote", request("/", headers))], policy=shared).connects == 0
 
 
 def test_a_link_names_its_recipient_and_a_revoked_link_is_refused() -> None:
@@ -90,7 +92,7 @@ def test_a_link_names_its_recipient_and_a_revoked_link_is_refused() -> None:
 def test_the_share_own_token_can_be_revoked_too() -> None:
     shared = policy()
     shared.recipients.revoke("default")
-    assert run([("remote", with_token(TOKEN))], policy=shared).close.refused
+    assert run([("remote", with_token(TOKEN))], policy=shared).close.reason == "revoked"
     assert run([("remote", with_token(ALICE))], policy=shared).connects == 1
 
 
@@ -135,3 +137,19 @@ def test_names_are_unique_even_after_revocation() -> None:
         shared.mint("alice", tokens.generate())
     with pytest.raises(RecipientError):
         shared.recipients.revoke("alice")
+
+
+def test_a_revoked_token_is_refused_without_counting_as_a_failure() -> None:
+    shared = policy()
+    shared.recipients.revoke("alice")
+    http = run([("remote", with_token(ALICE))], policy=shared)
+    assert http.remote.startswith(b"HTTP/1.1 401")
+    assert http.close == Close("revoked", allowed=False, refused=False)
+    tcp = run([("remote", f"SAFETUNNEL {ALICE}\n".encode())], policy=shared)
+    assert tcp.close == Close("revoked", allowed=False, refused=False)
+    cookie = session_secret(ALICE.encode(), shared.session_salt).decode()
+    headers = [("Cookie", f"safetunnel_{TUNNEL_ID}={cookie}")]
+    assert run([("remote", request("/", headers))], policy=shared).close.reason == "revoked"
+    # A guess is still a failure, however many recipients were revoked.
+    guess = run([("remote", with_token(tokens.generate()))], policy=shared)
+    assert guess.close == Close("unauthorized", allowed=False, refused=True)

@@ -12,7 +12,7 @@ from urllib.parse import unquote_to_bytes
 
 from safetunnel import tokens
 from safetunnel.gate.location import same_origin_path
-from safetunnel.gate.recipients import Recipient, match
+from safetunnel.gate.recipients import Recipient, match, refusal
 
 HeaderList = list[tuple[bytes, bytes]]
 
@@ -47,6 +47,15 @@ class Carried:
         by_header = match(self.header_tokens, recipients, cookie=False)
         by_cookie = match(self.cookie_secrets, recipients, cookie=True)
         return by_header if by_header is not None else by_cookie
+
+
+def refused(carried: Carried, revoked: tuple[Recipient, ...]) -> tuple[str, bool]:
+    """Why a request that no live recipient admitted is refused: (reason, counts as failure)."""
+    if len(carried.header_tokens) + len(carried.cookie_secrets) > MAX_CANDIDATES:
+        return refusal(False)
+    by_token = match([*carried.header_tokens, *carried.link_tokens], revoked, cookie=False)
+    by_cookie = match(carried.cookie_secrets, revoked, cookie=True)
+    return refusal(by_token is not None or by_cookie is not None)
 
 
 def extract(raw_headers: Iterable[tuple[bytes, bytes]], target: bytes, cookie: bytes) -> Carried:

@@ -36,6 +36,7 @@ from safetunnel.gate.events import (
 )
 from safetunnel.gate.http import HttpSession
 from safetunnel.gate.policy import GatePolicy
+from safetunnel.gate.recipients import refusal
 from safetunnel.gate.responses import BAD_GATEWAY
 from safetunnel.gate.sniff import sniff
 from safetunnel.gate.tcp import PreambleTooLong, parse_preamble
@@ -212,6 +213,7 @@ class Gate:
                 self._buf.peek(self._policy.max_preamble_bytes),
                 self._policy.recipients.current(),
                 self._policy.max_preamble_bytes,
+                self._policy.recipients.revoked(),
             )
         except PreambleTooLong:
             self._close(End("bad-preamble", refused=True))
@@ -220,7 +222,7 @@ class Gate:
             if self._remote_eof:
                 self._close(End("incomplete", refused=True))
         elif not preamble.valid:
-            self._close(End("unauthorized", refused=True))
+            self._close(End(*refusal(preamble.revoked)))
         else:
             self._connected = True
             self._tcp_recipient = preamble.recipient or ""

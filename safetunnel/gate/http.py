@@ -162,14 +162,14 @@ class HttpSession:
         if carried.link_tokens:
             link = auth.valid_link_token(carried, live)
             if link is None:
-                self._stop("unauthorized", refused=True, reply=UNAUTHORIZED)
+                self._stop(*auth.refused(carried, self._policy.recipients.revoked()), UNAUTHORIZED)
             elif leaks.holds_token(carried.location, []):
                 self._stop("bad-request", refused=True, reply=BAD_REQUEST)
             else:
                 self.recipients |= {link[1]}
                 self._answer_link(server, request.method, carried.location, link[0])
         elif (name := carried.admitted(live)) is None:
-            self._stop("unauthorized", refused=True, reply=UNAUTHORIZED)
+            self._stop(*auth.refused(carried, self._policy.recipients.revoked()), UNAUTHORIZED)
         elif leaks.holds_token(request.target, carried.headers):
             self._stop("bad-request", refused=True, reply=BAD_REQUEST)
         else:

@@ -67,17 +67,21 @@ class RecipientBook:
     def __init__(self, recipients: Iterable[Recipient] = ()) -> None:
         self._lock = threading.Lock()
         self._current: tuple[Recipient, ...] = tuple(recipients)
-        self._revoked: set[str] = set()
+        self._revoked: tuple[Recipient, ...] = ()
 
     def current(self) -> tuple[Recipient, ...]:
         """The recipients whose tokens pass right now (one attribute read: atomic)."""
         return self._current
 
+    def revoked(self) -> tuple[Recipient, ...]:
+        """Recipients withdrawn from this share: a token of theirs is told from a guess."""
+        return self._revoked
+
     def add(self, recipient: Recipient) -> None:
         """Admit a new recipient; a name is used once per share, even after its revocation."""
         check_name(recipient.name)
         with self._lock:
-            names = {r.name for r in self._current} | self._revoked
+            names = {r.name for r in (*self._current, *self._revoked)}
             if recipient.name in names:
                 raise RecipientError(f"recipient {recipient.name!r} exists already")
             self._current = (*self._current, recipient)
@@ -85,8 +89,18 @@ class RecipientBook:
     def revoke(self, name: str) -> None:
         """Withdraw ``name`` at once; RecipientError when there is no such live recipient."""
         with self._lock:
-            kept = tuple(r for r in self._current if r.name != name)
-            if len(kept) == len(self._current):
+            gone = tuple(r for r in self._current if r.name == name)
+            if not gone:
                 raise RecipientError(f"no live recipient {name!r}")
-            self._revoked.add(name)
-            self._current = kept
+            self._revoked = (*self._revoked, *gone)
+            self._current = tuple(r for r in self._current if r.name != name)
+
+
+def refusal(revoked: bool) -> tuple[str, bool]:
+    """(reason, counts as a failure) of a refused token.
+
+    A revoked token is no guess (guessing one is as hopeless as guessing a live one): it is
+    refused all the same, but not counted against the failure budget, so a recipient whose
+    client keeps retrying after the revocation cannot run the share into ``--max-failures``.
+    """
+    return ("revoked", False) if revoked else ("unauthorized", True)

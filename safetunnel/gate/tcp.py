@@ -15,6 +15,7 @@ class Preamble:
 
     recipient: str | None
     rest_offset: int
+    revoked: bool = False  # the token was a recipient's until it was revoked
 
     @property
     def valid(self) -> bool:
@@ -26,7 +27,10 @@ class PreambleTooLong(Exception):
 
 
 def parse_preamble(
-    buf: bytes | bytearray, recipients: tuple[Recipient, ...], max_bytes: int
+    buf: bytes | bytearray,
+    recipients: tuple[Recipient, ...],
+    max_bytes: int,
+    revoked: tuple[Recipient, ...] = (),
 ) -> Preamble | None:
     """Check the preamble at the start of ``buf``; ``None`` while the newline has not arrived.
 
@@ -42,5 +46,7 @@ def parse_preamble(
     if line.endswith(b"\r"):
         line = line[:-1]
     # No early exit on shape: every candidate goes through the constant-time comparison.
+    shaped = buf[: len(MAGIC)] == MAGIC
     name = match([line], recipients, cookie=False)
-    return Preamble(name if buf[: len(MAGIC)] == MAGIC else None, rest_offset=newline + 1)
+    gone = shaped and name is None and match([line], revoked, cookie=False) is not None
+    return Preamble(name if shaped else None, rest_offset=newline + 1, revoked=gone)
