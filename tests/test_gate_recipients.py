@@ -27,7 +27,11 @@ def with_token(token: str, target: str = "/") -> bytes:
     return request(target, [("X-Safetunnel-Token", token)])
 
 
-@pytest.mark.parametrize(("token", "name"), [(TOKEN, "default"), (ALICE, "alice"), (BOB, "bob")])
+@pytest.mark.parametrize(
+    ("token", "name"),
+    [(TOKEN, "default"), (ALICE, "alice"), (BOB, "bob")],
+    ids=["default", "alice", "bob"],
+)
 def test_each_recipients_token_admits_http_and_names_its_recipient(token: str, name: str) -> None:
     result = run([("remote", with_token(token))], policy=policy())
     assert result.events[1] == Connect("http", name)
@@ -35,7 +39,7 @@ def test_each_recipients_token_admits_http_and_names_its_recipient(token: str, n
     assert token.encode() not in result.service
 
 
-@pytest.mark.parametrize(("token", "name"), [(ALICE, "alice"), (BOB, "bob")])
+@pytest.mark.parametrize(("token", "name"), [(ALICE, "alice"), (BOB, "bob")], ids=["alice", "bob"])
 def test_each_recipients_token_admits_tcp_and_names_its_recipient(token: str, name: str) -> None:
     result = run([("remote", f"SAFETUNNEL {token}\nhi".encode())], policy=policy())
     assert Connect("tcp", name) in result.events

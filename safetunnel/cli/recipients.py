@@ -30,7 +30,8 @@ def ticket_cmd(tunnel_id: str, name: str) -> None:
     secret = reply.get("ticket") or reply.get("token")
     if not isinstance(secret, str):
         raise control.ControlError("the tunnel sent no ticket")
-    click.echo(f"Ticket for {name} (a secret: send it privately; revoke with", err=True)
+    what = "Ticket" if reply.get("ticket") else "Token (this share has no ticket)"
+    click.echo(f"{what} for {name} (a secret: send it privately; revoke with", err=True)
     click.echo(f"`safetunnel revoke {tunnel_id} {name}`):", err=True)
     click.echo(secret)
 
