@@ -139,15 +139,15 @@ def recent_table(recent: Sequence[Mapping[str, Any]]) -> str:
             c.get("origin", "?"),
             c.get("protocol", "?"),
             "allowed" if c.get("allowed") else "denied",
-            c.get("recipient") or "",
             c.get("reason") or "",
             human_bytes(c.get("bytes_in", 0)),
             human_bytes(c.get("bytes_out", 0)),
             f"{float(c.get('duration') or 0):.1f}s",
+            c.get("recipient") or "",
         )
         for c in recent
     ]
-    headers = ("ORIGIN", "PROTO", "RESULT", "RECIPIENT", "REASON", "IN", "OUT", "DURATION")
+    headers = ("ORIGIN", "PROTO", "RESULT", "REASON", "IN", "OUT", "DURATION", "RECIPIENT")
     return table(headers, rows)
 
 

@@ -83,12 +83,15 @@ class ConnectionClosed:
     bytes_in: int
     bytes_out: int
     duration: float
-    recipient: str = ""
+    recipient: str = ""  # a name, and only for a connection that showed a token
 
     kind: ClassVar[str] = "connection-closed"
 
     def to_json(self) -> dict[str, Any]:
-        return {"event": self.kind, **self.__dict__}
+        out = {"event": self.kind, **self.__dict__}
+        if not self.recipient:
+            del out["recipient"]
+        return out
 
 
 @dataclass(frozen=True)
