@@ -157,3 +157,11 @@ def test_a_revoked_token_is_refused_without_counting_as_a_failure() -> None:
     # A guess is still a failure, however many recipients were revoked.
     guess = run([("remote", with_token(tokens.generate()))], policy=shared)
     assert guess.close == Close("unauthorized", allowed=False, refused=True)
+
+
+def test_a_revoked_token_beside_a_guess_counts_as_a_failure() -> None:
+    shared = policy()
+    shared.recipients.revoke("alice")
+    headers = [("X-Safetunnel-Token", ALICE), ("Authorization", f"Bearer {tokens.generate()}")]
+    paired = run([("remote", request("/", headers))], policy=shared)
+    assert paired.close == Close("unauthorized", allowed=False, refused=True)

@@ -50,8 +50,13 @@ class Carried:
 
 
 def refused(carried: Carried, revoked: tuple[Recipient, ...]) -> tuple[str, bool]:
-    """Why a request that no live recipient admitted is refused: (reason, counts as failure)."""
-    if len(carried.header_tokens) + len(carried.cookie_secrets) > MAX_CANDIDATES:
+    """Why a request that no live recipient admitted is refused: (reason, counts as failure).
+
+    Only a request that carries nothing but one revoked token or cookie goes uncounted: one
+    with more candidates could pair it with a guess, and every guess must cost a failure.
+    """
+    shown = carried.header_tokens + carried.cookie_secrets + carried.link_tokens
+    if len(shown) != 1:
         return refusal(False)
     by_token = match([*carried.header_tokens, *carried.link_tokens], revoked, cookie=False)
     by_cookie = match(carried.cookie_secrets, revoked, cookie=True)
