@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 TOKEN_RE = re.compile(r"st_[A-Za-z0-9_-]{43}")
 SCRIPT = str(Path(sys.executable).with_name("safetunnel"))
 # The commands whose stdout shows the token on purpose (the started event, the human summary).
-_SHOWS_TOKEN = {"share", "demo"}
+# Their stdout shows a secret on purpose (`ticket` prints only the minted ticket there).
+_SHOWS_TOKEN = {"share", "demo", "ticket"}
 
 
 # -- command lines --------------------------------------------------------------------------------
@@ -705,7 +706,7 @@ class E2E:
                 args = args[1:]
             if not args or args[0] not in _SHOWS_TOKEN:
                 outputs += [out.stdout, out.stderr]
-            elif "--json" in args:
+            elif "--json" in args or args[0] == "ticket":
                 outputs.append(out.stderr)
         return outputs
 

@@ -116,7 +116,7 @@ def test_the_audit_keeps_what_it_kept_and_never_the_token(tmp_path: Path) -> Non
         "started_at": "2026-01-01T00:00:00Z",
         "expires_at": "2026-01-01T00:30:00Z",
     }
-    assert entries[1] == {"event": "connection", **CLOSED.__dict__}
+    assert entries[1] == {**CLOSED.to_json(), "event": "connection"}  # no recipient: none shown
     assert entries[3] == {
         "event": "request",
         "id": "st-1a2b3c",

@@ -26,7 +26,7 @@ def head_of(data: bytes) -> bytes:
 )
 def test_each_carrier_admits_and_is_stripped(headers: list[tuple[str, str]]) -> None:
     result = run([("remote", request("/a", headers))])
-    assert result.events[1] == Connect("http")
+    assert result.events[1] == Connect("http", "default")
     assert result.service == b"GET /a HTTP/1.1\r\nHost: localhost\r\n\r\n"
     assert TOKEN_B not in result.service
     assert result.gate.requests == 1

@@ -29,7 +29,7 @@ def test_connect_waits_for_the_token_so_server_first_protocols_keep_their_greeti
     gate.receive_remote(PREAMBLE[:-1])
     assert gate.next_event(0.0) == NeedData(10.0)
     gate.receive_remote(b"\n")
-    assert gate.next_event(0.0) == Connect("tcp")
+    assert gate.next_event(0.0) == Connect("tcp", "default")
 
 
 def test_crlf_preamble_is_tolerated() -> None:

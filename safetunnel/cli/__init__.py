@@ -32,6 +32,8 @@ _COMMANDS: dict[str, str] = {
     "list": "safetunnel.cli.tunnels:list_cmd",
     "log": "safetunnel.cli.log:log_cmd",
     "status": "safetunnel.cli.tunnels:status_cmd",
+    "ticket": "safetunnel.cli.recipients:ticket_cmd",
+    "revoke": "safetunnel.cli.recipients:revoke_cmd",
 }
 
 # Short help for `safetunnel --help`, kept here so that listing the commands imports none of them
@@ -49,6 +51,8 @@ _SHORT_HELP: dict[str, str] = {
     "list": "List running tunnels (stale entries are cleaned up). CONNS is open/total.",
     "log": "Show audit entries (all tunnels, or one), oldest first.",
     "status": "Show a tunnel's record, live counters and last connections.",
+    "ticket": "Mint a token for one recipient of a running share and print its ticket.",
+    "revoke": "Withdraw a recipient's token at once and close its open connections.",
 }
 
 

@@ -67,6 +67,8 @@ def event_text(event: TunnelEvent, summary: ShareSummary | None) -> str | None:
         )
     if isinstance(event, events.Connection):
         mark = "allowed" if event.allowed else f"refused ({event.reason or 'denied'})"
+        if event.recipient:
+            mark += f" [{event.recipient}]"
         return f"  {event.origin} {event.protocol}: {mark}"
     if isinstance(event, events.Request):
         return request_line(event.to_json())

@@ -123,6 +123,8 @@ def status_text(status: Mapping[str, Any], now: datetime) -> str:
         facts.append(("Live status", f"unavailable ({status.get('live_error', 'no answer')})"))
     width = max(len(k) for k, _ in facts) + 1
     lines = [f"{(k + ':').ljust(width)} {v}" for k, v in facts]
+    if status.get("recipients"):
+        lines += ["", "Recipients:", recipients_table(status["recipients"])]
     lines += ["", "Recent connections:", recent_table(status.get("recent") or [])]
     if status.get("requests"):
         lines += ["", "Recent requests:", requests_table(status["requests"])]
@@ -141,11 +143,26 @@ def recent_table(recent: Sequence[Mapping[str, Any]]) -> str:
             human_bytes(c.get("bytes_in", 0)),
             human_bytes(c.get("bytes_out", 0)),
             f"{float(c.get('duration') or 0):.1f}s",
+            c.get("recipient") or "",
         )
         for c in recent
     ]
-    headers = ("ORIGIN", "PROTO", "RESULT", "REASON", "IN", "OUT", "DURATION")
+    headers = ("ORIGIN", "PROTO", "RESULT", "REASON", "IN", "OUT", "DURATION", "RECIPIENT")
     return table(headers, rows)
+
+
+def recipients_table(recipients: Sequence[Mapping[str, Any]]) -> str:
+    """Who holds a token of this share: names only, never a token or its digest."""
+    rows = [
+        (
+            r.get("name", "?"),
+            r.get("created", "?"),
+            str(r.get("connections", 0)),
+            f"revoked {r['revoked']}" if r.get("revoked") else "active",
+        )
+        for r in recipients
+    ]
+    return table(("NAME", "CREATED", "CONNECTIONS", "STATE"), rows)
 
 
 def elapsed(seconds: object) -> str:

@@ -12,6 +12,7 @@ from urllib.parse import unquote_to_bytes
 
 from safetunnel import tokens
 from safetunnel.gate.location import same_origin_path
+from safetunnel.gate.recipients import Recipient, match, refusal
 
 HeaderList = list[tuple[bytes, bytes]]
 
@@ -33,18 +34,33 @@ class Carried:
     link_tokens: list[bytes] = field(default_factory=list)
     location: bytes = b"/"
 
-    def admits(self, token_hash: bytes, session_hash: bytes) -> bool:
-        """A header or bearer carries the token, or this share's cookie its session secret.
+    def admitted(self, recipients: tuple[Recipient, ...]) -> str | None:
+        """The recipient whose token a header or bearer carries, or whose session secret this
+        share's cookie carries; None when none does.
 
         The token itself is not accepted in the cookie: a cookie reaches every port of its
         host, so what it carries must be worth as little as possible anywhere else.
         """
         if len(self.header_tokens) + len(self.cookie_secrets) > MAX_CANDIDATES:
-            return False
+            return None
         # Evaluate all of them, so timing does not reveal which carrier was right.
-        results = [tokens.verify(t, token_hash) for t in self.header_tokens]
-        results += [tokens.verify(c, session_hash) for c in self.cookie_secrets]
-        return any(results)
+        by_header = match(self.header_tokens, recipients, cookie=False)
+        by_cookie = match(self.cookie_secrets, recipients, cookie=True)
+        return by_header if by_header is not None else by_cookie
+
+
+def refused(carried: Carried, revoked: tuple[Recipient, ...]) -> tuple[str, bool]:
+    """Why a request that no live recipient admitted is refused: (reason, counts as failure).
+
+    Only a request that carries nothing but one revoked token or cookie goes uncounted: one
+    with more candidates could pair it with a guess, and every guess must cost a failure.
+    """
+    shown = carried.header_tokens + carried.cookie_secrets + carried.link_tokens
+    if len(shown) != 1:
+        return refusal(False)
+    by_token = match([*carried.header_tokens, *carried.link_tokens], revoked, cookie=False)
+    by_cookie = match(carried.cookie_secrets, revoked, cookie=True)
+    return refusal(by_token is not None or by_cookie is not None)
 
 
 def extract(raw_headers: Iterable[tuple[bytes, bytes]], target: bytes, cookie: bytes) -> Carried:
@@ -130,9 +146,12 @@ def link_reply_headers(location: bytes, cookie: bytes, secret: bytes, max_age: f
     ]
 
 
-def valid_link_token(carried: Carried, token_hash: bytes) -> bytes | None:
-    """The link candidate that verified (to mint the cookie from), if any."""
-    if len(carried.link_tokens) > 1:
+def valid_link_token(
+    carried: Carried, recipients: tuple[Recipient, ...]
+) -> tuple[bytes, str] | None:
+    """The link candidate that verified (to mint the cookie from) and its recipient, if any."""
+    if len(carried.link_tokens) != 1:
         return None  # one link carries one token; more is guessing in bulk
-    valid = [t for t in carried.link_tokens if tokens.verify(t, token_hash)]
-    return valid[0] if valid else None
+    token = carried.link_tokens[0]
+    name = match([token], recipients, cookie=False)
+    return None if name is None else (token, name)

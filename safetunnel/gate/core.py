@@ -36,6 +36,7 @@ from safetunnel.gate.events import (
 )
 from safetunnel.gate.http import HttpSession
 from safetunnel.gate.policy import GatePolicy
+from safetunnel.gate.recipients import refusal
 from safetunnel.gate.responses import BAD_GATEWAY
 from safetunnel.gate.sniff import sniff
 from safetunnel.gate.tcp import PreambleTooLong, parse_preamble
@@ -59,6 +60,7 @@ class Gate:
         self._remote_eof = False
         self._service_eof = False
         self._connected = False
+        self._tcp_recipient = ""
         self.protocol: str | None = None
 
     @property
@@ -91,6 +93,13 @@ class Gate:
         if self._http is not None:
             return self._http.requests
         return 1 if self._connected else 0
+
+    @property
+    def recipients(self) -> frozenset[str]:
+        """The names whose tokens this connection presented (revoking one closes it)."""
+        if self._http is not None:
+            return self._http.recipients
+        return frozenset([self._tcp_recipient]) if self._tcp_recipient else frozenset()
 
     def receive_remote(self, data: bytes) -> None:
         """Feed bytes from the remote client; ``b""`` means the remote closed its side."""
@@ -202,8 +211,9 @@ class Gate:
         try:
             preamble = parse_preamble(
                 self._buf.peek(self._policy.max_preamble_bytes),
-                self._policy.token_hash,
+                self._policy.recipients.current(),
                 self._policy.max_preamble_bytes,
+                self._policy.recipients.revoked(),
             )
         except PreambleTooLong:
             self._close(End("bad-preamble", refused=True))
@@ -212,10 +222,11 @@ class Gate:
             if self._remote_eof:
                 self._close(End("incomplete", refused=True))
         elif not preamble.valid:
-            self._close(End("unauthorized", refused=True))
+            self._close(End(*refusal(preamble.revoked)))
         else:
             self._connected = True
-            self._queue.append(Connect("tcp"))
+            self._tcp_recipient = preamble.recipient or ""
+            self._queue.append(Connect("tcp", self._tcp_recipient))
             self._buf.take(preamble.rest_offset)
             if self._buf:
                 self._queue.append(ToService(self._buf.take_all()))

@@ -28,9 +28,11 @@ class Connect:
 
     The driver opens the service before it asks for the next event; if that fails, it calls
     ``Gate.service_unavailable()`` instead, and the events that follow say how to answer.
+    ``recipient`` names whose token let it in (never the token itself).
     """
 
     protocol: Literal["http", "tcp"]
+    recipient: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,9 @@
 """HTTP/1.x through the gate: h11 parses each request; the service's responses are only delimited.
 
-Each request is framed by h11, so the gate always knows where one request ends and the next
-begins and can authenticate every request on a keep-alive or pipelined connection. Request heads
-are validated raw (headers.py) before h11 parses them. A fresh server-role h11 connection is used
-per request and is given only that request (reader.py): a pipelined backlog stays in the gate's
-own buffer, where nothing copies it, whatever waits behind a request. The response is relayed as
-the service wrote it; framing.py only finds where it ends (and when the service switches
-protocols), which is all the gate needs to let the next request through.
-"""
+Each request is framed by h11, so every request on a keep-alive or pipelined connection is
+authenticated, against the recipients live at that moment. Heads are validated raw (headers.py)
+first; a fresh h11 connection per request (reader.py) keeps a pipelined backlog in the gate's own
+buffer. The response is relayed as the service wrote it; framing.py only finds where it ends."""
 
 from __future__ import annotations
 
@@ -64,6 +60,7 @@ class HttpSession:
         self.connected = False
         self.authenticated = False
         self.requests = 0
+        self.recipients: frozenset[str] = frozenset()  # whose tokens its requests carried
 
     @property
     def deadline(self) -> float | None:
@@ -161,21 +158,23 @@ class HttpSession:
 
     def _authenticate(self, server: h11.Connection, request: h11.Request) -> None:
         carried = auth.extract(request.headers.raw_items(), request.target, self._cookie)
-        policy = self._policy
+        live = self._policy.recipients.current()  # re-read per request: revocation applies at once
         if carried.link_tokens:
-            token = auth.valid_link_token(carried, policy.token_hash)
-            if token is None:
-                self._stop("unauthorized", refused=True, reply=UNAUTHORIZED)
+            link = auth.valid_link_token(carried, live)
+            if link is None:
+                self._stop(*auth.refused(carried, self._policy.recipients.revoked()), UNAUTHORIZED)
             elif leaks.holds_token(carried.location, []):
                 self._stop("bad-request", refused=True, reply=BAD_REQUEST)
             else:
-                self._answer_link(server, request.method, carried.location, token)
-        elif not carried.admits(policy.token_hash, policy.session_hash):
-            self._stop("unauthorized", refused=True, reply=UNAUTHORIZED)
+                self.recipients |= {link[1]}
+                self._answer_link(server, request.method, carried.location, link[0])
+        elif (name := carried.admitted(live)) is None:
+            self._stop(*auth.refused(carried, self._policy.recipients.revoked()), UNAUTHORIZED)
         elif leaks.holds_token(request.target, carried.headers):
             self._stop("bad-request", refused=True, reply=BAD_REQUEST)
         else:
-            self._forward(request, carried.headers)
+            self.recipients |= {name}
+            self._forward(request, carried.headers, name)
 
     def _answer_link(
         self, server: h11.Connection, method: bytes, location: bytes, token: bytes
@@ -191,7 +190,7 @@ class HttpSession:
         self.requests += 1
         self._answered = True
 
-    def _forward(self, request: h11.Request, headers: auth.HeaderList) -> None:
+    def _forward(self, request: h11.Request, headers: auth.HeaderList, name: str) -> None:
         try:
             data = request_head(request, headers)
         except h11.LocalProtocolError:
@@ -199,7 +198,7 @@ class HttpSession:
             return
         if not self.connected:
             self.connected = True
-            self.out.append(Connect("http"))
+            self.out.append(Connect("http", name))
         self.out.append(ToService(data))
         self.authenticated = True
         self.requests += 1

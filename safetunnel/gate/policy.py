@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from safetunnel import tokens
+from safetunnel.gate.recipients import DEFAULT_NAME, Recipient, RecipientBook
 
 GateProtocol = Literal["auto", "http", "tcp"]
 
@@ -37,10 +38,25 @@ class GatePolicy:
     session_salt: bytes = dataclasses.field(default=b"", repr=False)
     session_hash: bytes = dataclasses.field(default=b"", repr=False)
     max_buffered_remote: int = 64 * 1024
+    # Not an init field: ``dataclasses.replace`` then builds a fresh book from the digests above
+    # instead of sharing (and mutating) another policy's.
+    recipients: RecipientBook = dataclasses.field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_buffered_remote < max(self.max_header_bytes, self.max_preamble_bytes):
             raise ValueError("max_buffered_remote must hold a whole request head or preamble")
+        # The share's own token is a recipient like any other, so it can be revoked too. The
+        # book is the one thing about a policy that changes while gates run.
+        own = Recipient(DEFAULT_NAME, self.token_hash, self.session_hash)
+        object.__setattr__(self, "recipients", RecipientBook([own]))
+
+    def mint(self, name: str, token: str) -> None:
+        """Admit ``token`` as recipient ``name``: its digest, and its own link cookie's digest,
+        so revoking the name also voids the cookies its links handed out."""
+        session = b""  # a policy with no salt accepts no cookie at all
+        if self.session_salt:
+            session = tokens.hash_token(session_secret(token.encode(), self.session_salt))
+        self.recipients.add(Recipient(name, tokens.hash_token(token), session))
 
     @classmethod
     def for_token(cls, token: str, tunnel_id: str, protocol: GateProtocol = "auto") -> GatePolicy:

@@ -4,23 +4,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from safetunnel import tokens
+from safetunnel.gate.recipients import Recipient, match
 from safetunnel.gate.sniff import MAGIC
 
 
 @dataclass(frozen=True)
 class Preamble:
-    """Outcome of a complete preamble: whether the token matched, and where forwarding starts."""
+    """Outcome of a complete preamble: whose token it carried (None: nobody's), and where
+    forwarding starts."""
 
-    valid: bool
+    recipient: str | None
     rest_offset: int
+    revoked: bool = False  # the token was a recipient's until it was revoked
+
+    @property
+    def valid(self) -> bool:
+        return self.recipient is not None
 
 
 class PreambleTooLong(Exception):
     """No newline within the allowed preamble length."""
 
 
-def parse_preamble(buf: bytes | bytearray, token_hash: bytes, max_bytes: int) -> Preamble | None:
+def parse_preamble(
+    buf: bytes | bytearray,
+    recipients: tuple[Recipient, ...],
+    max_bytes: int,
+    revoked: tuple[Recipient, ...] = (),
+) -> Preamble | None:
     """Check the preamble at the start of ``buf``; ``None`` while the newline has not arrived.
 
     The newline must fall within the first ``max_bytes`` bytes. An optional CR before it is
@@ -35,5 +46,7 @@ def parse_preamble(buf: bytes | bytearray, token_hash: bytes, max_bytes: int) ->
     if line.endswith(b"\r"):
         line = line[:-1]
     # No early exit on shape: every candidate goes through the constant-time comparison.
-    valid = buf[: len(MAGIC)] == MAGIC and tokens.verify(line, token_hash)
-    return Preamble(valid=valid, rest_offset=newline + 1)
+    shaped = buf[: len(MAGIC)] == MAGIC
+    name = match([line], recipients, cookie=False)
+    gone = shaped and name is None and match([line], revoked, cookie=False) is not None
+    return Preamble(name if shaped else None, rest_offset=newline + 1, revoked=gone)

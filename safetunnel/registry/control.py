@@ -2,7 +2,9 @@
 
 Requests are ``{"op": "<name>", ...args}``; replies are ``{"ok": true, ...}`` or
 ``{"ok": false, "error": "<message>"}``. Ops served by a tunnel: ``status``, ``stop`` and
-``extend`` (``{"op": "extend", "seconds": 600}`` -> ``{"ok": true, "expires_at": "...Z"}``).
+``extend`` (``{"op": "extend", "seconds": 600}`` -> ``{"ok": true, "expires_at": "...Z"}``),
+``ticket`` (``{"op": "ticket", "name": "bob"}`` -> ``{"ok": true, "name": "bob", "ticket": ...}``:
+the new token's one trip, over this 0600 socket) and ``revoke`` (``{"op": "revoke", "name": ...}``).
 
 Access control is layered: the socket lives in a 0700 directory, is created without group or
 world permissions, and every peer's uid is checked with SO_PEERCRED on both ends.

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from safetunnel.errors import SafetunnelError
+from safetunnel.errors import SafetunnelError, UsageError
 from safetunnel.registry.audit import AuditLog
 from safetunnel.registry.control import ControlServer
 from safetunnel.registry.publish import RecordPublisher
@@ -49,6 +49,8 @@ class Published(Protocol):
     def request_stop(self, reason: str) -> None: ...
     def extend(self, seconds: int) -> datetime: ...
     def add_admission_check(self, check: Callable[[], bool]) -> None: ...
+    def mint_recipient(self, name: str) -> dict[str, Any]: ...
+    def revoke_recipient(self, name: str) -> dict[str, Any]: ...
 
 
 class AuditedEvent(Protocol):
@@ -76,7 +78,13 @@ class Bookkeeper:
         self._tunnel = tunnel
         control = ControlServer(
             self._registry.socket_path(tunnel.id),
-            {"status": self._status, "stop": self._stop, "extend": self._extend},
+            {
+                "status": self._status,
+                "stop": self._stop,
+                "extend": self._extend,
+                "ticket": self._ticket,
+                "revoke": self._revoke,
+            },
         )
         control.start()
         self._control = control
@@ -165,3 +173,24 @@ class Bookkeeper:
             self._publisher.publish_now()
         self._audit.write("extended", tunnel.id, by=seconds, expires_at=expires)
         return {"expires_at": expires}
+
+    def _ticket(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Mint a recipient's token; its ticket goes back over this socket only, never to the
+        audit line, which names the recipient alone."""
+        tunnel = self._live()
+        reply = tunnel.mint_recipient(_name(args))
+        self._audit.write("recipient", tunnel.id, name=reply["name"], action="added")
+        return reply
+
+    def _revoke(self, args: dict[str, Any]) -> dict[str, Any]:
+        tunnel = self._live()
+        reply = tunnel.revoke_recipient(_name(args))
+        self._audit.write("recipient", tunnel.id, name=reply["name"], action="revoked")
+        return reply
+
+
+def _name(args: dict[str, Any]) -> str:
+    name = args.get("name")
+    if not isinstance(name, str):
+        raise UsageError("a recipient name is needed")
+    return name

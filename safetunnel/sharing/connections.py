@@ -182,7 +182,8 @@ class TunnelConnections:
             self._audit_refused.discard(counters)
             reason = StopReason.AUDIT_FAILED.value  # the pump only knows it was turned away
         refused = None if allowed else reason
-        self._emit(events.Connection(self.id, counters.origin, protocol, allowed, refused))
+        name = counters.recipient
+        self._emit(events.Connection(self.id, counters.origin, protocol, allowed, refused, name))
 
     def _on_finished(self, counters: ConnCounters, allowed: bool, reason: str) -> None:
         with self._pumps_lock:

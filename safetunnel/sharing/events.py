@@ -57,6 +57,7 @@ class Connection:
     protocol: str
     allowed: bool
     reason: str | None = None
+    recipient: str = ""  # whose token let it in: a name, never the token
 
     kind: ClassVar[str] = "connection"
 
@@ -65,6 +66,8 @@ class Connection:
         out |= {"protocol": self.protocol, "allowed": self.allowed}
         if not self.allowed:
             out["reason"] = self.reason
+        if self.recipient:
+            out["recipient"] = self.recipient
         return out
 
 
@@ -80,11 +83,15 @@ class ConnectionClosed:
     bytes_in: int
     bytes_out: int
     duration: float
+    recipient: str = ""  # a name, and only for a connection that showed a token
 
     kind: ClassVar[str] = "connection-closed"
 
     def to_json(self) -> dict[str, Any]:
-        return {"event": self.kind, **self.__dict__}
+        out = {"event": self.kind, **self.__dict__}
+        if not self.recipient:
+            del out["recipient"]
+        return out
 
 
 @dataclass(frozen=True)

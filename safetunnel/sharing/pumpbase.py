@@ -58,6 +58,10 @@ class PumpBase:
         """The remote is not read until the gate wants more input (backpressure)."""
         return self._paused
 
+    def presented(self, name: str) -> bool:
+        """This connection let a request in with recipient ``name``'s token (any thread)."""
+        return name in self._gate.recipients
+
     def start(self, runner: Callable[[], None]) -> None:
         """Run ``runner`` (which calls :meth:`run`) once the remote has sent something."""
         self._starter.start(runner)
@@ -142,6 +146,8 @@ class PumpBase:
             self._verdict = self._allowed = allowed
         if self._counters.protocol is None:
             self._counters.protocol = self._gate.protocol
+        if allowed and not self._counters.recipient:
+            self._counters.recipient = min(self._gate.recipients, default="")
         self._hooks.on_decision(self._counters, allowed, "allowed" if allowed else reason)
 
     def stop_intake(self) -> None:

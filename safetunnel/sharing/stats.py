@@ -35,6 +35,7 @@ class ConnCounters:
     bytes_out: int = 0  # service -> remote
     protocol: str | None = None
     authorized: bool = False  # showed the token: from then on its traffic is activity
+    recipient: str = ""  # whose token it showed (a name)
     opened: float = field(init=False)
     last_activity: float = field(init=False)
 
@@ -94,6 +95,7 @@ class TunnelStats:
             "bytes_in": conn.bytes_in,
             "bytes_out": conn.bytes_out,
             "duration": round(now - conn.opened, 3),
+            "recipient": conn.recipient,
         }
         with self._lock:
             self._live.discard(conn)

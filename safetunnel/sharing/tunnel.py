@@ -6,11 +6,10 @@ Every way a tunnel ends (TTL, idle limit, kill, signal, SSH loss, too many failu
 
 1. the forward is cancelled (no new connections);
 2. nothing more from the remote reaches the service; open connections get a short grace
-   period to drain what the service still sends back, then are closed, and the pool is drained;
-3. a replacement SSH session (after a reconnect) is closed, then the resources handed over at
-   construction (the first SSH session, built-in gateway, ...), last in, first out;
-4. the ``Stopped`` event goes to the observers, who are then closed in reverse order (see
-   :mod:`safetunnel.sharing.observers`).
+   period to drain what the service still sends back, then are closed, and the pool drained;
+3. a replacement SSH session (after a reconnect), then the resources handed over at
+   construction (the first SSH session, built-in gateway, ...) are closed, last in, first out;
+4. the ``Stopped`` event goes to the observers, then closed in reverse order (observers.py).
 """
 
 from __future__ import annotations
@@ -28,10 +27,10 @@ from safetunnel import tokens
 from safetunnel.addresses import format_hostport
 from safetunnel.errors import SafetunnelError
 from safetunnel.sharing import events
-from safetunnel.sharing.connections import TunnelConnections
 from safetunnel.sharing.link import Link
 from safetunnel.sharing.observers import Observers, TunnelObserver
 from safetunnel.sharing.reasons import StopReason
+from safetunnel.sharing.recipients import TunnelRecipients
 from safetunnel.sharing.reconnect import Reconnector, SessionOpener
 from safetunnel.sharing.timers import Deadlines
 from safetunnel.sharing.tunnelconfig import TunnelConfig
@@ -44,15 +43,14 @@ TICK = 0.5
 log = logging.getLogger("safetunnel.sharing.tunnel")
 
 
-class Tunnel(TunnelConnections):
+class Tunnel(TunnelRecipients):
     """One running share. Use as a context manager, or call :meth:`close` (idempotent).
 
     ``resources`` is what the tunnel owns from construction on and closes at teardown, last in,
     first out; without it the tunnel owns just ``session``. If :meth:`start` fails, the stack is
     closed with that error, so a callback pushed with ``ExitStack.push`` can tell a failed start
     from a normal end (a token file kept on request is still removed if the share never
-    started). ``observers`` follow the protocol of
-    :class:`~safetunnel.sharing.observers.TunnelObserver`. ``clock`` is the monotonic clock for
+    started). ``observers`` follow ``TunnelObserver`` (observers.py). ``clock`` is the clock for
     the TTL, the idle limit, the warnings and the teardown's grace period. ``reconnect`` opens a
     new session without asking: a lost one is then replaced within the TTL (sharing.link).
     """
@@ -82,6 +80,7 @@ class Tunnel(TunnelConnections):
         self._clock = clock
         self._token_hash = tokens.hash_token(token)
         self._init_connections(config)
+        self._init_recipients()
         self._stop = threading.Event()
         self._closed = threading.Event()
         self._stopping = False
@@ -190,7 +189,8 @@ class Tunnel(TunnelConnections):
     def status(self) -> dict[str, Any]:
         """Everything a record or `safetunnel status` shows; never the token."""
         prefix = tokens.hash_prefix(self._token_hash)
-        extra = {"token_hash_prefix": prefix, "engine": self.config.engine, "state": self.state}
+        extra: dict[str, Any] = {"token_hash_prefix": prefix, "engine": self.config.engine}
+        extra |= {"state": self.state, "recipients": self.recipients_status()}
         return {**self._facts(), **extra, **self.stats.snapshot()}
 
     def started_event(self) -> events.Started:
