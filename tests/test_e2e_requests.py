@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from e2e import (
     E2E,
+    TOKEN_RE,
     ShareProcess,
     connect,
     http_get,
@@ -87,7 +88,8 @@ def test_each_request_is_an_event_in_status_and_in_the_log(e2e: E2E, shared_sshd
 def test_the_live_view_shows_requests_and_tcp_ends_printably(e2e: E2E, shared_sshd: SSHD) -> None:
     service = e2e.service(http_keepalive)
     proc = e2e.share(service.port, via=shared_sshd, ttl="60s", as_json=False)
-    wait_until(lambda: bool(e2e.records()), timeout=30, what="the share's record")
+    # The record is written before the started block is printed: wait for the block itself.
+    wait_until(lambda: TOKEN_RE.search(proc.stderr) is not None, timeout=30, what="the token")
     token = token_from(proc.stderr)
     e2e.tokens.append(token)
     port = e2e.list_json()[0]["remote_port"]
