@@ -234,9 +234,10 @@ def _zombie(proc: psutil.Process) -> bool:
         return True
 
 
-def test_a_background_share_reconnects(e2e: E2E, sshd: SSHD) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_background_share_reconnects(e2e: E2E, sshd: SSHD, engine: str) -> None:
     service = e2e.service(http_keepalive)
-    argv = ("--engine", "paramiko", *KEEPALIVE)
+    argv = ("--engine", engine, *KEEPALIVE)
     started = e2e.share_bg(service.port, "3m", *argv, via=sshd)
     tunnel_id, port = started["id"], started["remote_port"]
     assert e2e.status(tunnel_id)["state"] == "serving"
