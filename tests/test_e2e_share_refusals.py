@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import socket
 import stat
+import subprocess
 import time
 from pathlib import Path
 
@@ -52,6 +53,14 @@ def settled_log(server: SSHD, quiet: float = 0.3, limit: float = 3.0) -> str:
         if now != text:
             text, last_change = now, time.monotonic()
     return text
+
+
+def share_on_port(
+    e2e: E2E, local: int, remote: int, server: SSHD
+) -> subprocess.CompletedProcess[str]:
+    """A short ``--yes --json`` share asking for ``remote`` on ``server`` (expected refused)."""
+    args = ("--ttl", "5s", "--yes", "--json", "--remote-port", str(remote), *sshd_args(server))
+    return e2e.run("share", str(local), *args)
 
 
 def state_files(e2e: E2E) -> list[Path]:
@@ -142,17 +151,7 @@ def test_gatewayports_yes_without_public_exits_6_and_unbinds(
     server = sshd_factory(gateway_ports=True)
     service = e2e.service(http_keepalive)
     remote = free_remote_port()
-    result = e2e.run(
-        "share",
-        str(service.port),
-        "--ttl",
-        "5s",
-        "--yes",
-        "--json",
-        "--remote-port",
-        str(remote),
-        *sshd_args(server),
-    )
+    result = share_on_port(e2e, service.port, remote, server)
     assert result.returncode == 6, result.stderr
     assert "ALL interfaces" in result.stderr and "--public" in result.stderr
     assert result.stdout == ""  # never announced as started
@@ -183,17 +182,7 @@ def test_permitlisten_restricted_key_refuses_another_port(
     )
     other = allowed + 1 if not port_open(allowed + 1) else allowed + 2
     service = e2e.service(http_keepalive)
-    result = e2e.run(
-        "share",
-        str(service.port),
-        "--ttl",
-        "5s",
-        "--yes",
-        "--json",
-        "--remote-port",
-        str(other),
-        *sshd_args(server),
-    )
+    result = share_on_port(e2e, service.port, other, server)
     assert result.returncode == 6, result.stderr
     assert "refused" in result.stderr
     assert not port_open(other)
@@ -256,17 +245,7 @@ def test_remote_port_taken_on_ipv4_loopback_is_refused_not_half_bound(e2e: E2E, 
     impostor.listen(1)
     try:
         service = e2e.service(http_keepalive)
-        result = e2e.run(
-            "share",
-            str(service.port),
-            "--ttl",
-            "5s",
-            "--yes",
-            "--json",
-            "--remote-port",
-            str(port),
-            *sshd_args(sshd),
-        )
+        result = share_on_port(e2e, service.port, port, sshd)
         assert result.returncode == 6, result.stderr
         assert '"event":"started"' not in result.stdout.replace(" ", "")
         impostor.settimeout(0.2)
