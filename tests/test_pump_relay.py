@@ -1,10 +1,11 @@
-"""The relay pump (one thread polls both sockets) over a real unix socket pair, as the OpenSSH
-engine delivers connections, and real loopback services."""
+"""The relay pump (steps run by the tunnel's relay loop thread) over a real unix socket pair, as
+the OpenSSH engine delivers connections, and real loopback services."""
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,9 +17,10 @@ from services import Service, http_keepalive
 
 from safetunnel import tokens
 from safetunnel.gate.policy import GatePolicy
-from safetunnel.sharing import pumprelay
+from safetunnel.sharing import pumprelay, pumpsock
 from safetunnel.sharing.pump import Pump
 from safetunnel.sharing.pumptypes import Phase, PumpHooks
+from safetunnel.sharing.relayloop import RelayLoop
 from safetunnel.sharing.stats import ConnCounters
 from safetunnel.ssh.openssh.stream import SocketStream
 
@@ -36,6 +38,8 @@ class RelayHarness:
         self.submitted = 0
         self.finished = threading.Event()
         self.result: tuple[bool, str] | None = None
+        self.finished_on = ""
+        self.loop = RelayLoop("test-relay", time.monotonic)
         policy = GatePolicy(
             token_hash=tokens.hash_token(TOKEN),
             tunnel_id="st-test",
@@ -47,6 +51,7 @@ class RelayHarness:
             submit=self._submit,
             on_decision=lambda _c, _a, _r: None,
             on_finished=self._finished,
+            relay=self.loop,
         )
         stream = SocketStream(ours, ("127.0.0.1", 0))
         self.pump = pumprelay.make_pump(stream, ConnCounters(origin="127.0.0.1:0"), hooks)
@@ -58,6 +63,7 @@ class RelayHarness:
 
     def _finished(self, _c: ConnCounters, allowed: bool, reason: str) -> None:
         self.result = (allowed, reason)
+        self.finished_on = threading.current_thread().name
         self.finished.set()
 
     def read_all(self) -> bytes:
@@ -69,6 +75,7 @@ class RelayHarness:
     def close(self) -> None:
         self.pump.close()
         self.client.close()
+        self.loop.close()
         self.pool.shutdown(wait=True)
 
 
@@ -91,6 +98,7 @@ def test_a_socket_stream_gets_the_relay_and_a_channel_the_threaded_pump() -> Non
         submit=lambda fn: None,
         on_decision=lambda _c, _a, _r: None,
         on_finished=lambda _c, _a, _r: None,
+        relay=RelayLoop("unused", time.monotonic),
     )
     ours, theirs = socket.socketpair()
     with ours, theirs:
@@ -115,7 +123,7 @@ def test_tcp_both_ways_with_half_close_on_one_thread(harnesses: list[RelayHarnes
         assert h.finished.wait(10)
         assert h.result == (True, "eof")
         assert bytes(service.received) == b"hello"  # the preamble (token) never reaches it
-    assert h.submitted == 1  # one thread for the whole connection
+    assert (h.submitted, h.finished_on) == (0, "test-relay")  # all of it on the loop
     assert h.pump.phase is Phase.CLOSED
 
 
@@ -134,7 +142,8 @@ def test_http_keep_alive_requests_are_gated_each_time(harnesses: list[RelayHarne
         assert b"/three" not in service.received
         assert TOKEN.encode() not in service.received
     assert refused.startswith(b"HTTP/1.1 4")
-    assert h.submitted == 1
+    assert h.finished.wait(10)
+    assert (h.submitted, h.finished_on) == (0, "test-relay")
 
 
 def test_a_client_that_does_not_read_holds_back_the_service(
@@ -144,13 +153,13 @@ def test_a_client_that_does_not_read_holds_back_the_service(
     HIGH_WATER bytes: memory stays bounded, and every byte still arrives in order."""
     payload = bytes(range(256)) * (32 * 1024)  # 8 MiB
     largest = [0]
-    real_put = pumprelay.Pending.put
+    real_put = pumpsock.Pending.put
 
-    def watched(self: pumprelay.Pending, data: bytes | bytearray | memoryview) -> None:
+    def watched(self: pumpsock.Pending, data: bytes | bytearray | memoryview) -> None:
         real_put(self, data)
         largest[0] = max(largest[0], self.size)
 
-    monkeypatch.setattr(pumprelay.Pending, "put", watched)
+    monkeypatch.setattr(pumpsock.Pending, "put", watched)
 
     def flood(conn: socket.socket, _record: Callable[[bytes], None]) -> None:
         conn.sendall(payload)

@@ -96,6 +96,14 @@ def json_line(event: TunnelEvent | dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
+def print_json(event: TunnelEvent | dict[str, Any]) -> None:
+    """One ``--json`` line on stdout. Not click.echo: it probes the stream (terminal, colours)
+    on every call, and a busy share writes a line or two per connection; JSON has nothing for
+    it to strip."""
+    sys.stdout.write(json_line(event) + "\n")
+    sys.stdout.flush()
+
+
 class ConsoleUI:
     """Implements ``sharing.ShareUI`` for a terminal (or a pipe, where it never prompts)."""
 
@@ -179,7 +187,7 @@ class ConsoleUI:
     def event(self, event: TunnelEvent) -> None:
         if self.as_json:
             if event.kind in JSON_EVENTS:
-                click.echo(json_line(event))
+                print_json(event)
             if isinstance(event, events.Started):
                 self.say(f"Tunnel {event.id} is up; events follow on stdout.")
             return
@@ -229,4 +237,4 @@ class BackgroundChildUI(ConsoleUI):
                 ready.write(json.dumps(data) + "\n")
             data = {k: v for k, v in data.items() if k not in {"token", "url", "ticket"}}
         if event.kind in JSON_EVENTS:
-            click.echo(json_line(data))
+            print_json(data)

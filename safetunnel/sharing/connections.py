@@ -21,6 +21,7 @@ from safetunnel.sharing.pump import Pump
 from safetunnel.sharing.pumprelay import make_pump
 from safetunnel.sharing.pumptypes import PumpHooks
 from safetunnel.sharing.reasons import StopReason
+from safetunnel.sharing.relayloop import RelayLoop
 from safetunnel.sharing.stats import ConnCounters, TunnelStats
 from safetunnel.sharing.traffic import TrafficReports
 from safetunnel.sharing.tunnelconfig import TunnelConfig
@@ -66,6 +67,7 @@ class TunnelConnections:
     _pumps: dict[ConnCounters, Pump]
     _pumps_lock: threading.Lock
     _executor: ThreadPoolExecutor
+    _relay: RelayLoop
     _stopping: bool
 
     def _emit(self, event: events.TunnelEvent) -> None:
@@ -96,6 +98,7 @@ class TunnelConnections:
             max_workers=2 * config.max_connections + PENDING_SLOTS + 4,
             thread_name_prefix=f"{self.id}-conn",
         )
+        self._relay = RelayLoop(f"{self.id}-relay", self._clock)
         self._pump_hooks = PumpHooks(
             # Made once per share: its link cookie's session secret is bound to this share.
             policy=GatePolicy.for_token(self.token, self.id, protocol=config.protocol),
@@ -109,6 +112,7 @@ class TunnelConnections:
             expires_at=self._expiry,
             clock=self._clock,
             on_request=self._traffic.request,
+            relay=self._relay,
         )
 
     def _on_stream(self, stream: ByteStream) -> None:
@@ -194,6 +198,13 @@ class TunnelConnections:
         self._traffic.finished(counters.protocol, allowed, reason)
         if self._budget.exhausted:
             self.request_stop(StopReason.MAX_FAILURES)
+
+    def _close_connections(self) -> None:
+        """After every pump was closed: the refusals still held back are answered now, then the
+        loop and the pool finish what the pumps report."""
+        self._later.close()
+        self._relay.close()
+        self._executor.shutdown(wait=True)
 
     def _live_pumps(self) -> list[Pump]:
         with self._pumps_lock:

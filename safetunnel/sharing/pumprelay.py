@@ -1,185 +1,191 @@
-"""One thread per socket-backed connection: both directions moved by one poll loop.
+"""A socket-backed connection moved by the tunnel's relay loop: both directions, no own thread.
 
 The OpenSSH engine delivers each connection as a unix socket, and the service is a TCP socket.
 The threaded :class:`~safetunnel.sharing.pump.Pump` (one blocking reader per direction, which a
-paramiko channel needs) costs two threads per connection and a thread hand-off per exchange:
-measured, a request and its answer woke two threads, and the second pool submission was the
-largest single cost of a new connection. Here the thread that is already awake moves both.
+paramiko channel needs) costs two threads per connection and a thread hand-off per exchange;
+here every step runs on the one :class:`~safetunnel.sharing.relayloop.RelayLoop` thread when a
+socket is ready or a deadline comes.
 
-The sockets are non-blocking while the loop runs. What a peer does not take yet waits in a
-:class:`Pending` outbox; while an outbox holds ``HIGH_WATER`` bytes, the side that feeds it is
-not read (backpressure, as a blocked writer gave before), and the other direction keeps going.
+The sockets are non-blocking. What a peer does not take yet waits in a
+:class:`~safetunnel.sharing.pumpsock.Pending` outbox; while an outbox holds ``HIGH_WATER``
+bytes, the side that feeds it is not read (backpressure, as a blocked writer gave before), and
+the other direction keeps going. Nothing on the loop may block: the service is connected
+without waiting, and a final answer the client is slow to take is drained as the socket allows.
 The gate, its events, the decisions and the teardown rules are the threaded pump's own: this
 class only replaces how bytes reach the gate and leave it.
 """
 
 from __future__ import annotations
 
-import math
-import select
+import logging
 import socket
 from collections.abc import Callable
 
 from safetunnel.gate.events import Close, Connect, Event
-from safetunnel.sharing import pumpio
+from safetunnel.sharing import pumpio, pumpsock
 from safetunnel.sharing.pump import Pump
+from safetunnel.sharing.pumpsock import Pending
 from safetunnel.sharing.pumptypes import GATED, Outcome, Phase, PumpHooks
+from safetunnel.sharing.relayloop import READ, WRITE, RelayLoop
 from safetunnel.sharing.stats import ConnCounters
 from safetunnel.ssh.engine import ByteStream
 
+log = logging.getLogger("safetunnel.sharing.pump")
+
 # A side is not read while the other side's outbox holds this much: one large read's worth.
 HIGH_WATER = pumpio.BUFSIZE
-_READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
-# Deadlines are checked at least this often (a gate deadline that just passed may not close).
-_MIN_WAIT_MS = 50
-# With no deadline the loop still wakes now and then: a socket closed by teardown wakes poll at
-# once (POLLNVAL), but a number reused by a new socket in between would not.
-_IDLE_WAIT_MS = 5000
-
-
-class Pending(pumpio.Outbox):
-    """Bytes waiting for one non-blocking socket, in order; ``flush`` sends the rest blocking
-    (the loop is over: a gate's final answer, now or after a refusal's delay)."""
-
-    def __init__(
-        self, sock: socket.socket, after_send: Callable[[socket.socket], None] | None = None
-    ) -> None:
-        super().__init__(sock.sendall)
-        self._sock = sock
-        self._after_send = after_send
-        self.size = 0
-
-    def put(self, data: bytes | bytearray | memoryview) -> None:
-        if data:
-            self._queue.append(data)
-            self.size += len(data)
-
-    def send_some(self) -> None:
-        """Send what the socket takes now; the rest waits for it to be writable."""
-        sent = False
-        while self._queue:
-            head = self._queue[0]
-            try:
-                count = self._sock.send(head)
-            except BlockingIOError:
-                break
-            sent = True
-            self.size -= count
-            if count < len(head):
-                self._queue[0] = memoryview(head)[count:]
-                break
-            self._queue.popleft()
-        if sent and self._after_send is not None:
-            self._after_send(self._sock)
-
-    def flush(self) -> None:
-        with self._lock:
-            if self._queue:
-                self._sock.setblocking(True)
-            while self._queue:
-                self._sock.sendall(self._queue.popleft())
-            self.size = 0
+_TIMER = -1  # the fd a deadline (or a close elsewhere) steps with
 
 
 def make_pump(stream: ByteStream, counters: ConnCounters, hooks: PumpHooks) -> Pump:
-    """A :class:`RelayPump` for a stream that is a plain socket, else the threaded pump."""
+    """A :class:`RelayPump` for a stream that is a plain socket (when the tunnel has a relay
+    loop), else the threaded pump."""
     raw = getattr(stream, "raw_socket", None)
     sock = raw() if callable(raw) else None
-    if isinstance(sock, socket.socket):
-        return RelayPump(stream, sock, counters, hooks)
+    if isinstance(sock, socket.socket) and hooks.relay is not None:
+        return RelayPump(stream, sock, counters, hooks, hooks.relay)
     return Pump(stream, counters, hooks)
 
 
 class RelayPump(Pump):
-    """A pump whose one thread polls the remote socket and the service socket."""
+    """A pump whose steps the relay loop runs, on the remote socket and the service socket."""
 
     def __init__(
-        self, chan: ByteStream, sock: socket.socket, counters: ConnCounters, hooks: PumpHooks
+        self,
+        chan: ByteStream,
+        sock: socket.socket,
+        counters: ConnCounters,
+        hooks: PumpHooks,
+        loop: RelayLoop,
     ) -> None:
         super().__init__(chan, counters, hooks)
+        self._loop = loop
         self._remote = sock
         self._remote_fd = sock.fileno()
         self._remote_out = Pending(sock)
         self._to_remote = self._remote_out
         self._service_out: Pending | None = None
         self._service_fd = -1
-        self._poller = select.poll()
-        self._masks: dict[int, int] = {}  # what each registered fd is polled for
+        self._connecting: socket.socket | None = None  # the service, until its connect completes
+        self._connect_deadline = 0.0
+        self._masks: dict[int, int] = {}  # what each watched fd is watched for
         self._remote_done = False  # nothing more is read from the remote (EOF, intake, expiry)
         self._service_done = False  # the service's EOF was read
         self._eofs_passed = (False, False)  # half-closes sent: (to the service, to the remote)
+        self._draining = False  # the gate closed; what is queued goes out, then the sockets close
+        self._in_loop = False  # a step is running on the loop thread
+        self._over = False  # reported and unwatched: the loop is done with it
+
+    # -- the loop's side -------------------------------------------------------------------------
+
+    def start(self, runner: Callable[[], None]) -> None:
+        self._loop.add(self)
+
+    def kick(self) -> None:
+        """Deadlines are the loop's timers: nothing to start."""
+
+    def overdue(self, now: float) -> bool:
+        return False
 
     def run(self) -> None:
-        self._guarded(self._relay)
+        raise RuntimeError("a relay pump runs on its tunnel's relay loop")
 
-    def _relay(self) -> Outcome:
+    def close(self) -> None:
+        super().close()
+        self._loop.forget(self)  # it finishes (and reports) on the loop
+
+    def begin(self) -> None:
+        self._advance(self._begin)
+
+    def on_ready(self, fd: int, events: int) -> None:
+        self._advance(lambda: self._step(fd, events))
+
+    def on_timer(self) -> None:
+        self._advance(lambda: self._step(_TIMER, 0))
+
+    def _begin(self) -> bool:
+        """The client has usually sent its first bytes by the time the loop takes it over: read
+        them now rather than a loop round later."""
         self._remote.setblocking(False)
-        going = self._handle(self._feed_remote(None))
-        while going and not self._settled():
-            ready = dict(self._poller.poll(self._watch()))
-            going = self._step(ready)
-        return "done"
+        return self._handle(self._feed_remote(None)) and self._from_remote()
 
-    def _service_outbox(self, sock: socket.socket) -> pumpio.Outbox:
-        sock.setblocking(False)
-        self._service_fd = sock.fileno()
-        self._service_out = Pending(sock, pumpio.quick_ack)
-        return self._service_out
+    def _advance(self, step: Callable[[], bool]) -> None:
+        """Run one step; once the connection is over, stop watching it and report."""
+        if self._over:
+            return
 
-    # -- one round -------------------------------------------------------------------------------
+        def direction() -> Outcome:
+            if self._loop.closing:
+                self.close()
+            going = step() and not self._settled()
+            if going:
+                self._arm()
+            return "paused" if going else "done"
 
-    def _watch(self) -> int:
-        """Poll each socket for what the loop can use now; the wait until the gate's deadline."""
-        gated = self._phase in GATED
+        self._in_loop = True
+        try:
+            outcome = self._guarded(direction)  # reports when "done"
+        finally:
+            self._in_loop = False
+        if outcome == "done":
+            self._over = True
+            for fd in list(self._masks):
+                self._loop.watch(self, fd, 0)
+            self._masks.clear()
+            if self._connecting is not None:
+                pumpio.close_socket(self._connecting)
+                self._connecting = None
+            self._loop.done(self)
+
+    def _arm(self) -> None:
+        """Watch each socket for what the next step can use; the timer for the next deadline."""
+        if self._connecting is not None:
+            self._watch(self._remote_fd, read=False, write=False)
+            self._watch(self._connecting.fileno(), read=False, write=True)
+            self._loop.at(self, self._connect_deadline)
+            return
+        gated = self._phase in GATED and not self._draining
         with self._gate_lock:
             self._paused = gated and not self._gate.wants_remote_data
             deadline = self._gate.current_deadline if gated else None
+        reading = not self._draining
         service_out = self._service_out
         room = service_out is None or service_out.size < HIGH_WATER
-        read_remote = not (self._remote_done or self._paused) and room
-        self._poll_for(self._remote_fd, read_remote, self._remote_out.size > 0)
+        read_remote = reading and not (self._remote_done or self._paused) and room
+        self._watch(self._remote_fd, read_remote, self._remote_out.size > 0)
         if service_out is not None:
-            read_service = not self._service_done and self._remote_out.size < HIGH_WATER
-            self._poll_for(self._service_fd, read_service, service_out.size > 0)
-        if deadline is None:
-            return _IDLE_WAIT_MS
-        return max(_MIN_WAIT_MS, math.ceil((deadline - self._clock()) * 1000))
+            read_service = reading and not self._service_done
+            read_service = read_service and self._remote_out.size < HIGH_WATER
+            self._watch(self._service_fd, read_service, service_out.size > 0)
+        self._loop.at(self, deadline)
 
-    def _poll_for(self, fd: int, read: bool, write: bool) -> None:
-        """A socket polled for nothing is not registered at all: a hang-up must not wake the
-        loop over and over for a side it does not read."""
-        mask = (select.POLLIN if read else 0) | (select.POLLOUT if write else 0)
+    def _watch(self, fd: int, read: bool, write: bool) -> None:
+        mask = (READ if read else 0) | (WRITE if write else 0)
         if self._masks.get(fd, 0) == mask:
             return
-        if mask == 0:
-            self._poller.unregister(fd)
-            del self._masks[fd]
-        elif fd in self._masks:
-            self._poller.modify(fd, mask)
+        if mask:
             self._masks[fd] = mask
         else:
-            self._poller.register(fd, mask)
-            self._masks[fd] = mask
+            del self._masks[fd]
+        self._loop.watch(self, fd, mask)
 
-    def _step(self, ready: dict[int, int]) -> bool:
-        """Handle what poll reported; False once the pump is over (teardown may have closed it
-        while poll waited)."""
+    # -- one step --------------------------------------------------------------------------------
+
+    def _step(self, fd: int, events: int) -> bool:
+        """Handle what the loop reported; False once the pump is over (teardown may have closed
+        it meanwhile)."""
         if self._phase is Phase.CLOSED:
             return False
-        if not ready:  # the gate's deadline (or the idle wake-up)
+        if self._connecting is not None:
+            return self._connect_step(fd)
+        if fd == _TIMER:  # the gate's deadline
             return self._phase not in GATED or self._handle(self._feed_remote(None))
         going = True
-        if self._wanted(ready, self._remote_fd):
-            going = self._from_remote()
-        if going and self._wanted(ready, self._service_fd):
-            going = self._from_service()
+        if events & READ and self._masks.get(fd, 0) & READ:
+            going = self._from_remote() if fd == self._remote_fd else self._from_service()
         if going:
             self._send_pending()
         return going
-
-    def _wanted(self, ready: dict[int, int], fd: int) -> bool:
-        """``fd`` has input (or a hang-up) and the loop reads it now."""
-        return bool(ready.get(fd, 0) & _READABLE and self._masks.get(fd, 0) & select.POLLIN)
 
     def _send_pending(self) -> None:
         self._remote_out.send_some()
@@ -188,12 +194,15 @@ class RelayPump(Pump):
 
     def _settled(self) -> bool:
         """Pass each EOF on once what precedes it is sent; True when both directions are over
-        (or teardown closed the pump)."""
+        (or the pump closed)."""
         if self._phase is Phase.CLOSED:
             return True
         service_out = self._service_out
         if self._remote_out.size or (service_out is not None and service_out.size):
             return False
+        if self._draining:
+            self._move(Phase.CLOSED)
+            return True
         if self._phase is not Phase.PIPED:
             return self._remote_done and (service_out is None or self._service_done)
         to_service, to_remote = self._eofs_passed
@@ -205,6 +214,15 @@ class RelayPump(Pump):
             to_remote = True
         self._eofs_passed = (to_service, to_remote)
         return self._remote_done and self._service_done
+
+    def _answer_and_close(self) -> None:
+        """On the loop, a final answer the client does not take at once is drained as its
+        socket allows: a slow reader must not hold up every other connection."""
+        if self._in_loop:
+            self._draining = True
+            self._send_pending()
+            return
+        super()._answer_and_close()
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -228,7 +246,7 @@ class RelayPump(Pump):
         self._remote_done = not data or not self._intake_open
         return self._handle(self._feed_remote(data))
 
-    def _from_service(self) -> bool:
+    def _from_service(self, again: bool = False) -> bool:
         sock = self._sock
         assert sock is not None
         try:
@@ -239,6 +257,10 @@ class RelayPump(Pump):
         self._service_done = not data
         if self._phase is Phase.PIPED:
             self._to_remote.put(data)
+            # A service that answers and closes has usually done both by now: reading its EOF
+            # at once saves a loop round on every short connection.
+            if data and not again and self._remote_out.size < HIGH_WATER:
+                return self._from_service(again=True)
             return True
         with self._gate_lock:
             if self._phase is not Phase.CONNECTED:
@@ -255,7 +277,7 @@ class RelayPump(Pump):
         if isinstance(last, Close):
             self._report(events)
             self._finish_by_gate(last)
-            return False
+            return self._draining
         # An answer goes out before its request is reported: the report (an event, an audit
         # line) is not in the client's round trip. Measured, reporting first cost keep-alive.
         self._send_pending()
@@ -265,9 +287,46 @@ class RelayPump(Pump):
         if not self._hooks.admit(self._counters):
             self._turn_away("max-connections")
             return False
-        opened = self._open_service(last.protocol)
-        going = self._handle(self._feed_remote(None))  # the request, or the gate's 502
-        if opened and going:
+        self._counters.protocol = last.protocol
+        try:
+            self._connecting = pumpsock.connect_later(self._hooks.service)
+        except OSError as err:
+            return self._unavailable(err)
+        self._connect_deadline = self._clock() + pumpsock.CONNECT_TIMEOUT
+        # On loopback the connect is usually over already; otherwise the loop calls back.
+        return self._connect_step(self._connecting.fileno())
+
+    # -- connecting to the service ---------------------------------------------------------------
+
+    def _connect_step(self, fd: int) -> bool:
+        """The service's connect completed, failed, or ran out of time (or is still going)."""
+        sock = self._connecting
+        assert sock is not None
+        over, error = pumpsock.connect_outcome(sock)
+        if not over:
+            if fd != _TIMER or self._clock() < self._connect_deadline:
+                return True
+            error = TimeoutError("the service did not accept the connection")
+        self._connecting = None
+        self._watch(sock.fileno(), read=False, write=False)
+        if error is not None:
+            pumpio.close_socket(sock)
+            return self._unavailable(error)
+        self._service_fd = sock.fileno()
+        self._service_out = Pending(sock, pumpio.quick_ack)
+        self._to_service = self._service_out
+        if not self._move(Phase.CONNECTED, sock):
+            pumpio.close_socket(sock)  # teardown closed us while we connected: don't leak it
+            return False
+        going = self._handle(self._feed_remote(None))  # the request on its way
+        if going:
             self._send_pending()
             self._decide(True, "allowed")  # once the request is on its way, not before it
         return going
+
+    def _unavailable(self, error: OSError) -> bool:
+        """The service cannot be reached: the gate answers (502 or close) and closes."""
+        log.info("service %s unavailable: %s", self._hooks.service, error)
+        with self._gate_lock:
+            self._gate.service_unavailable()
+        return self._handle(self._feed_remote(None))

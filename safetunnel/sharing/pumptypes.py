@@ -11,6 +11,7 @@ from typing import Literal
 
 from safetunnel.gate.events import RequestDone
 from safetunnel.gate.policy import GatePolicy
+from safetunnel.sharing.relayloop import RelayLoop
 from safetunnel.sharing.stats import ConnCounters
 
 Submit = Callable[[Callable[[], None]], object]
@@ -94,3 +95,4 @@ class PumpHooks:
     expires_at: Callable[[], float] = _never
     clock: Callable[[], float] = time.monotonic
     on_request: Reported = _unheard
+    relay: RelayLoop | None = None  # moves socket-backed connections; else a thread each

@@ -252,8 +252,7 @@ class Tunnel(TunnelRecipients):
         self._grace()
         for pump in self._live_pumps():
             pump.close()
-        self._later.close()  # the refusals still waiting are answered now
-        self._executor.shutdown(wait=True)
+        self._close_connections()
         with contextlib.suppress(Exception):
             self._link.close(GRACE_SECONDS)
         self._release(self._start_error)
@@ -275,8 +274,7 @@ class Tunnel(TunnelRecipients):
         if self._closed.is_set():
             return
         self._stopping = True
-        self._later.close()
-        self._executor.shutdown(wait=True)
+        self._close_connections()
         self._release(error)
         self._observers.close()
         self._closed.set()

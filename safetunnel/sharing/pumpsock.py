@@ -1,0 +1,92 @@
+"""Non-blocking socket pieces of the relay pump: an outbox that sends what a socket takes now,
+and a connect to the service that does not wait."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Callable
+
+from safetunnel.sharing import pumpio
+
+# How long the service may take to accept a connection, as the blocking connect allowed.
+CONNECT_TIMEOUT = 5.0
+
+
+class Pending(pumpio.Outbox):
+    """Bytes waiting for one non-blocking socket, in order; ``flush`` sends the rest blocking
+    (off the loop: a refusal's delayed answer)."""
+
+    def __init__(
+        self, sock: socket.socket, after_send: Callable[[socket.socket], None] | None = None
+    ) -> None:
+        super().__init__(sock.sendall)
+        self._sock = sock
+        self._after_send = after_send
+        self.size = 0
+
+    def put(self, data: bytes | bytearray | memoryview) -> None:
+        if data:
+            self._queue.append(data)
+            self.size += len(data)
+
+    def send_some(self) -> None:
+        """Send what the socket takes now; the rest waits for it to be writable."""
+        sent = False
+        while self._queue:
+            head = self._queue[0]
+            try:
+                count = self._sock.send(head)
+            except BlockingIOError:
+                break
+            sent = True
+            self.size -= count
+            if count < len(head):
+                self._queue[0] = memoryview(head)[count:]
+                break
+            self._queue.popleft()
+        if sent and self._after_send is not None:
+            self._after_send(self._sock)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._queue:
+                self._sock.setblocking(True)
+            while self._queue:
+                self._sock.sendall(self._queue.popleft())
+            self.size = 0
+
+
+def connect_later(address: tuple[str, int]) -> socket.socket:
+    """Start connecting to the local service; the socket is writable once connected, and its
+    ``SO_ERROR`` then says whether it worked (see :func:`connect_error`). The service's address is
+    always a literal loopback address, so there is no name to resolve. Nagle is off: a gated
+    reply is often one small write."""
+    host, port = address
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        code = sock.connect_ex((host, port))
+        if code not in (0, errno.EINPROGRESS):
+            raise OSError(code, os.strerror(code))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def connect_outcome(sock: socket.socket) -> tuple[bool, OSError | None]:
+    """(over, error) of a connect started by :func:`connect_later`. On loopback the handshake
+    (or the refusal) usually happens inside the connect call itself: asking at once saves a
+    loop round per connection. ``SO_ERROR`` is cleared by reading it, so it is read here only."""
+    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code:
+        return True, OSError(code, os.strerror(code))
+    try:
+        sock.getpeername()
+    except OSError:
+        return False, None
+    return True, None
