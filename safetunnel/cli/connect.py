@@ -75,7 +75,7 @@ def connect_command(
     \b
     Exit codes:
       0  the ticket expired while connected, or SIGTERM/SIGHUP
-      2  malformed or expired ticket, ticket on the command line, HTTP-only share
+      2  malformed or expired ticket, ticket on the command line
       4  the SSH host showed a host key other than the ticket's
       5  SSH authentication failed
       8  SSH connection lost and not re-established
@@ -83,11 +83,6 @@ def connect_command(
     """
     parsed = decode(_read_ticket(ticket, ticket_file))
     parsed.check_fresh(utc_now())
-    if parsed.protocol == "http":
-        raise UsageError(
-            "this share accepts HTTP only (--protocol http), and connect speaks the raw preamble",
-            hint="Use the share's curl line or link, or ask the sharer for --protocol auto.",
-        )
     target = _target(parsed, host, identity)
     sys.exit(_serve(parsed, target, local_port, as_json))
 
