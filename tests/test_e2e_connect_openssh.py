@@ -138,3 +138,17 @@ def test_no_secret_on_any_argv_and_kill_9_leaves_no_ssh(e2e: E2E, shared_sshd: S
     _, alive = psutil.wait_procs(children, timeout=20)
     assert not alive, [p.cmdline() for p in alive]
     stop(share)
+
+
+def test_losing_the_ssh_master_ends_connect_with_exit_8(e2e: E2E, shared_sshd: SSHD) -> None:
+    share, started = raw_share(e2e, shared_sshd)
+    proc = e2e.connect(started["ticket"], "--engine", "openssh", via=shared_sshd)
+    port = local_port(proc)
+    masters = [c for c in psutil.Process(proc.proc.pid).children() if c.name() == "ssh"]
+    assert len(masters) == 1, masters
+    masters[0].kill()  # what the master does itself when its keepalives go unanswered
+    assert proc.wait(30) == 8, proc.stderr
+    assert "was lost" in proc.stderr
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    stop(share)

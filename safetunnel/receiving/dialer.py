@@ -4,16 +4,19 @@ A dialer is checked before anything listens (:meth:`Dialer.start`: the host key 
 login), then asked for one byte stream per local connection. It raises only what ends
 ``connect`` (a changed key, a refused login, a host that cannot be reached again); a share that
 is merely not answering one connection is ``None`` (said once, to the user). :meth:`close` is
-its single teardown path, and is idempotent.
+its single teardown path, and is idempotent. :meth:`watch` is told what to call when what carries
+the connections is gone for good while nothing is dialing (a no-op where the next dial finds out).
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Callable
 from typing import Protocol
 
 from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND
+from safetunnel.errors import SafetunnelError
 from safetunnel.receiving.relay import Channel
 from safetunnel.tickets import Ticket
 
@@ -32,6 +35,7 @@ class Dialer(Protocol):
     """What the receiver asks of whatever carries its connections to the share."""
 
     def start(self) -> None: ...
+    def watch(self, lost: Callable[[SafetunnelError], None]) -> None: ...
     def dial(self, origin: tuple[str, int]) -> Channel | None: ...
     def close(self) -> None: ...
 

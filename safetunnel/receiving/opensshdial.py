@@ -16,6 +16,7 @@ import contextlib
 import re
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from safetunnel.addresses import format_hostport
@@ -113,6 +114,15 @@ class OpenSSHDialer:
             hint="Nothing was sent. Check the host with the sharer, or ask for a new ticket.",
         )
 
+    def watch(self, lost: Callable[[SafetunnelError], None]) -> None:
+        """OpenSSH sends the keepalives and exits when about three go unanswered: its exit
+        before close() is the loss (exit 8)."""
+        master = self._master
+        if master is None:
+            return
+        display = self._target.display
+        master.on_exit(lambda: lost(ConnectionLost(f"the SSH connection to {display} was lost")))
+
     def dial(self, origin: tuple[str, int]) -> Channel | None:
         del origin  # the master's forward names no origin of its own
         master, path = self._master, self._path
@@ -139,7 +149,8 @@ class OpenSSHDialer:
 
 
 def _accepted(lines: list[str]) -> tuple[str, str] | None:
-    for line in lines:
+    """The last key the master logged: the host's, which it meets after any hop's."""
+    for line in reversed(lines):
         match = _SERVER_KEY.search(line)
         if match:
             return match.group(1), match.group(2)

@@ -45,6 +45,9 @@ class ParamikoDialer:
         with self._lock:
             self._session = self._open()
 
+    def watch(self, lost: Callable[[SafetunnelError], None]) -> None:
+        """Nothing to watch: the next dial finds out."""
+
     def dial(self, origin: tuple[str, int]) -> Channel | None:
         """A channel to the share; None when the SSH host could not reach it (said once per
         connection). Fatal failures raise: a changed host key, a refused login, a lost host."""

@@ -70,6 +70,7 @@ class Receiver:
         Returns the local address. An expired ticket is refused before any network."""
         self._ticket.check_fresh(self._clock())
         self._dialer.start()
+        self._dialer.watch(self.stop)
         try:
             listener = socket.create_server((LOOPBACK_BIND, self._local_port))
         except OSError as err:

@@ -78,6 +78,9 @@ class TlsDialer:
             )
         sock.close()
 
+    def watch(self, lost: Callable[[SafetunnelError], None]) -> None:
+        """Nothing to watch: the next dial finds out."""
+
     def dial(self, origin: tuple[str, int]) -> Channel | None:
         del origin  # the share sees this machine's address; nothing to pass on
         sock, tls = self._connect()
