@@ -82,12 +82,14 @@ def connect_command(
     accepted as an argument, because every local user could read it in the process list.
 
     Your own SSH login reaches the host, with your ssh_config and keys; the host key must be the
-    one in the ticket (no known_hosts is asked). Every local user of this machine can use the
+    one in the ticket (no known_hosts is asked). A public share whose ticket has a TLS pin is
+    reached directly with TLS, pinned to it. Every local user of this machine can use the
     local port while it is open, as with `ssh -L`.
 
     \b
     Exit codes:
       0  the ticket expired while connected, or SIGTERM/SIGHUP
+      1  the share or SSH host could not be reached, a proxy paramiko cannot follow
       2  malformed or expired ticket, ticket on the command line
       4  the SSH host showed a host key other than the ticket's, or a public share a TLS
          key other than the ticket's pin
