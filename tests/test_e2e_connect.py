@@ -43,7 +43,10 @@ def stop(proc: ShareProcess, port: int) -> None:
     assert_port_released(port)
 
 
-def test_an_http_client_without_a_token_reaches_the_service(e2e: E2E, shared_sshd: SSHD) -> None:
+@pytest.mark.parametrize("engine", ["openssh", "paramiko"])
+def test_an_http_client_without_a_token_reaches_the_service(
+    e2e: E2E, shared_sshd: SSHD, engine: str
+) -> None:
     service = e2e.service(http_keepalive)
     share = e2e.share(service.port, via=shared_sshd, ttl="60s")
     started = e2e.started(share)
@@ -54,7 +57,7 @@ def test_an_http_client_without_a_token_reaches_the_service(e2e: E2E, shared_ssh
     )
     assert ticket.token == started["token"]
 
-    proc = e2e.connect(started["ticket"], via=shared_sshd)
+    proc = e2e.connect(started["ticket"], "--engine", engine, via=shared_sshd)
     event, port = listening(proc)
     assert event["expires_at"] == started["expires_at"]
     for path in ("/first", "/second"):
@@ -69,11 +72,14 @@ def test_an_http_client_without_a_token_reaches_the_service(e2e: E2E, shared_ssh
     assert share.wait(20) == 0
 
 
-def test_a_raw_tcp_client_that_knows_no_token_gets_its_echo(e2e: E2E, shared_sshd: SSHD) -> None:
+@pytest.mark.parametrize("engine", ["openssh", "paramiko"])
+def test_a_raw_tcp_client_that_knows_no_token_gets_its_echo(
+    e2e: E2E, shared_sshd: SSHD, engine: str
+) -> None:
     service = e2e.service(echo)
     share = e2e.share(service.port, "--protocol", "tcp", via=shared_sshd, ttl="60s")
     started = e2e.started(share)
-    proc = e2e.connect(started["ticket"], via=shared_sshd)
+    proc = e2e.connect(started["ticket"], "--engine", engine, via=shared_sshd)
     _, port = listening(proc)
 
     for word in (b"ping", b"pong"):  # one SSH session carries each new connection

@@ -69,7 +69,9 @@ def test_preamble_deadline_is_absolute() -> None:
 
 
 def test_protocol_policy_refuses_the_other_form() -> None:
-    assert run([("remote", PREAMBLE)], make_policy(protocol="http")).close.reason == "protocol"
+    # An HTTP-only share takes the preamble only as the start of HTTP: never as a raw pipe.
+    http_only = run([("remote", PREAMBLE + b"\x00raw\r\n\r\n")], make_policy(protocol="http"))
+    assert http_only.close.reason == "bad-request" and http_only.service == b""
     http_on_tcp = run([("remote", request())], make_policy(protocol="tcp"))
     assert http_on_tcp.close.reason == "protocol" and http_on_tcp.remote == b""
     assert run([("remote", PREAMBLE)], make_policy(protocol="tcp")).final == Pipe()

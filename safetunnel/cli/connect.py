@@ -21,10 +21,15 @@ from safetunnel.addresses import format_hostport
 from safetunnel.cli.signals import StopSignalScope
 from safetunnel.durations import format_remaining
 from safetunnel.errors import UsageError
-from safetunnel.hosts.config import load_config
+from safetunnel.hosts.config import ENGINES, load_config
 from safetunnel.hosts.resolve import resolve_host
+from safetunnel.receiving.dialer import WILDCARDS, Dialer, share_destination
+from safetunnel.receiving.opensshdial import OpenSSHDialer
+from safetunnel.receiving.paramikodial import ParamikoDialer
 from safetunnel.receiving.receiver import Receiver
+from safetunnel.receiving.tlsdial import TlsDialer
 from safetunnel.secrets.credentials import KeyringAuthSource
+from safetunnel.ssh import openssh
 from safetunnel.ssh.client import open_pinned_session
 from safetunnel.ssh.session import SSHSession
 from safetunnel.ssh.target import SSHTarget
@@ -53,6 +58,13 @@ _ARGV_REFUSED = (
 )
 @click.option("--host", help="Reach the SSH host as this instead: [user@]host[:port] or alias.")
 @click.option("--identity", type=click.Path(exists=True, dir_okay=False), help="SSH key file.")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default=None,
+    help="SSH engine: OpenSSH's ssh client (your ssh_config, ProxyJump, agent), paramiko, or "
+    "auto (default: engine in config.toml, else auto). Not used for a public TLS share.",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON events on stdout, one per line.")
 def connect_command(
     ticket: str | None,
@@ -60,6 +72,7 @@ def connect_command(
     local_port: int,
     host: str | None,
     identity: str | None,
+    engine: str | None,
     as_json: bool,
 ) -> None:
     """Reach a share from a ticket on a local port; any TCP client works without a token.
@@ -69,27 +82,25 @@ def connect_command(
     accepted as an argument, because every local user could read it in the process list.
 
     Your own SSH login reaches the host, with your ssh_config and keys; the host key must be the
-    one in the ticket (no known_hosts is asked). Every local user of this machine can use the
+    one in the ticket (no known_hosts is asked). A public share whose ticket has a TLS pin is
+    reached directly with TLS, pinned to it. Every local user of this machine can use the
     local port while it is open, as with `ssh -L`.
 
     \b
     Exit codes:
       0  the ticket expired while connected, or SIGTERM/SIGHUP
-      2  malformed or expired ticket, ticket on the command line, HTTP-only share
-      4  the SSH host showed a host key other than the ticket's
+      1  the share or SSH host could not be reached, a proxy paramiko cannot follow
+      2  malformed or expired ticket, ticket on the command line
+      4  the SSH host showed a host key other than the ticket's, or a public share a TLS
+         key other than the ticket's pin
       5  SSH authentication failed
       8  SSH connection lost and not re-established
       130  Ctrl-C
     """
     parsed = decode(_read_ticket(ticket, ticket_file))
     parsed.check_fresh(utc_now())
-    if parsed.protocol == "http":
-        raise UsageError(
-            "this share accepts HTTP only (--protocol http), and connect speaks the raw preamble",
-            hint="Use the share's curl line or link, or ask the sharer for --protocol auto.",
-        )
     target = _target(parsed, host, identity)
-    sys.exit(_serve(parsed, target, local_port, as_json))
+    sys.exit(_serve(parsed, target, local_port, engine, as_json))
 
 
 def _read_ticket(argument: str | None, path: Path | None) -> str:
@@ -142,18 +153,11 @@ def _ticket_host(ticket: Ticket) -> str:
     return f"{user}{at}{format_hostport(name, ticket.ssh_port)}"
 
 
-def _serve(ticket: Ticket, target: SSHTarget, local_port: int, as_json: bool) -> int:
+def _serve(
+    ticket: Ticket, target: SSHTarget, local_port: int, engine: str | None, as_json: bool
+) -> int:
     view = _View(as_json)
-    label = target.label or target.display
-    if sys.stdin.isatty():  # a passphrase or password not in the keyring is asked for
-        auth = KeyringAuthSource(prompt=_secret_prompt, notify=view.say, host_label=label)
-    else:
-        auth = KeyringAuthSource(notify=view.say, host_label=label)
-
-    def open_session() -> SSHSession:
-        return open_pinned_session(target, ticket.host_key, ticket.key_type, auth)
-
-    receiver = Receiver(ticket, open_session, local_port, notify=view.say)
+    receiver = Receiver(ticket, _dialer(ticket, target, engine, view), local_port)
     with _Signals(receiver) as signals:
         try:
             host, port = receiver.start()
@@ -167,6 +171,42 @@ def _serve(ticket: Ticket, target: SSHTarget, local_port: int, as_json: bool) ->
         raise receiver.error
     view.stopped("signal" if signals.caught else "expired")
     return 130 if signals.interrupted else 0
+
+
+def _dialer(ticket: Ticket, target: SSHTarget, engine: str | None, view: _View) -> Dialer:
+    """How connections reach the share: TLS straight to a public share that serves it, else SSH
+    with the chosen engine; each pinned to what the ticket names."""
+    if ticket.tls_pin is not None and ticket.remote_bind in WILDCARDS:
+        return TlsDialer((target.hostname, ticket.remote_port), ticket.tls_pin, view.say)
+    destination = share_destination(ticket)
+    if _engine(engine) == "openssh":
+        return OpenSSHDialer(target, ticket.host_key, destination, interactive=sys.stdin.isatty())
+    label = target.label or target.display
+    if sys.stdin.isatty():  # a passphrase or password not in the keyring is asked for
+        auth = KeyringAuthSource(prompt=_secret_prompt, notify=view.say, host_label=label)
+    else:
+        auth = KeyringAuthSource(notify=view.say, host_label=label)
+
+    def open_session() -> SSHSession:
+        return open_pinned_session(target, ticket.host_key, ticket.key_type, auth)
+
+    return ParamikoDialer(open_session, destination, label, view.say)
+
+
+def _engine(requested: str | None) -> str:
+    """``--engine``, else config.toml's ``engine``, else auto: OpenSSH when a usable ``ssh``
+    is on PATH (it reaches whatever ``ssh HOST`` reaches), paramiko otherwise."""
+    choice = requested or load_config().engine
+    if choice == "paramiko":
+        return "paramiko"
+    if openssh.usable():
+        return "openssh"
+    if choice == "openssh":
+        raise UsageError(
+            "--engine openssh needs a recent OpenSSH ssh client on PATH",
+            hint="Install or update the OpenSSH client, or use --engine paramiko.",
+        )
+    return "paramiko"
 
 
 def _secret_prompt(question: str) -> str | None:

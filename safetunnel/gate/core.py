@@ -179,7 +179,7 @@ class Gate:
             self._sniff(now, expires_at)
         if self._stage == "tcp":
             self._advance_tcp(now, expires_at)
-        elif self._stage == "http" and self._http is not None:
+        if self._stage == "http" and self._http is not None:
             self._advance_http(now, expires_at)
 
     def _sniff(self, now: float, expires_at: float) -> None:
@@ -192,7 +192,7 @@ class Gate:
         elif kind is None:
             if self._remote_eof:
                 self._close(End("remote-closed", refused=bool(self._buf)))
-        elif kind == "unknown" or self._policy.protocol not in ("auto", kind):
+        elif kind == "unknown" or not _offered(self._policy.protocol, kind):
             # Nothing is written back: the client's protocol is unknown or not on offer.
             self._close(End("protocol", refused=True))
         elif kind == "tcp":
@@ -223,6 +223,9 @@ class Gate:
                 self._close(End("incomplete", refused=True))
         elif not preamble.valid:
             self._close(End(*refusal(preamble.revoked)))
+        elif self._policy.protocol == "http":
+            self._buf.take(preamble.rest_offset)
+            self._bind_http(preamble.recipient or "", now)
         else:
             self._connected = True
             self._tcp_recipient = preamble.recipient or ""
@@ -231,6 +234,14 @@ class Gate:
             if self._buf:
                 self._queue.append(ToService(self._buf.take_all()))
             self._pipe()
+
+    def _bind_http(self, recipient: str, now: float) -> None:
+        """An HTTP-only share opened with a good preamble: what follows is HTTP, each request
+        framed and checked as the recipient's. The preamble was the connection's head, so the
+        first request gets a head deadline of its own, as after a kept-alive response."""
+        self._stage, self.protocol = "http", "http"
+        deadline = now + self._policy.header_timeout
+        self._http = HttpSession(self._policy, self._buf, deadline, self._remote_eof, recipient)
 
     def _advance_http(self, now: float, expires_at: float) -> None:
         session = self._http
@@ -256,3 +267,12 @@ class Gate:
         self._stage = "over"
         self._final = Close(end.reason, authenticated and not end.refused, end.refused)
         self._queue.append(self._final)
+
+
+def _offered(protocol: str, kind: str) -> bool:
+    """Whether a share of ``protocol`` takes a connection that starts as ``kind``.
+
+    An HTTP-only share also takes the preamble, because HTTP follows it and is still framed and
+    checked request by request (what ``connect`` sends); a raw-TCP share never takes HTTP.
+    """
+    return protocol in ("auto", kind) or (protocol, kind) == ("http", "tcp")

@@ -12,7 +12,8 @@ from collections import deque
 
 import h11
 
-from safetunnel.gate import auth, leaks
+from safetunnel.gate import auth
+from safetunnel.gate.admission import Link, Refuse, admit, link_reply
 from safetunnel.gate.buffer import RemoteBuffer
 from safetunnel.gate.cycle import request_state, response_framer
 from safetunnel.gate.events import Connect, End, Event, RequestDone, ToRemote, ToService
@@ -27,7 +28,6 @@ from safetunnel.gate.responses import (
     BAD_REQUEST,
     ENDED,
     SHARE_ENDED,
-    UNAUTHORIZED,
     coalesce,
 )
 
@@ -35,8 +35,17 @@ from safetunnel.gate.responses import (
 class HttpSession:
     """One remote HTTP connection; ``out`` collects events, ``end``/``piped`` say it is over."""
 
-    def __init__(self, policy: GatePolicy, buf: RemoteBuffer, deadline: float, eof: bool) -> None:
+    def __init__(
+        self,
+        policy: GatePolicy,
+        buf: RemoteBuffer,
+        deadline: float,
+        eof: bool,
+        bound: str | None = None,
+    ) -> None:
         self._policy = policy
+        # The recipient whose preamble opened the connection; its requests carry no token.
+        self._bound = bound
         self._cookie = b"safetunnel_" + policy.tunnel_id.encode()
         self._buf = buf
         self._scanner = HeadScanner()
@@ -58,9 +67,10 @@ class HttpSession:
         self.end: End | None = None
         self.piped = False
         self.connected = False
-        self.authenticated = False
+        self.authenticated = bound is not None
         self.requests = 0
-        self.recipients: frozenset[str] = frozenset()  # whose tokens its requests carried
+        # Whose tokens it presented: revoking one of them closes the connection.
+        self.recipients: frozenset[str] = frozenset([bound] if bound else [])
 
     @property
     def deadline(self) -> float | None:
@@ -157,35 +167,23 @@ class HttpSession:
         self._authenticate(reader.conn, request)
 
     def _authenticate(self, server: h11.Connection, request: h11.Request) -> None:
-        carried = auth.extract(request.headers.raw_items(), request.target, self._cookie)
-        live = self._policy.recipients.current()  # re-read per request: revocation applies at once
-        if carried.link_tokens:
-            link = auth.valid_link_token(carried, live)
-            if link is None:
-                self._stop(*auth.refused(carried, self._policy.recipients.revoked()), UNAUTHORIZED)
-            elif leaks.holds_token(carried.location, []):
-                self._stop("bad-request", refused=True, reply=BAD_REQUEST)
-            else:
-                self.recipients |= {link[1]}
-                self._answer_link(server, request.method, carried.location, link[0])
-        elif (name := carried.admitted(live)) is None:
-            self._stop(*auth.refused(carried, self._policy.recipients.revoked()), UNAUTHORIZED)
-        elif leaks.holds_token(request.target, carried.headers):
-            self._stop("bad-request", refused=True, reply=BAD_REQUEST)
+        decision = admit(request, self._cookie, self._policy.recipients, self._bound)
+        if isinstance(decision, Refuse):
+            self._stop(decision.reason, decision.failure, decision.reply)
+            return
+        self.recipients |= {decision.name}
+        if isinstance(decision, Link):
+            self._answer_link(server, request.method, decision)
         else:
-            self.recipients |= {name}
-            self._forward(request, carried.headers, name)
+            self._forward(decision.request, decision.headers, decision.name)
 
-    def _answer_link(
-        self, server: h11.Connection, method: bytes, location: bytes, token: bytes
-    ) -> None:
-        max_age = self._expires_at - self._now
-        secret = session_secret(token, self._policy.session_salt)
-        headers = auth.link_reply_headers(location, self._cookie, secret, max_age)
-        reply = server.send(h11.Response(status_code=303, reason=b"See Other", headers=headers))
-        reply += server.send(h11.EndOfMessage())
+    def _answer_link(self, server: h11.Connection, method: bytes, link: Link) -> None:
+        secret = session_secret(link.token, self._policy.session_salt)
+        reply = link_reply(
+            server, link.location, self._cookie, secret, self._expires_at - self._now
+        )
         self.out.append(ToRemote(reply))
-        self.out.extend(self._meter.answered_by_gate(method, location, 303, self._now, reply))
+        self.out.extend(self._meter.answered_by_gate(method, link.location, 303, self._now, reply))
         self.authenticated = True
         self.requests += 1
         self._answered = True

@@ -1,14 +1,12 @@
-"""A local listener whose connections reach a share through one SSH session.
+"""A local listener whose connections each reach a share through a dialer.
 
-Each connection accepted on 127.0.0.1 gets its own ``direct-tcpip`` channel to the share's bind
-and port on the SSH host (what ``ssh -L`` does), and the token's preamble goes first (see
-:mod:`safetunnel.receiving.relay`). One SSH session carries every channel; when it has died, the
-next connection opens a new one, pinned to the same host key. A host key that no longer matches,
-a refused login or an SSH host that cannot be reached again ends the receiver with that error.
+Each connection accepted on 127.0.0.1 gets its own byte stream to the share from the dialer (an
+SSH channel, an ``ssh -W`` process, a pinned TLS connection), and the token's preamble goes first
+(see :mod:`safetunnel.receiving.relay`). A dialer that raises ends the receiver with that error.
 
 Threads: the acceptor (``safetunnel-connect-accept``), one short-lived opener per new connection
 and two per relayed connection. :meth:`Receiver.close` is the single teardown path: listener
-first (no new connections), then every relay and opener, then the session.
+first (no new connections), then every relay and opener, then the dialer.
 """
 
 from __future__ import annotations
@@ -20,26 +18,15 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
-import paramiko
-
-from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND, format_hostport
-from safetunnel.errors import (
-    AuthFailed,
-    ConnectionLost,
-    HostKeyError,
-    SafetunnelError,
-)
+from safetunnel.addresses import LOOPBACK_BIND
+from safetunnel.errors import SafetunnelError
+from safetunnel.receiving.dialer import Dialer
 from safetunnel.receiving.relay import JOIN_TIMEOUT, Relay
-from safetunnel.ssh.session import SSHSession
 from safetunnel.tickets import Ticket
 from safetunnel.timefmt import utc_now
 
-CHANNEL_TIMEOUT = 10.0
-# A share bound on every interface of the SSH host is also reachable on its loopback, which is
-# where a channel from the host itself should go.
-_WILDCARDS = {PUBLIC_BIND: LOOPBACK_BIND, "::": "::1"}
-
-SessionOpener = Callable[[], SSHSession]
+# How long close() waits for an opener blocked in its dialer (which close() has already closed).
+OPENER_TIMEOUT = 15.0
 
 
 class Receiver:
@@ -48,21 +35,15 @@ class Receiver:
     def __init__(
         self,
         ticket: Ticket,
-        open_session: SessionOpener,
+        dialer: Dialer,
         local_port: int = 0,
         *,
-        notify: Callable[[str], None] = lambda _text: None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._ticket = ticket
-        self._open = open_session
+        self._dialer = dialer
         self._local_port = local_port
-        self._notify = notify
         self._clock = clock
-        bind = ticket.remote_bind
-        self._destination = (_WILDCARDS.get(bind, bind), ticket.remote_port)
-        self._session: SSHSession | None = None
-        self._session_lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._acceptor: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -84,15 +65,16 @@ class Receiver:
         return max(0.0, (self._ticket.expires_at - self._clock()).total_seconds())
 
     def start(self) -> tuple[str, int]:
-        """Log in to the SSH host (raising 4/5/1 before anything listens), then listen.
+        """Start the dialer (raising 4/5/1 before anything listens), then listen.
 
         Returns the local address. An expired ticket is refused before any network."""
         self._ticket.check_fresh(self._clock())
-        self._session = self._open()
+        self._dialer.start()
+        self._dialer.watch(self.stop)
         try:
             listener = socket.create_server((LOOPBACK_BIND, self._local_port))
         except OSError as err:
-            self._session.close()
+            self._dialer.close()
             raise SafetunnelError(
                 f"cannot listen on {LOOPBACK_BIND}:{self._local_port}: {err.strerror}",
                 hint="Choose another --local-port, or leave it out for a free one.",
@@ -118,7 +100,7 @@ class Receiver:
         self._stopped.set()
 
     def close(self) -> None:
-        """Stop listening, close every connection and the SSH session. Idempotent."""
+        """Stop listening, close every connection and the dialer. Idempotent."""
         self.stop()
         with self._lock:
             first, self._closed = not self._closed, True
@@ -133,12 +115,9 @@ class Receiver:
             self._acceptor.join(JOIN_TIMEOUT)
         for relay in relays:
             relay.close()
-        with self._session_lock:  # an opener waiting on the SSH host gives up with the session
-            session, self._session = self._session, None
-        if session is not None:
-            session.close()
+        self._dialer.close()  # an opener waiting on the share gives up with its dialer
         for thread in openers:
-            thread.join(CHANNEL_TIMEOUT + JOIN_TIMEOUT)
+            thread.join(OPENER_TIMEOUT)
 
     # -- per connection -------------------------------------------------------------------------
 
@@ -164,7 +143,7 @@ class Receiver:
 
     def _serve(self, client: socket.socket, origin: tuple[str, int], number: int) -> None:
         try:
-            channel = self._channel(origin)
+            channel = self._dialer.dial(origin)
         except SafetunnelError as err:
             client.close()
             if not self._stopped.is_set():  # while stopping, failing to open is expected
@@ -193,47 +172,3 @@ class Receiver:
     def _forget(self, relay: Relay) -> None:
         with self._lock:
             self._relays.discard(relay)
-
-    def _channel(self, origin: tuple[str, int]) -> paramiko.Channel | None:
-        """A channel to the share; None when the SSH host could not reach it (said once per
-        connection). Fatal failures raise: a changed host key, a refused login, a lost host."""
-        for attempt in (1, 2):
-            session = self._live_session(fresh=attempt == 2)
-            try:
-                return session.transport.open_channel(
-                    "direct-tcpip", self._destination, origin, timeout=CHANNEL_TIMEOUT
-                )
-            except paramiko.ChannelException as err:
-                where = format_hostport(*self._destination)
-                self._notify(
-                    f"The SSH host could not reach the share at {where} ({err.text}); "
-                    "it may have ended."
-                )
-                return None
-            except (paramiko.SSHException, EOFError, OSError):
-                continue  # the session died under us: one more try on a new one
-        raise ConnectionLost(
-            f"the SSH connection to {self._ticket.ssh_host} was lost and could not be reopened"
-        )
-
-    def _live_session(self, fresh: bool) -> SSHSession:
-        with self._session_lock:
-            if self._closed:
-                raise ConnectionLost("connect is stopping")
-            session = self._session
-            if session is not None and session.is_active() and not fresh:
-                return session
-            if session is not None:
-                session.close()
-            self._session = None
-            try:
-                self._session = self._open()
-            except (HostKeyError, AuthFailed):
-                raise
-            except SafetunnelError as err:
-                raise ConnectionLost(
-                    f"the SSH connection to {self._ticket.ssh_host} was lost and could not be "
-                    f"reopened: {err.message}",
-                    hint="Check the network and the SSH host, then connect again.",
-                ) from None
-            return self._session

@@ -122,6 +122,39 @@ def open_openssh_session(
     return session
 
 
+def start_master(
+    target: SSHTarget,
+    argv: Sequence[str],
+    control: Path,
+    sockets: Path,
+    *,
+    interactive: bool = False,
+    timeout: float = 30.0,
+    last_words: list[str] | None = None,
+) -> Master:
+    """Start ``argv`` (a :func:`master_argv`, perhaps with options of the caller's ahead of the
+    engine's) and wait until it is logged in; no host-key probe runs first, so those options
+    must decide the host key. ``interactive``: askpass may ask on this terminal. Raises as
+    :func:`open_openssh_session` does; ``last_words`` then gets the master's log, which tells
+    what key the host showed."""
+    report = sockets / f"r-{os.getpid()}-{secrets.token_hex(4)}.report"
+    with SecretBroker(socket_name(sockets, "a"), {}) as broker:
+        env = askpass.askpass_env(
+            target, interactive=interactive, report=report, broker=broker.path
+        )
+        master = Master(argv, control, env)
+        try:
+            _wait_logged_in(master, target, report, timeout)
+        except BaseException:
+            master.close()
+            if last_words is not None:
+                last_words.extend(master.log.tail(400))
+            raise
+        finally:
+            report.unlink(missing_ok=True)
+    return master
+
+
 def _argv(
     target: SSHTarget,
     control: Path,

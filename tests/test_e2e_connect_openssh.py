@@ -1,0 +1,154 @@
+"""End to end: ``connect`` through OpenSSH's own client, pinned to the ticket's host key.
+
+Real sshd on loopback. The recipient's ssh_config routes the share's host through a ProxyJump
+host, which the paramiko engine cannot follow (it refuses by name) and OpenSSH can: the jump
+host's log shows the hop. The host key is the ticket's alone: the recipient's known_hosts
+knows only the jump host, and a ticket naming another key stops connect with exit 4 before any
+credential is offered. No token or ticket is ever on a process's argv, and ``kill -9`` of
+connect leaves no ssh behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from datetime import timedelta
+from typing import Any
+
+import psutil
+import pytest
+from conftest import Sandbox
+from e2e import E2E, ShareProcess, known_hosts_line, recv_all
+from services import echo
+from sshd import SSHD, SSHDFactory
+
+from safetunnel import tokens
+from safetunnel.ssh.hostkeys import fingerprint
+from safetunnel.tickets import Ticket
+from safetunnel.timefmt import utc_now
+
+pytestmark = pytest.mark.sshd
+
+
+def route_through(sandbox: Sandbox, jump: SSHD, target: SSHD) -> None:
+    """``inner`` is the target, reached only through ``jump``; only the jump host is known."""
+    ssh_dir = sandbox.home / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    (ssh_dir / "config").write_text(
+        f"Host inner\n  HostName 127.0.0.1\n  Port {target.port}\n  User {target.user}\n"
+        f"  ProxyJump {jump.user}@127.0.0.1:{jump.port}\n"
+        f"Host *\n  IdentityFile {jump.client_key_path}\n  IdentitiesOnly yes\n"
+    )
+    (ssh_dir / "known_hosts").write_text(known_hosts_line("127.0.0.1", jump.port, jump.host_key))
+
+
+def ticket_for(e2e: E2E, target: SSHD, port: int, host: str = "inner", **changes: Any) -> str:
+    token = tokens.generate()
+    e2e.tokens.append(token)
+    values: dict[str, Any] = {
+        "ssh_host": host,
+        "ssh_port": None,
+        "host_key": fingerprint(target.host_key),
+        "key_type": target.host_key.get_name(),
+        "remote_bind": "127.0.0.1",
+        "remote_port": port,
+        "protocol": "tcp",
+        "expires_at": utc_now() + timedelta(minutes=5),
+        "token": token,
+    }
+    return Ticket(**{**values, **changes}).encode()
+
+
+def local_port(proc: ShareProcess) -> int:
+    return int(proc.next_event("listening")["local"].rpartition(":")[2])
+
+
+def raw_share(e2e: E2E, server: SSHD) -> tuple[ShareProcess, dict[str, Any]]:
+    """A raw-TCP echo share on ``server``, started as the sharer would."""
+    service = e2e.service(echo)
+    share = e2e.share(service.port, "--protocol", "tcp", via=server, ttl="60s")
+    return share, e2e.started(share)
+
+
+def stop(proc: ShareProcess) -> None:
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0, proc.stderr
+
+
+def test_connect_reaches_a_share_through_a_proxyjump_alias(
+    e2e: E2E, sandbox: Sandbox, sshd_factory: SSHDFactory
+) -> None:
+    jump, target = sshd_factory(), sshd_factory()
+    share, started = raw_share(e2e, target)
+    route_through(sandbox, jump, target)
+    # The sharer named the host by its address; the recipient reaches it as "inner".
+    ticket = ticket_for(e2e, target, started["remote_port"], token=started["token"])
+
+    proc = e2e.connect(ticket, via=target)
+    port = local_port(proc)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(b"over the hop")
+        client.shutdown(socket.SHUT_WR)
+        assert recv_all(client) == b"over the hop"
+    assert "direct-tcpip" in jump.log_text() and f"port {target.port}" in jump.log_text()
+    stop(proc)
+    stop(share)
+
+
+def test_the_paramiko_engine_refuses_the_proxyjump_alias_by_name(
+    e2e: E2E, sandbox: Sandbox, sshd_factory: SSHDFactory
+) -> None:
+    jump, target = sshd_factory(), sshd_factory()
+    route_through(sandbox, jump, target)
+    proc = e2e.connect(ticket_for(e2e, target, 47999), "--engine", "paramiko", via=target)
+    assert proc.wait(30) == 1
+    assert "ProxyJump" in proc.stderr and "--engine openssh" in proc.stderr
+    assert "Accepted publickey" not in jump.log_text() + target.log_text()
+
+
+def test_a_host_key_other_than_the_tickets_stops_openssh_with_exit_4(
+    e2e: E2E, shared_sshd: SSHD
+) -> None:
+    other = fingerprint(shared_sshd.client_key)  # a real key, just not this host's
+    host = f"{shared_sshd.user}@127.0.0.1"
+    made = ticket_for(e2e, shared_sshd, 47999, host=host, host_key=other, ssh_port=shared_sshd.port)
+    proc = e2e.connect(made, "--engine", "openssh", via=shared_sshd)
+    assert proc.wait(30) == 4, proc.stderr
+    assert "but the ticket names" in proc.stderr and other in proc.stderr
+    assert fingerprint(shared_sshd.host_key) in proc.stderr  # what the host did show
+    assert proc.stdout == ""  # nothing ever listened
+    assert "Accepted publickey" not in shared_sshd.log_text()  # no credential was offered
+
+
+def test_no_secret_on_any_argv_and_kill_9_leaves_no_ssh(e2e: E2E, shared_sshd: SSHD) -> None:
+    share, started = raw_share(e2e, shared_sshd)
+    proc = e2e.connect(started["ticket"], "--engine", "openssh", via=shared_sshd)
+    port = local_port(proc)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(b"ping")
+        assert client.recv(4) == b"ping"
+        for process in psutil.process_iter(["cmdline"]):
+            words = " ".join(process.info["cmdline"] or [])
+            assert started["token"] not in words and started["ticket"] not in words
+    children = psutil.Process(proc.proc.pid).children(recursive=True)
+    assert any(child.name() == "ssh" for child in children), children
+    os.kill(proc.proc.pid, signal.SIGKILL)
+    proc.wait(20)
+    _, alive = psutil.wait_procs(children, timeout=20)
+    assert not alive, [p.cmdline() for p in alive]
+    stop(share)
+
+
+def test_losing_the_ssh_master_ends_connect_with_exit_8(e2e: E2E, shared_sshd: SSHD) -> None:
+    share, started = raw_share(e2e, shared_sshd)
+    proc = e2e.connect(started["ticket"], "--engine", "openssh", via=shared_sshd)
+    port = local_port(proc)
+    masters = [c for c in psutil.Process(proc.proc.pid).children() if c.name() == "ssh"]
+    assert len(masters) == 1, masters
+    masters[0].kill()  # what the master does itself when its keepalives go unanswered
+    assert proc.wait(30) == 8, proc.stderr
+    assert "was lost" in proc.stderr
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    stop(share)
