@@ -1,0 +1,154 @@
+"""A pump that the tunnel's relay loop drives: its sockets, what it is watched for, its timer.
+
+The loop calls :meth:`LoopPump.begin` once, then :meth:`~LoopPump.on_ready` whenever one of the
+pump's sockets is ready and :meth:`~LoopPump.on_timer` at its deadline (or after a close from
+another thread). Each call runs one step of the subclass (:class:`~safetunnel.sharing.pumprelay.
+RelayPump` moves the bytes); here the step is guarded like a pump thread's direction, the sockets
+are watched for what the next step can use, and a connection that is over is unwatched and
+reported, once.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+from safetunnel.sharing import pumpio
+from safetunnel.sharing.pump import Pump
+from safetunnel.sharing.pumpsock import Pending
+from safetunnel.sharing.pumptypes import GATED, Outcome, PumpHooks
+from safetunnel.sharing.relayloop import READ, WRITE, RelayLoop
+from safetunnel.sharing.stats import ConnCounters
+from safetunnel.ssh.engine import ByteStream
+
+# A side is not read while the other side's outbox holds this much: one large read's worth.
+HIGH_WATER = pumpio.BUFSIZE
+TIMER = -1  # the fd a step gets at a deadline (or after a close elsewhere)
+
+
+class LoopPump(Pump):
+    """A pump whose steps the relay loop runs, on the remote socket and the service socket."""
+
+    def __init__(
+        self,
+        chan: ByteStream,
+        sock: socket.socket,
+        counters: ConnCounters,
+        hooks: PumpHooks,
+        loop: RelayLoop,
+    ) -> None:
+        super().__init__(chan, counters, hooks)
+        self._loop = loop
+        self._remote = sock
+        self._remote_fd = sock.fileno()
+        self._remote_out = Pending(sock)
+        self._to_remote = self._remote_out
+        self._service_out: Pending | None = None
+        self._service_fd = -1
+        self._connecting: socket.socket | None = None  # the service, until its connect completes
+        self._connect_deadline = 0.0
+        self._masks: dict[int, int] = {}  # what each watched fd is watched for
+        self._remote_done = False  # nothing more is read from the remote (EOF, intake, expiry)
+        self._service_done = False  # the service's EOF was read
+        self._eofs_passed = (False, False)  # half-closes sent: (to the service, to the remote)
+        self._draining = False  # the gate closed; what is queued goes out, then the sockets close
+        self._in_loop = False  # a step is running on the loop thread
+        self._over = False  # reported and unwatched: the loop is done with it
+
+    # -- the loop's side -------------------------------------------------------------------------
+
+    def start(self, runner: Callable[[], None]) -> None:
+        self._loop.add(self)
+
+    def kick(self) -> None:
+        """Deadlines are the loop's timers: nothing to start."""
+
+    def overdue(self, now: float) -> bool:
+        return False
+
+    def run(self) -> None:
+        raise RuntimeError("a relay pump runs on its tunnel's relay loop")
+
+    def close(self) -> None:
+        super().close()
+        self._loop.forget(self)  # it finishes (and reports) on the loop
+
+    def begin(self) -> None:
+        self._advance(self._begin)
+
+    def on_ready(self, fd: int, events: int) -> None:
+        self._advance(lambda: self._step(fd, events))
+
+    def on_timer(self) -> None:
+        self._advance(lambda: self._step(TIMER, 0))
+
+    def _begin(self) -> bool:
+        raise NotImplementedError
+
+    def _step(self, fd: int, events: int) -> bool:
+        """One step for ``fd`` ready with ``events`` (``TIMER``: the deadline); False once over."""
+        raise NotImplementedError
+
+    def _settled(self) -> bool:
+        """True once both directions are over (the connection then ends)."""
+        raise NotImplementedError
+
+    def _advance(self, step: Callable[[], bool]) -> None:
+        """Run one step; once the connection is over, stop watching it and report."""
+        if self._over:
+            return
+
+        def direction() -> Outcome:
+            if self._loop.closing:
+                self.close()
+            going = step() and not self._settled()
+            if going:
+                self._arm()
+            return "paused" if going else "done"
+
+        self._in_loop = True
+        try:
+            outcome = self._guarded(direction)  # reports when "done"
+        finally:
+            self._in_loop = False
+        if outcome == "done":
+            self._over = True
+            for fd in list(self._masks):
+                self._loop.watch(self, fd, 0)
+            self._masks.clear()
+            if self._connecting is not None:
+                pumpio.close_socket(self._connecting)
+                self._connecting = None
+            self._loop.done(self)
+
+    def _arm(self) -> None:
+        """Watch each socket for what the next step can use; the timer for the next deadline."""
+        if self._connecting is not None:
+            self._watch(self._remote_fd, read=False, write=False)
+            self._watch(self._connecting.fileno(), read=False, write=True)
+            self._loop.at(self, self._connect_deadline)
+            return
+        gated = self._phase in GATED and not self._draining
+        with self._gate_lock:
+            self._paused = gated and not self._gate.wants_remote_data
+            deadline = self._gate.current_deadline if gated else None
+        reading = not self._draining
+        service_out = self._service_out
+        room = service_out is None or service_out.size < HIGH_WATER
+        read_remote = reading and not (self._remote_done or self._paused) and room
+        self._watch(self._remote_fd, read_remote, self._remote_out.size > 0)
+        if service_out is not None:
+            read_service = reading and not self._service_done
+            read_service = read_service and self._remote_out.size < HIGH_WATER
+            self._watch(self._service_fd, read_service, service_out.size > 0)
+        self._loop.at(self, deadline)
+
+    def _watch(self, fd: int, read: bool, write: bool) -> None:
+        mask = (READ if read else 0) | (WRITE if write else 0)
+        if self._masks.get(fd, 0) == mask:
+            return
+        if mask:
+            self._masks[fd] = mask
+        else:
+            del self._masks[fd]
+        self._loop.watch(self, fd, mask)

@@ -1,0 +1,221 @@
+"""The relay loop: one thread moves every socket-backed connection of a share, so nothing it
+does may wait on one client or one service. Real unix socket pairs (as the OpenSSH engine
+delivers connections) and real loopback services."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from pumpkit import TOKEN
+from services import Service
+
+from safetunnel import tokens
+from safetunnel.gate.policy import GatePolicy
+from safetunnel.sharing import pumprelay, pumpsock
+from safetunnel.sharing.pump import Pump
+from safetunnel.sharing.pumptypes import PumpHooks
+from safetunnel.sharing.relayloop import RelayLoop
+from safetunnel.sharing.stats import ConnCounters
+from safetunnel.ssh.openssh.stream import SocketStream
+
+PREAMBLE = f"SAFETUNNEL {TOKEN}\n".encode()
+LOOP_NAME = "test-relay-loop"
+
+
+class Share:
+    """One relay loop and the pumps of one share's connections; the test holds the client ends."""
+
+    def __init__(self, service: tuple[str, int], protocol: str = "tcp") -> None:
+        self.loop = RelayLoop(LOOP_NAME, time.monotonic)
+        self.results: dict[ConnCounters, tuple[bool, str, str]] = {}
+        self.lock = threading.Lock()
+        self.ended = threading.Condition(self.lock)
+        self.pumps: list[Pump] = []
+        policy = GatePolicy(
+            token_hash=tokens.hash_token(TOKEN),
+            tunnel_id="st-test",
+            protocol=protocol,  # type: ignore[arg-type]
+        )
+        self.hooks = PumpHooks(
+            policy=policy,
+            service=service,
+            submit=self._no_threads,
+            on_decision=lambda _c, _a, _r: None,
+            on_finished=self._finished,
+            relay=self.loop,
+        )
+
+    def _no_threads(self, fn: Callable[[], None]) -> object:
+        raise AssertionError("a socket-backed connection asked for a pool thread")
+
+    def _finished(self, counters: ConnCounters, allowed: bool, reason: str) -> None:
+        with self.lock:
+            self.results[counters] = (allowed, reason, threading.current_thread().name)
+            self.ended.notify_all()
+
+    def connect(self, hooks: PumpHooks | None = None) -> socket.socket:
+        ours, client = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.settimeout(10)
+        pump = pumprelay.make_pump(
+            SocketStream(ours, ("127.0.0.1", 0)),
+            ConnCounters(origin="127.0.0.1:0"),
+            hooks or self.hooks,
+        )
+        self.pumps.append(pump)
+        pump.start(pump.run)
+        return client
+
+    def wait_finished(self, count: int) -> list[tuple[bool, str, str]]:
+        with self.lock:
+            assert self.ended.wait_for(lambda: len(self.results) >= count, timeout=10)
+            return list(self.results.values())
+
+    def close(self) -> None:
+        for pump in self.pumps:
+            pump.close()
+        self.loop.close()
+
+
+@pytest.fixture
+def shares() -> Iterator[list[Share]]:
+    made: list[Share] = []
+    yield made
+    for share in made:
+        share.close()
+
+
+def read_all(sock: socket.socket) -> bytes:
+    data = bytearray()
+    while chunk := sock.recv(65536):
+        data += chunk
+    return bytes(data)
+
+
+def echo_once(conn: socket.socket, record: Callable[[bytes], None]) -> None:
+    data = conn.recv(65536)
+    record(data)
+    conn.sendall(b"ok " + data)
+
+
+def test_many_connections_at_once_share_one_thread(shares: list[Share]) -> None:
+    with Service(echo_once) as service:
+        share = Share(("127.0.0.1", service.port))
+        shares.append(share)
+        before = threading.active_count()
+        clients = [share.connect() for _ in range(60)]
+        for i, client in enumerate(clients):
+            client.sendall(PREAMBLE + b"n%d" % i)
+        answers = [read_all(client) for client in clients]
+        threads_meanwhile = threading.active_count()
+        for client in clients:
+            client.close()
+        results = share.wait_finished(60)
+    assert answers == [b"ok n%d" % i for i in range(60)]
+    assert threads_meanwhile <= before + 1  # the loop thread, not one per connection
+    assert {(allowed, thread) for allowed, _, thread in results} == {(True, LOOP_NAME)}
+    assert TOKEN.encode() not in service.received
+
+
+def test_a_client_that_reads_nothing_holds_up_no_one_else(shares: list[Share]) -> None:
+    """One client lets an 8 MiB answer pile up unread; the loop still serves the next one."""
+    payload = b"x" * (8 * 1024 * 1024)
+
+    def answer(conn: socket.socket, record: Callable[[bytes], None]) -> None:
+        data = conn.recv(65536)
+        record(data)
+        conn.sendall(payload if data == b"big" else b"ok " + data)
+
+    with Service(answer) as service:
+        share = Share(("127.0.0.1", service.port))
+        shares.append(share)
+        stalled = share.connect()
+        stalled.sendall(PREAMBLE + b"big")
+        time.sleep(0.2)  # not a timing assertion: lets the big answer fill every buffer
+        other = share.connect()
+        other.sendall(PREAMBLE + b"small")
+        assert read_all(other) == b"ok small"
+        assert len(read_all(stalled)) == len(payload)  # and the stalled one still gets it all
+
+
+def test_a_service_that_refuses_gets_the_gates_502(shares: list[Share]) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    share = Share(("127.0.0.1", port), protocol="http")
+    shares.append(share)
+    client = share.connect()
+    client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Safetunnel-Token: %s\r\n\r\n" % TOKEN.encode())
+    answer = read_all(client)
+    assert answer.startswith(b"HTTP/1.1 502")
+    assert TOKEN.encode() not in answer
+    (_allowed, _reason, thread), *_ = share.wait_finished(1)
+    assert thread == LOOP_NAME
+
+
+def test_a_service_that_never_accepts_times_out_without_stopping_the_loop(
+    shares: list[Share], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listener whose queue is full drops the handshake: the connect waits on the loop's
+    timer, not on the loop, and ends in the gate's 502."""
+    monkeypatch.setattr(pumpsock, "CONNECT_TIMEOUT", 2.0)
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    fillers = []
+    for _ in range(8):  # fill the accept queue (never accepted)
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(full.getsockname())
+        fillers.append(filler)
+    try:
+        with Service(echo_once) as other_service:
+            share = Share(full.getsockname(), protocol="http")
+            shares.append(share)
+            waiting = share.connect()
+            request = b"GET / HTTP/1.1\r\nHost: x\r\nX-Safetunnel-Token: %s\r\n\r\n"
+            waiting.sendall(request % TOKEN.encode())
+            # The same loop keeps serving a connection to another service meanwhile.
+            elsewhere = dataclasses.replace(
+                share.hooks,
+                service=("127.0.0.1", other_service.port),
+                policy=GatePolicy(token_hash=tokens.hash_token(TOKEN), tunnel_id="st-test"),
+            )
+            client = share.connect(elsewhere)
+            client.sendall(PREAMBLE + b"meanwhile")
+            assert read_all(client) == b"ok meanwhile"
+            waiting.setblocking(False)
+            with pytest.raises(BlockingIOError):  # its connect is still pending meanwhile
+                waiting.recv(1)
+            waiting.settimeout(10)
+            assert read_all(waiting).startswith(b"HTTP/1.1 502")
+    finally:
+        for filler in fillers:
+            filler.close()
+        full.close()
+
+
+def test_closing_the_loop_finishes_every_connection_and_its_thread(shares: list[Share]) -> None:
+    def hold(conn: socket.socket, record: Callable[[bytes], None]) -> None:
+        record(conn.recv(65536))
+        conn.recv(65536)  # until the pump closes it
+
+    with Service(hold) as service:
+        share = Share(("127.0.0.1", service.port))
+        clients = [share.connect() for _ in range(5)]
+        for client in clients:
+            client.sendall(PREAMBLE + b"hi")
+        while service.connections < 5:
+            time.sleep(0.01)
+        share.close()  # teardown: every pump closed from this thread, then the loop
+        results = share.wait_finished(5)
+        for client in clients:
+            assert read_all(client) == b""
+            client.close()
+    assert len(results) == 5
+    assert not [t for t in threading.enumerate() if t.name == LOOP_NAME]
