@@ -36,6 +36,17 @@ class ShareRequest:
     engine: options.EngineChoice | None = None  # None: config.toml's engine, else auto
     reconnect: bool = True  # replace a lost SSH session within the TTL instead of ending
     confirm_port: int | None = None  # the typed confirmation given in advance (--confirm-port)
+    tls: bool | None = None  # None: TLS for public shares (and with tls_cert), plain otherwise
+    tls_cert: str | None = None  # the user's certificate (PEM) instead of a made one
+    tls_key: str | None = None  # its private key (PEM, unencrypted); both or neither
+
+
+def serves_tls(request: ShareRequest) -> bool:
+    """Whether the remote side speaks TLS: asked for, or by default on a public share (where
+    the token would otherwise cross networks in clear text)."""
+    if request.tls is not None:
+        return request.tls
+    return request.public or request.tls_cert is not None
 
 
 def check_request(request: ShareRequest) -> None:
@@ -76,6 +87,14 @@ def _problems(request: ShareRequest) -> list[tuple[bool, str]]:
         (
             request.confirm_port is not None and not 1 <= request.confirm_port <= 65535,
             "confirm_port must be a port number from 1 to 65535",
+        ),
+        (
+            (request.tls_cert is None) != (request.tls_key is None),
+            "tls_cert and tls_key go together (--tls-cert FILE --tls-key FILE)",
+        ),
+        (
+            request.tls is False and request.tls_cert is not None,
+            "no TLS (--no-tls) and a certificate to serve (--tls-cert) contradict each other",
         ),
         (
             request.protocol not in options.PROTOCOLS,

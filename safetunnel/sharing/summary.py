@@ -24,6 +24,18 @@ _LOOPBACK_BINDS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @dataclass(frozen=True)
+class TlsShown:
+    """What the user is told about the share's TLS: a made certificate's pin (None until it is
+    made), or the subject, names and end of the user's own certificate."""
+
+    pin: str | None
+    made: bool
+    subject: str
+    names: tuple[str, ...]
+    not_after: datetime | None
+
+
+@dataclass(frozen=True)
 class ShareSummary:
     """Everything the user must see before saying yes.
 
@@ -52,6 +64,7 @@ class ShareSummary:
     key_type: str | None = None  # "ssh-ed25519" etc., shown before the fingerprint
     ssh_destination: str = ""  # the host as the sharer named it (alias or typed URI), for ssh -L
     local_tz: tzinfo | None = None
+    tls: TlsShown | None = None  # None: the remote side speaks plain bytes
 
     @property
     def public(self) -> bool:
@@ -100,6 +113,8 @@ def confirmation_block(summary: ShareSummary) -> str:
             "share" + _gate_mode(summary.protocol),
         )
     )
+    if summary.tls is not None:
+        lines.append(row("tls", tls_text(summary.tls)))
     lines.append(
         row(
             "until",
@@ -109,6 +124,17 @@ def confirmation_block(summary: ShareSummary) -> str:
     lines.append(row("limits", f"{idle_text(summary.idle_seconds)}; {_cap(summary)}"))
     lines += [warn("!", risk.message) for risk in summary.risks if risk.code != "already-exposed"]
     return "\n".join(lines)
+
+
+def tls_text(tls: TlsShown) -> str:
+    """One line on what recipients are shown when they connect, and how they check it."""
+    if not tls.made:
+        names = ", ".join(tls.names) or "no subjectAltName"
+        until = f"{tls.not_after:%Y-%m-%d %H:%M} UTC" if tls.not_after else "?"
+        return f"your certificate {tls.subject} ({names}), valid until {until}"
+    if tls.pin is None:
+        return "a certificate made for this share; its pin is shown once it starts"
+    return f"a certificate made for this share, pin {tls.pin}"
 
 
 def _owner(service: ServiceInfo) -> str:
@@ -195,6 +221,7 @@ def _cap(summary: ShareSummary) -> str:
 __all__ = [
     "CONFIRM_PROMPT",
     "ShareSummary",
+    "TlsShown",
     "accepts_typed",
     "accepts_yes",
     "confirmation_block",
