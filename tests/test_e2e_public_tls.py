@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from e2e import E2E, token_from, wait_for, wait_until
 from engine_pin import ENGINES
-from services import http_keepalive
+from services import echo, http_keepalive
 from sshd import SSHD, SSHDFactory
 
 from safetunnel.sharing.tlscert import spki_pin
@@ -225,3 +225,48 @@ def _tree(roots: list[Path]) -> list[Path]:
         for dirpath, _dirs, files in os.walk(root):
             found += [Path(dirpath) / name for name in files]
     return found
+
+
+def tls_client(port: int) -> ssl.SSLSocket:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the pin is checked instead, by the caller
+    return context.wrap_socket(socket.create_connection(("127.0.0.1", port), 10))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_tls_on_a_loopback_share_carries_raw_tcp_both_ways(
+    e2e: E2E, sshd: SSHD, engine: str
+) -> None:
+    service = e2e.service(echo)
+    argv = ("--engine", engine, "--tls", "--protocol", "tcp")
+    proc = e2e.share(service.port, *argv, via=sshd, ttl="60s")
+    started = e2e.started(proc)
+    assert started["remote_bind"] == "127.0.0.1" and "tls_pin" in started
+    payload = os.urandom(300_000)  # several TLS records each way, after the gate pipes
+    with tls_client(started["remote_port"]) as conn:
+        der = conn.getpeercert(binary_form=True)
+        assert der is not None
+        assert spki_pin(x509.load_der_x509_certificate(der)) == started["tls_pin"]
+        conn.sendall(f"SAFETUNNEL {started['token']}\n".encode() + payload)
+        echoed = b""
+        while len(echoed) < len(payload):
+            chunk = conn.recv(65536)
+            assert chunk, "closed early"
+            echoed += chunk
+    assert echoed == payload
+    assert bytes(service.received) == payload  # the preamble never reached the service
+    proc.proc.terminate()
+    assert proc.wait(20) == 0, proc.stderr
+
+
+def test_tls_through_the_built_in_gateway(e2e: E2E) -> None:
+    service = e2e.service(http_keepalive)
+    proc = e2e.share(service.port, "--tls", ttl="60s")
+    started = e2e.started(proc)
+    url = f"https://127.0.0.1:{started['remote_port']}/"
+    assert started["url"].startswith(url)
+    ok = curl(url, started["token"], "--pinnedpubkey", started["tls_pin"], "--insecure")
+    assert ok.stdout.endswith("200"), ok
+    proc.proc.terminate()
+    assert proc.wait(20) == 0, proc.stderr
