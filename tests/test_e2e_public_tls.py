@@ -7,6 +7,7 @@ key never reaches a file."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -18,7 +19,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from e2e import E2E, token_from, wait_for, wait_until
+from e2e import E2E, bg_share_argv, token_from, wait_for, wait_until
 from engine_pin import ENGINES
 from services import echo, http_keepalive
 from sshd import SSHD, SSHDFactory
@@ -270,3 +271,17 @@ def test_tls_through_the_built_in_gateway(e2e: E2E) -> None:
     assert ok.stdout.endswith("200"), ok
     proc.proc.terminate()
     assert proc.wait(20) == 0, proc.stderr
+
+
+def test_background_tls_share_shows_the_pin_its_detached_process_serves(
+    e2e: E2E, shared_sshd: SSHD
+) -> None:
+    service = e2e.service(http_keepalive)
+    human = e2e.ok(*bg_share_argv(service.port, "2m", "--tls", via=shared_sshd), timeout=60)
+    text = " ".join(human.stderr.split())
+    e2e.tokens.append(token_from(human.stderr))
+    pins = re.findall(r"pin (sha256//[A-Za-z0-9+/]{43}=)", text)
+    port = re.search(r"at 127\.0\.0\.1:(\d+) on .*\(tunnel (st-[0-9a-f]{6})\)", text)
+    assert port is not None and len(pins) == 1, text
+    assert pins[0] == served_pin(int(port.group(1)))
+    e2e.cli_ok("kill", port.group(2))
