@@ -15,12 +15,13 @@ Blocking reads of the remote happen outside both locks.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import threading
 import time
 from collections.abc import Callable
 
-from safetunnel.gate.tls import TlsCodec
+from safetunnel.gate.tls import TlsCodec, TlsRefused
 from safetunnel.ssh.engine import ByteStream, StreamHandler
 
 
@@ -60,8 +61,11 @@ class TlsStream:
             try:
                 with self._codec_lock:
                     self._plain += self._codec.receive(data)
-            finally:
-                self._send_records()  # the handshake's answer, or the alert of a refusal
+            except TlsRefused:
+                with contextlib.suppress(OSError, EOFError):
+                    self._send_records()  # the alert saying why, if the remote still listens
+                raise
+            self._send_records()  # the handshake's next flight, if any
         chunk = bytes(self._plain[:max_bytes])
         del self._plain[:max_bytes]
         return chunk
