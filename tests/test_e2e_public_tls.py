@@ -93,7 +93,7 @@ def test_the_printed_curl_line_pins_and_works(e2e: E2E, public_sshd: SSHD) -> No
     proc = e2e.share(service.port, "--public", via=public_sshd, ttl="60s", as_json=False)
     wait_until(lambda: "Ctrl-C to stop" in proc.stderr, 30, "the started block")
     started = proc.stderr.split("Sharing", 1)[1]
-    assert "a certificate made for this share, pin sha256//" in " ".join(started.split())
+    assert re.search(r"^  tls pin +sha256//\S{44}$", started, re.M), started
     e2e.tokens.append(token := token_from(started))
     line = next(x for x in started.splitlines() if "curl -H @-" in x)
     command = line.strip().removeprefix("curl").strip()
@@ -280,7 +280,7 @@ def test_background_tls_share_shows_the_pin_its_detached_process_serves(
     human = e2e.ok(*bg_share_argv(service.port, "2m", "--tls", via=shared_sshd), timeout=60)
     text = " ".join(human.stderr.split())
     e2e.tokens.append(token_from(human.stderr))
-    pins = re.findall(r"pin (sha256//[A-Za-z0-9+/]{43}=)", text)
+    pins = re.findall(r"tls pin (sha256//[A-Za-z0-9+/]{43}=)", text)
     port = re.search(r"at 127\.0\.0\.1:(\d+) on .*\(tunnel (st-[0-9a-f]{6})\)", text)
     assert port is not None and len(pins) == 1, text
     assert pins[0] == served_pin(int(port.group(1)))

@@ -64,7 +64,7 @@ def test_tls_defaults_and_request_checks() -> None:
 
 def test_confirmation_shows_the_pin_or_the_own_certificate() -> None:
     made = confirmation_block(summary(tls=MADE))
-    assert f"pin {PIN}" in " ".join(made.split())
+    assert f"  tls pin    {PIN}" in made.splitlines()  # a line of its own, never wrapped
     own = " ".join(confirmation_block(summary(tls=OWN)).split())
     assert "your certificate CN=share.example.org (share.example.org)" in own
     assert "valid until 2027-01-02 03:04 UTC" in own

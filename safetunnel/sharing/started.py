@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from safetunnel.addresses import bracket_host, format_hostport
 from safetunnel.sharing.blocktext import cmd, idle_text, row
 from safetunnel.sharing.clientlines import NC_FREE_RELAY, ssh_forward_line
-from safetunnel.sharing.summary import ShareSummary, tls_text
+from safetunnel.sharing.summary import ShareSummary, tls_lines
 from safetunnel.sharing.tokenfile import TICKET_SUFFIX
 from safetunnel.tokens import looks_like_token
 
@@ -42,7 +42,7 @@ def started_block(
     lines = [f"Sharing {summary.service.address} at {_endpoint(summary, remote_port)}{name}"]
     lines.append(row("token", ref.shown()))
     if summary.tls is not None:
-        lines.append(row("tls", tls_text(summary.tls)))
+        lines += tls_lines(summary.tls)
     if ticket is None and summary.token_file is not None:
         lines.append(row("ticket", f"written to {summary.token_file}{TICKET_SUFFIX} (not shown)"))
     if ticket is not None:

@@ -13,7 +13,7 @@ from typing import Literal
 
 from safetunnel.addresses import bracket_host, format_hostport
 from safetunnel.durations import format_duration
-from safetunnel.sharing.blocktext import idle_text, row, warn
+from safetunnel.sharing.blocktext import cmd, idle_text, row, warn
 from safetunnel.sharing.preflight import Risk, ServiceInfo
 from safetunnel.ssh.engine import HostKeyState
 
@@ -114,7 +114,7 @@ def confirmation_block(summary: ShareSummary) -> str:
         )
     )
     if summary.tls is not None:
-        lines.append(row("tls", tls_text(summary.tls)))
+        lines += tls_lines(summary.tls)
     lines.append(
         row(
             "until",
@@ -126,15 +126,17 @@ def confirmation_block(summary: ShareSummary) -> str:
     return "\n".join(lines)
 
 
-def tls_text(tls: TlsShown) -> str:
-    """One line on what recipients are shown when they connect, and how they check it."""
+def tls_lines(tls: TlsShown) -> list[str]:
+    """What recipients are shown when they connect, and the pin they check it by (a line of its
+    own, never wrapped: it is copied into curl and compared by eye)."""
     if not tls.made:
         names = ", ".join(tls.names) or "no subjectAltName"
         until = f"{tls.not_after:%Y-%m-%d %H:%M} UTC" if tls.not_after else "?"
-        return f"your certificate {tls.subject} ({names}), valid until {until}"
+        return [row("tls", f"your certificate {tls.subject} ({names}), valid until {until}")]
     if tls.pin is None:
-        return "a certificate made for this share; its pin is shown once it starts"
-    return f"a certificate made for this share, pin {tls.pin}"
+        return [row("tls", "a certificate made for this share; its pin is shown once it starts")]
+    made = row("tls", "a certificate made for this share, checked by its public-key pin:")
+    return [made, cmd("tls pin", tls.pin)]
 
 
 def _owner(service: ServiceInfo) -> str:
