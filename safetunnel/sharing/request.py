@@ -51,7 +51,7 @@ def serves_tls(request: ShareRequest) -> bool:
 
 def check_request(request: ShareRequest) -> None:
     """Refuse values the CLI's option types would refuse; the Python API has no click."""
-    for bad, message in _problems(request):
+    for bad, message in [*_problems(request), *_tls_problems(request)]:
         if bad:
             raise ConfigError(message)
 
@@ -89,15 +89,20 @@ def _problems(request: ShareRequest) -> list[tuple[bool, str]]:
             "confirm_port must be a port number from 1 to 65535",
         ),
         (
+            request.protocol not in options.PROTOCOLS,
+            f"protocol must be one of {', '.join(options.PROTOCOLS)}",
+        ),
+    ]
+
+
+def _tls_problems(request: ShareRequest) -> list[tuple[bool, str]]:
+    return [
+        (
             (request.tls_cert is None) != (request.tls_key is None),
             "tls_cert and tls_key go together (--tls-cert FILE --tls-key FILE)",
         ),
         (
             request.tls is False and request.tls_cert is not None,
             "no TLS (--no-tls) and a certificate to serve (--tls-cert) contradict each other",
-        ),
-        (
-            request.protocol not in options.PROTOCOLS,
-            f"protocol must be one of {', '.join(options.PROTOCOLS)}",
         ),
     ]

@@ -34,9 +34,6 @@ def started_block(
         raise ValueError("started_block needs the token or a token_file")
     if token is not None and not looks_like_token(token):
         raise ValueError("not a safetunnel token")  # it is pasted into shell lines below
-    url_host = _url_host(summary)
-    scheme = "http" if summary.tls is None else "https"
-    base = f"{scheme}://{format_hostport(url_host, remote_port)}/"
     ref = _TokenRef(token, summary.token_file)
     name = f" (tunnel {tunnel_id})" if tunnel_id else ""
     lines = [f"Sharing {summary.service.address} at {_endpoint(summary, remote_port)}{name}"]
@@ -49,6 +46,21 @@ def started_block(
         lines.append(cmd("ticket", ticket))
         # Read from stdin: on the command line it would be in `ps` and the shell's history.
         lines.append(cmd("recipient", "safetunnel connect -   (then paste the ticket)"))
+    lines += _client_lines(summary, remote_port, ref)
+    lines += _where_lines(summary, remote_port)
+    lines.append(row("expires", f"{summary.expires_local}; {idle_text(summary.idle_seconds)}"))
+    stop = f" (or: safetunnel kill {tunnel_id})" if tunnel_id else ""
+    lines.append(f"Ctrl-C to stop{stop}.")
+    return "\n".join(lines)
+
+
+def _client_lines(summary: ShareSummary, remote_port: int, ref: _TokenRef) -> list[str]:
+    """The curl line and link, and the raw-TCP lines (none over TLS: nc speaks no TLS; the
+    ticket and `safetunnel connect` do)."""
+    url_host = _url_host(summary)
+    scheme = "http" if summary.tls is None else "https"
+    base = f"{scheme}://{format_hostport(url_host, remote_port)}/"
+    lines: list[str] = []
     if _show_http(summary):
         curl = f"curl -H @- {_curl_tls(summary)}{base}"
         lines.append(cmd("curl", f"{ref.lines('X-Safetunnel-Token: ')} | {curl}"))
@@ -57,11 +69,7 @@ def started_block(
         tcp = f"{{ {ref.lines('SAFETUNNEL ')}; cat; }} | nc {url_host} {remote_port}"
         lines.append(cmd("raw TCP", tcp))
         lines.append(cmd("without nc", f"put this in place of nc: {NC_FREE_RELAY}"))
-    lines += _where_lines(summary, remote_port)
-    lines.append(row("expires", f"{summary.expires_local}; {idle_text(summary.idle_seconds)}"))
-    stop = f" (or: safetunnel kill {tunnel_id})" if tunnel_id else ""
-    lines.append(f"Ctrl-C to stop{stop}.")
-    return "\n".join(lines)
+    return lines
 
 
 @dataclass(frozen=True)
