@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from e2e import E2E, bg_share_argv, token_from, wait_for, wait_until
+from e2e import E2E, Pty, bg_share_argv, sshd_args, token_from, wait_for, wait_until
 from engine_pin import ENGINES
 from services import echo, http_keepalive
 from sshd import SSHD, SSHDFactory
@@ -285,3 +286,41 @@ def test_background_tls_share_shows_the_pin_its_detached_process_serves(
     assert port is not None and len(pins) == 1, text
     assert pins[0] == served_pin(int(port.group(1)))
     e2e.cli_ok("kill", port.group(2))
+
+
+def test_the_confirmation_shows_the_pin_that_is_then_served(e2e: E2E, public_sshd: SSHD) -> None:
+    service = e2e.service(http_keepalive)
+    share = Pty(
+        ["share", str(service.port), "--ttl", "30s", "--public", *sshd_args(public_sshd)], e2e.env
+    )
+    try:
+        confirm = share.expect("Type the port number")  # --public is risky: the typed answer
+        pin = re.search(r"^  tls pin +(sha256//\S{44})\r?$", confirm, re.M)
+        assert pin is not None, confirm
+        share.send(str(service.port))
+        text = share.expect("Ctrl-C to stop")
+        e2e.tokens.append(token_from(text))
+        port = re.search(r" at 0\.0\.0\.0:(\d+)", text)
+        assert port is not None, text
+        assert served_pin(int(port.group(1))) == pin.group(1)
+        share.proc.send_signal(signal.SIGTERM)
+        assert share.wait() == 0, share.text
+    finally:
+        share.close()
+
+
+def test_no_tls_is_typed_at_the_prompt_saying_clear_text(e2e: E2E, public_sshd: SSHD) -> None:
+    service = e2e.service(http_keepalive)
+    argv = ["share", str(service.port), "--ttl", "30s", "--public", "--no-tls", "--yes"]
+    share = Pty([*argv, *sshd_args(public_sshd)], e2e.env)
+    try:
+        confirm = share.expect("Type the port number")  # --yes --public does not replace it
+        assert "clear text" in confirm and "tls pin" not in confirm
+        share.send(str(service.port))
+        text = share.expect("Ctrl-C to stop")
+        e2e.tokens.append(token_from(text))
+        assert "http://" in text and "https://" not in text
+        share.proc.send_signal(signal.SIGTERM)
+        assert share.wait() == 0, share.text
+    finally:
+        share.close()
