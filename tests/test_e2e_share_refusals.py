@@ -162,7 +162,9 @@ def test_gatewayports_yes_without_public_exits_6_and_unbinds(
 def test_gatewayports_yes_with_public_and_yes_starts(e2e: E2E, sshd_factory: SSHDFactory) -> None:
     server = sshd_factory(gateway_ports=True)
     service = e2e.service(http_keepalive)
-    proc = e2e.share(service.port, "--public", via=server)
+    # Plain HTTP on purpose (this is about the bind): without TLS it needs the port confirmed.
+    plain = ("--no-tls", "--confirm-port", str(service.port))
+    proc = e2e.share(service.port, "--public", *plain, via=server)
     started = e2e.started(proc)
     assert started["remote_bind"] == "0.0.0.0"
     ok = http_get(started["remote_port"], "/pub", {"X-Safetunnel-Token": started["token"]})

@@ -47,7 +47,34 @@ from safetunnel.timefmt import parse_iso_z
     show_default=True,
     help="Port on the SSH host; 0 lets the server pick.",
 )
-@click.option("--public", is_flag=True, help="Bind on all interfaces of the SSH host (risky).")
+@click.option(
+    "--public",
+    is_flag=True,
+    help="Bind on all interfaces of the SSH host (risky); serves TLS unless --no-tls.",
+)
+@click.option(
+    "--tls",
+    "tls_on",
+    is_flag=True,
+    help="Serve TLS with a certificate made for this share (default with --public); "
+    "recipients check it by its pin.",
+)
+@click.option(
+    "--no-tls",
+    "tls_off",
+    is_flag=True,
+    help="A --public share without TLS: the token travels in clear text; always needs the "
+    "typed confirmation or --confirm-port.",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Serve this PEM certificate (chain) instead of a made one; needs --tls-key.",
+)
+@click.option(
+    "--tls-key", type=click.Path(dir_okay=False), metavar="FILE", help="Its PEM private key."
+)
 @click.option(
     "--protocol",
     type=click.Choice(options.PROTOCOLS),
@@ -151,7 +178,8 @@ def share_command(
     """
     if fields["keep_token_file"] and not fields["token_file"]:
         raise click.UsageError("--keep-token-file needs --token-file")
-    request = ShareRequest(local=fields.pop("port"), **fields)
+    tls = tls_choice(fields.pop("tls_on"), fields.pop("tls_off"), fields)
+    request = ShareRequest(local=fields.pop("port"), tls=tls, **fields)
     if background:
         asking = RememberingUI(as_json=as_json)
         with StopSignals(asking):  # Ctrl-C at a prompt here: 130, like the foreground share
@@ -161,6 +189,18 @@ def share_command(
         ui = HandedChildUI(background_child, handoff.read_stdin())
         request.log_path = _log_path_of_stdout()
     sys.exit(serve(request, ui))
+
+
+def tls_choice(tls_on: bool, tls_off: bool, fields: dict[str, Any]) -> bool | None:
+    """--tls / --no-tls as the request's ``tls`` (None: the default); contradictions are usage
+    errors here, before anything else runs."""
+    if tls_on and tls_off:
+        raise click.UsageError("--tls and --no-tls contradict each other; pass one")
+    if (fields["tls_cert"] is None) != (fields["tls_key"] is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if tls_off and fields["tls_cert"] is not None:
+        raise click.UsageError("--no-tls and --tls-cert contradict each other")
+    return True if tls_on else False if tls_off else None
 
 
 def run_background(request: ShareRequest, ui: RememberingUI) -> int:
@@ -173,8 +213,11 @@ def run_background(request: ShareRequest, ui: RememberingUI) -> int:
         click.echo(json_line(event))
     else:
         expires = parse_iso_z(event["expires_at"])
+        tls = summary.tls
+        if tls is not None and tls.made:  # the detached share made its own certificate
+            tls = dataclasses.replace(tls, pin=event.get("tls_pin"))
         block = started_block(
-            dataclasses.replace(summary, expires_at=expires),
+            dataclasses.replace(summary, expires_at=expires, tls=tls),
             event["remote_port"],
             event.get("token"),
             tunnel_id=event["id"],

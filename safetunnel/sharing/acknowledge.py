@@ -3,7 +3,9 @@
 A risky share needs the shared port typed at a prompt. ``--confirm-port PORT`` is that same
 answer given in advance, so a script can start a risky share (with ``--yes`` for the y/N
 question) without widening anything; ``--yes --public`` replaces it too, as it always has, since
-going public is then asked for explicitly. Nothing here replaces host-key trust.
+going public is then asked for explicitly, except for a public share without TLS: there the
+token crosses networks in clear text, and ``--public --no-tls`` in a script is too easily a
+copy-paste accident. Nothing here replaces host-key trust.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from safetunnel.errors import NotConfirmed
-from safetunnel.sharing.preflight import Risk, needs_typed
+from safetunnel.sharing.preflight import NO_TLS, Risk, needs_typed
 
 
 def check_confirm_port(confirm_port: int | None, port: int) -> None:
@@ -27,7 +29,8 @@ def typed_needed(
     risks: Sequence[Risk], *, yes: bool, public: bool, confirm_port: int | None
 ) -> bool:
     """True when the port must still be typed at a prompt (the risks were not acknowledged)."""
-    acknowledged = confirm_port is not None or (yes and public)
+    clear_text = any(risk.code == NO_TLS for risk in risks)
+    acknowledged = confirm_port is not None or (yes and public and not clear_text)
     return needs_typed(risks) and not acknowledged
 
 

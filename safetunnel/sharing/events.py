@@ -31,6 +31,7 @@ class Started:
     url: str
     engine: str | None = None  # "openssh" or "paramiko"; None leaves the key out
     ticket: str | None = None  # a secret like the token; None leaves the key out
+    tls_pin: str | None = None  # the served key's pin (a made certificate); None leaves it out
 
     kind: ClassVar[str] = "started"
 
@@ -45,6 +46,8 @@ class Started:
             out["engine"] = self.engine
         if self.ticket is not None:
             out["ticket"] = self.ticket
+        if self.tls_pin is not None:
+            out["tls_pin"] = self.tls_pin
         return out
 
 

@@ -21,23 +21,20 @@ from typing import Protocol
 
 from safetunnel import tokens
 from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND
-from safetunnel.durations import parse_duration
-from safetunnel.errors import ForwardRefused, NotConfirmed, UsageError
-from safetunnel.hosts.config import Config, load_config, validate_ttl
-from safetunnel.hosts.resolve import resolve_host
-from safetunnel.registry.audit import AuditLog
+from safetunnel.errors import ForwardRefused, NotConfirmed
 from safetunnel.registry.publication import Bookkeeper
-from safetunnel.registry.records import Registry, new_tunnel_id
+from safetunnel.registry.records import new_tunnel_id
 from safetunnel.secrets.credentials import KeyringAuthSource
-from safetunnel.sharing import preflight
-from safetunnel.sharing.acknowledge import check_confirm_port, no_terminal, typed_needed
 from safetunnel.sharing.connections import builtin_gateway_limits
 from safetunnel.sharing.connector import Connector
-from safetunnel.sharing.engines import Engine, ShareSession, choose_engine
+from safetunnel.sharing.engines import ShareSession
 from safetunnel.sharing.observers import TunnelObserver
+from safetunnel.sharing.plan import Plan, make_plan
 from safetunnel.sharing.request import ShareRequest, check_request
 from safetunnel.sharing.summary import ShareSummary
-from safetunnel.sharing.tokenfile import write_token_file
+from safetunnel.sharing.tlscert import TlsIdentity
+from safetunnel.sharing.tlsplan import share_identity, shown
+from safetunnel.sharing.tokenfile import TicketFile, ticket_path, write_token_file
 from safetunnel.sharing.tunnel import Tunnel
 from safetunnel.sharing.tunnelconfig import TunnelConfig, reach_of
 from safetunnel.ssh.client import HostKeyPrompt, open_session
@@ -76,94 +73,41 @@ def confirm_share(request: ShareRequest, ui: ShareUI) -> ShareSummary:
     The foreground does the talking (host-key trust, prompts); the detached process it starts
     then runs the share with the answers already given.
     """
-    with _prepared(request, ui) as prepared:
+    with _prepared(request, ui, make_key=False) as prepared:
         return prepared.summary
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """What pre-flight decided, before any network: carried to the confirmation and the tunnel."""
-
-    service: preflight.ServiceInfo
-    ttl: int
-    risks: tuple[preflight.Risk, ...]
-    typed: bool
-    max_ttl: int
-    target: SSHTarget | None  # None: the built-in gateway
-    engine: Engine
-    registry: Registry
-    audit: AuditLog
 
 
 @dataclass(frozen=True)
 class _Prepared:
     """A confirmed share that owns its open resources (``stack``) until it starts."""
 
-    plan: _Plan
+    plan: Plan
     session: ShareSession
     summary: ShareSummary
     typed_confirmation: bool
     stack: contextlib.ExitStack
     connector: Connector | None  # None: the built-in gateway, which has nothing to reconnect
+    tls: TlsIdentity | None
 
 
 @contextlib.contextmanager
-def _prepared(request: ShareRequest, ui: ShareUI) -> Iterator[_Prepared]:
-    plan = _preflight(request, ui)
+def _prepared(request: ShareRequest, ui: ShareUI, *, make_key: bool = True) -> Iterator[_Prepared]:
+    """``make_key`` False: a certificate would be made only to be thrown away (``--background``
+    confirms here, and its detached share makes its own): the confirmation says so."""
+    plan = make_plan(request, interactive=ui.interactive, preconfirmed=ui.preconfirmed)
     with contextlib.ExitStack() as stack:
         connector = _connector(plan, request, ui)
         session = _connect(stack, request, ui, connector)
-        summary = _summary(request, session, plan)
+        tls = share_identity(plan, session.target, make_key=make_key)
+        summary = dataclasses.replace(_summary(request, session, plan), tls=shown(plan, tls))
         needs_answer = not ui.preconfirmed and (plan.typed or not request.yes)
         if needs_answer and not ui.confirm(summary, plan.typed):
             raise NotConfirmed("not confirmed; nothing was shared")
         typed = needs_answer and plan.typed
-        yield _Prepared(plan, session, summary, typed, stack, connector)
+        yield _Prepared(plan, session, summary, typed, stack, connector, tls)
 
 
-def _preflight(request: ShareRequest, ui: ShareUI) -> _Plan:
-    check_request(request)
-    config = load_config()
-    ttl = request.ttl if request.ttl is not None else parse_duration(config.default_ttl)
-    validate_ttl(ttl, config)
-    registry = Registry()  # refuses a foreign or group-writable state dir before any network
-    service = preflight.probe_local(*preflight.parse_local(str(request.local)))
-    risks = preflight.assess_risks(
-        service.port, request.public, ttl, service.exposed, service_kind=service.service_kind
-    )
-    check_confirm_port(request.confirm_port, service.port)
-    typed = not ui.preconfirmed and typed_needed(
-        risks, yes=request.yes, public=request.public, confirm_port=request.confirm_port
-    )
-    if not ui.interactive and not ui.preconfirmed and (typed or not request.yes):
-        raise no_terminal(risks, typed, service.port)
-    target = _target(request, config)
-    return _Plan(
-        service=service,
-        ttl=ttl,
-        risks=tuple(risks),
-        typed=typed,
-        max_ttl=config.max_ttl_seconds(),
-        target=target,
-        engine=choose_engine(request.engine, config, builtin=target is None),
-        registry=registry,
-        audit=AuditLog(),
-    )
-
-
-def _target(request: ShareRequest, config: Config) -> SSHTarget | None:
-    target = None if request.builtin_gateway else resolve_host(request.host, config)
-    if target is None and request.public:
-        raise UsageError(
-            "the built-in gateway listens on this machine's loopback only",
-            hint="--public needs an SSH host: pass --host or set a default host.",
-        )
-    if target is not None and request.identity:
-        target = dataclasses.replace(target, identity_files=(request.identity,))
-    return target
-
-
-def _connector(plan: _Plan, request: ShareRequest, ui: ShareUI) -> Connector | None:
+def _connector(plan: Plan, request: ShareRequest, ui: ShareUI) -> Connector | None:
     target = plan.target
     if target is None:
         return None
@@ -201,7 +145,7 @@ def _open_builtin(stack: contextlib.ExitStack, request: ShareRequest) -> ShareSe
     return session
 
 
-def _summary(request: ShareRequest, session: ShareSession, plan: _Plan) -> ShareSummary:
+def _summary(request: ShareRequest, session: ShareSession, plan: Plan) -> ShareSummary:
     target = session.target
     return ShareSummary(
         service=plan.service,
@@ -229,15 +173,20 @@ def _summary(request: ShareRequest, session: ShareSession, plan: _Plan) -> Share
 def _start(prepared: _Prepared, request: ShareRequest, ui: ShareUI) -> Tunnel:
     """Make the tunnel, hand it the prepared resources, and start it."""
     token = tokens.generate()
+    observers: list[TunnelObserver[Tunnel]] = []
     if prepared.summary.token_file:
         path = Path(prepared.summary.token_file)
         write_token_file(prepared.stack, path, token, keep=request.keep_token_file)
+        observers.append(
+            TicketFile(prepared.stack, ticket_path(path), keep=request.keep_token_file)
+        )
     config = _tunnel_config(request, prepared)
     _audit_confirmed(prepared, config, request)
     shown_by = ui.observer(prepared.summary)
     # The publication comes first, so it is closed last: see safetunnel.sharing.observers.
     books = Bookkeeper(prepared.plan.registry, prepared.plan.audit, log_path=request.log_path)
-    observers: list[TunnelObserver[Tunnel]] = [books] if shown_by is None else [books, shown_by]
+    observers.insert(0, books)
+    observers += [] if shown_by is None else [shown_by]
     resources = prepared.stack.pop_all()  # from here on the tunnel owns them
     connector = prepared.connector if request.reconnect else None
     tunnel = Tunnel(
@@ -280,6 +229,7 @@ def _tunnel_config(request: ShareRequest, prepared: _Prepared) -> TunnelConfig:
         show_token=request.token_file is None,
         engine=prepared.plan.engine,
         reach=reach_of(summary),
+        tls=prepared.tls,
     )
 
 
@@ -297,4 +247,5 @@ def _audit_confirmed(prepared: _Prepared, config: TunnelConfig, request: ShareRe
         risks=[risk.code for risk in prepared.plan.risks],
         typed_confirmation=prepared.typed_confirmation,
         confirm_port=request.confirm_port is not None,
+        tls=prepared.tls is not None,
     )

@@ -196,16 +196,20 @@ def assess_risks(
     exposed: bool,
     *,
     service_kind: str | None = None,
+    tls: bool = True,
 ) -> list[Risk]:
     """The reasons this share deserves a second look. Pure.
 
     ``service_kind`` (from a server greeting) flags an admin protocol on an unusual port too.
+    ``tls`` False on a public share means the token crosses networks in clear text.
     """
     risks: list[Risk] = []
     if exposed:
         risks.append(Risk("already-exposed", _EXPOSED_MESSAGE, "notice"))
     if public:
         risks.append(Risk("public", _PUBLIC_MESSAGE))
+        if not tls:
+            risks.append(Risk(NO_TLS, _NO_TLS_MESSAGE))
     sensitive = SENSITIVE_PORTS.get(port) or _sensitive_kind(service_kind)
     if sensitive is not None:
         risks.append(Risk("sensitive-port", _sensitive_message(port, sensitive)))
@@ -224,6 +228,11 @@ def assess_risks(
 _EXPOSED_MESSAGE = (
     "ALREADY EXPOSED: the service also listens on a non-loopback address, so other machines "
     "can reach it directly, with no token and no tunnel"
+)
+NO_TLS = "no-tls"
+_NO_TLS_MESSAGE = (
+    "--no-tls: the token travels in clear text; anyone on a network between a recipient and "
+    "the SSH host can read it and use the share"
 )
 _PUBLIC_MESSAGE = (
     "--public: the remote port listens on all interfaces of the SSH host; anyone who can reach "

@@ -174,7 +174,8 @@ class PumpBase:
 
     def _note_error(self, err: BaseException) -> None:
         if self._phase is not Phase.CLOSED:
-            self._reason = f"error: {type(err).__name__}"
+            # A refusal below the gate (TLS) names itself; anything else is an error.
+            self._reason = getattr(err, "audit_reason", None) or f"error: {type(err).__name__}"
         self.close()
 
     def _direction_done(self) -> None:

@@ -36,11 +36,22 @@ class ShareRequest:
     engine: options.EngineChoice | None = None  # None: config.toml's engine, else auto
     reconnect: bool = True  # replace a lost SSH session within the TTL instead of ending
     confirm_port: int | None = None  # the typed confirmation given in advance (--confirm-port)
+    tls: bool | None = None  # None: TLS for public shares (and with tls_cert), plain otherwise
+    tls_cert: str | None = None  # the user's certificate (PEM) instead of a made one
+    tls_key: str | None = None  # its private key (PEM, unencrypted); both or neither
+
+
+def serves_tls(request: ShareRequest) -> bool:
+    """Whether the remote side speaks TLS: asked for, or by default on a public share (where
+    the token would otherwise cross networks in clear text)."""
+    if request.tls is not None:
+        return request.tls
+    return request.public or request.tls_cert is not None
 
 
 def check_request(request: ShareRequest) -> None:
     """Refuse values the CLI's option types would refuse; the Python API has no click."""
-    for bad, message in _problems(request):
+    for bad, message in [*_problems(request), *_tls_problems(request)]:
         if bad:
             raise ConfigError(message)
 
@@ -80,5 +91,18 @@ def _problems(request: ShareRequest) -> list[tuple[bool, str]]:
         (
             request.protocol not in options.PROTOCOLS,
             f"protocol must be one of {', '.join(options.PROTOCOLS)}",
+        ),
+    ]
+
+
+def _tls_problems(request: ShareRequest) -> list[tuple[bool, str]]:
+    return [
+        (
+            (request.tls_cert is None) != (request.tls_key is None),
+            "tls_cert and tls_key go together (--tls-cert FILE --tls-key FILE)",
+        ),
+        (
+            request.tls is False and request.tls_cert is not None,
+            "no TLS (--no-tls) and a certificate to serve (--tls-cert) contradict each other",
         ),
     ]

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from safetunnel.addresses import bracket_host, format_hostport
 from safetunnel.sharing.blocktext import cmd, idle_text, row
 from safetunnel.sharing.clientlines import NC_FREE_RELAY, ssh_forward_line
-from safetunnel.sharing.summary import ShareSummary
+from safetunnel.sharing.summary import ShareSummary, tls_lines
+from safetunnel.sharing.tokenfile import TICKET_SUFFIX
 from safetunnel.tokens import looks_like_token
 
 
@@ -33,28 +34,42 @@ def started_block(
         raise ValueError("started_block needs the token or a token_file")
     if token is not None and not looks_like_token(token):
         raise ValueError("not a safetunnel token")  # it is pasted into shell lines below
-    url_host = _url_host(summary)
-    base = f"http://{format_hostport(url_host, remote_port)}/"
     ref = _TokenRef(token, summary.token_file)
     name = f" (tunnel {tunnel_id})" if tunnel_id else ""
     lines = [f"Sharing {summary.service.address} at {_endpoint(summary, remote_port)}{name}"]
     lines.append(row("token", ref.shown()))
+    if summary.tls is not None:
+        lines += tls_lines(summary.tls)
+    if ticket is None and summary.token_file is not None:
+        lines.append(row("ticket", f"written to {summary.token_file}{TICKET_SUFFIX} (not shown)"))
     if ticket is not None:
         lines.append(cmd("ticket", ticket))
         # Read from stdin: on the command line it would be in `ps` and the shell's history.
         lines.append(cmd("recipient", "safetunnel connect -   (then paste the ticket)"))
-    if _show_http(summary):
-        lines.append(cmd("curl", f"{ref.lines('X-Safetunnel-Token: ')} | curl -H @- {base}"))
-        lines.append(cmd("link", f"{base}?safetunnel_token={ref.in_link()}"))
-    if _show_tcp(summary):
-        tcp = f"{{ {ref.lines('SAFETUNNEL ')}; cat; }} | nc {url_host} {remote_port}"
-        lines.append(cmd("raw TCP", tcp))
-        lines.append(cmd("without nc", f"put this in place of nc: {NC_FREE_RELAY}"))
+    lines += _client_lines(summary, remote_port, ref)
     lines += _where_lines(summary, remote_port)
     lines.append(row("expires", f"{summary.expires_local}; {idle_text(summary.idle_seconds)}"))
     stop = f" (or: safetunnel kill {tunnel_id})" if tunnel_id else ""
     lines.append(f"Ctrl-C to stop{stop}.")
     return "\n".join(lines)
+
+
+def _client_lines(summary: ShareSummary, remote_port: int, ref: _TokenRef) -> list[str]:
+    """The curl line and link, and the raw-TCP lines (none over TLS: nc speaks no TLS; the
+    ticket and `safetunnel connect` do)."""
+    url_host = _url_host(summary)
+    scheme = "http" if summary.tls is None else "https"
+    base = f"{scheme}://{format_hostport(url_host, remote_port)}/"
+    lines: list[str] = []
+    if _show_http(summary):
+        curl = f"curl -H @- {_curl_tls(summary)}{base}"
+        lines.append(cmd("curl", f"{ref.lines('X-Safetunnel-Token: ')} | {curl}"))
+        lines.append(cmd("link", f"{base}?safetunnel_token={ref.in_link()}"))
+    if _show_tcp(summary) and summary.tls is None:
+        tcp = f"{{ {ref.lines('SAFETUNNEL ')}; cat; }} | nc {url_host} {remote_port}"
+        lines.append(cmd("raw TCP", tcp))
+        lines.append(cmd("without nc", f"put this in place of nc: {NC_FREE_RELAY}"))
+    return lines
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,14 @@ class _TokenRef:
 
     def in_link(self) -> str:
         return self.token if self.token is not None else f"<token from {self.path}>"
+
+
+def _curl_tls(summary: ShareSummary) -> str:
+    """A made certificate is self-signed: curl checks its key against the pin instead of a CA
+    (``--pinnedpubkey`` is enforced with ``--insecure`` too; measured with curl 7.88)."""
+    if summary.tls is None or summary.tls.pin is None:
+        return ""
+    return f"--pinnedpubkey '{summary.tls.pin}' --insecure "
 
 
 def _url_host(summary: ShareSummary) -> str:

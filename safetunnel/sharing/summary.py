@@ -13,7 +13,7 @@ from typing import Literal
 
 from safetunnel.addresses import bracket_host, format_hostport
 from safetunnel.durations import format_duration
-from safetunnel.sharing.blocktext import idle_text, row, warn
+from safetunnel.sharing.blocktext import cmd, idle_text, row, warn
 from safetunnel.sharing.preflight import Risk, ServiceInfo
 from safetunnel.ssh.engine import HostKeyState
 
@@ -21,6 +21,18 @@ GateProtocol = Literal["auto", "http", "tcp"]
 
 CONFIRM_PROMPT = "Share it? [y/N]"
 _LOOPBACK_BINDS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True)
+class TlsShown:
+    """What the user is told about the share's TLS: a made certificate's pin (None until it is
+    made), or the subject, names and end of the user's own certificate."""
+
+    pin: str | None
+    made: bool
+    subject: str
+    names: tuple[str, ...]
+    not_after: datetime | None
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,7 @@ class ShareSummary:
     key_type: str | None = None  # "ssh-ed25519" etc., shown before the fingerprint
     ssh_destination: str = ""  # the host as the sharer named it (alias or typed URI), for ssh -L
     local_tz: tzinfo | None = None
+    tls: TlsShown | None = None  # None: the remote side speaks plain bytes
 
     @property
     def public(self) -> bool:
@@ -100,6 +113,8 @@ def confirmation_block(summary: ShareSummary) -> str:
             "share" + _gate_mode(summary.protocol),
         )
     )
+    if summary.tls is not None:
+        lines += tls_lines(summary.tls)
     lines.append(
         row(
             "until",
@@ -109,6 +124,19 @@ def confirmation_block(summary: ShareSummary) -> str:
     lines.append(row("limits", f"{idle_text(summary.idle_seconds)}; {_cap(summary)}"))
     lines += [warn("!", risk.message) for risk in summary.risks if risk.code != "already-exposed"]
     return "\n".join(lines)
+
+
+def tls_lines(tls: TlsShown) -> list[str]:
+    """What recipients are shown when they connect, and the pin they check it by (a line of its
+    own, never wrapped: it is copied into curl and compared by eye)."""
+    if not tls.made:
+        names = ", ".join(tls.names) or "no subjectAltName"
+        until = f"{tls.not_after:%Y-%m-%d %H:%M} UTC" if tls.not_after else "?"
+        return [row("tls", f"your certificate {tls.subject} ({names}), valid until {until}")]
+    if tls.pin is None:
+        return [row("tls", "a certificate made for this share; its pin is shown once it starts")]
+    made = row("tls", "a certificate made for this share, checked by its public-key pin:")
+    return [made, cmd("tls pin", tls.pin)]
 
 
 def _owner(service: ServiceInfo) -> str:
@@ -195,6 +223,7 @@ def _cap(summary: ShareSummary) -> str:
 __all__ = [
     "CONFIRM_PROMPT",
     "ShareSummary",
+    "TlsShown",
     "accepts_typed",
     "accepts_yes",
     "confirmation_block",

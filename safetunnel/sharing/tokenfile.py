@@ -1,4 +1,4 @@
-"""The ``--token-file``: written when a share starts, removed when it ends.
+"""The ``--token-file`` and its ticket file: written when a share starts, removed when it ends.
 
 A token left on disk after its share ended opens nothing, but it is still a secret that a backup,
 a sync tool or a later reader may pick up, so the file lives only as long as the share unless the
@@ -14,14 +14,24 @@ import errno
 import logging
 import os
 import stat
+import threading
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from safetunnel import tokens
 from safetunnel.errors import ConfigError
 from safetunnel.fsutil import create_exclusive
+from safetunnel.sharing.events import TunnelEvent
+
+if TYPE_CHECKING:
+    from safetunnel.sharing.tunnel import Tunnel
 
 log = logging.getLogger("safetunnel.sharing.tokenfile")
+
+# More than a token or a ticket holds: a longer file is not one this share wrote.
+_MAX_READ = 4096
+TICKET_SUFFIX = ".ticket"
 
 
 def write_token_file(stack: contextlib.ExitStack, path: Path, token: str, *, keep: bool) -> None:
@@ -51,6 +61,70 @@ def write_token_file(stack: contextlib.ExitStack, path: Path, token: str, *, kee
     stack.push(remove)
 
 
+def ticket_path(token_file: Path) -> Path:
+    """Where the ticket goes when the token goes to ``token_file``: beside it, same name."""
+    return token_file.with_name(token_file.name + TICKET_SUFFIX)
+
+
+class TicketFile:
+    """The ticket of a share whose token is in a file: it is a secret like the token, so it is
+    written next to it (0600, never overwriting) instead of being shown, and removed with it.
+
+    The ticket names the remote port, so it is written only once the forward is up, as the
+    tunnel's observer; its removal goes on the share's stack at once, like the token file's, and
+    a share that ends before it was written leaves nothing. Shares that have no ticket (the
+    built-in gateway) write no file.
+    """
+
+    def __init__(self, stack: contextlib.ExitStack, path: Path, *, keep: bool) -> None:
+        if os.path.lexists(path):
+            raise ConfigError(
+                f"{path} already exists; a ticket file is never overwritten",
+                hint="Choose a new path for --token-file (the ticket goes next to it).",
+            )
+        self.path = path
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._ended = False
+        self._written: bytes | None = None
+        stack.push(self._remove)
+
+    def started(self, tunnel: Tunnel) -> None:
+        ticket = tunnel.config.ticket(tunnel.remote_port, tunnel.token, tunnel.expires_at)
+        if ticket is None:
+            return
+        data = (ticket + "\n").encode()
+        with self._lock:
+            if self._ended:
+                return  # the share is already over: nothing to hand out
+            try:
+                create_exclusive(self.path, data)
+            except OSError as err:
+                raise ConfigError(
+                    f"cannot create ticket file {self.path}: {err.strerror}"
+                ) from None
+            self._written = tokens.hash_token(data)
+
+    def event(self, event: TunnelEvent) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def _remove(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        with self._lock:
+            self._ended = True
+            written = self._written
+        if written is not None and (exc_type is not None or not self._keep):
+            _remove_if_unchanged(self.path, written)
+        return False
+
+
 def _remove_if_unchanged(path: Path, written: bytes) -> None:
     """Remove the file if it still is this share's: a file the user put in its place is theirs.
 
@@ -60,7 +134,8 @@ def _remove_if_unchanged(path: Path, written: bytes) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         with os.fdopen(fd, "rb") as handle:
-            ours = stat.S_ISREG(os.fstat(fd).st_mode) and tokens.verify(handle.read(64), written)
+            content = handle.read(_MAX_READ)
+            ours = stat.S_ISREG(os.fstat(fd).st_mode) and tokens.verify(content, written)
         if ours:
             path.unlink()
     except FileNotFoundError:

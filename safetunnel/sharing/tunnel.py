@@ -16,24 +16,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from safetunnel import tokens
-from safetunnel.addresses import format_hostport
 from safetunnel.errors import SafetunnelError
 from safetunnel.sharing import events
 from safetunnel.sharing.link import Link
 from safetunnel.sharing.observers import Observers, TunnelObserver
+from safetunnel.sharing.pumptls import tls_streams
 from safetunnel.sharing.reasons import StopReason
-from safetunnel.sharing.recipients import TunnelRecipients
 from safetunnel.sharing.reconnect import Reconnector, SessionOpener
 from safetunnel.sharing.timers import Deadlines
 from safetunnel.sharing.tunnelconfig import TunnelConfig
+from safetunnel.sharing.tunnelfacts import TunnelFacts
 from safetunnel.ssh.engine import EngineSession
 from safetunnel.timefmt import iso_z, utc_now
 
@@ -43,7 +41,7 @@ TICK = 0.5
 log = logging.getLogger("safetunnel.sharing.tunnel")
 
 
-class Tunnel(TunnelRecipients):
+class Tunnel(TunnelFacts):
     """One running share. Use as a context manager, or call :meth:`close` (idempotent).
 
     ``resources`` is what the tunnel owns from construction on and closes at teardown, last in,
@@ -70,7 +68,7 @@ class Tunnel(TunnelRecipients):
         self.id = config.tunnel_id
         self.token = token
         again = None if reconnect is None else Reconnector(reconnect, config.ssh_host, clock)
-        self._link = Link(session, config, self._on_stream, again)
+        self._link = Link(session, config, tls_streams(config.tls_context, self._on_stream), again)
         self._observers: Observers[Tunnel] = Observers(observers)
         if resources is None:
             resources = contextlib.ExitStack()
@@ -171,34 +169,6 @@ class Tunnel(TunnelRecipients):
         with self._deadlines_lock:
             self._deadlines.extend(seconds, self._clock())
         return self.expires_at
-
-    def _facts(self) -> dict[str, Any]:
-        """What both the record and the ``started`` event say, in their key order."""
-        return {
-            "id": self.id,
-            "pid": os.getpid(),
-            "local": format_hostport(*self.config.local),
-            "ssh_host": self.config.ssh_host,
-            "remote_bind": self.config.remote_bind,
-            "remote_port": self.remote_port,
-            "protocol": self.config.protocol,
-            "started_at": iso_z(self.started_at),
-            "expires_at": iso_z(self.expires_at),
-        }
-
-    def status(self) -> dict[str, Any]:
-        """Everything a record or `safetunnel status` shows; never the token."""
-        prefix = tokens.hash_prefix(self._token_hash)
-        extra: dict[str, Any] = {"token_hash_prefix": prefix, "engine": self.config.engine}
-        extra |= {"state": self.state, "recipients": self.recipients_status()}
-        return {**self._facts(), **extra, **self.stats.snapshot()}
-
-    def started_event(self) -> events.Started:
-        token = self.token if self.config.show_token else None
-        url = self.config.link(self.remote_port, token)
-        ticket = self.config.ticket(self.remote_port, token, self.expires_at)
-        engine = self.config.engine
-        return events.Started(**self._facts(), token=token, url=url, engine=engine, ticket=ticket)
 
     # -- supervision -----------------------------------------------------------------------------
 

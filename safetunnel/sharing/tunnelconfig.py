@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -10,6 +11,7 @@ from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND, format_hostport
 from safetunnel.gate.policy import GateProtocol
 from safetunnel.sharing import options
 from safetunnel.sharing.clientlines import host_for_others
+from safetunnel.sharing.tlscert import TlsIdentity
 from safetunnel.tickets import Ticket
 
 if TYPE_CHECKING:
@@ -59,6 +61,15 @@ class TunnelConfig:
     public_host: str = LOOPBACK_BIND
     engine: str = "paramiko"  # which SSH engine carries the forward: "openssh" or "paramiko"
     reach: Reach | None = None  # None: no tickets (see reach_of)
+    tls: TlsIdentity | None = None  # None: the remote side speaks plain bytes
+
+    @property
+    def tls_context(self) -> ssl.SSLContext | None:
+        return None if self.tls is None else self.tls.context
+
+    @property
+    def tls_pin(self) -> str | None:
+        return None if self.tls is None else self.tls.pin
 
     @property
     def remote_bind(self) -> str:
@@ -71,7 +82,8 @@ class TunnelConfig:
 
     def link(self, remote_port: int, token: str | None) -> str:
         """The share's link; with a token it carries it as a query parameter."""
-        url = f"http://{format_hostport(self.url_host, remote_port)}/"
+        scheme = "http" if self.tls is None else "https"
+        url = f"{scheme}://{format_hostport(self.url_host, remote_port)}/"
         return url if token is None else f"{url}?safetunnel_token={token}"
 
     def ticket(self, remote_port: int, token: str | None, expires_at: datetime) -> str | None:
@@ -89,4 +101,5 @@ class TunnelConfig:
             protocol=self.protocol,
             expires_at=expires_at,
             token=token,
+            tls_pin=self.tls_pin,
         ).encode()
