@@ -41,6 +41,10 @@ def server_context(min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2) -> ssl.
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = min_version
     context.num_tickets = 0
+    # A client that is done sending may half-close TCP without a closing alert (`connect` must:
+    # OpenSSL refuses any record after its own alert). Without this option OpenSSL takes that
+    # EOF as an attack and fails the connection, and the answer still on its way is lost.
+    context.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
     return context
 
 
