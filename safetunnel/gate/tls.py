@@ -57,13 +57,24 @@ class TlsCodec:
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self.handshake_done = False
         self.ended = False  # the remote closed (close_notify or EOF): no more plaintext
+        self._heard = False  # the remote sent anything at all
+        self._closed = False  # our closing alert is queued, or nothing polite is left to send
 
     def receive(self, data: bytes) -> bytes:
         """Feed ciphertext (``b""``: the remote's EOF) and return the plaintext now complete.
 
-        ``b""`` back means "nothing yet" unless :attr:`ended` is set. Raises TlsRefused."""
+        ``b""`` back means "nothing yet" unless :attr:`ended` is set. Raises TlsRefused, also
+        for an EOF in the middle of a handshake: a client that starts one and gives up (one that
+        did not like the key it was shown) failed it. An EOF before any byte is no handshake
+        at all, as a connection that sends nothing is no request."""
         if data:
+            self._heard = True
             self._incoming.write(data)
+        elif not self.handshake_done:
+            self.ended = self._closed = True
+            if self._heard:
+                raise TlsRefused("closed during the handshake")
+            return b""
         else:
             self._incoming.write_eof()
         try:
@@ -77,6 +88,7 @@ class TlsCodec:
             self.ended = True
             return b""
         except ssl.SSLError as err:
+            self._closed = True
             raise TlsRefused(_reason(err)) from None
         finally:
             if not data:
@@ -106,9 +118,10 @@ class TlsCodec:
             raise TlsRefused(_reason(err)) from None
 
     def close(self) -> None:
-        """Queue the closing alert (close_notify); the remote may still send, unread."""
-        if not self.handshake_done:
+        """Queue the closing alert (close_notify) once; the remote may still send, unread."""
+        if not self.handshake_done or self._closed:
             return
+        self._closed = True
         try:
             self._tls.unwrap()
         except ssl.SSLWantReadError:

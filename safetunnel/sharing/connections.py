@@ -180,6 +180,13 @@ class TunnelConnections:
     def _refusal_delay(self, source: str, now: float) -> float:
         return self._budget.record_failure(now, source)
 
+    def _refuse_tls(self, source: str, answer: Callable[[], None]) -> bool:
+        """A failed TLS handshake costs what a wrong token costs: it counts towards
+        ``max_failures``, and past the source's allowance its ``answer`` (the alert and the
+        close) is held back. True when it was."""
+        delay = self._refusal_delay(source, self._clock())
+        return delay > 0 and self._later.defer(delay, answer)
+
     def _on_decision(self, counters: ConnCounters, allowed: bool, reason: str) -> None:
         protocol = counters.protocol or "unknown"
         if counters in self._audit_refused:

@@ -11,6 +11,12 @@ Threading: one thread reads the remote at a time (the pump's rule), while anothe
 records must leave in the order the codec made them, so whatever takes records out of the codec
 and writes them holds ``_send_lock`` around both (always taken before ``_codec_lock``).
 Blocking reads of the remote happen outside both locks.
+
+A failed handshake is a refusal like a wrong token, so the tunnel is told of it: it counts it
+against the share's failure budget and may hold back the answer (the alert, then the close), as
+it does a wrong token's. The alerts that end a connection (that one, and the closing alert of an
+orderly close) are only ever sent when they can go at once: a client that reads nothing must
+never hold up a close, nor the one thread that sends the held-back answers.
 """
 
 from __future__ import annotations
@@ -24,14 +30,20 @@ from collections.abc import Callable
 from safetunnel.gate.tls import TlsCodec, TlsRefused
 from safetunnel.ssh.engine import ByteStream, StreamHandler
 
+# Told of a failed handshake from a source host, with the refusal's answer to run: True when it
+# holds the answer back and runs it later itself, False when the answer should go out now.
+Refusals = Callable[[str, Callable[[], None]], bool]
 
-def tls_streams(context: ssl.SSLContext | None, handler: StreamHandler) -> StreamHandler:
+
+def tls_streams(
+    context: ssl.SSLContext | None, handler: StreamHandler, refusals: Refusals | None = None
+) -> StreamHandler:
     """``handler`` as is without a context; else one that wraps each stream in TLS first."""
     if context is None:
         return handler
 
     def wrapped(stream: ByteStream) -> None:
-        handler(TlsStream(stream, context))
+        handler(TlsStream(stream, context, refusals))
 
     return wrapped
 
@@ -39,12 +51,16 @@ def tls_streams(context: ssl.SSLContext | None, handler: StreamHandler) -> Strea
 class TlsStream:
     """One forwarded connection with TLS between it and the pump (the server side)."""
 
-    def __init__(self, stream: ByteStream, context: ssl.SSLContext) -> None:
+    def __init__(
+        self, stream: ByteStream, context: ssl.SSLContext, refusals: Refusals | None = None
+    ) -> None:
         self._stream = stream
         self._codec = TlsCodec(context)
         self._codec_lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._plain = bytearray()  # decrypted, not read yet (only the reading thread uses it)
+        self._refusals = refusals
+        self._held = False  # a refused handshake's answer is held back: it closes the stream
 
     @property
     def origin(self) -> tuple[str, int]:
@@ -58,12 +74,13 @@ class TlsStream:
                 return b""
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             data = self._stream.read(max_bytes, wait)
+            in_handshake = not self._codec.handshake_done  # only this thread changes it
             try:
                 with self._codec_lock:
                     self._plain += self._codec.receive(data)
             except TlsRefused:
-                with contextlib.suppress(OSError, EOFError):
-                    self._send_records()  # the alert saying why, if the remote still listens
+                if in_handshake:
+                    self._refused()
                 raise
             self._send_records()  # the handshake's next flight, if any
         chunk = bytes(self._plain[:max_bytes])
@@ -88,9 +105,46 @@ class TlsStream:
         self._stream.half_close()
 
     def close(self) -> None:
-        # No close_notify here: close() also ends stuck connections at teardown, and writing
-        # to a client that reads nothing could block it.
+        """The closing alert if it can go at once (a client that checks for truncation then
+        sees a clean end), then the close. close() also ends stuck connections at teardown, so
+        it never waits: not on a write already stuck on a client that reads nothing (closing
+        is what frees that one), nor on a full socket or SSH window."""
+        if self._held:
+            return  # the held-back answer closes the stream when it goes out
+        self._last_records(close_notify=True)
         self._stream.close()
+
+    def _refused(self) -> None:
+        """A failed handshake: the tunnel counts it, and answers now or later."""
+        self._held = True
+        if self._refusals is not None and self._refusals(self.origin[0], self._answer):
+            self._stream.discard_input()  # nothing will be read from it again
+            return
+        self._answer()
+
+    def _answer(self) -> None:
+        """A refused handshake's answer: the alert saying why, if it can go at once, then the
+        close (any thread, once)."""
+        self._last_records(close_notify=False)
+        self._stream.close()
+
+    def _last_records(self, *, close_notify: bool) -> None:
+        """Send what the codec still has (after queuing the closing alert, if asked) only if it
+        can go at once; otherwise (or on a stream that cannot tell) it is dropped, since the
+        caller closes next. A write stuck on the remote holds the send lock: then nothing."""
+        write = getattr(self._stream, "write_nowait", None)
+        if not callable(write) or not self._send_lock.acquire(blocking=False):
+            return
+        try:
+            with self._codec_lock:
+                if close_notify:
+                    self._codec.close()
+                records = self._codec.outgoing()
+            if records:
+                with contextlib.suppress(OSError, EOFError):
+                    write(records)
+        finally:
+            self._send_lock.release()
 
     def discard_input(self) -> None:
         self._stream.discard_input()

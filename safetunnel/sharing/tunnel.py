@@ -68,7 +68,8 @@ class Tunnel(TunnelFacts):
         self.id = config.tunnel_id
         self.token = token
         again = None if reconnect is None else Reconnector(reconnect, config.ssh_host, clock)
-        self._link = Link(session, config, tls_streams(config.tls_context, self._on_stream), again)
+        streams = tls_streams(config.tls_context, self._on_stream, self._refuse_tls)
+        self._link = Link(session, config, streams, again)
         self._observers: Observers[Tunnel] = Observers(observers)
         if resources is None:
             resources = contextlib.ExitStack()

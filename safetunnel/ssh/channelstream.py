@@ -65,6 +65,21 @@ class ChannelStream:
     def write_all(self, data: bytes) -> None:
         self._channel.sendall(data)
 
+    def write_nowait(self, data: bytes) -> bool:
+        """Send ``data`` only if the peer's window and one packet take all of it now (a closing
+        alert just before a close); False, nothing sent, otherwise. Never waits on a peer that
+        reads nothing."""
+        channel = self._channel
+        if channel.closed or channel.eof_sent:
+            return False
+        if len(data) > min(channel.out_window_size, channel.out_max_packet_size):
+            return False
+        try:
+            channel.sendall(data)
+        except (OSError, EOFError):
+            return False
+        return True
+
     def half_close(self) -> None:
         self._channel.shutdown_write()
 

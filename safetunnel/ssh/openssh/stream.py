@@ -57,6 +57,14 @@ class SocketStream:
     def write_all(self, data: bytes) -> None:
         self._sock.sendall(data)
 
+    def write_nowait(self, data: bytes) -> bool:
+        """Send ``data`` only as far as the socket takes it at once (a closing alert just
+        before a close); True when all of it went. Never waits on a peer that reads nothing."""
+        try:
+            return self._sock.send(data, socket.MSG_DONTWAIT) == len(data)
+        except OSError:
+            return False
+
     def half_close(self) -> None:
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_WR)
