@@ -5,6 +5,8 @@ closing alert, not a truncation."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import socket
 import ssl
@@ -16,6 +18,7 @@ from engine_pin import ENGINES
 from services import http_keepalive
 from sshd import SSHD, SSHDFactory
 from test_e2e_connect import listening, stop
+from test_e2e_public_tls import served_pin
 
 pytestmark = [pytest.mark.sshd, pytest.mark.skipif(not shutil.which("curl"), reason="no curl")]
 
@@ -99,3 +102,30 @@ def test_a_refusal_over_tls_ends_with_a_closing_alert(
     share.proc.terminate()
     assert share.wait(20) == 0, share.stderr
     assert bytes(service.received) == b""
+
+
+def test_a_background_shares_pin_is_in_its_record_status_and_list(
+    e2e: E2E, public_sshd: SSHD
+) -> None:
+    """The pin is public (it names a key, it opens nothing): a detached share's can be looked up
+    later, and it is the key the share serves."""
+    service = e2e.service(http_keepalive)
+    started = e2e.share_bg(service.port, "2m", "--public", via=public_sshd)
+    tunnel_id, pin = started["id"], started["tls_pin"]
+    assert pin == served_pin(started["remote_port"])
+    record = json.loads(e2e.record_path(tunnel_id).read_text())
+    assert (record["tls"], record["tls_pin"]) == (True, pin)
+    assert (e2e.status(tunnel_id)["tls"], e2e.status(tunnel_id)["tls_pin"]) == (True, pin)
+    assert [(r["tls"], r["tls_pin"]) for r in e2e.list_json()] == [(True, pin)]
+    text = e2e.cli_ok("status", tunnel_id).stdout
+    assert re.search(rf"^TLS: +pin {re.escape(pin)}$", text, re.M), text
+    e2e.cli_ok("kill", tunnel_id)
+
+
+def test_a_plain_share_says_no_tls_in_status(e2e: E2E, shared_sshd: SSHD) -> None:
+    service = e2e.service(http_keepalive)
+    tunnel_id = e2e.share_bg(service.port, "2m", via=shared_sshd)["id"]
+    info = e2e.status(tunnel_id)
+    assert (info["tls"], info["tls_pin"]) == (False, None)
+    assert re.search(r"^TLS: +no$", e2e.cli_ok("status", tunnel_id).stdout, re.M)
+    e2e.cli_ok("kill", tunnel_id)

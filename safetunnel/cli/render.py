@@ -32,6 +32,8 @@ LIST_JSON_KEYS = (
     "log_path",
     "engine",
     "state",
+    "tls",
+    "tls_pin",
 )
 
 
@@ -115,6 +117,7 @@ def status_text(status: Mapping[str, Any], now: datetime) -> str:
             f"{human_bytes(status.get('bytes_in', 0))} in, "
             f"{human_bytes(status.get('bytes_out', 0))} out",
         ),
+        ("TLS", tls_text(status)),
         ("Token hash", status.get("token_hash_prefix")),
     ]
     if status.get("log_path"):
@@ -129,6 +132,14 @@ def status_text(status: Mapping[str, Any], now: datetime) -> str:
     if status.get("requests"):
         lines += ["", "Recent requests:", requests_table(status["requests"])]
     return "\n".join(lines)
+
+
+def tls_text(status: Mapping[str, Any]) -> str:
+    """What the remote side speaks: the pin recipients check, the user's own certificate (a CA
+    vouches for it), or plain bytes."""
+    if status.get("tls_pin"):
+        return f"pin {status['tls_pin']}"
+    return "own certificate" if status.get("tls") else "no"
 
 
 def recent_table(recent: Sequence[Mapping[str, Any]]) -> str:

@@ -79,6 +79,10 @@ class TunnelRecord:
     # The last HTTP requests (method, query-less path, status, duration, bytes); older records
     # have none.
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # Whether the remote side speaks TLS, and the pin of the certificate made for the share
+    # (None for the user's own certificate): public, so a --background share's can be looked up.
+    tls: bool = False
+    tls_pin: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -56,11 +56,17 @@ class TunnelFacts(TunnelRecipients):
             "expires_at": iso_z(self.expires_at),
         }
 
+    @property
+    def tls_pin(self) -> str | None:
+        """The pin of the certificate made for this share (None: no TLS, or the user's own)."""
+        return self.config.tls_pin
+
     def status(self) -> dict[str, Any]:
         """Everything a record or `safetunnel status` shows; never the token."""
         prefix = tokens.hash_prefix(self._token_hash)
         extra: dict[str, Any] = {"token_hash_prefix": prefix, "engine": self.config.engine}
         extra |= {"state": self.state, "recipients": self.recipients_status()}
+        extra |= {"tls": self.config.tls is not None, "tls_pin": self.tls_pin}
         return {**self._facts(), **extra, **self.stats.snapshot()}
 
     def started_event(self) -> events.Started:
