@@ -7,6 +7,8 @@ raises HostKeyUnknown; pin it first with ``safetunnel hosts trust``), and so do 
 
 from __future__ import annotations
 
+import os
+
 from safetunnel.durations import parse_duration
 from safetunnel.gate.policy import GateProtocol
 from safetunnel.secrets.credentials import KeyringAuthSource
@@ -54,13 +56,22 @@ def share(
     max_failures: int | None = None,
     keepalive: float = options.DEFAULT_KEEPALIVE,
     reconnect: bool = True,
+    tls: bool | None = None,
+    tls_cert: str | os.PathLike[str] | None = None,
+    tls_key: str | os.PathLike[str] | None = None,
 ) -> Tunnel:
     """Share 127.0.0.1:``port``; returns the started :class:`Tunnel` (a context manager).
 
     Arguments are as on the command line: ``ttl``/``idle`` in seconds or as ``"30m"`` (``ttl``
     None: config.toml's ``default_ttl``); ``host`` None: the default host, else the built-in
     gateway; ``reconnect=False`` ends the tunnel on SSH loss. See :class:`Tunnel` for what a
-    started tunnel exposes (``remote_port``, ``token``, ``expires_at``, ``close()``, ...).
+    started tunnel exposes (``remote_port``, ``token``, ``expires_at``, ``tls_pin``,
+    ``close()``, ...).
+
+    ``tls`` as ``--tls``/``--no-tls``: None serves TLS on a public share (and with
+    ``tls_cert``) and plain bytes on a loopback one; a public share in clear text takes
+    ``tls=False``, said in so many words. ``tls_cert``/``tls_key`` (PEM files, both or neither)
+    serve your own certificate instead of one made for the share.
     """
     request = ShareRequest(
         local=port,
@@ -77,8 +88,15 @@ def share(
         max_failures=max_failures,
         keepalive=keepalive,
         reconnect=reconnect,
+        tls=tls,
+        tls_cert=_path(tls_cert),
+        tls_key=_path(tls_key),
     )
     return open_share(request, _ApiUI())
+
+
+def _path(value: str | os.PathLike[str] | None) -> str | None:
+    return None if value is None else os.fspath(value)
 
 
 def _seconds(value: str | int | None) -> int | None:
