@@ -129,3 +129,26 @@ def test_a_plain_share_says_no_tls_in_status(e2e: E2E, shared_sshd: SSHD) -> Non
     assert (info["tls"], info["tls_pin"]) == (False, None)
     assert re.search(r"^TLS: +no$", e2e.cli_ok("status", tunnel_id).stdout, re.M)
     e2e.cli_ok("kill", tunnel_id)
+
+
+@pytest.mark.slow
+def test_a_handshake_stuck_half_way_is_cut_at_the_header_deadline(
+    e2e: E2E, public_sshd: SSHD
+) -> None:
+    """A ClientHello, then silence: the share hangs up at the gate's 10 s header deadline (the
+    socket's 30 s limit only keeps a broken share from hanging the test) and counts it."""
+    service = e2e.service(http_keepalive)
+    share = e2e.share(service.port, "--public", "--max-failures", "1", via=public_sshd, ttl="60s")
+    port = e2e.started(share)["remote_port"]
+    with connect(port) as sock:
+        outgoing = ssl.MemoryBIO()
+        with pytest.raises(ssl.SSLWantReadError):
+            ssl_client().wrap_bio(ssl.MemoryBIO(), outgoing).do_handshake()
+        sock.sendall(outgoing.read())
+        sock.settimeout(30)
+        while sock.recv(65536):
+            pass  # the server's flight, then the close
+    assert share.wait(20) == 1, share.stderr
+    closed = share.next_event("connection")
+    assert (closed["allowed"], closed["reason"]) == (False, "timeout"), closed
+    assert share.next_event("stopped")["reason"] == "max-failures"
