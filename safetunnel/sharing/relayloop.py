@@ -108,7 +108,10 @@ class RelayLoop:
         self.add(_Acceptor(self, listener, on_accept))
 
     def forget(self, client: LoopClient) -> None:
-        """``client`` closed its sockets on another thread: let it finish on the loop."""
+        """``client`` closed its sockets on another thread: let it finish on the loop. (On the
+        loop itself the step that closed it finishes it: every connection ends that way.)"""
+        if threading.current_thread() is self._thread:
+            return
         with self._lock:
             if not self._closing and self._thread is not None:
                 self._post(("forget", client))
