@@ -8,7 +8,9 @@ paramiko BufferedPipe as the channel input and a real loopback service.
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 
 from pumpkit import TOKEN, Harness, reqrep
 
@@ -60,3 +62,24 @@ def test_bad_token_never_reaches_the_service(reqrep: tuple[str, int]) -> None:
         assert bytes(h.chan.sent) == b""
     finally:
         h.close()
+
+
+def test_a_finished_pump_is_freed_by_reference_counting(reqrep: tuple[str, int]) -> None:
+    """Nothing of a finished connection waits for the cyclic garbage collector: a cycle through
+    the pump made every connection's objects (channel buffers, gate, locks) garbage that only a
+    collection frees, and those collections grew with the connection rate."""
+    h = Harness(reqrep)
+    gc.disable()
+    try:
+        h.pump.start(h.pump.run)
+        h.chan.in_buffer.feed(f"SAFETUNNEL {TOKEN}\nping\n".encode())
+        assert h.chan.eof_sent.wait(5)
+        h.chan.in_buffer.close()
+        assert h.finished.wait(5)
+        h.pool.shutdown(wait=True)  # the pool's threads no longer hold the pump's runner
+        pump = weakref.ref(h.pump)
+        del h.pump
+        assert pump() is None
+    finally:
+        gc.enable()
+        h.pool.shutdown(wait=True)

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from pumpkit import TOKEN
@@ -17,10 +18,13 @@ from services import Service
 from safetunnel import tokens
 from safetunnel.gate.policy import GatePolicy
 from safetunnel.sharing import pumprelay, pumpsock
+from safetunnel.sharing.intake import LoopIntake
 from safetunnel.sharing.pump import Pump
 from safetunnel.sharing.pumptypes import PumpHooks
 from safetunnel.sharing.relayloop import RelayLoop
 from safetunnel.sharing.stats import ConnCounters
+from safetunnel.ssh.engine import ByteStream
+from safetunnel.ssh.openssh.forward import GateSocket
 from safetunnel.ssh.openssh.stream import SocketStream
 
 PREAMBLE = f"SAFETUNNEL {TOKEN}\n".encode()
@@ -96,6 +100,11 @@ def read_all(sock: socket.socket) -> bytes:
     return bytes(data)
 
 
+def ours() -> int:
+    """Threads of this process other than the test service's (one per connection)."""
+    return sum(not t.name.startswith("test-service") for t in threading.enumerate())
+
+
 def echo_once(conn: socket.socket, record: Callable[[bytes], None]) -> None:
     data = conn.recv(65536)
     record(data)
@@ -106,12 +115,12 @@ def test_many_connections_at_once_share_one_thread(shares: list[Share]) -> None:
     with Service(echo_once) as service:
         share = Share(("127.0.0.1", service.port))
         shares.append(share)
-        before = threading.active_count()
+        before = ours()
         clients = [share.connect() for _ in range(60)]
         for i, client in enumerate(clients):
             client.sendall(PREAMBLE + b"n%d" % i)
         answers = [read_all(client) for client in clients]
-        threads_meanwhile = threading.active_count()
+        threads_meanwhile = ours()
         for client in clients:
             client.close()
         results = share.wait_finished(60)
@@ -218,4 +227,34 @@ def test_closing_the_loop_finishes_every_connection_and_its_thread(shares: list[
             assert read_all(client) == b""
             client.close()
     assert len(results) == 5
+    assert not [t for t in threading.enumerate() if t.name == LOOP_NAME]
+
+
+def test_the_loop_accepts_on_the_gate_socket_itself(tmp_path: Path) -> None:
+    """An OpenSSH forward's unix socket is accepted on by the relay loop: no accepting thread,
+    no hand-off; closing the socket stops the accepting and removes the file."""
+    loop = RelayLoop(LOOP_NAME, time.monotonic)
+    taken: list[str] = []
+    arrived = threading.Semaphore(0)
+
+    def on_stream(stream: ByteStream) -> None:
+        taken.append(threading.current_thread().name)
+        stream.close()
+        arrived.release()
+
+    path = tmp_path / "gate.sock"
+    gate = GateSocket(path, LoopIntake(on_stream, loop), ("127.0.0.1", 0))
+    try:
+        for _ in range(3):
+            with socket.socket(socket.AF_UNIX) as client:
+                client.connect(str(path))
+                assert arrived.acquire(timeout=10)
+        assert taken == [LOOP_NAME] * 3
+        assert not [t for t in threading.enumerate() if t.name == "safetunnel-gate-accept"]
+    finally:
+        gate.close()
+    assert not path.exists()
+    with socket.socket(socket.AF_UNIX) as client, pytest.raises(OSError):
+        client.connect(str(path))
+    loop.close()
     assert not [t for t in threading.enumerate() if t.name == LOOP_NAME]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from safetunnel.addresses import format_hostport
 from safetunnel.gate.policy import GatePolicy
@@ -25,6 +24,7 @@ from safetunnel.sharing.relayloop import RelayLoop
 from safetunnel.sharing.stats import ConnCounters, TunnelStats
 from safetunnel.sharing.traffic import TrafficReports
 from safetunnel.sharing.tunnelconfig import TunnelConfig
+from safetunnel.sharing.workers import Workers
 from safetunnel.ssh.engine import ByteStream
 from safetunnel.ssh.gwlimits import GatewayLimits
 
@@ -66,7 +66,7 @@ class TunnelConnections:
     _pending: dict[ConnCounters, Pump]
     _pumps: dict[ConnCounters, Pump]
     _pumps_lock: threading.Lock
-    _executor: ThreadPoolExecutor
+    _executor: Workers
     _relay: RelayLoop
     _stopping: bool
 
@@ -94,10 +94,7 @@ class TunnelConnections:
         self._pumps_lock = threading.Lock()
         self._admission_checks: list[Callable[[], bool]] = []
         self._audit_refused: set[ConnCounters] = set()
-        self._executor = ThreadPoolExecutor(
-            max_workers=2 * config.max_connections + PENDING_SLOTS + 4,
-            thread_name_prefix=f"{self.id}-conn",
-        )
+        self._executor = Workers(2 * config.max_connections + PENDING_SLOTS + 4, f"{self.id}-conn")
         self._relay = RelayLoop(f"{self.id}-relay", self._clock)
         self._pump_hooks = PumpHooks(
             # Made once per share: its link cookie's session secret is bound to this share.
@@ -211,7 +208,7 @@ class TunnelConnections:
         loop and the pool finish what the pumps report."""
         self._later.close()
         self._relay.close()
-        self._executor.shutdown(wait=True)
+        self._executor.shutdown()
 
     def _live_pumps(self) -> list[Pump]:
         with self._pumps_lock:

@@ -193,3 +193,4 @@ class PumpBase:
             self.close()
         self._decide(False, self._reason)
         self._hooks.on_finished(self._counters, self._allowed, self._reason)
+        self._starter.forget()

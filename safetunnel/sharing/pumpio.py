@@ -57,6 +57,14 @@ class RemoteStarter:
         except Exception:  # the pool is shut down: teardown is closing every channel anyway
             log.debug("could not start a pump's remote reader", exc_info=True)
 
+    def forget(self) -> None:
+        """The pump is over: drop the runner, a bound method of the pump that holds this starter
+        (a reference cycle: every connection's objects would wait for the cyclic garbage
+        collector instead of being freed when the pump ends). A late input no longer starts
+        anything."""
+        with self._lock:
+            self._runner = None
+
     def park(self) -> None:
         """Let the next remote input (data, EOF, close) start a reader; none waits meanwhile."""
         with self._lock:

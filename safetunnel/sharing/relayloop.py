@@ -89,6 +89,10 @@ class RelayLoop:
     def add(self, client: LoopClient) -> None:
         """Hand ``client`` to the loop. After :meth:`close` it is told at once (``on_timer``) so
         it can finish."""
+        if threading.current_thread() is self._thread and not self._closing:
+            self._clients.add(client)  # accepted by the loop itself: no message, no wake-up
+            self._call(client.begin)
+            return
         with self._lock:
             if not self._closing:
                 if self._thread is None:
@@ -98,8 +102,16 @@ class RelayLoop:
                 return
         client.on_timer()
 
+    def serve(self, listener: socket.socket, on_accept: Callable[[socket.socket], None]) -> None:
+        """Accept on ``listener`` (non-blocking) on the loop, passing each connection to
+        ``on_accept`` there; closing the listener stops it."""
+        self.add(_Acceptor(self, listener, on_accept))
+
     def forget(self, client: LoopClient) -> None:
-        """``client`` closed its sockets on another thread: let it finish on the loop."""
+        """``client`` closed its sockets on another thread: let it finish on the loop. (On the
+        loop itself the step that closed it finishes it: every connection ends that way.)"""
+        if threading.current_thread() is self._thread:
+            return
         with self._lock:
             if not self._closing and self._thread is not None:
                 self._post(("forget", client))
@@ -176,10 +188,11 @@ class RelayLoop:
             owner = self._watched.get(fd)
             if owner is None:
                 continue
-            if polled & select.POLLNVAL:  # closed elsewhere; its client hears of it (forget)
+            if polled & select.POLLNVAL:
+                # Closed elsewhere: its client finds out by reading (and finishes).
                 del self._watched[fd]
                 self._poller.unregister(fd)
-                continue
+                polled = select.POLLIN
             events = (READ if polled & _AS_READ else 0) | (WRITE if polled & _AS_WRITE else 0)
             self._call(owner[0].on_ready, fd, events)
         while True:
@@ -224,3 +237,42 @@ class RelayLoop:
         for client in list(self._clients):
             self._call(client.on_timer)
         self._clients.clear()
+
+
+class _Acceptor:
+    """A listening socket the loop accepts on, a few per wake-up: the connections already in
+    hand keep moving under a burst of new ones (at 50 concurrent clients, taking up to 64 at a
+    time measured slower than a few)."""
+
+    BURST = 4
+
+    def __init__(
+        self, loop: RelayLoop, listener: socket.socket, on_accept: Callable[[socket.socket], None]
+    ) -> None:
+        self._loop = loop
+        self._listener = listener
+        self._fd = listener.fileno()
+        self._on_accept = on_accept
+
+    def begin(self) -> None:
+        if self._listener.fileno() == self._fd:  # not closed before the loop got here
+            self._loop.watch(self, self._fd, READ)
+
+    def on_ready(self, fd: int, events: int) -> None:
+        for _ in range(self.BURST):
+            try:
+                conn, _ = self._listener.accept()
+            except BlockingIOError:
+                return
+            except OSError:  # closed: the forward is gone
+                self._loop.watch(self, fd, 0)
+                self._loop.done(self)
+                return
+            try:
+                self._on_accept(conn)
+            except Exception:  # one connection's failure must not stop the listener
+                log.exception("could not take over an accepted connection")
+                conn.close()
+
+    def on_timer(self) -> None:
+        """Only ever told to finish (the loop is closing); the listener's owner closes it."""

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from safetunnel import tokens
 from safetunnel.errors import SafetunnelError
 from safetunnel.sharing import events
+from safetunnel.sharing.intake import LoopIntake
 from safetunnel.sharing.link import Link
 from safetunnel.sharing.observers import Observers, TunnelObserver
 from safetunnel.sharing.pumptls import tls_streams
@@ -68,8 +69,6 @@ class Tunnel(TunnelFacts):
         self.id = config.tunnel_id
         self.token = token
         again = None if reconnect is None else Reconnector(reconnect, config.ssh_host, clock)
-        streams = tls_streams(config.tls_context, self._on_stream, self._refuse_tls)
-        self._link = Link(session, config, streams, again)
         self._observers: Observers[Tunnel] = Observers(observers)
         if resources is None:
             resources = contextlib.ExitStack()
@@ -79,6 +78,10 @@ class Tunnel(TunnelFacts):
         self._clock = clock
         self._token_hash = tokens.hash_token(token)
         self._init_connections(config)
+        intake = tls_streams(
+            config.tls_context, LoopIntake(self._on_stream, self._relay), self._refuse_tls
+        )
+        self._link = Link(session, config, intake, again)
         self._init_recipients()
         self._stop = threading.Event()
         self._closed = threading.Event()

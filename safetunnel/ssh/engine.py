@@ -16,8 +16,9 @@ Listener both engines hand out (no paramiko), so that importing it stays cheap.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 # "certified": signed by a CA that the user's known_hosts trusts (@cert-authority); OpenSSH only.
 HostKeyState = Literal["pinned", "certified", "newly-trusted", "builtin"]
@@ -64,6 +65,23 @@ class ByteStream(Protocol):
 
 
 StreamHandler = Callable[[ByteStream], None]
+
+
+@runtime_checkable
+class AcceptingHandler(Protocol):
+    """A stream handler that can also accept the connections itself.
+
+    An engine whose connections arrive on a local listening socket offers it with
+    ``accept_on(listener, wrap)``: on True the handler accepts from then on (the listener is
+    non-blocking, and closing it is how the engine stops that), passing ``wrap(conn)`` to
+    itself; on False the engine accepts on a thread of its own. Accepting where the streams are
+    served saves a thread hand-off per connection."""
+
+    def __call__(self, stream: ByteStream) -> None: ...
+
+    def accept_on(
+        self, listener: socket.socket, wrap: Callable[[socket.socket], ByteStream]
+    ) -> bool: ...
 
 
 class Listener(Protocol):

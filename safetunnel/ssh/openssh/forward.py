@@ -6,7 +6,9 @@ the ``ssh`` master among them, can connect. It never listens on a local TCP port
 local user could skip the SSH server and knock on the gate directly.
 
 Threads: ``safetunnel-gate-accept``, which hands each connection to ``on_stream`` and never
-blocks on it; ``close()`` joins it.
+blocks on it; ``close()`` joins it. A handler that accepts on its own loop
+(:class:`~safetunnel.ssh.engine.AcceptingHandler`) gets the listener instead, and no thread
+starts; closing the listener stops its accepting.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import socket
 import threading
 from pathlib import Path
 
-from safetunnel.ssh.engine import StreamHandler
+from safetunnel.ssh.engine import AcceptingHandler, StreamHandler
 from safetunnel.ssh.openssh.stream import SocketStream
 
 log = logging.getLogger("safetunnel.ssh.openssh")
@@ -49,8 +51,17 @@ class GateSocket:
                 path.unlink()
             raise
         self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        if isinstance(on_stream, AcceptingHandler):
+            self._sock.setblocking(False)
+            if on_stream.accept_on(self._sock, self._stream):
+                return  # the handler's own loop accepts
+            self._sock.setblocking(True)
         self._thread = threading.Thread(target=self._accept, name="safetunnel-gate-accept")
         self._thread.start()
+
+    def _stream(self, conn: socket.socket) -> SocketStream:
+        return SocketStream(conn, self._origin)
 
     def _accept(self) -> None:
         while not self._closed.is_set():
@@ -62,7 +73,7 @@ class GateSocket:
                 log.warning("accepting on the gate socket failed", exc_info=True)
                 continue
             try:
-                self._on_stream(SocketStream(conn, self._origin))
+                self._on_stream(self._stream(conn))
             except Exception:  # the handler's failure must not stop the listener
                 log.exception("could not hand off a connection from the gate socket")
                 conn.close()
@@ -75,7 +86,7 @@ class GateSocket:
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)  # wakes accept()
         self._sock.close()
-        if self._thread is not threading.current_thread():
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(5)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
