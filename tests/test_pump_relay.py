@@ -33,9 +33,14 @@ class RelayHarness:
     """A pump for one end of a unix socket pair; the test is the client on the other end."""
 
     def __init__(
-        self, service: tuple[str, int], protocol: str = "tcp", policy: GatePolicy | None = None
+        self,
+        service: tuple[str, int],
+        protocol: str = "tcp",
+        policy: GatePolicy | None = None,
+        **hooks: Any,
     ) -> None:
         ours, self.client = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.ours = ours
         self.client.settimeout(10)
         self.pool = ThreadPoolExecutor(max_workers=4)
         self.submitted = 0
@@ -55,6 +60,7 @@ class RelayHarness:
             on_decision=lambda _c, _a, _r: None,
             on_finished=self._finished,
             relay=self.loop,
+            **hooks,
         )
         stream = SocketStream(ours, ("127.0.0.1", 0))
         self.pump = pumprelay.make_pump(stream, ConnCounters(origin="127.0.0.1:0"), hooks)
@@ -222,3 +228,39 @@ def test_a_client_that_reads_none_of_the_gates_own_answers_is_not_read_further(
     assert answers.count(b"HTTP/1.1 303 See Other\r\n") == flood.count(b"GET ")
     # One read's worth of requests answered past the mark, no more.
     assert largest[0] < pumprelay.HIGH_WATER + 4 * pumpio.BUFSIZE, largest[0]
+
+
+def test_a_delayed_refusal_answer_never_waits_for_a_client_that_reads_nothing(
+    harnesses: list[RelayHarness],
+) -> None:
+    """A refusal's answer, held back to slow down guessing, goes out later on the one thread
+    that holds every such answer, and teardown waits for that thread. A client that read none
+    of the answers before it (links) must not hold it: what its socket takes goes out, the
+    connection closes. Before, the answer waited for the client for ever, and so did the share
+    at its TTL."""
+    answered = threading.Event()
+
+    def later(delay: float, call: Callable[[], None]) -> bool:
+        def run() -> None:
+            time.sleep(delay)
+            call()
+            answered.set()
+
+        threading.Thread(target=run, daemon=True).start()
+        return True
+
+    h = RelayHarness(
+        ("127.0.0.1", 1),
+        policy=GatePolicy.for_token(TOKEN, "st-test"),
+        refusal_delay=lambda _source, _now: 0.01,
+        later=later,
+    )
+    harnesses.append(h)
+    h.ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # little room for answers
+    link = b"GET /?safetunnel_token=%s HTTP/1.1\r\nHost: x\r\n\r\n" % TOKEN.encode()
+    h.client.sendall(link * 200 + b"NOT HTTP\r\n\r\n")  # 200 answers, then a refusal
+    wait_until(answered.is_set, timeout=20, what="the delayed answer to return")
+    assert h.finished.wait(10)
+    assert h.result == (False, "bad-request")
+    got = h.read_all()  # what the socket took, then the close
+    assert got.startswith(b"HTTP/1.1 303 See Other\r\n")
