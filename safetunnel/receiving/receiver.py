@@ -27,6 +27,8 @@ from safetunnel.timefmt import utc_now
 
 # How long close() waits for an opener blocked in its dialer (which close() has already closed).
 OPENER_TIMEOUT = 15.0
+# How soon a failed accept (no descriptor left) is tried again.
+ACCEPT_RETRY = 0.1
 
 
 class Receiver:
@@ -127,7 +129,12 @@ class Receiver:
             try:
                 client, origin = listener.accept()
             except OSError:
-                return  # close() shut the listener
+                if self._stopped.is_set():
+                    return  # close() shut the listener
+                # Out of descriptors (any local user can open connections here): the clients
+                # that came meanwhile wait in the backlog until closed ones free some.
+                self._stopped.wait(ACCEPT_RETRY)
+                continue
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             number = next(self._numbers)
             opener = threading.Thread(
@@ -148,6 +155,9 @@ class Receiver:
             client.close()
             if not self._stopped.is_set():  # while stopping, failing to open is expected
                 self.stop(err)
+            return
+        except OSError:  # this connection only (no descriptor left for its way to the share)
+            client.close()
             return
         finally:
             with self._lock:
