@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -77,8 +78,10 @@ class Receiver:
             listener = socket.create_server((LOOPBACK_BIND, self._local_port))
         except OSError as err:
             self._dialer.close()
+            # create_server's own strerror adds a Python tuple; the user wants the reason only.
+            reason = os.strerror(err.errno) if err.errno else str(err)
             raise SafetunnelError(
-                f"cannot listen on {LOOPBACK_BIND}:{self._local_port}: {err.strerror}",
+                f"cannot listen on {LOOPBACK_BIND}:{self._local_port}: {reason}",
                 hint="Choose another --local-port, or leave it out for a free one.",
             ) from None
         self._listener = listener
