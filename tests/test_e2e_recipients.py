@@ -79,6 +79,8 @@ def test_a_revoked_http_recipient_is_cut_off_and_the_other_keeps_working(
     changes = [(e["name"], e["action"]) for e in audit if e["event"] == "recipient"]
     assert changes == [("alice", "added"), ("bob", "added"), ("alice", "revoked")]
     assert any(e["event"] == "connection" and e["reason"] == "revoked" for e in audit)
+    cut = [e for e in audit if e["event"] == "connection" and e.get("recipient") == "alice"]
+    assert [e["reason"] for e in cut if e["allowed"]] == ["revoked"]  # closed by the revoke
     assert [e["reason"] for e in audit if e["event"] == "stopped"] == ["signal"]
     events = [json.loads(line) for line in share.stdout_lines if line.strip()]
     connections = [e for e in events if e["event"] == "connection" and e["allowed"]]

@@ -3,6 +3,7 @@ the OpenSSH engine delivers connections, and real loopback services."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -17,10 +18,10 @@ from services import Service, http_keepalive
 
 from safetunnel import tokens
 from safetunnel.gate.policy import GatePolicy
-from safetunnel.sharing import pumprelay, pumpsock
+from safetunnel.sharing import pumpio, pumprelay, pumpsock
 from safetunnel.sharing.pump import Pump
 from safetunnel.sharing.pumptypes import Phase, PumpHooks
-from safetunnel.sharing.relayloop import RelayLoop
+from safetunnel.sharing.relayloop import READ, RelayLoop
 from safetunnel.sharing.stats import ConnCounters
 from safetunnel.ssh.openssh.stream import SocketStream
 
@@ -31,8 +32,15 @@ AUTHED_HEAD = b"Host: x\r\nX-Safetunnel-Token: %s\r\n\r\n" % TOKEN.encode()
 class RelayHarness:
     """A pump for one end of a unix socket pair; the test is the client on the other end."""
 
-    def __init__(self, service: tuple[str, int], protocol: str = "tcp") -> None:
+    def __init__(
+        self,
+        service: tuple[str, int],
+        protocol: str = "tcp",
+        policy: GatePolicy | None = None,
+        **hooks: Any,
+    ) -> None:
         ours, self.client = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.ours = ours
         self.client.settimeout(10)
         self.pool = ThreadPoolExecutor(max_workers=4)
         self.submitted = 0
@@ -40,7 +48,7 @@ class RelayHarness:
         self.result: tuple[bool, str] | None = None
         self.finished_on = ""
         self.loop = RelayLoop("test-relay", time.monotonic)
-        policy = GatePolicy(
+        policy = policy or GatePolicy(
             token_hash=tokens.hash_token(TOKEN),
             tunnel_id="st-test",
             protocol=protocol,  # type: ignore[arg-type]
@@ -52,6 +60,7 @@ class RelayHarness:
             on_decision=lambda _c, _a, _r: None,
             on_finished=self._finished,
             relay=self.loop,
+            **hooks,
         )
         stream = SocketStream(ours, ("127.0.0.1", 0))
         self.pump = pumprelay.make_pump(stream, ConnCounters(origin="127.0.0.1:0"), hooks)
@@ -174,3 +183,84 @@ def test_a_client_that_does_not_read_holds_back_the_service(
         assert h.read_all() == payload
         assert h.finished.wait(10)
     assert 0 < largest[0] < pumprelay.HIGH_WATER + 256 * 1024
+
+
+def test_a_client_that_reads_none_of_the_gates_own_answers_is_not_read_further(
+    harnesses: list[RelayHarness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link is answered by the gate itself (303 and a cookie), so no service holds the client
+    back: while it reads none of those answers, the pump must stop reading it once its outbox
+    holds HIGH_WATER bytes. Otherwise one link holder grows the share's memory without bound."""
+    largest = [0]
+    real_put = pumpsock.Pending.put
+
+    def watched(self: pumpsock.Pending, data: bytes | bytearray | memoryview) -> None:
+        real_put(self, data)
+        largest[0] = max(largest[0], self.size)
+
+    monkeypatch.setattr(pumpsock.Pending, "put", watched)
+    link = b"GET /?safetunnel_token=%s HTTP/1.1\r\nHost: x\r\n\r\n" % TOKEN.encode()
+    flood = link * (4 * 1024 * 1024 // len(link))  # about 4 MiB of requests, 3x that answered
+    h = RelayHarness(("127.0.0.1", 1), policy=GatePolicy.for_token(TOKEN, "st-test"))
+    harnesses.append(h)
+    h.client.settimeout(None)  # the sender blocks while the pump holds off, as it should
+    sent = threading.Event()
+
+    def send() -> None:
+        with contextlib.suppress(OSError):
+            h.client.sendall(flood)
+            h.client.shutdown(socket.SHUT_WR)
+        sent.set()
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    pump = h.pump
+    assert isinstance(pump, pumprelay.RelayPump)
+
+    def held_off() -> bool:
+        reading = pump._masks.get(pump._remote_fd, 0) & READ  # what the loop watches it for
+        return largest[0] >= pumprelay.HIGH_WATER and not reading
+
+    wait_until(lambda: sent.is_set() or held_off(), timeout=60, what="a full outbox")
+    answers = h.read_all()  # now the client reads: everything arrives, in order
+    sender.join(30)
+    assert h.finished.wait(10)
+    assert answers.count(b"HTTP/1.1 303 See Other\r\n") == flood.count(b"GET ")
+    # One read's worth of requests answered past the mark, no more.
+    assert largest[0] < pumprelay.HIGH_WATER + 4 * pumpio.BUFSIZE, largest[0]
+
+
+def test_a_delayed_refusal_answer_never_waits_for_a_client_that_reads_nothing(
+    harnesses: list[RelayHarness],
+) -> None:
+    """A refusal's answer, held back to slow down guessing, goes out later on the one thread
+    that holds every such answer, and teardown waits for that thread. A client that read none
+    of the answers before it (links) must not hold it: what its socket takes goes out, the
+    connection closes. Before, the answer waited for the client for ever, and so did the share
+    at its TTL."""
+    answered = threading.Event()
+
+    def later(delay: float, call: Callable[[], None]) -> bool:
+        def run() -> None:
+            time.sleep(delay)
+            call()
+            answered.set()
+
+        threading.Thread(target=run, daemon=True).start()
+        return True
+
+    h = RelayHarness(
+        ("127.0.0.1", 1),
+        policy=GatePolicy.for_token(TOKEN, "st-test"),
+        refusal_delay=lambda _source, _now: 0.01,
+        later=later,
+    )
+    harnesses.append(h)
+    h.ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # little room for answers
+    link = b"GET /?safetunnel_token=%s HTTP/1.1\r\nHost: x\r\n\r\n" % TOKEN.encode()
+    h.client.sendall(link * 200 + b"NOT HTTP\r\n\r\n")  # 200 answers, then a refusal
+    wait_until(answered.is_set, timeout=20, what="the delayed answer to return")
+    assert h.finished.wait(10)
+    assert h.result == (False, "bad-request")
+    got = h.read_all()  # what the socket took, then the close
+    assert got.startswith(b"HTTP/1.1 303 See Other\r\n")

@@ -5,6 +5,8 @@ delivers connections) and real loopback services."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import resource
 import socket
 import threading
 import time
@@ -258,3 +260,41 @@ def test_the_loop_accepts_on_the_gate_socket_itself(tmp_path: Path) -> None:
         client.connect(str(path))
     loop.close()
     assert not [t for t in threading.enumerate() if t.name == LOOP_NAME]
+
+
+def test_running_out_of_descriptors_pauses_accepting_and_then_recovers(tmp_path: Path) -> None:
+    """With no descriptor left, accept fails; the waiting connections stay queued and are taken
+    once descriptors are free again (the loop neither gives up nor spins)."""
+    loop = RelayLoop(LOOP_NAME, time.monotonic)
+    held: list[ByteStream] = []
+    arrived = threading.Semaphore(0)
+
+    def on_stream(stream: ByteStream) -> None:
+        held.append(stream)  # keeps its descriptor
+        arrived.release()
+
+    path = tmp_path / "gate.sock"
+    gate = GateSocket(path, LoopIntake(on_stream, loop), ("127.0.0.1", 0))
+    clients = [socket.socket(socket.AF_UNIX) for _ in range(8)]  # made before the limit
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = {int(fd) for fd in os.listdir("/proc/self/fd")}
+    free = [n for n in range(max(in_use) + 4) if n not in in_use]
+    try:  # three descriptors left: a new one gets the lowest free number below the limit
+        resource.setrlimit(resource.RLIMIT_NOFILE, (free[2] + 1, hard))
+        for client in clients:
+            client.connect(str(path))  # queued by the kernel: needs no new descriptor
+        while arrived.acquire(timeout=1):
+            pass
+        short = len(held)
+        assert short < len(clients)  # the limit bit
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    for _ in range(len(clients) - short):
+        assert arrived.acquire(timeout=10)  # taken once descriptors are free again
+    assert len(held) == len(clients)
+    for stream in held:
+        stream.close()
+    for client in clients:
+        client.close()
+    gate.close()
+    loop.close()

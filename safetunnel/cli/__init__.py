@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from safetunnel import __version__
+from safetunnel.cli import logsetup
 from safetunnel.errors import SafetunnelError
 from safetunnel.ssh._invoke import block_for_paramiko
 
@@ -147,6 +148,7 @@ def main(argv: list[str] | None = None) -> Any:
     args = sys.argv[1:] if argv is None else argv
     block_for_paramiko()  # invoke costs ~13 MB RSS per share; see safetunnel.ssh._invoke
     verbose = "-v" in args or "--verbose" in args
+    logsetup.setup(verbose)
     try:
         code = cli.main(args=args, prog_name="safetunnel", standalone_mode=False)
     except StdoutClosed:

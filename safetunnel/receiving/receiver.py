@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from safetunnel.timefmt import utc_now
 
 # How long close() waits for an opener blocked in its dialer (which close() has already closed).
 OPENER_TIMEOUT = 15.0
+# How soon a failed accept (no descriptor left) is tried again.
+ACCEPT_RETRY = 0.1
 
 
 class Receiver:
@@ -75,8 +78,10 @@ class Receiver:
             listener = socket.create_server((LOOPBACK_BIND, self._local_port))
         except OSError as err:
             self._dialer.close()
+            # create_server's own strerror adds a Python tuple; the user wants the reason only.
+            reason = os.strerror(err.errno) if err.errno else str(err)
             raise SafetunnelError(
-                f"cannot listen on {LOOPBACK_BIND}:{self._local_port}: {err.strerror}",
+                f"cannot listen on {LOOPBACK_BIND}:{self._local_port}: {reason}",
                 hint="Choose another --local-port, or leave it out for a free one.",
             ) from None
         self._listener = listener
@@ -127,7 +132,12 @@ class Receiver:
             try:
                 client, origin = listener.accept()
             except OSError:
-                return  # close() shut the listener
+                if self._stopped.is_set():
+                    return  # close() shut the listener
+                # Out of descriptors (any local user can open connections here): the clients
+                # that came meanwhile wait in the backlog until closed ones free some.
+                self._stopped.wait(ACCEPT_RETRY)
+                continue
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             number = next(self._numbers)
             opener = threading.Thread(
@@ -148,6 +158,9 @@ class Receiver:
             client.close()
             if not self._stopped.is_set():  # while stopping, failing to open is expected
                 self.stop(err)
+            return
+        except OSError:  # this connection only (no descriptor left for its way to the share)
+            client.close()
             return
         finally:
             with self._lock:

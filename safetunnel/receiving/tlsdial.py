@@ -86,7 +86,11 @@ class TlsDialer:
         sock, tls = self._connect()
         if sock is None or tls is None:
             return None
-        inner, outer = socket.socketpair()
+        try:
+            inner, outer = socket.socketpair()
+        except OSError:
+            sock.close()  # no descriptor left: this connection only, and nothing leaks
+            raise
         bridge = TlsBridge(sock, tls, outer, self._forget)
         with self._lock:
             if self._closed:

@@ -81,12 +81,13 @@ class PumpBase:
     def run(self) -> None:
         raise NotImplementedError
 
-    def drop(self) -> None:
-        """Close a connection that had not authenticated when its slot was needed; it reports
-        ``dropped``. Callable from any thread."""
+    def drop(self, reason: str = "dropped") -> None:
+        """Close the connection and report ``reason``: ``dropped`` for one that had not
+        authenticated when its slot was needed, ``revoked`` for one whose recipient's token was
+        withdrawn. Callable from any thread."""
         with self._state_lock:
             if self._phase is not Phase.CLOSED:
-                self._reason = "dropped"
+                self._reason = reason
         self.close()
 
     def close(self) -> None:

@@ -135,6 +135,9 @@ class LoopPump(Pump):
         reading = not self._draining
         service_out = self._service_out
         room = service_out is None or service_out.size < HIGH_WATER
+        # While gated, the gate answers some requests itself (a link's redirect), with no
+        # service to hold the client back: a client that reads none of them is not read further.
+        room = room and not (gated and self._remote_out.size >= HIGH_WATER)
         read_remote = reading and not (self._remote_done or self._paused) and room
         self._watch(self._remote_fd, read_remote, self._remote_out.size > 0)
         if service_out is not None:

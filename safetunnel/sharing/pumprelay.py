@@ -17,6 +17,7 @@ class only replaces how bytes reach the gate and leave it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 
@@ -103,12 +104,17 @@ class RelayPump(LoopPump):
 
     def _answer_and_close(self) -> None:
         """On the loop, a final answer the client does not take at once is drained as its
-        socket allows: a slow reader must not hold up every other connection."""
+        socket allows: a slow reader must not hold up every other connection. Off the loop (a
+        refusal's held-back answer, on the one thread that holds them all and that teardown
+        waits for) it gets what its socket takes now: a client that reads nothing must hold up
+        neither that thread nor the end of the share."""
         if self._in_loop:
             self._draining = True
             self._send_pending()
             return
-        super()._answer_and_close()
+        with contextlib.suppress(OSError):
+            self._send_pending()  # the sockets are non-blocking: never waits
+        self.close()
 
     # -- reading ---------------------------------------------------------------------------------
 

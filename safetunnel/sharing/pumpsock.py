@@ -15,8 +15,9 @@ CONNECT_TIMEOUT = 5.0
 
 
 class Pending(pumpio.Outbox):
-    """Bytes waiting for one non-blocking socket, in order; ``flush`` sends the rest blocking
-    (off the loop: a refusal's delayed answer)."""
+    """Bytes waiting for one non-blocking socket, in order. ``flush`` (the threaded pump's
+    contract) would send the rest blocking; the relay pump never calls it, since even a
+    refusal's delayed answer must not wait for a client that reads nothing."""
 
     def __init__(
         self, sock: socket.socket, after_send: Callable[[socket.socket], None] | None = None

@@ -84,7 +84,7 @@ class TunnelRecipients(TunnelConnections):
         with self._pumps_lock:
             doomed: list[Pump] = [p for p in self._pumps.values() if p.presented(name)]
         for pump in doomed:
-            pump.close()  # outside the lock: closing reports back through _on_finished
+            pump.drop("revoked")  # outside the lock: closing reports back through _on_finished
         return {"name": name, "closed": len(doomed)}
 
     def _on_decision(self, counters: ConnCounters, allowed: bool, reason: str) -> None:

@@ -36,6 +36,8 @@ _AS_READ = select.POLLIN | select.POLLHUP | select.POLLERR
 _AS_WRITE = select.POLLOUT | select.POLLHUP | select.POLLERR
 # With nothing due, the loop still wakes now and then; nothing depends on it.
 _IDLE_WAIT_MS = 5000
+# After an accept failed for want of descriptors, the loop tries again this much later.
+ACCEPT_RETRY = 0.1
 
 
 class LoopClient(Protocol):
@@ -166,6 +168,10 @@ class RelayLoop:
         self._due[client] = deadline
         heapq.heappush(self._timers, (deadline, next(self._order), client))
 
+    def after(self, client: LoopClient, delay: float) -> None:
+        """:meth:`at`, ``delay`` seconds from now on the loop's clock."""
+        self.at(client, self._clock() + delay)
+
     def done(self, client: LoopClient) -> None:
         """``client`` is over and has unwatched its sockets."""
         self._due.pop(client, None)
@@ -253,6 +259,7 @@ class _Acceptor:
         self._listener = listener
         self._fd = listener.fileno()
         self._on_accept = on_accept
+        self._failing = False  # the last accept failed (out of descriptors)
 
     def begin(self) -> None:
         if self._listener.fileno() == self._fd:  # not closed before the loop got here
@@ -264,10 +271,19 @@ class _Acceptor:
                 conn, _ = self._listener.accept()
             except BlockingIOError:
                 return
-            except OSError:  # closed: the forward is gone
+            except OSError as err:
                 self._loop.watch(self, fd, 0)
-                self._loop.done(self)
+                if self._listener.fileno() != self._fd:  # closed: the forward is gone
+                    self._loop.done(self)
+                    return
+                # Out of descriptors (or memory): the waiting connections stay queued in the
+                # kernel; try again shortly instead of spinning on the same error.
+                if not self._failing:  # once per spell, not ten times a second
+                    log.warning("accepting a connection failed (%s); trying again shortly", err)
+                self._failing = True
+                self._loop.after(self, ACCEPT_RETRY)
                 return
+            self._failing = False
             try:
                 self._on_accept(conn)
             except Exception:  # one connection's failure must not stop the listener
@@ -275,4 +291,7 @@ class _Acceptor:
                 conn.close()
 
     def on_timer(self) -> None:
-        """Only ever told to finish (the loop is closing); the listener's owner closes it."""
+        """Accept again after a failure (unless the listener closed meanwhile, or the loop is
+        closing: its owner closes the listener)."""
+        if not self._loop.closing and self._listener.fileno() == self._fd:
+            self._loop.watch(self, self._fd, READ)

@@ -67,10 +67,13 @@ class GateSocket:
         while not self._closed.is_set():
             try:
                 conn, _ = self._sock.accept()
-            except OSError:
+            except OSError as err:
                 if self._closed.is_set():
                     return
-                log.warning("accepting on the gate socket failed", exc_info=True)
+                # Out of descriptors: the connections stay queued in the kernel; retry shortly
+                # rather than spin (and log) on the same error.
+                log.warning("accepting on the gate socket failed (%s); trying again shortly", err)
+                self._closed.wait(0.1)
                 continue
             try:
                 self._on_stream(self._stream(conn))
