@@ -203,7 +203,8 @@ def test_token_file_is_private_never_overwritten_and_not_in_events(
     service = e2e.service(http_keepalive)
     token_file = tmp_path / "token"
     e2e.token_files.append(token_file)
-    proc = e2e.share(service.port, "--token-file", str(token_file), via=sshd)
+    # Long enough that it cannot expire (and remove its file) before the second share runs.
+    proc = e2e.share(service.port, "--token-file", str(token_file), via=sshd, ttl="60s")
     started = proc.started()
     assert "token" not in started
     assert "safetunnel_token" not in started["url"]
