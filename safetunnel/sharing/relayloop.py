@@ -19,12 +19,15 @@ import heapq
 import itertools
 import logging
 import math
+import os
 import select
 import socket
 import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Literal, Protocol
+
+from safetunnel.sharing.loopaccept import Acceptor
 
 log = logging.getLogger("safetunnel.sharing.relayloop")
 
@@ -36,8 +39,6 @@ _AS_READ = select.POLLIN | select.POLLHUP | select.POLLERR
 _AS_WRITE = select.POLLOUT | select.POLLHUP | select.POLLERR
 # With nothing due, the loop still wakes now and then; nothing depends on it.
 _IDLE_WAIT_MS = 5000
-# After an accept failed for want of descriptors, the loop tries again this much later.
-ACCEPT_RETRY = 0.1
 
 
 class LoopClient(Protocol):
@@ -107,7 +108,7 @@ class RelayLoop:
     def serve(self, listener: socket.socket, on_accept: Callable[[socket.socket], None]) -> None:
         """Accept on ``listener`` (non-blocking) on the loop, passing each connection to
         ``on_accept`` there; closing the listener stops it."""
-        self.add(_Acceptor(self, listener, on_accept))
+        self.add(Acceptor(self, listener, on_accept))
 
     def forget(self, client: LoopClient) -> None:
         """``client`` closed its sockets on another thread: let it finish on the loop. (On the
@@ -195,6 +196,8 @@ class RelayLoop:
             if owner is None:
                 continue
             if polled & select.POLLNVAL:
+                if _is_open(fd):
+                    continue  # stale: a new socket got the number since, and is watched anew
                 # Closed elsewhere: its client finds out by reading (and finishes).
                 del self._watched[fd]
                 self._poller.unregister(fd)
@@ -245,53 +248,9 @@ class RelayLoop:
         self._clients.clear()
 
 
-class _Acceptor:
-    """A listening socket the loop accepts on, a few per wake-up: the connections already in
-    hand keep moving under a burst of new ones (at 50 concurrent clients, taking up to 64 at a
-    time measured slower than a few)."""
-
-    BURST = 4
-
-    def __init__(
-        self, loop: RelayLoop, listener: socket.socket, on_accept: Callable[[socket.socket], None]
-    ) -> None:
-        self._loop = loop
-        self._listener = listener
-        self._fd = listener.fileno()
-        self._on_accept = on_accept
-        self._failing = False  # the last accept failed (out of descriptors)
-
-    def begin(self) -> None:
-        if self._listener.fileno() == self._fd:  # not closed before the loop got here
-            self._loop.watch(self, self._fd, READ)
-
-    def on_ready(self, fd: int, events: int) -> None:
-        for _ in range(self.BURST):
-            try:
-                conn, _ = self._listener.accept()
-            except BlockingIOError:
-                return
-            except OSError as err:
-                self._loop.watch(self, fd, 0)
-                if self._listener.fileno() != self._fd:  # closed: the forward is gone
-                    self._loop.done(self)
-                    return
-                # Out of descriptors (or memory): the waiting connections stay queued in the
-                # kernel; try again shortly instead of spinning on the same error.
-                if not self._failing:  # once per spell, not ten times a second
-                    log.warning("accepting a connection failed (%s); trying again shortly", err)
-                self._failing = True
-                self._loop.after(self, ACCEPT_RETRY)
-                return
-            self._failing = False
-            try:
-                self._on_accept(conn)
-            except Exception:  # one connection's failure must not stop the listener
-                log.exception("could not take over an accepted connection")
-                conn.close()
-
-    def on_timer(self) -> None:
-        """Accept again after a failure (unless the listener closed meanwhile, or the loop is
-        closing: its owner closes the listener)."""
-        if not self._loop.closing and self._listener.fileno() == self._fd:
-            self._loop.watch(self, self._fd, READ)
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
