@@ -3,6 +3,14 @@
 It never prompts: calling it is the confirmation. Host-key rules still apply (an unknown key
 raises HostKeyUnknown; pin it first with ``safetunnel hosts trust``), and so do ``max_ttl`` and
 ``default_ttl`` from config.toml, exactly as for ``safetunnel share``.
+
+:func:`share` takes the command line's options: ``ttl``/``idle`` in seconds or as ``"30m"``
+(``ttl`` None: config.toml's ``default_ttl``); ``host`` None: the default host, else the built-in
+gateway; ``reconnect=False`` ends the tunnel on SSH loss. ``tls`` is ``--tls``/``--no-tls``: None
+serves TLS on a public share (and with ``tls_cert``) and plain bytes on a loopback one; a public
+share in clear text takes ``tls=False``, said in so many words. ``tls_cert``/``tls_key`` (PEM
+files, both or neither) serve your own certificate instead of one made for the share. A started
+:class:`Tunnel` exposes ``remote_port``, ``token``, ``expires_at``, ``tls_pin``, ``close()``...
 """
 
 from __future__ import annotations
@@ -60,19 +68,7 @@ def share(
     tls_cert: str | os.PathLike[str] | None = None,
     tls_key: str | os.PathLike[str] | None = None,
 ) -> Tunnel:
-    """Share 127.0.0.1:``port``; returns the started :class:`Tunnel` (a context manager).
-
-    Arguments are as on the command line: ``ttl``/``idle`` in seconds or as ``"30m"`` (``ttl``
-    None: config.toml's ``default_ttl``); ``host`` None: the default host, else the built-in
-    gateway; ``reconnect=False`` ends the tunnel on SSH loss. See :class:`Tunnel` for what a
-    started tunnel exposes (``remote_port``, ``token``, ``expires_at``, ``tls_pin``,
-    ``close()``, ...).
-
-    ``tls`` as ``--tls``/``--no-tls``: None serves TLS on a public share (and with
-    ``tls_cert``) and plain bytes on a loopback one; a public share in clear text takes
-    ``tls=False``, said in so many words. ``tls_cert``/``tls_key`` (PEM files, both or neither)
-    serve your own certificate instead of one made for the share.
-    """
+    """Share 127.0.0.1:``port``; the started :class:`Tunnel` (see the module docstring)."""
     request = ShareRequest(
         local=port,
         host=host,

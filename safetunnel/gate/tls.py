@@ -101,7 +101,7 @@ class TlsCodec:
                 chunks.append(chunk)
             self.ended = True  # an empty read is the remote's close_notify
         except ssl.SSLWantReadError:
-            pass
+            return b"".join(chunks)  # the next record is not complete: it comes with more input
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
             self.ended = True
         return b"".join(chunks)
@@ -125,9 +125,9 @@ class TlsCodec:
         try:
             self._tls.unwrap()
         except ssl.SSLWantReadError:
-            pass  # our alert is queued; the remote's answer is not awaited
+            return  # our alert is queued; the remote's answer is not awaited
         except ssl.SSLError:
-            pass  # already broken: nothing polite is left to send
+            return  # already broken: nothing polite is left to send
 
     def outgoing(self) -> bytes:
         """What must be written to the remote now, in order (possibly ``b""``)."""
