@@ -7,11 +7,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import resource
+import select
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pumpkit import TOKEN
@@ -23,7 +25,7 @@ from safetunnel.sharing import pumprelay, pumpsock
 from safetunnel.sharing.intake import LoopIntake
 from safetunnel.sharing.pump import Pump
 from safetunnel.sharing.pumptypes import PumpHooks
-from safetunnel.sharing.relayloop import RelayLoop
+from safetunnel.sharing.relayloop import READ, RelayLoop
 from safetunnel.sharing.stats import ConnCounters
 from safetunnel.ssh.engine import ByteStream
 from safetunnel.ssh.openssh.forward import GateSocket
@@ -297,4 +299,73 @@ def test_running_out_of_descriptors_pauses_accepting_and_then_recovers(tmp_path:
     for client in clients:
         client.close()
     gate.close()
+    loop.close()
+
+
+class ScriptedPoll:
+    """The loop's poll set, but the first poll reports what the test says."""
+
+    def __init__(self, real: Any, first: list[tuple[int, int]]) -> None:
+        self._real = real
+        self._first: list[tuple[int, int]] | None = first
+
+    def register(self, fd: int, events: int) -> None:
+        self._real.register(fd, events)
+
+    def unregister(self, fd: int) -> None:
+        self._real.unregister(fd)
+
+    def poll(self, timeout: int) -> list[tuple[int, int]]:
+        first, self._first = self._first, None
+        return first if first is not None else list(self._real.poll(timeout))
+
+
+class Recorder:
+    """A loop client that records what the loop tells it."""
+
+    def __init__(self, on_ready: Callable[[int, int], None] | None = None) -> None:
+        self.ready: list[tuple[int, int]] = []
+        self._then = on_ready
+
+    def begin(self) -> None:
+        """Not used: the test registers its sockets itself."""
+
+    def on_ready(self, fd: int, events: int) -> None:
+        self.ready.append((fd, events))
+        if self._then is not None:
+            self._then(fd, events)
+
+    def on_timer(self) -> None:
+        """Not used."""
+
+
+def test_a_stale_closed_report_does_not_unwatch_the_socket_that_took_its_number() -> None:
+    """poll reports a socket closed elsewhere (POLLNVAL); earlier in the same turn the loop
+    accepted a connection that got the same number. The new socket must stay watched."""
+    loop = RelayLoop(LOOP_NAME, time.monotonic)
+    old_ours, old_peer = socket.socketpair()
+    stale = old_ours.fileno()
+    trigger, trigger_peer = socket.socketpair()
+    newcomer = Recorder()
+    made: list[socket.socket] = []
+
+    def accept_newcomer(_fd: int, _events: int) -> None:
+        ours, peer = socket.socketpair()  # takes the lowest free number: the stale one
+        made.extend((ours, peer))
+        assert ours.fileno() == stale
+        loop.watch(newcomer, ours.fileno(), READ)
+
+    loop.watch(Recorder(), stale, READ)
+    loop.watch(Recorder(accept_newcomer), trigger.fileno(), READ)
+    old_ours.close()  # closed elsewhere: its number is free
+    loop._poller = ScriptedPoll(  # type: ignore[assignment]
+        loop._poller, [(trigger.fileno(), select.POLLIN), (stale, select.POLLNVAL)]
+    )
+    loop._turn()
+    newcomer.ready.clear()
+    made[1].sendall(b"x")  # the newcomer's client speaks: the loop must hear it
+    loop._turn()
+    assert (stale, READ) in newcomer.ready
+    for sock in (*made, old_peer, trigger, trigger_peer):
+        sock.close()
     loop.close()
