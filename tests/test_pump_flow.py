@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
+from collections.abc import Callable
 
 import pytest
-from pumpkit import TOKEN, Harness, reqrep
+from e2e import wait_for
+from pumpkit import TOKEN, FakeChannel, Harness, reqrep
 
 from safetunnel.gate.responses import BAD_GATEWAY
 from safetunnel.sharing import pumpio
+from safetunnel.sharing.pump import Pump
 from safetunnel.sharing.pumptypes import Phase
 from safetunnel.sharing.stats import ConnCounters
 
@@ -200,5 +204,52 @@ def test_teardown_during_the_service_connect_leaks_nothing(
         assert h.finished.wait(5)
         assert h.result is not None and h.result[0] is False
         assert opened and opened[0].fileno() == -1  # closed, not leaked
+    finally:
+        h.close()
+
+
+class WindowFull(FakeChannel):
+    """A channel whose client reads nothing: its SSH window is full, so a blocking write would
+    wait for ever, and nothing goes out without waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocked = threading.Event()
+
+    def write_all(self, data: bytes) -> None:
+        self.blocked.set()
+        threading.Event().wait(30)  # what paramiko's sendall does with no window
+
+    def write_nowait(self, data: bytes) -> bool:
+        return False
+
+
+def test_a_held_back_refusal_never_waits_for_a_client_that_reads_nothing(
+    reqrep: tuple[str, int],
+) -> None:
+    """The held-back answer runs on the one thread that holds them all, and teardown waits for
+    it: the connection closes with what the channel takes at once, never blocking that thread."""
+    calls: list[Callable[[], None]] = []
+
+    def later(_delay: float, call: Callable[[], None]) -> bool:
+        calls.append(call)
+        return True
+
+    h = Harness(reqrep, protocol="http", refusal_delay=lambda _source, _now: 5.0, later=later)
+    h.chan = WindowFull()
+    h.pump = Pump(h.chan, h.counters, h.pump._hooks)
+    try:
+        h.pump.start(h.pump.run)
+        wrong = b"st_" + b"x" * 43
+        h.chan.in_buffer.feed(
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Safetunnel-Token: " + wrong + b"\r\n\r\n"
+        )
+        assert wait_for(lambda: bool(calls), 5)
+        done = threading.Thread(target=calls[0])
+        done.start()
+        done.join(10)
+        assert not done.is_alive()  # the scheduler's thread is free again
+        assert not h.chan.blocked.is_set()
+        assert h.chan.closed
     finally:
         h.close()

@@ -181,7 +181,7 @@ class Pump(PumpBase):
         buffers up to its SSH window): then the answer goes out now."""
         with self._state_lock:
             self._answer_later = True
-        if self._hooks.later(delay, self._answer_and_close):
+        if self._hooks.later(delay, self._answer_held_back):
             self._chan.discard_input()
             return True
         with self._state_lock:

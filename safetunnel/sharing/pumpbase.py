@@ -132,6 +132,19 @@ class PumpBase:
             self._to_service.flush()
         self.close()
 
+    def _answer_held_back(self) -> None:
+        """A refusal's held-back answer runs on the one thread that holds them all, and that
+        teardown waits for: it gets what the client's stream takes at once, and the connection
+        closes. A client that reads nothing (its SSH window full of answers it never read) must
+        hold up neither that thread nor the end of the share."""
+        send_nowait = getattr(self._chan, "write_nowait", None)
+        if send_nowait is None:
+            self._answer_and_close()  # a stream that cannot say: its writes do not wait
+            return
+        with contextlib.suppress(OSError, EOFError):
+            self._to_remote.flush_nowait(send_nowait)
+        self.close()
+
     def _turn_away(self, reason: str) -> None:
         """Authenticated, but the tunnel has no slot left for it: closed, not counted as a
         failure (the client had the token)."""

@@ -90,6 +90,14 @@ class Outbox:
             while self._queue:
                 self._send(self._queue.popleft())
 
+    def flush_nowait(self, send_nowait: Callable[[bytes], bool]) -> None:
+        """Send what ``send_nowait`` takes at once, in order; drop the rest (the connection is
+        closing and its peer reads nothing)."""
+        with self._lock:
+            while self._queue and send_nowait(bytes(self._queue.popleft())):
+                pass
+            self._queue.clear()
+
 
 def unconnected(data: bytes) -> None:
     """The service outbox's sender until the service is open: a write before then is a bug."""

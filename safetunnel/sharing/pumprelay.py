@@ -116,6 +116,9 @@ class RelayPump(LoopPump):
             self._send_pending()  # the sockets are non-blocking: never waits
         self.close()
 
+    def _answer_held_back(self) -> None:
+        self._answer_and_close()  # off the loop: what the socket takes now, then the close
+
     # -- reading ---------------------------------------------------------------------------------
 
     def _from_remote(self) -> bool:
