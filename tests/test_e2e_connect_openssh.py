@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 import pytest
+import test_e2e_jump_host as jump_host
 from conftest import Sandbox
 from e2e import E2E, ShareProcess, known_hosts_line, recv_all
 from services import echo
@@ -33,13 +34,8 @@ pytestmark = pytest.mark.sshd
 
 def route_through(sandbox: Sandbox, jump: SSHD, target: SSHD) -> None:
     """``inner`` is the target, reached only through ``jump``; only the jump host is known."""
+    jump_host.route_through(sandbox, jump, target)
     ssh_dir = sandbox.home / ".ssh"
-    ssh_dir.mkdir(mode=0o700, exist_ok=True)
-    (ssh_dir / "config").write_text(
-        f"Host inner\n  HostName 127.0.0.1\n  Port {target.port}\n  User {target.user}\n"
-        f"  ProxyJump {jump.user}@127.0.0.1:{jump.port}\n"
-        f"Host *\n  IdentityFile {jump.client_key_path}\n  IdentitiesOnly yes\n"
-    )
     (ssh_dir / "known_hosts").write_text(known_hosts_line("127.0.0.1", jump.port, jump.host_key))
 
 

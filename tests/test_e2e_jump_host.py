@@ -19,7 +19,7 @@ from safetunnel.ssh.keys import generate_ed25519
 pytestmark = pytest.mark.sshd
 
 
-def _route_through(sandbox: Sandbox, jump: SSHD, target: SSHD) -> None:
+def route_through(sandbox: Sandbox, jump: SSHD, target: SSHD) -> None:
     """``inner`` is the target, reached only through ``jump``."""
     ssh_dir = sandbox.home / ".ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
@@ -40,7 +40,7 @@ def test_share_through_a_jump_host_listens_on_the_target(
     e2e: E2E, sandbox: Sandbox, sshd_factory: SSHDFactory, tmp_path: Path
 ) -> None:
     jump, target = sshd_factory(), sshd_factory()
-    _route_through(sandbox, jump, target)
+    route_through(sandbox, jump, target)
     known = _known(tmp_path, jump, target)
     service = e2e.service(http_keepalive)
     proc = e2e.share(service.port, "--host", "inner", "--known-hosts", str(known), ttl="30s")
@@ -61,7 +61,7 @@ def test_the_paramiko_engine_refuses_the_jump_host_by_name(
     e2e: E2E, sandbox: Sandbox, sshd_factory: SSHDFactory, tmp_path: Path
 ) -> None:
     jump, target = sshd_factory(), sshd_factory()
-    _route_through(sandbox, jump, target)
+    route_through(sandbox, jump, target)
     known = _known(tmp_path, jump, target)
     service = e2e.service(http_keepalive)
     args = ["--host", "inner", "--known-hosts", str(known), "--engine", "paramiko"]
@@ -75,7 +75,7 @@ def test_hosts_trust_through_a_jump_host_pins_each_hop_once_confirmed(
     e2e: E2E, sandbox: Sandbox, sshd_factory: SSHDFactory, tmp_path: Path
 ) -> None:
     jump, target = sshd_factory(), sshd_factory()
-    _route_through(sandbox, jump, target)
+    route_through(sandbox, jump, target)
     own = sandbox.config_dir / "known_hosts"
     wanted = fingerprint(target.host_key)
     # The jump host's key is unknown too: --fingerprint vouches for the target only.

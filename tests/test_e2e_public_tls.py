@@ -17,9 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from certkit import write_pair
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from e2e import E2E, Pty, bg_share_argv, sshd_args, token_from, wait_for, wait_until
 from engine_pin import ENGINES
 from services import echo, http_keepalive
@@ -143,35 +142,9 @@ def test_tls_flags_contradicting_are_usage_errors(e2e: E2E) -> None:
     assert "Traceback" not in out.stderr
 
 
-def _own_pair(tmp_path: Path, expires: datetime) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "share.example.org")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(7)
-        .not_valid_before(expires - timedelta(days=10))
-        .not_valid_after(expires)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("share.example.org")]), False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
-
-
 def test_own_certificate_is_served(e2e: E2E, public_sshd: SSHD, tmp_path: Path) -> None:
     service = e2e.service(http_keepalive)
-    cert, key = _own_pair(tmp_path, datetime.now(UTC) + timedelta(days=5))
+    cert, key = write_pair(tmp_path, datetime.now(UTC) + timedelta(days=5))
     argv = ("--public", "--tls-cert", cert, "--tls-key", key)
     proc = e2e.share(service.port, *argv, via=public_sshd, ttl="60s")
     started = e2e.started(proc)
@@ -184,7 +157,7 @@ def test_own_certificate_is_served(e2e: E2E, public_sshd: SSHD, tmp_path: Path) 
     proc.proc.terminate()
     assert proc.wait(20) == 0, proc.stderr
     (tmp_path / "old").mkdir()
-    old_cert, old_key = _own_pair(tmp_path / "old", datetime.now(UTC) - timedelta(days=1))
+    old_cert, old_key = write_pair(tmp_path / "old", datetime.now(UTC) - timedelta(days=1))
     out = e2e.run("share", str(service.port), "--yes", "--tls-cert", old_cert, "--tls-key", old_key)
     assert out.returncode == 2 and "expired" in out.stderr, out.stderr
 

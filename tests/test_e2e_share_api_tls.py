@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from certkit import write_pair
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from e2e import E2E, http_get, read_response, request_bytes
 from services import http_keepalive
 from sshd import SSHD, SSHDFactory
-from test_e2e_public_tls import _own_pair, served_pin, tls_client
+from test_e2e_public_tls import served_pin, tls_client
 
 import safetunnel
 from safetunnel.errors import ConfigError
@@ -73,7 +74,7 @@ def test_tls_on_a_loopback_share(e2e: E2E) -> None:
 
 def test_own_certificate_from_paths(e2e: E2E, public_sshd: SSHD, tmp_path: Path) -> None:
     service = e2e.service(http_keepalive)
-    cert, key = _own_pair(tmp_path, datetime.now(UTC) + timedelta(days=5))
+    cert, key = write_pair(tmp_path, datetime.now(UTC) + timedelta(days=5))
     with safetunnel.share(
         service.port,
         ttl="30s",

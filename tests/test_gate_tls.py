@@ -9,9 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from certkit import write_pair
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from safetunnel.errors import UsageError
 from safetunnel.gate.tls import TlsCodec, TlsRefused
@@ -150,37 +149,8 @@ def test_the_key_is_made_without_any_file(tmp_path: Path, monkeypatch: pytest.Mo
     assert set(os.listdir("/tmp")) - before == set()
 
 
-def _write_pair(tmp_path: Path, expires: datetime, *, other_key: bool = False) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "share.example.org")])
-    from cryptography.hazmat.primitives import hashes
-
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(expires - timedelta(days=30))
-        .not_valid_after(expires)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("share.example.org")]), False)
-        .sign(key, hashes.SHA256())
-    )
-    served = ec.generate_private_key(ec.SECP256R1()) if other_key else key
-    cert_path, key_path = tmp_path / "c.pem", tmp_path / "k.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        served.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
-
-
 def test_own_certificate_loads_and_says_its_names(tmp_path: Path) -> None:
-    identity = load_identity(*_write_pair(tmp_path, SOON))
+    identity = load_identity(*write_pair(tmp_path, SOON))
     assert identity.pin is None
     assert identity.names == ("share.example.org",)
     assert identity.subject == "CN=share.example.org"
@@ -190,9 +160,9 @@ def test_own_certificate_loads_and_says_its_names(tmp_path: Path) -> None:
 def test_own_certificate_refusals_are_usage_errors(tmp_path: Path) -> None:
     past = datetime.now(UTC) - timedelta(days=1)
     with pytest.raises(UsageError, match="expired"):
-        load_identity(*_write_pair(tmp_path, past))
+        load_identity(*write_pair(tmp_path, past))
     with pytest.raises(UsageError, match="not the key"):
-        load_identity(*_write_pair(tmp_path, SOON, other_key=True))
+        load_identity(*write_pair(tmp_path, SOON, other_key=True))
     with pytest.raises(UsageError, match="cannot read"):
         load_identity(str(tmp_path / "missing.pem"), str(tmp_path / "k.pem"))
     (tmp_path / "junk.pem").write_text("not a certificate\n")
