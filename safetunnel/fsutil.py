@@ -133,7 +133,12 @@ def append_line(path: Path, line: str) -> None:
 
     One write per line keeps concurrent appenders from interleaving within a line.
     """
-    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    append_text(path, line.rstrip("\n") + "\n")
+
+
+def append_text(path: Path, text: str) -> None:
+    """Append ``text`` (whole lines) with a single ``write`` on an O_APPEND 0600 file."""
+    data = text.encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
     try:
         os.write(fd, data)

@@ -7,6 +7,7 @@ server's own record.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import socket
 import ssl
@@ -121,7 +122,8 @@ def ticket(port: int, pin: str) -> Ticket:
 def exchange(port: int, data: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
         client.sendall(data)
-        client.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):  # a refused connection may be gone already
+            client.shutdown(socket.SHUT_WR)
         out = b""
         try:
             while chunk := client.recv(65536):

@@ -100,7 +100,13 @@ def print_json(event: TunnelEvent | dict[str, Any]) -> None:
     """One ``--json`` line on stdout. Not click.echo: it probes the stream (terminal, colours)
     on every call, and a busy share writes a line or two per connection; JSON has nothing for
     it to strip."""
-    sys.stdout.write(json_line(event) + "\n")
+    print_lines([json_line(event)])
+
+
+def print_lines(lines: list[str]) -> None:
+    """Lines on stdout with one write, whatever its buffering (``PYTHONUNBUFFERED`` makes each
+    ``write`` a system call)."""
+    sys.stdout.write("".join(line + "\n" for line in lines))
     sys.stdout.flush()
 
 
@@ -113,6 +119,7 @@ class ConsoleUI:
         self._tty = sys.stderr.isatty()
         self._tunnel: Tunnel | None = None
         self._summary: ShareSummary | None = None
+        self._json_lines: list[str] = []  # written at flush(), after each batch of events
 
     preconfirmed = False  # the user answers here
 
@@ -187,13 +194,19 @@ class ConsoleUI:
     def event(self, event: TunnelEvent) -> None:
         if self.as_json:
             if event.kind in JSON_EVENTS:
-                print_json(event)
+                self._json_lines.append(json_line(event))
             if isinstance(event, events.Started):
                 self.say(f"Tunnel {event.id} is up; events follow on stdout.")
             return
         text = event_text(event, self._summary)
         if text is not None:
             self.say(text)
+
+    def flush(self) -> None:
+        """The tunnel delivered a batch of events: their lines go out now, with one write."""
+        lines, self._json_lines = self._json_lines, []
+        if lines:
+            print_lines(lines)
 
     def close(self) -> None:
         self.clear_status()
@@ -237,4 +250,4 @@ class BackgroundChildUI(ConsoleUI):
                 ready.write(json.dumps(data) + "\n")
             data = {k: v for k, v in data.items() if k not in {"token", "url", "ticket"}}
         if event.kind in JSON_EVENTS:
-            print_json(data)
+            self._json_lines.append(json_line(data))

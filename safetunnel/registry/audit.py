@@ -87,16 +87,28 @@ class AuditLog:
 
     def write(self, event: str, tunnel_id: str, /, **fields: Any) -> dict[str, Any]:
         """Append one event line and return what was written (after scrubbing)."""
+        entry = self.entry(event, tunnel_id, **fields)
+        self.append([entry])
+        return entry
+
+    @staticmethod
+    def entry(event: str, tunnel_id: str, /, **fields: Any) -> dict[str, Any]:
+        """The line :meth:`write` would append, scrubbed and stamped now, for :meth:`append`."""
         if _EVENT_RE.fullmatch(event) is None:
             raise ValueError(f"bad audit event name {event!r}")
-        if not self._dir_checked:
-            fsutil.ensure_private_dir(self.path.parent)
-            self._dir_checked = True
         extra = {k: v for k, v in fields.items() if k not in _RESERVED}
         entry = {"ts": _timestamp(), "event": event, "id": tunnel_id}
         entry.update(scrub(extra))
-        fsutil.append_line(self.path, json.dumps(entry, sort_keys=False))
         return entry
+
+    def append(self, entries: list[dict[str, Any]]) -> None:
+        """Append ``entries`` (from :meth:`entry`) with one write: a busy share records several
+        connections per wake-up, and each open, write and close of the file is a system call."""
+        if not self._dir_checked:
+            fsutil.ensure_private_dir(self.path.parent)
+            self._dir_checked = True
+        lines = "".join(json.dumps(entry, sort_keys=False) + "\n" for entry in entries)
+        fsutil.append_text(self.path, lines)
 
     def check_writable(self) -> None:
         """Raise OSError unless a line could be appended now: the file opens for appending (not

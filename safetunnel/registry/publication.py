@@ -72,6 +72,7 @@ class Bookkeeper:
         self._publisher: RecordPublisher | None = None
         self._closed = False
         self._audit_broken = False
+        self._unwritten: list[dict[str, Any]] = []  # audit lines that wait for flush()
 
     def started(self, tunnel: Published) -> None:
         """Listen on the control socket and publish the record; both errors abort the share."""
@@ -104,8 +105,16 @@ class Bookkeeper:
                 self._publisher.publish_now()
         data = event.to_json()
         fields = {k: v for k, v in data.items() if k not in _NOT_AUDITED}
+        self._unwritten.append(self._audit.entry(kind, str(data["id"]), **fields))
+
+    def flush(self) -> None:
+        """Append the lines of the events delivered since the last flush, with one write; the
+        tunnel flushes after every delivery (a busy share delivers several events at once)."""
+        entries, self._unwritten = self._unwritten, []
+        if not entries:
+            return
         try:
-            self._audit.write(kind, str(data["id"]), **fields)
+            self._audit.append(entries)
         except (OSError, SafetunnelError) as err:
             self._audit_failed(err)
 
@@ -139,6 +148,7 @@ class Bookkeeper:
         if self._closed:
             return
         self._closed = True
+        self.flush()
         if self._control is not None:
             self._control.close()
         if self._publisher is not None:

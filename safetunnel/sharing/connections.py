@@ -21,6 +21,7 @@ from safetunnel.sharing.pumprelay import make_pump
 from safetunnel.sharing.pumptypes import PumpHooks
 from safetunnel.sharing.reasons import StopReason
 from safetunnel.sharing.relayloop import RelayLoop
+from safetunnel.sharing.reports import Reports
 from safetunnel.sharing.stats import ConnCounters, TunnelStats
 from safetunnel.sharing.traffic import TrafficReports
 from safetunnel.sharing.tunnelconfig import TunnelConfig
@@ -68,6 +69,7 @@ class TunnelConnections:
     _pumps_lock: threading.Lock
     _executor: Workers
     _relay: RelayLoop
+    _reports: Reports
     _stopping: bool
 
     def _emit(self, event: events.TunnelEvent) -> None:
@@ -95,7 +97,8 @@ class TunnelConnections:
         self._admission_checks: list[Callable[[], bool]] = []
         self._audit_refused: set[ConnCounters] = set()
         self._executor = Workers(2 * config.max_connections + PENDING_SLOTS + 4, f"{self.id}-conn")
-        self._relay = RelayLoop(f"{self.id}-relay", self._clock)
+        self._relay = RelayLoop(f"{self.id}-relay", self._clock, self._reports.flush)
+        self._reports.defer_on(self._relay.on_loop)
         self._pump_hooks = PumpHooks(
             # Made once per share: its link cookie's session secret is bound to this share.
             policy=GatePolicy.for_token(self.token, self.id, protocol=config.protocol),

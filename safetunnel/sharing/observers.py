@@ -8,7 +8,9 @@ observers. A tunnel calls, in this order:
    error propagates to whoever called ``start``. This is where the publication writes its record,
    so whoever sees ``Started`` also finds the tunnel listed.
 2. ``event(ev)`` for every event, ``Stopped`` last. A failing observer is logged and skipped: a
-   closed stdout must not stop a tunnel.
+   closed stdout must not stop a tunnel. Events come in batches (one or more), each followed by
+   ``flush()`` on the observers that have one: an observer may hold what it writes until then,
+   so a busy share's lines go out with one write per batch instead of one per event.
 3. ``close()`` once, after the tunnel's own resources (forward, connections, SSH session, gateway)
    are down and ``Stopped`` was delivered, in the reverse of the order given. The publication is
    given first, so it is closed last and ``kill`` sees the record vanish only when all else is
@@ -53,6 +55,16 @@ class Observers(Generic[T]):
                 observer.event(event)
             except Exception:  # a broken observer (closed stdout) must not stop the tunnel
                 log.warning("observer %r failed on %s", observer, event.kind, exc_info=True)
+
+    def flush(self) -> None:
+        for observer in self._observers:
+            flush = getattr(observer, "flush", None)
+            if flush is None:
+                continue
+            try:
+                flush()
+            except Exception:  # as for event(): a closed stdout must not stop the tunnel
+                log.warning("observer %r failed to flush", observer, exc_info=True)
 
     def close(self) -> None:
         for observer in reversed(self._observers):

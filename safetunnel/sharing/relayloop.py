@@ -60,9 +60,13 @@ _Message = tuple[Literal["add", "forget"], LoopClient]
 class RelayLoop:
     """The loop thread, its poll set and its timers; started by the first :meth:`add`."""
 
-    def __init__(self, name: str, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, name: str, clock: Callable[[], float], after_turn: Callable[[], None] = lambda: None
+    ) -> None:
         self._name = name
         self._clock = clock
+        self._after_turn = after_turn  # once per wake-up, when what it found ready is handled
+        self._ident: int | None = None
         # poll, not epoll: changing what a socket is watched for is then free (no system call),
         # and a share watches a few hundred sockets at most.
         self._poller = select.poll()
@@ -81,6 +85,10 @@ class RelayLoop:
         self._due: dict[LoopClient, float] = {}  # each client's current deadline
         self._order = itertools.count()
         self._clients: set[LoopClient] = set()
+
+    def on_loop(self) -> bool:
+        """The current thread is the loop's."""
+        return threading.get_ident() == self._ident
 
     @property
     def closing(self) -> bool:
@@ -179,11 +187,13 @@ class RelayLoop:
         self._clients.discard(client)
 
     def _run(self) -> None:
+        self._ident = threading.get_ident()
         try:
             while self._turn():
                 pass
         finally:
             self._finish_all()
+            self._call(self._after_turn)
 
     def _turn(self) -> bool:
         """One wake-up: ready sockets, then messages, then timers. False once closing."""
@@ -217,9 +227,10 @@ class RelayLoop:
 
     def _wait(self) -> int:
         """How long poll may wait, in milliseconds (rounded up: waking early only loops)."""
+        self._fire_timers()
+        self._call(self._after_turn)
         if self._inbox:
             return 0
-        self._fire_timers()
         if not self._timers:
             return _IDLE_WAIT_MS
         left = self._timers[0][0] - self._clock()

@@ -30,6 +30,7 @@ from safetunnel.sharing.observers import Observers, TunnelObserver
 from safetunnel.sharing.pumptls import tls_streams
 from safetunnel.sharing.reasons import StopReason
 from safetunnel.sharing.reconnect import Reconnector, SessionOpener
+from safetunnel.sharing.reports import Reports
 from safetunnel.sharing.timers import Deadlines
 from safetunnel.sharing.tunnelconfig import TunnelConfig
 from safetunnel.sharing.tunnelfacts import TunnelFacts
@@ -70,6 +71,7 @@ class Tunnel(TunnelFacts):
         self.token = token
         again = None if reconnect is None else Reconnector(reconnect, config.ssh_host, clock)
         self._observers: Observers[Tunnel] = Observers(observers)
+        self._reports = Reports(self._observers)
         if resources is None:
             resources = contextlib.ExitStack()
             resources.callback(session.close)
@@ -264,7 +266,7 @@ class Tunnel(TunnelFacts):
             log.warning("closing the resources of %s failed", self.id, exc_info=True)
 
     def _emit(self, event: events.TunnelEvent) -> None:
-        self._observers.event(event)
+        self._reports.emit(event)
 
     emit = _emit  # what the reconnector reports through
 
