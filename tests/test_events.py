@@ -149,3 +149,24 @@ def test_a_public_link_names_the_ssh_host_given_not_one_parsed_from_a_label(
     assert config.link(40123, "st_x") == f"http://{host_in_url}:40123/?safetunnel_token=st_x"
     private = TunnelConfig(local=("127.0.0.1", 80), ttl=60, ssh_host="x", public_host="h")
     assert private.link(1, None) == "http://127.0.0.1:1/"
+
+
+class CountingAudit(AuditLog):
+    """The real audit log, counting how often its writability is checked."""
+
+    checks = 0
+
+    def check_writable(self) -> None:
+        self.checks += 1
+        super().check_writable()
+
+
+def test_the_audit_file_is_checked_once_per_batch_of_reports(tmp_path: Path) -> None:
+    audit = CountingAudit(tmp_path / "audit.jsonl")
+    books = Bookkeeper(Registry(tmp_path / "state"), audit)
+    assert books._audit_ready() and books._audit_ready()  # two admissions in one wake-up
+    assert audit.checks == 1
+    books.event(CLOSED)
+    books.flush()  # the batch's lines are written: the next batch is checked anew
+    assert books._audit_ready()
+    assert audit.checks == 2

@@ -90,10 +90,14 @@ def event_text(event: TunnelEvent, summary: ShareSummary | None) -> str | None:
     return None
 
 
+# One encoder for every line: json.dumps with any non-default argument builds a new one per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def json_line(event: TunnelEvent | dict[str, Any]) -> str:
     """One ``--json`` line: compact, in the event's own key order."""
     data = event if isinstance(event, dict) else event.to_json()
-    return json.dumps(data, separators=(",", ":"))
+    return _COMPACT.encode(data)
 
 
 def print_json(event: TunnelEvent | dict[str, Any]) -> None:

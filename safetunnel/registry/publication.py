@@ -73,6 +73,7 @@ class Bookkeeper:
         self._closed = False
         self._audit_broken = False
         self._unwritten: list[dict[str, Any]] = []  # audit lines that wait for flush()
+        self._checked = False  # the audit file was found writable since the last flush()
 
     def started(self, tunnel: Published) -> None:
         """Listen on the control socket and publish the record; both errors abort the share."""
@@ -111,6 +112,7 @@ class Bookkeeper:
         """Append the lines of the events delivered since the last flush, with one write; the
         tunnel flushes after every delivery (a busy share delivers several events at once)."""
         entries, self._unwritten = self._unwritten, []
+        self._checked = False  # the next batch's connections are checked anew
         if not entries:
             return
         try:
@@ -119,14 +121,19 @@ class Bookkeeper:
             self._audit_failed(err)
 
     def _audit_ready(self) -> bool:
-        """Fail closed: a connection we could not record never reaches the service."""
+        """Fail closed: a connection we could not record never reaches the service. The file is
+        checked once per batch of reports (their lines are appended together at the next flush),
+        so the connections that one wake-up of a busy share admits share one check."""
         if self._audit_broken:
             return False
+        if self._checked:
+            return True
         try:
             self._audit.check_writable()
         except OSError as err:
             self._audit_failed(err)
             return False
+        self._checked = True
         return True
 
     def _audit_failed(self, err: OSError | SafetunnelError) -> None:

@@ -180,8 +180,11 @@ def recv_until(
 
 
 def close_socket(sock: socket.socket) -> None:
-    """Shut down and close, whatever state the socket is in (teardown must not fail)."""
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
+    """Shut down and close, whatever state the socket is in (teardown must not fail). The
+    shutdown wakes a thread blocked reading the socket; a non-blocking socket has none (the relay
+    loop polls, and hears of a close from elsewhere by message), so it is only closed."""
+    if sock.getblocking():
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()

@@ -92,6 +92,8 @@ class RelayPump(LoopPump):
             return True
         if self._phase is not Phase.PIPED:
             return self._remote_done and (service_out is None or self._service_done)
+        if self._remote_done and self._service_done:
+            return True  # both ends are closed next, which passes each EOF on
         to_service, to_remote = self._eofs_passed
         if self._remote_done and not to_service and self._sock is not None:
             pumpio.half_close(self._sock)  # the service reads EOF, as after ssh -R

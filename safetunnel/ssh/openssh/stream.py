@@ -74,8 +74,9 @@ class SocketStream:
             if self._closed:
                 return
             self._closed = True
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes a reader blocked in recv
+        if self._sock.getblocking():  # a relay pump's socket is non-blocking: no reader to wake
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes a reader blocked in recv
         self._sock.close()
 
     def discard_input(self) -> None:
