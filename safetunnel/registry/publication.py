@@ -122,8 +122,8 @@ class Bookkeeper:
 
     def _audit_ready(self) -> bool:
         """Fail closed: a connection we could not record never reaches the service. The file is
-        checked once per batch of reports (their lines are appended together at the next flush),
-        so the connections that one wake-up of a busy share admits share one check."""
+        checked once per batch of reports (their lines are appended together at the next flush,
+        at most a few milliseconds later), so the connections of one batch share one check."""
         if self._audit_broken:
             return False
         if self._checked:

@@ -97,7 +97,7 @@ class TunnelConnections:
         self._admission_checks: list[Callable[[], bool]] = []
         self._audit_refused: set[ConnCounters] = set()
         self._executor = Workers(2 * config.max_connections + PENDING_SLOTS + 4, f"{self.id}-conn")
-        self._relay = RelayLoop(f"{self.id}-relay", self._clock, self._reports.flush)
+        self._relay = RelayLoop(f"{self.id}-relay", self._clock, self._reports)
         self._reports.defer_on(self._relay.on_loop)
         self._pump_hooks = PumpHooks(
             # Made once per share: its link cookie's session secret is bound to this share.

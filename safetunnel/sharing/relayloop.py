@@ -54,6 +54,17 @@ class LoopClient(Protocol):
         """The deadline given to :meth:`RelayLoop.at` has come, or the client was forgotten."""
 
 
+class Deferred(Protocol):
+    """Work that steps on the loop leave for later (a tunnel's reports, written in batches)."""
+
+    def run_due(self) -> float | None:
+        """Do what is due; the seconds (real time) until the rest is, or None if nothing is
+        left."""
+
+    def flush(self) -> None:
+        """Do all of it now: the loop is stopping."""
+
+
 _Message = tuple[Literal["add", "forget"], LoopClient]
 
 
@@ -61,11 +72,11 @@ class RelayLoop:
     """The loop thread, its poll set and its timers; started by the first :meth:`add`."""
 
     def __init__(
-        self, name: str, clock: Callable[[], float], after_turn: Callable[[], None] = lambda: None
+        self, name: str, clock: Callable[[], float], deferred: Deferred | None = None
     ) -> None:
         self._name = name
         self._clock = clock
-        self._after_turn = after_turn  # once per wake-up, when what it found ready is handled
+        self._deferred = deferred
         self._ident: int | None = None
         # poll, not epoll: changing what a socket is watched for is then free (no system call),
         # and a share watches a few hundred sockets at most.
@@ -193,7 +204,8 @@ class RelayLoop:
                 pass
         finally:
             self._finish_all()
-            self._call(self._after_turn)
+            if self._deferred is not None:
+                self._call(self._deferred.flush)
 
     def _turn(self) -> bool:
         """One wake-up: ready sockets, then messages, then timers. False once closing."""
@@ -228,13 +240,23 @@ class RelayLoop:
     def _wait(self) -> int:
         """How long poll may wait, in milliseconds (rounded up: waking early only loops)."""
         self._fire_timers()
-        self._call(self._after_turn)
+        later = self._run_deferred()
         if self._inbox:
             return 0
-        if not self._timers:
-            return _IDLE_WAIT_MS
-        left = self._timers[0][0] - self._clock()
-        return max(0, min(_IDLE_WAIT_MS, math.ceil(left * 1000)))
+        wait = _IDLE_WAIT_MS if later is None else math.ceil(later * 1000)
+        if self._timers:
+            left = self._timers[0][0] - self._clock()
+            wait = min(wait, math.ceil(left * 1000))
+        return max(0, min(_IDLE_WAIT_MS, wait))
+
+    def _run_deferred(self) -> float | None:
+        if self._deferred is None:
+            return None
+        try:
+            return self._deferred.run_due()
+        except Exception:  # as in _call: a bug there must not stop the loop
+            log.exception("deferred work of the relay loop failed")
+            return None
 
     def _fire_timers(self) -> None:
         now = self._clock()
