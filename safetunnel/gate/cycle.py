@@ -6,16 +6,18 @@ from __future__ import annotations
 import h11
 
 from safetunnel.gate.framing import ResponseFramer
+from safetunnel.gate.reader import Framing
 from safetunnel.gate.responses import ENDED
 
 
-def response_framer(request: h11.Request) -> ResponseFramer:
-    """The framer for the answer to ``request``: it knows the method, whether a switch of
-    protocols was offered, and whether the client ends the connection after this cycle."""
-    connection = b",".join(v for k, v in request.headers if k == b"connection").lower()
+def response_framer(request: h11.Request, framing: Framing) -> ResponseFramer:
+    """The framer for the answer to ``request`` (whose headers ``framing`` read): it knows the
+    method, whether a switch of protocols was offered, and whether the client ends the
+    connection after this cycle."""
+    connection = b",".join(framing.connection).lower()
     return ResponseFramer(
         bytes(request.method),
-        upgrade=any(name == b"upgrade" for name, _ in request.headers),
+        upgrade=framing.upgrade,
         close=request.http_version != b"1.1" or b"close" in _tokens(connection),
     )
 

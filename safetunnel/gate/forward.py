@@ -33,11 +33,6 @@ def request_head(request: h11.Request, headers: HeaderList) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-def is_chunked(request: h11.Request) -> bool:
-    """Whether the request's body is chunked (h11 accepts no other Transfer-Encoding)."""
-    return any(name == b"transfer-encoding" for name, _ in request.headers)
-
-
 def body_pieces(event: h11.Event, chunked: bool) -> list[bytes]:
     """What one body event of the request becomes toward the service."""
     if type(event) is h11.Data:
