@@ -32,6 +32,9 @@ class HeadScanner:
         incomplete; raises BadRequest on a bare LF or CR. ``base`` is where the head starts, so
         a large buffer is never sliced to scan a small head."""
         pos = base + self._pos
+        clean = _clean_end(buf, base, pos)
+        if clean is not None:
+            return clean
         while True:
             newline = buf.find(b"\n", pos)
             if newline < 0:
@@ -46,6 +49,23 @@ class HeadScanner:
             if newline - base >= 3 and buf[newline - 3 : newline - 1] == b"\r\n":
                 return newline + 1 - base
             pos = newline + 1
+
+
+def _clean_end(buf: bytearray, base: int, pos: int) -> int | None:
+    """The head's length when, from ``pos`` to its first blank line, every CR and every LF is
+    part of a CRLF: the line-by-line scan then finds that same end and no bare CR or LF, so it
+    is spared its calls per line. None leaves everything to that scan.
+
+    An end whose CRLF CRLF starts before ``pos`` (at most 3 bytes: the scan resumes after the
+    last LF it saw) is found by the scan's look-back, so the search starts there too."""
+    found = buf.find(b"\r\n\r\n", max(base, pos - 3))
+    if found < 0:
+        return None
+    end = found + 4
+    pairs = buf.count(b"\r\n", pos, end)
+    if buf.count(b"\n", pos, end) != pairs or buf.count(b"\r", pos, end) != pairs:
+        return None
+    return end - base
 
 
 def _check_no_bare_cr(buf: bytearray, start: int, end: int) -> None:
