@@ -9,6 +9,9 @@ from safetunnel.gate.framing import ResponseFramer
 from safetunnel.gate.reader import Framing
 from safetunnel.gate.responses import ENDED
 
+# The request side's states that request_state passes on as they are (built once, not per call).
+_AS_IS = (h11.IDLE, h11.SEND_BODY, h11.ERROR, h11.SWITCHED_PROTOCOL, *ENDED)
+
 
 def response_framer(request: h11.Request, framing: Framing) -> ResponseFramer:
     """The framer for the answer to ``request`` (whose headers ``framing`` read): it knows the
@@ -27,9 +30,7 @@ def request_state(server: h11.Connection) -> object:
     DONE: its response was not a switch, or the gate would be piping by now. (h11 calls that
     state MIGHT_SWITCH_PROTOCOL but does not export it.)"""
     state = server.their_state
-    if state in (h11.IDLE, h11.SEND_BODY, h11.ERROR, h11.SWITCHED_PROTOCOL, *ENDED):
-        return state
-    return h11.DONE
+    return state if state in _AS_IS else h11.DONE
 
 
 def _tokens(value: bytes) -> list[bytes]:
