@@ -32,7 +32,15 @@ class Carried:
     header_tokens: list[bytes] = field(default_factory=list)
     cookie_secrets: list[bytes] = field(default_factory=list)
     link_tokens: list[bytes] = field(default_factory=list)
-    location: bytes = b"/"
+    # The target's path as sent, and its query without link parameters (None: none is left).
+    path: bytes = b"/"
+    query: bytes | None = None
+
+    @property
+    def location(self) -> bytes:
+        """The target without ``safetunnel_token`` parameters, as a safe same-origin redirect
+        path. Made only when asked: only a link's answer needs it, not every request."""
+        return same_origin_path(self.path) + (b"" if self.query is None else b"?" + self.query)
 
     def admitted(self, recipients: tuple[Recipient, ...]) -> str | None:
         """The recipient whose token a header or bearer carries, or whose session secret this
@@ -78,7 +86,7 @@ def extract(raw_headers: Iterable[tuple[bytes, bytes]], target: bytes, cookie: b
                 carried.headers.append((name, kept))
         else:
             carried.headers.append((name, value))
-    carried.location = _strip_link(target, carried.link_tokens)
+    carried.path, carried.query = _strip_link(target, carried.link_tokens)
     return carried
 
 
@@ -114,8 +122,8 @@ def _strip_cookie(value: bytes, cookie: bytes, found: list[bytes]) -> bytes:
     return b"; ".join(kept)
 
 
-def _strip_link(target: bytes, found: list[bytes]) -> bytes:
-    """The target without ``safetunnel_token`` parameters, as a safe same-origin redirect path."""
+def _strip_link(target: bytes, found: list[bytes]) -> tuple[bytes, bytes | None]:
+    """The target's path, and its query without ``safetunnel_token`` parameters."""
     path, question, query = target.partition(b"?")
     kept: list[bytes] = []
     for pair in query.split(b"&") if question else []:
@@ -124,7 +132,7 @@ def _strip_link(target: bytes, found: list[bytes]) -> bytes:
             found.append(unquote_to_bytes(value.replace(b"+", b" ")))
         else:
             kept.append(pair)
-    return same_origin_path(path) + (b"?" + b"&".join(kept) if kept else b"")
+    return path, b"&".join(kept) if kept else None
 
 
 def link_reply_headers(location: bytes, cookie: bytes, secret: bytes, max_age: float) -> HeaderList:

@@ -61,6 +61,9 @@ class Gate:
         self._service_eof = False
         self._connected = False
         self._tcp_recipient = ""
+        # (now, expires_at) of the last HTTP advance while no input arrived since: advancing
+        # again with both unchanged would decide nothing (it stops only once nothing moves).
+        self._settled: tuple[float, float] | None = None
         self.protocol: str | None = None
 
     @property
@@ -103,6 +106,7 @@ class Gate:
 
     def receive_remote(self, data: bytes) -> None:
         """Feed bytes from the remote client; ``b""`` means the remote closed its side."""
+        self._settled = None
         if self._check_open("remote", data, self._remote_eof):
             return
         self._remote_eof = not data
@@ -115,6 +119,7 @@ class Gate:
         """Feed bytes from the local service; ``b""`` means the service closed its side."""
         if not self._connected and self._final is None:
             raise GateError("receive_service before Connect: the service is not open yet")
+        self._settled = None
         if self._check_open("service", data, self._service_eof):
             return
         self._service_eof = not data
@@ -245,9 +250,10 @@ class Gate:
 
     def _advance_http(self, now: float, expires_at: float) -> None:
         session = self._http
-        if session is None:
-            return
+        if session is None or self._settled == (now, expires_at):
+            return  # the driver draining up to NeedData: the session already said all it could
         session.advance(now, expires_at)
+        self._settled = (now, expires_at)
         self._connected = session.connected
         self._queue.extend(session.out)
         session.out.clear()

@@ -11,12 +11,42 @@ from __future__ import annotations
 
 import h11
 
+# The very patterns h11 validates every header of an h11.Request with: checking the rewritten
+# headers with them refuses exactly what building a second h11.Request would.
+from h11._headers import _field_name_re as _FIELD_NAME
+from h11._headers import _field_value_re as _FIELD_VALUE
+
 from safetunnel.gate.auth import HeaderList
+
+# Headers h11 normalizes (merges, lower-cases) as well as validates: a request with one of them
+# takes h11's own path, so its bytes stay what h11 would write.
+_NORMALIZED = (b"content-length", b"transfer-encoding")
 
 
 def request_head(request: h11.Request, headers: HeaderList) -> bytes:
     """The bytes of ``request`` with ``headers`` for the service; h11.LocalProtocolError when
-    they are not a valid request any more (then nothing is sent)."""
+    they are not a valid request any more (then nothing is sent).
+
+    The same checks as an h11.Request built from them, without building one: every name and
+    value against h11's patterns (no CR, LF or NUL can pass), one Host at most and one in
+    HTTP/1.1. Method and target are the request's own, which h11 validated when it made it.
+    """
+    hosts: HeaderList = []
+    others: HeaderList = []
+    for item in headers:
+        name, value = item
+        if _FIELD_NAME.fullmatch(name) is None or _FIELD_VALUE.fullmatch(value) is None:
+            raise h11.LocalProtocolError("illegal header")
+        lower = name.lower()
+        if lower in _NORMALIZED:
+            return _via_h11(request, headers)
+        (hosts if lower == b"host" else others).append(item)
+    if len(hosts) > 1 or (not hosts and request.http_version == b"1.1"):
+        raise h11.LocalProtocolError("one Host header is required")
+    return _written(request, hosts + others if request.http_version == b"1.1" else headers)
+
+
+def _via_h11(request: h11.Request, headers: HeaderList) -> bytes:
     checked = h11.Request(
         method=request.method,
         target=request.target,
@@ -28,14 +58,13 @@ def request_head(request: h11.Request, headers: HeaderList) -> bytes:
         ordered = [item for item in ordered if item[0].lower() == b"host"] + [
             item for item in ordered if item[0].lower() != b"host"
         ]
+    return _written(request, ordered)
+
+
+def _written(request: h11.Request, ordered: HeaderList) -> bytes:
     lines = [request.method + b" " + request.target + b" HTTP/" + request.http_version]
     lines += [name + b": " + value for name, value in ordered]
     return b"\r\n".join(lines) + b"\r\n\r\n"
-
-
-def is_chunked(request: h11.Request) -> bool:
-    """Whether the request's body is chunked (h11 accepts no other Transfer-Encoding)."""
-    return any(name == b"transfer-encoding" for name, _ in request.headers)
 
 
 def body_pieces(event: h11.Event, chunked: bool) -> list[bytes]:

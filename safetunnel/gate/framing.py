@@ -19,7 +19,7 @@ _MAX_CHUNK_LINE = 1024
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _STATUS = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?\r?")
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n")
+_CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n")
 
 
 class FramingError(ValueError):
@@ -38,6 +38,19 @@ class _State(Enum):
     SWITCHED = "switched"
 
 
+# The states under module names: reading an Enum member through its class goes through the
+# metaclass, and the framer compares states several times per response.
+_HEAD = _State.HEAD
+_LENGTH = _State.LENGTH
+_CHUNK_SIZE = _State.CHUNK_SIZE
+_CHUNK_DATA = _State.CHUNK_DATA
+_CHUNK_END = _State.CHUNK_END
+_TRAILERS = _State.TRAILERS
+_UNTIL_CLOSE = _State.UNTIL_CLOSE
+_DONE = _State.DONE
+_SWITCHED = _State.SWITCHED
+
+
 class ResponseFramer:
     """The service's answer to one request: feed its bytes, relay what comes out.
 
@@ -50,7 +63,7 @@ class ResponseFramer:
         self._method = method
         self._upgrade = upgrade  # the request proposed a protocol switch (Upgrade header)
         self._close = close  # the request side ends the connection after this cycle
-        self._state = _State.HEAD
+        self._state = _HEAD
         self._buf = bytearray()
         self._left = 0  # bytes of the current body or chunk still to come
         self._eof = False
@@ -60,51 +73,51 @@ class ResponseFramer:
 
     @property
     def complete(self) -> bool:
-        return self._state is _State.DONE
+        return self._state is _DONE
 
     @property
     def switched(self) -> bool:
-        return self._state is _State.SWITCHED
+        return self._state is _SWITCHED
 
     @property
     def rest(self) -> bytes:
         """Bytes past the end of the response (or of the 101 head): not part of it."""
-        return bytes(self._buf) if self._state in (_State.DONE, _State.SWITCHED) else b""
+        return bytes(self._buf) if self._state in (_DONE, _SWITCHED) else b""
 
     def feed(self, data: bytes) -> list[bytes]:
         """The service's bytes (``b""``: it closed); returns the bytes for the remote client.
         Raises FramingError when the response is malformed or the service closed mid-way."""
         if not data:
             self._eof = True
-        elif self._state is _State.LENGTH and not self._buf and len(data) <= self._left:
+        elif self._state is _LENGTH and not self._buf and len(data) <= self._left:
             self._left -= len(data)  # a large body passes without a copy
             if not self._left:
-                self._state = _State.DONE
+                self._state = _DONE
             return [data]
         else:
             self._buf += data
         out: list[bytes] = []
         while self._step(out):
             pass
-        if self._eof and self._state not in (_State.DONE, _State.SWITCHED):
-            if self._state is not _State.UNTIL_CLOSE:
+        if self._eof and self._state not in (_DONE, _SWITCHED):
+            if self._state is not _UNTIL_CLOSE:
                 raise FramingError(f"the service closed during the response ({self._state.value})")
-            self._state = _State.DONE
+            self._state = _DONE
         return out
 
     def _step(self, out: list[bytes]) -> bool:
         state = self._state
-        if state is _State.HEAD:
+        if state is _HEAD:
             return self._head(out)
-        if state is _State.LENGTH or state is _State.CHUNK_DATA:
+        if state is _LENGTH or state is _CHUNK_DATA:
             return self._body(out)
-        if state is _State.CHUNK_SIZE:
+        if state is _CHUNK_SIZE:
             return self._chunk_size(out)
-        if state is _State.CHUNK_END:
+        if state is _CHUNK_END:
             return self._chunk_end(out)
-        if state is _State.TRAILERS:
+        if state is _TRAILERS:
             return self._trailers(out)
-        if state is _State.UNTIL_CLOSE and self._buf:
+        if state is _UNTIL_CLOSE and self._buf:
             out.append(self._take(len(self._buf)))
         return False
 
@@ -131,7 +144,7 @@ class ResponseFramer:
             if not (self._upgrade or self._method == b"CONNECT"):
                 raise FramingError("the service switched protocols nobody asked for")
             out.append(head)
-            self._state = _State.SWITCHED
+            self._state = _SWITCHED
             return False
         self._frame_body(status, headers)
         self.keep_alive = _keeps_alive(self._method, status, version, headers, self._state)
@@ -142,19 +155,19 @@ class ResponseFramer:
 
     def _frame_body(self, status: int, headers: dict[bytes, list[bytes]]) -> None:
         if status in (204, 304) or self._method == b"HEAD":
-            self._state = _State.DONE
+            self._state = _DONE
             return
         codings = headers.get(b"transfer-encoding")
         lengths = headers.get(b"content-length")
         if codings is not None:
             if lengths is not None or [c.strip().lower() for c in codings] != [b"chunked"]:
                 raise FramingError("unsupported Transfer-Encoding")
-            self._state = _State.CHUNK_SIZE
+            self._state = _CHUNK_SIZE
         elif lengths is not None:
             self._left = _content_length(lengths)
-            self._state = _State.LENGTH if self._left else _State.DONE
+            self._state = _LENGTH if self._left else _DONE
         else:
-            self._state = _State.UNTIL_CLOSE
+            self._state = _UNTIL_CLOSE
 
     # -- bodies --------------------------------------------------------------------------------
 
@@ -165,7 +178,7 @@ class ResponseFramer:
         out.append(piece)
         self._left -= len(piece)
         if not self._left:
-            self._state = _State.DONE if self._state is _State.LENGTH else _State.CHUNK_END
+            self._state = _DONE if self._state is _LENGTH else _CHUNK_END
         return True
 
     def _chunk_end(self, out: list[bytes]) -> bool:
@@ -173,14 +186,14 @@ class ResponseFramer:
         start = bytes(self._buf[:2])
         if start.startswith(b"\n") or start == b"\r\n":
             out.append(self._take(1 if start.startswith(b"\n") else 2))
-            self._state = _State.CHUNK_SIZE
+            self._state = _CHUNK_SIZE
             return True
         if start not in (b"", b"\r"):
             raise FramingError("chunk data not followed by a line end")
         return False
 
     def _chunk_size(self, out: list[bytes]) -> bool:
-        match = _CHUNK_SIZE.match(self._buf)
+        match = _CHUNK_SIZE_LINE.match(self._buf)
         if match is None:
             newline = self._buf.find(b"\n", 0, _MAX_CHUNK_LINE)
             if newline >= 0 or len(self._buf) >= _MAX_CHUNK_LINE:
@@ -189,16 +202,16 @@ class ResponseFramer:
         size = int(match.group(1), 16)
         out.append(self._take(match.end()))
         if size:
-            self._left, self._state = size, _State.CHUNK_DATA
+            self._left, self._state = size, _CHUNK_DATA
         else:
-            self._state = _State.TRAILERS
+            self._state = _TRAILERS
         return True
 
     def _trailers(self, out: list[bytes]) -> bool:
         # The trailer section ends at the first empty line; with no trailers that is at once.
         if self._buf[:2] == b"\r\n" or self._buf[:1] == b"\n":
             out.append(self._take(1 if self._buf[:1] == b"\n" else 2))
-            self._state = _State.DONE
+            self._state = _DONE
             return False
         match = _HEAD_END.search(self._buf, 0, MAX_HEAD + 4)
         if match is None:
@@ -206,7 +219,7 @@ class ResponseFramer:
                 raise FramingError("trailer section too large")
             return False
         out.append(self._take(match.end()))
-        self._state = _State.DONE
+        self._state = _DONE
         return False
 
 
@@ -221,9 +234,11 @@ def _parse_head(head: bytes) -> tuple[int, bytes, dict[bytes, list[bytes]]]:
         name, colon, value = line.rstrip(b"\r").partition(b":")
         if not colon or _TOKEN.fullmatch(name) is None:
             raise FramingError("bad header line")
-        headers.setdefault(name.lower(), []).extend(
-            part.strip() for part in value.split(b",") if part.strip()
-        )
+        found = headers.setdefault(name.lower(), [])
+        for part in value.split(b","):
+            part = part.strip()
+            if part:
+                found.append(part)
     return int(status.group(2)), status.group(1), headers
 
 
@@ -240,7 +255,7 @@ def _keeps_alive(
     connection = [token.lower() for token in headers.get(b"connection", [])]
     if minor != b"1" or b"close" in connection:
         return False
-    return state is not _State.UNTIL_CLOSE
+    return state is not _UNTIL_CLOSE
 
 
 def _with_close(head: bytes, end: int, headers: dict[bytes, list[bytes]]) -> bytes:

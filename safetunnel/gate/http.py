@@ -17,11 +17,11 @@ from safetunnel.gate.admission import Link, Refuse, admit, link_reply
 from safetunnel.gate.buffer import RemoteBuffer
 from safetunnel.gate.cycle import request_state, response_framer
 from safetunnel.gate.events import Connect, End, Event, RequestDone, ToRemote, ToService
-from safetunnel.gate.forward import body_pieces, is_chunked, request_head
+from safetunnel.gate.forward import body_pieces, request_head
 from safetunnel.gate.framing import FramingError, ResponseFramer
 from safetunnel.gate.headers import BadRequest, HeadScanner, check_head
 from safetunnel.gate.policy import GatePolicy, session_secret
-from safetunnel.gate.reader import RequestReader
+from safetunnel.gate.reader import Framing, RequestReader
 from safetunnel.gate.report import RequestMeter
 from safetunnel.gate.responses import (
     BAD_GATEWAY,
@@ -164,18 +164,18 @@ class HttpSession:
             # The head is complete and already checked, so this is h11 finding it malformed.
             self._stop("bad-request", refused=True, reply=BAD_REQUEST)
             return
-        self._authenticate(reader.conn, request)
+        self._authenticate(reader, request)
 
-    def _authenticate(self, server: h11.Connection, request: h11.Request) -> None:
+    def _authenticate(self, reader: RequestReader, request: h11.Request) -> None:
         decision = admit(request, self._cookie, self._policy.recipients, self._bound)
         if isinstance(decision, Refuse):
             self._stop(decision.reason, decision.failure, decision.reply)
             return
         self.recipients |= {decision.name}
         if isinstance(decision, Link):
-            self._answer_link(server, request.method, decision)
+            self._answer_link(reader.conn, request.method, decision)
         else:
-            self._forward(decision.request, decision.headers, decision.name)
+            self._forward(decision.request, decision.headers, decision.name, reader.framing)
 
     def _answer_link(self, server: h11.Connection, method: bytes, link: Link) -> None:
         secret = session_secret(link.token, self._policy.session_salt)
@@ -188,7 +188,9 @@ class HttpSession:
         self.requests += 1
         self._answered = True
 
-    def _forward(self, request: h11.Request, headers: auth.HeaderList, name: str) -> None:
+    def _forward(
+        self, request: h11.Request, headers: auth.HeaderList, name: str, framing: Framing
+    ) -> None:
         try:
             data = request_head(request, headers)
         except h11.LocalProtocolError:
@@ -200,8 +202,8 @@ class HttpSession:
         self.out.append(ToService(data))
         self.authenticated = True
         self.requests += 1
-        self._chunked = is_chunked(request)
-        self._framer = response_framer(request)
+        self._chunked = framing.chunked
+        self._framer = response_framer(request, framing)
         self._meter.start(request.method, request.target, self._now, len(data))
 
     # -- bodies and responses ------------------------------------------------------------------

@@ -25,7 +25,8 @@ def holds_token(target: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bool:
     if _in_target(target):
         return True
     for name, value in headers:
-        if _TOKEN.search(name) or _TOKEN.search(value) or _in_target(value):
+        # _in_target searches the value as it is first, then decoded.
+        if _TOKEN.search(name) or _in_target(value):
             return True
         if name.lower() == b"authorization" and _TOKEN.search(_basic_credentials(value)):
             return True

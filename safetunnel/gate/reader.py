@@ -8,6 +8,8 @@ never holds more than one piece.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import h11
 
 from safetunnel.gate.buffer import RemoteBuffer
@@ -17,6 +19,35 @@ FEED = 16 * 1024
 # A chunked body's end is only known once parsed: its pieces start small and double, so what h11
 # is given past the end of a request (and gives back) never outweighs the request itself.
 _FIRST_CHUNKED_PIECE = 256
+
+
+@dataclass(frozen=True)
+class Framing:
+    """What a request's headers say about its cycle, read in one pass over them (h11's header
+    view is a Sequence ABC, so every pass costs a Python call per header)."""
+
+    length: int | None = None  # Content-Length (h11 merged duplicates, so one at most)
+    chunked: bool = False  # Transfer-Encoding present (h11 accepts only chunked)
+    upgrade: bool = False  # a protocol switch was proposed
+    connection: tuple[bytes, ...] = ()  # the Connection header values, in order
+
+
+def framing_of(request: h11.Request) -> Framing:
+    """The framing facts of ``request``, its headers iterated once."""
+    length: int | None = None
+    chunked = upgrade = False
+    connection: list[bytes] = []
+    for name, value in request.headers.raw_items():
+        name = name.lower()
+        if name == b"content-length":
+            length = int(value) if length is None else length
+        elif name == b"transfer-encoding":
+            chunked = True
+        elif name == b"upgrade":
+            upgrade = True
+        elif name == b"connection":
+            connection.append(value)
+    return Framing(length, chunked, upgrade, tuple(connection))
 
 
 class RequestReader:
@@ -30,6 +61,7 @@ class RequestReader:
         self._eof_fed = False
         self._fed = 0
         self._body_left: int | None = 0  # Content-Length not yet given to h11; None: chunked
+        self.framing = Framing()  # of the request, once ``request`` returned it
 
     def request(self) -> h11.Request | None:
         """The request of this cycle, or None when h11 finds the (checked) head malformed."""
@@ -39,9 +71,9 @@ class RequestReader:
             return None
         if not isinstance(event, h11.Request):
             return None
-        lengths = [int(value) for name, value in event.headers if name == b"content-length"]
-        chunked = any(name == b"transfer-encoding" for name, _ in event.headers)
-        self._body_left = lengths[0] if lengths else None if chunked else 0
+        framing = self.framing = framing_of(event)
+        length = framing.length
+        self._body_left = length if length is not None else None if framing.chunked else 0
         return event
 
     def next_body_event(self, remote_eof: bool) -> h11.Event | None:
