@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from safetunnel.gate import forward
 from safetunnel.gate.forward import request_head
 
 
@@ -115,3 +116,20 @@ def test_known_cases_agree(headers: list[tuple[bytes, bytes]]) -> None:
     result = outcome(request, headers, request_head)
     assert result == outcome(request, headers, reference)
     assert b"Injected" not in (result if isinstance(result, bytes) else b"")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"X-A", b"1"), (b"Host", b"h")],
+        [(b"X-A", b"bad\r\nInjected: yes"), (b"Host", b"h")],
+        [(b"Host", b"h"), (b"Host", b"h")],
+    ],
+)
+def test_without_h11s_private_patterns_every_head_takes_h11s_path(
+    headers: list[tuple[bytes, bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An h11 release that moves the patterns costs speed, never a check."""
+    monkeypatch.setattr(forward, "_FIELD_NAME", None)
+    request = parsed(b"1.1")
+    assert outcome(request, headers, request_head) == outcome(request, headers, reference)

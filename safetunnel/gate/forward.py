@@ -9,14 +9,22 @@ a Content-Length body passes as it is.
 
 from __future__ import annotations
 
+import re
+
 import h11
 
-# The very patterns h11 validates every header of an h11.Request with: checking the rewritten
-# headers with them refuses exactly what building a second h11.Request would.
-from h11._headers import _field_name_re as _FIELD_NAME
-from h11._headers import _field_value_re as _FIELD_VALUE
-
 from safetunnel.gate.auth import HeaderList
+
+# The very patterns h11 validates every header of an h11.Request with: checking the rewritten
+# headers with them refuses exactly what building a second h11.Request would. They are h11's
+# private names: should a release move them, every head takes h11's own path (slower, as safe).
+_FIELD_NAME: re.Pattern[bytes] | None
+_FIELD_VALUE: re.Pattern[bytes] | None
+try:
+    from h11._headers import _field_name_re as _FIELD_NAME
+    from h11._headers import _field_value_re as _FIELD_VALUE
+except ImportError:  # pragma: no cover - only with an h11 that reorganised its internals
+    _FIELD_NAME = _FIELD_VALUE = None
 
 # Headers h11 normalizes (merges, lower-cases) as well as validates: a request with one of them
 # takes h11's own path, so its bytes stay what h11 would write.
@@ -31,11 +39,14 @@ def request_head(request: h11.Request, headers: HeaderList) -> bytes:
     value against h11's patterns (no CR, LF or NUL can pass), one Host at most and one in
     HTTP/1.1. Method and target are the request's own, which h11 validated when it made it.
     """
+    field_name, field_value = _FIELD_NAME, _FIELD_VALUE
+    if field_name is None or field_value is None:
+        return _via_h11(request, headers)
     hosts: HeaderList = []
     others: HeaderList = []
     for item in headers:
         name, value = item
-        if _FIELD_NAME.fullmatch(name) is None or _FIELD_VALUE.fullmatch(value) is None:
+        if field_name.fullmatch(name) is None or field_value.fullmatch(value) is None:
             raise h11.LocalProtocolError("illegal header")
         lower = name.lower()
         if lower in _NORMALIZED:
