@@ -23,6 +23,7 @@ from safetunnel import tokens
 from safetunnel.gate.policy import GatePolicy
 from safetunnel.sharing import pumprelay, pumpsock
 from safetunnel.sharing.intake import LoopIntake
+from safetunnel.sharing.loopwait import Waiter
 from safetunnel.sharing.pump import Pump
 from safetunnel.sharing.pumptypes import PumpHooks
 from safetunnel.sharing.relayloop import READ, RelayLoop
@@ -361,6 +362,7 @@ def test_a_stale_closed_report_does_not_unwatch_the_socket_that_took_its_number(
     loop._poller = ScriptedPoll(  # type: ignore[assignment]
         loop._poller, [(trigger.fileno(), select.POLLIN), (stale, select.POLLNVAL)]
     )
+    loop._waiter = Waiter(loop._poller)
     loop._turn()
     newcomer.ready.clear()
     made[1].sendall(b"x")  # the newcomer's client speaks: the loop must hear it

@@ -33,6 +33,10 @@ from safetunnel.ssh.engine import ByteStream
 
 log = logging.getLogger("safetunnel.sharing.pump")
 
+# Sends up to this size are exchanges (a request, an answer) rather than a stream: what comes
+# back is worth waiting for awake (see RelayLoop.answer_likely); a stream's next chunk is not.
+SMALL_EXCHANGE = 16 * 1024
+
 __all__ = ["HIGH_WATER", "RelayPump", "make_pump"]
 
 
@@ -75,9 +79,11 @@ class RelayPump(LoopPump):
         return going
 
     def _send_pending(self) -> None:
-        self._remote_out.send_some()
+        sent = self._remote_out.send_some()
         if self._service_out is not None:
-            self._service_out.send_some()
+            sent += self._service_out.send_some()
+        if 0 < sent <= SMALL_EXCHANGE:
+            self._loop.answer_likely()  # a request or an answer: the other side's comes soon
 
     def _settled(self) -> bool:
         """Pass each EOF on once what precedes it is sent; True when both directions are over

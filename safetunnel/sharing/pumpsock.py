@@ -32,16 +32,17 @@ class Pending(pumpio.Outbox):
             self._queue.append(data)
             self.size += len(data)
 
-    def send_some(self) -> None:
-        """Send what the socket takes now; the rest waits for it to be writable."""
-        sent = False
+    def send_some(self) -> int:
+        """Send what the socket takes now; the rest waits for it to be writable. Returns how
+        many bytes went."""
+        sent = 0
         while self._queue:
             head = self._queue[0]
             try:
                 count = self._sock.send(head)
             except BlockingIOError:
                 break
-            sent = True
+            sent += count
             self.size -= count
             if count < len(head):
                 self._queue[0] = memoryview(head)[count:]
@@ -49,6 +50,7 @@ class Pending(pumpio.Outbox):
             self._queue.popleft()
         if sent and self._after_send is not None:
             self._after_send(self._sock)
+        return sent
 
     def flush(self) -> None:
         with self._lock:

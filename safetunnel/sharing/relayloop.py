@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Literal, Protocol
 
 from safetunnel.sharing.loopaccept import Acceptor
+from safetunnel.sharing.loopwait import Waiter
 
 log = logging.getLogger("safetunnel.sharing.relayloop")
 
@@ -87,6 +88,7 @@ class RelayLoop:
         self._wake_w.setblocking(False)
         self._wake_fd = self._wake_r.fileno()
         self._poller.register(self._wake_fd, READ)
+        self._waiter = Waiter(self._poller)
         self._inbox: deque[_Message] = deque()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -188,6 +190,11 @@ class RelayLoop:
         self._due[client] = deadline
         heapq.heappush(self._timers, (deadline, next(self._order), client))
 
+    def answer_likely(self) -> None:
+        """A step sent a request or an answer: the next wait may be awake for a moment first
+        (see safetunnel.sharing.loopwait)."""
+        self._waiter.answer_likely()
+
     def after(self, client: LoopClient, delay: float) -> None:
         """:meth:`at`, ``delay`` seconds from now on the loop's clock."""
         self.at(client, self._clock() + delay)
@@ -209,7 +216,7 @@ class RelayLoop:
 
     def _turn(self) -> bool:
         """One wake-up: ready sockets, then messages, then timers. False once closing."""
-        for fd, polled in self._poller.poll(self._wait()):
+        for fd, polled in self._waiter.poll(self._wait()):
             if fd == self._wake_fd:
                 with contextlib.suppress(OSError):
                     self._wake_r.recv(4096)
