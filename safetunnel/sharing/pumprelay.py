@@ -82,8 +82,10 @@ class RelayPump(LoopPump):
         sent = self._remote_out.send_some()
         if self._service_out is not None:
             sent += self._service_out.send_some()
-        if 0 < sent <= SMALL_EXCHANGE:
-            self._loop.answer_likely()  # a request or an answer: the other side's comes soon
+        if 0 < sent <= SMALL_EXCHANGE and not self._service_done:
+            # A request or an answer: the other side's comes soon. Not after the service's
+            # last answer: the client closes when it is done, which is no answer.
+            self._loop.answer_likely()
 
     def _settled(self) -> bool:
         """Pass each EOF on once what precedes it is sent; True when both directions are over
