@@ -21,7 +21,7 @@ from safetunnel.sharing.pumprelay import make_pump
 from safetunnel.sharing.pumptypes import PumpHooks
 from safetunnel.sharing.reasons import StopReason
 from safetunnel.sharing.relayloop import RelayLoop
-from safetunnel.sharing.reports import Reports
+from safetunnel.sharing.reports import EventSink, Reports
 from safetunnel.sharing.stats import ConnCounters, TunnelStats
 from safetunnel.sharing.traffic import TrafficReports
 from safetunnel.sharing.tunnelconfig import TunnelConfig
@@ -70,6 +70,7 @@ class TunnelConnections:
     _executor: Workers
     _relay: RelayLoop
     _reports: Reports
+    _observers: EventSink
     _stopping: bool
 
     def _emit(self, event: events.TunnelEvent) -> None:
@@ -97,6 +98,7 @@ class TunnelConnections:
         self._admission_checks: list[Callable[[], bool]] = []
         self._audit_refused: set[ConnCounters] = set()
         self._executor = Workers(2 * config.max_connections + PENDING_SLOTS + 4, f"{self.id}-conn")
+        self._reports = Reports(self._observers)  # the relay loop's events go out in batches
         self._relay = RelayLoop(f"{self.id}-relay", self._clock, self._reports)
         self._reports.defer_on(self._relay.on_loop)
         self._pump_hooks = PumpHooks(

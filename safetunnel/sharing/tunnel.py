@@ -30,7 +30,6 @@ from safetunnel.sharing.observers import Observers, TunnelObserver
 from safetunnel.sharing.pumptls import tls_streams
 from safetunnel.sharing.reasons import StopReason
 from safetunnel.sharing.reconnect import Reconnector, SessionOpener
-from safetunnel.sharing.reports import Reports
 from safetunnel.sharing.timers import Deadlines
 from safetunnel.sharing.tunnelconfig import TunnelConfig
 from safetunnel.sharing.tunnelfacts import TunnelFacts
@@ -71,7 +70,6 @@ class Tunnel(TunnelFacts):
         self.token = token
         again = None if reconnect is None else Reconnector(reconnect, config.ssh_host, clock)
         self._observers: Observers[Tunnel] = Observers(observers)
-        self._reports = Reports(self._observers)
         if resources is None:
             resources = contextlib.ExitStack()
             resources.callback(session.close)
