@@ -13,8 +13,7 @@ import time
 # awake (polling without sleeping) for up to this long before it sleeps. A wait longer than
 # this stops it until a wait is short again, so far-away or idle clients cost at most one spin
 # after a lull, and a stream's turns never spin (their CPU is better left to the ssh that feeds
-# them).
-# With one CPU the spin would only keep the others from running, so there is none.
+# them). With one CPU the spin would only keep the others from running, so there is none.
 _CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 SPIN_SECONDS = 0.0003 if (_CPUS or 1) > 1 else 0.0
 

@@ -24,7 +24,6 @@ from safetunnel.ssh.engine import ByteStream
 # A side is not read while the other side's outbox holds this much: one large read's worth.
 HIGH_WATER = pumpio.BUFSIZE
 TIMER = -1  # the fd a step gets at a deadline (or after a close elsewhere)
-BEGIN = -2  # the first step, when the loop takes the connection over
 
 
 class LoopPump(Pump):
@@ -55,7 +54,6 @@ class LoopPump(Pump):
         self._draining = False  # the gate closed; what is queued goes out, then the sockets close
         self._in_loop = False  # a step is running on the loop thread
         self._over = False  # reported and unwatched: the loop is done with it
-        self._ready = (BEGIN, 0)  # what the next step is for: (fd, TIMER or BEGIN; events)
 
     # -- the loop's side -------------------------------------------------------------------------
 
@@ -76,13 +74,13 @@ class LoopPump(Pump):
         self._loop.forget(self)  # it finishes (and reports) on the loop
 
     def begin(self) -> None:
-        self._advance(BEGIN, 0)
+        self._advance(self._begin)
 
     def on_ready(self, fd: int, events: int) -> None:
-        self._advance(fd, events)
+        self._advance(lambda: self._step(fd, events))
 
     def on_timer(self) -> None:
-        self._advance(TIMER, 0)
+        self._advance(lambda: self._step(TIMER, 0))
 
     def _begin(self) -> bool:
         raise NotImplementedError
@@ -95,14 +93,22 @@ class LoopPump(Pump):
         """True once both directions are over (the connection then ends)."""
         raise NotImplementedError
 
-    def _advance(self, fd: int, events: int) -> None:
+    def _advance(self, step: Callable[[], bool]) -> None:
         """Run one step; once the connection is over, stop watching it and report."""
         if self._over:
             return
-        self._ready = (fd, events)
+
+        def direction() -> Outcome:
+            if self._loop.closing:
+                self.close()
+            going = step() and not self._settled()
+            if going:
+                self._arm()
+            return "paused" if going else "done"
+
         self._in_loop = True
         try:
-            outcome = self._guarded(self._direction)  # reports when "done"
+            outcome = self._guarded(direction)  # reports when "done"
         finally:
             self._in_loop = False
         if outcome == "done":
@@ -115,17 +121,6 @@ class LoopPump(Pump):
                 self._connecting = None
             self._loop.done(self)
 
-    def _direction(self) -> Outcome:
-        """The step for what :meth:`_advance` was told (a method, not a closure: it runs a few
-        times per connection, and every closure is built anew)."""
-        if self._loop.closing:
-            self.close()
-        fd, events = self._ready
-        going = (self._begin() if fd == BEGIN else self._step(fd, events)) and not self._settled()
-        if going:
-            self._arm()
-        return "paused" if going else "done"
-
     def _arm(self) -> None:
         """Watch each socket for what the next step can use; the timer for the next deadline."""
         if self._connecting is not None:
@@ -134,12 +129,9 @@ class LoopPump(Pump):
             self._loop.at(self, self._connect_deadline)
             return
         gated = self._phase in GATED and not self._draining
-        deadline = None
-        self._paused = False
-        if gated:
-            with self._gate_lock:
-                self._paused = not self._gate.wants_remote_data
-                deadline = self._gate.current_deadline
+        with self._gate_lock:
+            self._paused = gated and not self._gate.wants_remote_data
+            deadline = self._gate.current_deadline if gated else None
         reading = not self._draining
         service_out = self._service_out
         room = service_out is None or service_out.size < HIGH_WATER
