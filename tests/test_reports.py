@@ -129,3 +129,44 @@ def test_the_console_writes_a_batch_of_json_lines_at_its_flush(
     lines = writes[0].splitlines()
     assert [line.count('"origin"') for line in lines] == [1, 1]
     assert "1.2.3.4:5" in lines[0] and "6.7.8.9:10" in lines[1]
+
+
+def test_traffic_raised_off_the_loop_goes_out_in_batches_by_the_flusher() -> None:
+    recorder = Recorder()
+    reports = Reports(recorder)
+    emitters = [
+        threading.Thread(target=reports.emit, args=(conn(f"worker-{i}"),)) for i in range(3)
+    ]
+    for emitter in emitters:
+        emitter.start()
+    for emitter in emitters:
+        emitter.join()
+    wait_for(lambda: "flush" in recorder.seen)
+    assert sorted(recorder.seen[:3]) == ["worker-0", "worker-1", "worker-2"]
+    assert recorder.seen[3:] == ["flush"]  # the three together, one flush
+    reports.close()
+
+
+def test_a_warning_goes_out_at_once_after_the_traffic_before_it() -> None:
+    recorder = Recorder()
+    reports = Reports(recorder)
+    reports.emit(conn("first"))
+    reports.emit(events.Warning("st-1a2b3c", "mind the gap"))
+    assert recorder.seen[:3] == ["first", "warning", "flush"]
+    reports.close()
+
+
+def flushers() -> int:
+    return sum(t.name == "safetunnel-reports" and t.is_alive() for t in threading.enumerate())
+
+
+def test_close_delivers_what_waits_and_after_it_nothing_waits() -> None:
+    before = flushers()
+    recorder = Recorder()
+    reports = Reports(recorder)
+    reports.emit(conn("queued"))
+    reports.close()
+    assert recorder.seen == ["queued", "flush"]
+    reports.emit(conn("late"))
+    assert recorder.seen[-2:] == ["late", "flush"]
+    assert flushers() <= before  # its flusher thread is gone

@@ -210,10 +210,11 @@ class TunnelConnections:
 
     def _close_connections(self) -> None:
         """After every pump was closed: the refusals still held back are answered now, then the
-        loop and the pool finish what the pumps report."""
+        loop and the pool finish what the pumps report, and the reports go out."""
         self._later.close()
         self._relay.close()
         self._executor.shutdown()
+        self._reports.close()  # what the pumps reported is out; from here on nothing waits
 
     def _live_pumps(self) -> list[Pump]:
         with self._pumps_lock:
