@@ -119,11 +119,11 @@ class Reports:
                     self._waiting.wait()
                 if self._closed:
                     return  # close() delivers the rest
-                left = self._due - time.monotonic()
-                if left > 0 and len(self._queue) < BATCH:
-                    self._waiting.wait(left)
-                    continue
-            self.flush()
+            left = self.run_due()
+            if left is not None:
+                with self._waiting:
+                    if not self._closed:
+                        self._waiting.wait(left)
 
     def _deliver_queued(self) -> None:
         queue = self._queue
