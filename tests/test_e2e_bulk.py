@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import signal
 import socket
+import time
 
 import pytest
 from e2e import E2E, connect
@@ -39,3 +40,30 @@ def test_megabytes_both_ways_through_a_real_share(e2e: E2E, shared_sshd: SSHD, e
     line, _, rest = bytes(got).partition(b"\n")
     assert line == b"%d %s" % (len(BLOB), hashlib.sha256(BLOB).hexdigest().encode())
     assert rest == BLOB
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("engine", ["openssh", "paramiko"])
+def test_a_reader_that_pauses_gets_every_byte_once_it_reads_again(
+    e2e: E2E, shared_sshd: SSHD, engine: str
+) -> None:
+    """The client reads nothing for a while: the SSH window (2 MiB) shuts, the share stops
+    reading the service, and everything goes on once the client reads again."""
+
+    def blob(conn: socket.socket, record: object) -> None:
+        conn.recv(1024)
+        conn.sendall(BLOB)
+
+    service = e2e.service(blob)
+    proc = e2e.share(service.port, "--engine", engine, via=shared_sshd, ttl="1m")
+    started = e2e.started(proc)
+    got = bytearray()
+    with connect(started["remote_port"], timeout=30) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(f"SAFETUNNEL {started['token']}\ngo".encode())
+        time.sleep(1.5)  # the share fills what the window and the buffers hold, then waits
+        while data := sock.recv(MIB):
+            got.extend(data)
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0, proc.stderr
+    assert bytes(got) == BLOB

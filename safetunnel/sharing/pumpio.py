@@ -77,7 +77,7 @@ class RemoteStarter:
 class Outbox:
     """FIFO of pending writes to one destination, flushed by whichever thread gets there first."""
 
-    def __init__(self, send: Callable[[Any], None]) -> None:
+    def __init__(self, send: Callable[[Any], object]) -> None:
         self._queue: deque[bytes | bytearray | memoryview] = deque()
         self._lock = threading.Lock()
         self._send = send

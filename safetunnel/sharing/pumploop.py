@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable
 
 from safetunnel.sharing import pumpio
+from safetunnel.sharing.loopremote import LoopRemote
 from safetunnel.sharing.pump import Pump
 from safetunnel.sharing.pumpsock import Pending
 from safetunnel.sharing.pumptypes import GATED, Outcome, PumpHooks
@@ -32,16 +33,16 @@ class LoopPump(Pump):
     def __init__(
         self,
         chan: ByteStream,
-        sock: socket.socket,
+        remote: LoopRemote,
         counters: ConnCounters,
         hooks: PumpHooks,
         loop: RelayLoop,
     ) -> None:
         super().__init__(chan, counters, hooks)
         self._loop = loop
-        self._remote = sock
-        self._remote_fd = sock.fileno()
-        self._remote_out = Pending(sock)
+        self._remote = remote
+        self._remote_fd = remote.fd
+        self._remote_out = remote.out
         self._to_remote = self._remote_out
         self._service_out: Pending | None = None
         self._service_fd = -1
@@ -77,6 +78,8 @@ class LoopPump(Pump):
         self._advance(self._begin)
 
     def on_ready(self, fd: int, events: int) -> None:
+        if fd == self._remote_fd:
+            self._remote.seen()
         self._advance(lambda: self._step(fd, events))
 
     def on_timer(self) -> None:
@@ -114,8 +117,7 @@ class LoopPump(Pump):
         if outcome == "done":
             self._over = True
             for fd in list(self._masks):
-                self._loop.watch(self, fd, 0)
-            self._masks.clear()
+                self._watch(fd, read=False, write=False)
             if self._connecting is not None:
                 pumpio.close_socket(self._connecting)
                 self._connecting = None
@@ -148,10 +150,11 @@ class LoopPump(Pump):
 
     def _watch(self, fd: int, read: bool, write: bool) -> None:
         mask = (READ if read else 0) | (WRITE if write else 0)
-        if self._masks.get(fd, 0) == mask:
-            return
+        if fd == self._remote_fd:
+            self._remote.watch(mask)  # every time: a stream that cannot be polled looks again
+        elif self._masks.get(fd, 0) != mask:
+            self._loop.watch(self, fd, mask)
         if mask:
             self._masks[fd] = mask
         else:
-            del self._masks[fd]
-        self._loop.watch(self, fd, mask)
+            self._masks.pop(fd, None)

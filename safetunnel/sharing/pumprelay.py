@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 
 from safetunnel.gate.events import Close, Connect, Event
 from safetunnel.sharing import pumpio, pumpsock
+from safetunnel.sharing.loopremote import loop_remote
 from safetunnel.sharing.pump import Pump
 from safetunnel.sharing.pumploop import HIGH_WATER, TIMER, LoopPump
 from safetunnel.sharing.pumpsock import Pending
@@ -41,12 +41,11 @@ __all__ = ["HIGH_WATER", "RelayPump", "make_pump"]
 
 
 def make_pump(stream: ByteStream, counters: ConnCounters, hooks: PumpHooks) -> Pump:
-    """A :class:`RelayPump` for a stream that is a plain socket (when the tunnel has a relay
-    loop), else the threaded pump."""
-    raw = getattr(stream, "raw_socket", None)
-    sock = raw() if callable(raw) else None
-    if isinstance(sock, socket.socket) and hooks.relay is not None:
-        return RelayPump(stream, sock, counters, hooks, hooks.relay)
+    """A :class:`RelayPump` for a stream the relay loop can carry (a plain socket or a paramiko
+    channel, when the tunnel has a loop), else the threaded pump."""
+    remote = loop_remote(stream) if hooks.relay is not None else None
+    if remote is not None and hooks.relay is not None:
+        return RelayPump(stream, remote, counters, hooks, hooks.relay)
     return Pump(stream, counters, hooks)
 
 
@@ -57,7 +56,7 @@ class RelayPump(LoopPump):
     def _begin(self) -> bool:
         """The client has usually sent its first bytes by the time the loop takes it over: read
         them now rather than a loop round later."""
-        self._remote.setblocking(False)
+        self._remote.open(self._loop, self)
         return self._handle(self._feed_remote(None)) and self._from_remote()
 
     # -- one step --------------------------------------------------------------------------------
@@ -132,12 +131,9 @@ class RelayPump(LoopPump):
     # -- reading ---------------------------------------------------------------------------------
 
     def _from_remote(self) -> bool:
-        try:
-            data = self._remote.recv(pumpio.BUFSIZE)
-        except BlockingIOError:
+        data = self._remote.recv(pumpio.BUFSIZE)
+        if data is None:
             return True
-        except ConnectionResetError:
-            data = b""
         if self._phase is Phase.PIPED:
             # At the expiry instant or once teardown stops the intake, nothing new reaches the
             # service; what the service still sends is drained.
@@ -218,7 +214,7 @@ class RelayPump(LoopPump):
             pumpio.close_socket(sock)
             return self._unavailable(error)
         self._service_fd = sock.fileno()
-        self._service_out = Pending(sock, pumpio.quick_ack)
+        self._service_out = Pending.for_socket(sock, pumpio.quick_ack)
         self._to_service = self._service_out
         if not self._move(Phase.CONNECTED, sock):
             pumpio.close_socket(sock)  # teardown closed us while we connected: don't leak it

@@ -10,36 +10,45 @@ from collections.abc import Callable
 
 from safetunnel.sharing import pumpio
 
+Buffer = bytes | bytearray | memoryview
+
 # How long the service may take to accept a connection, as the blocking connect allowed.
 CONNECT_TIMEOUT = 5.0
 
 
 class Pending(pumpio.Outbox):
-    """Bytes waiting for one non-blocking socket, in order. ``flush`` (the threaded pump's
-    contract) would send the rest blocking; the relay pump never calls it, since even a
+    """Bytes waiting for one non-blocking destination, in order. ``send(data)`` sends what the
+    destination takes now and returns how much, or raises BlockingIOError when it takes
+    nothing. ``flush`` (the threaded pump's contract) sends only what goes now as well: even a
     refusal's delayed answer must not wait for a client that reads nothing."""
 
     def __init__(
-        self, sock: socket.socket, after_send: Callable[[socket.socket], None] | None = None
+        self, send: Callable[[Buffer], int], after_send: Callable[[], None] | None = None
     ) -> None:
-        super().__init__(sock.sendall)
-        self._sock = sock
+        super().__init__(send)
+        self._send_now = send
         self._after_send = after_send
         self.size = 0
 
-    def put(self, data: bytes | bytearray | memoryview) -> None:
+    @classmethod
+    def for_socket(
+        cls, sock: socket.socket, after_send: Callable[[socket.socket], None] | None = None
+    ) -> Pending:
+        return cls(sock.send, None if after_send is None else lambda: after_send(sock))
+
+    def put(self, data: Buffer) -> None:
         if data:
             self._queue.append(data)
             self.size += len(data)
 
     def send_some(self) -> int:
-        """Send what the socket takes now; the rest waits for it to be writable. Returns how
+        """Send what the destination takes now; the rest waits for it to be ready. Returns how
         many bytes went."""
         sent = 0
         while self._queue:
             head = self._queue[0]
             try:
-                count = self._sock.send(head)
+                count = self._send_now(head)
             except BlockingIOError:
                 break
             sent += count
@@ -49,16 +58,12 @@ class Pending(pumpio.Outbox):
                 break
             self._queue.popleft()
         if sent and self._after_send is not None:
-            self._after_send(self._sock)
+            self._after_send()
         return sent
 
     def flush(self) -> None:
         with self._lock:
-            if self._queue:
-                self._sock.setblocking(True)
-            while self._queue:
-                self._sock.sendall(self._queue.popleft())
-            self.size = 0
+            self.send_some()
 
 
 def connect_later(address: tuple[str, int]) -> socket.socket:

@@ -25,15 +25,16 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Literal
 
 from safetunnel.sharing.loopaccept import Acceptor
+from safetunnel.sharing.looptypes import READ, STREAM, WRITE, Deferred, LoopClient
 from safetunnel.sharing.loopwait import Waiter
 
 log = logging.getLogger("safetunnel.sharing.relayloop")
 
-READ = select.POLLIN
-WRITE = select.POLLOUT
+__all__ = ["READ", "STREAM", "WRITE", "Deferred", "LoopClient", "RelayLoop"]
+
 # What poll reports, as what a client can do next: a hang-up or an error is read (EOF, or the
 # error from recv), and a write would report it too.
 _AS_READ = select.POLLIN | select.POLLHUP | select.POLLERR
@@ -42,31 +43,7 @@ _AS_WRITE = select.POLLOUT | select.POLLHUP | select.POLLERR
 _IDLE_WAIT_MS = 5000
 
 
-class LoopClient(Protocol):
-    """A connection the loop drives; every method runs on the loop thread."""
-
-    def begin(self) -> None:
-        """The loop took the connection over: do the first step and watch what it needs."""
-
-    def on_ready(self, fd: int, events: int) -> None:
-        """``fd`` (one of the client's) is ready for ``events`` (READ and/or WRITE)."""
-
-    def on_timer(self) -> None:
-        """The deadline given to :meth:`RelayLoop.at` has come, or the client was forgotten."""
-
-
-class Deferred(Protocol):
-    """Work that steps on the loop leave for later (a tunnel's reports, written in batches)."""
-
-    def run_due(self) -> float | None:
-        """Do what is due; the seconds (real time) until the rest is, or None if nothing is
-        left."""
-
-    def flush(self) -> None:
-        """Do all of it now: the loop is stopping."""
-
-
-_Message = tuple[Literal["add", "forget"], LoopClient]
+_Message = tuple[Literal["add", "forget", "poke"], LoopClient]
 
 
 class RelayLoop:
@@ -130,6 +107,18 @@ class RelayLoop:
         """Accept on ``listener`` (non-blocking) on the loop, passing each connection to
         ``on_accept`` there; closing the listener stops it."""
         self.add(Acceptor(self, listener, on_accept))
+
+    def poke(self, client: LoopClient) -> None:
+        """A stream of ``client`` that the loop cannot poll (a paramiko channel) may be ready:
+        the loop calls ``client.on_ready(STREAM, READ | WRITE)`` soon. Any thread; never blocks
+        (the loop's lock is only held to queue)."""
+        with self._lock:
+            if self._closing or self._thread is None:
+                return
+            if threading.current_thread() is self._thread:
+                self._inbox.append(("poke", client))  # read before the loop waits again
+            else:
+                self._post(("poke", client))
 
     def forget(self, client: LoopClient) -> None:
         """``client`` closed its sockets on another thread: let it finish on the loop. (On the
@@ -241,6 +230,8 @@ class RelayLoop:
             if kind == "add":
                 self._clients.add(client)
                 self._call(client.begin)
+            elif client in self._clients and kind == "poke":
+                self._call(client.on_ready, STREAM, READ | WRITE)
             elif client in self._clients:
                 self._call(client.on_timer)
 

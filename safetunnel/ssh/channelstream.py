@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import paramiko
 
@@ -42,6 +43,20 @@ def _ignore() -> None:
     """The input callback of a closed stream."""
 
 
+class _WindowCondition(threading.Condition):
+    """Stands in for a channel's ``out_buffer_cv``, which paramiko notifies when the peer opens
+    its window (or the channel closes): each ``notify_all`` also calls the callback, under the
+    channel's lock on the transport thread, so it must only hand off."""
+
+    def __init__(self, lock: Any, callback: Callable[[], None]) -> None:
+        super().__init__(lock)
+        self.callback = callback
+
+    def notify_all(self) -> None:
+        super().notify_all()
+        self.callback()
+
+
 class ChannelStream:
     """Wraps one forwarded ``paramiko.Channel``; the pump sees only the ByteStream methods."""
 
@@ -49,6 +64,7 @@ class ChannelStream:
         self._channel = channel
         self._origin = origin
         self._event: _InputEvent | None = None
+        self._window: _WindowCondition | None = None
 
     @property
     def origin(self) -> tuple[str, int]:
@@ -80,6 +96,53 @@ class ChannelStream:
             return False
         return True
 
+    # -- for a relay loop, where nothing may wait --------------------------------------------------
+
+    def watch_nowait(self, on_input: Callable[[], None], on_window: Callable[[], None]) -> None:
+        """From now on reads and writes never wait; ``on_input`` is called on every input, EOF
+        and close, ``on_window`` whenever the peer opens its window (and at a close). Both run
+        on the transport thread: they hand off, never block."""
+        channel = self._channel
+        channel.settimeout(0.0)
+        self.notify_on_input(on_input)
+        self._window = _WindowCondition(channel.lock, on_window)
+        channel.out_buffer_cv = self._window
+
+    def read_nowait(self, max_bytes: int) -> bytes | None:
+        """Up to ``max_bytes`` of what is waiting; ``b""`` at EOF; None while nothing is."""
+        try:
+            return self._channel.recv(max_bytes)
+        except TimeoutError:  # paramiko's socket.timeout: nothing waiting
+            return None
+
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> int:
+        """Send what the peer's window takes now, in as many packets as that needs; how much
+        went. BlockingIOError when the window is shut."""
+        channel, view, sent = self._channel, memoryview(data), 0
+        while sent < len(view):
+            # paramiko writes what it is given into its packet as it is: a view needs no copy.
+            chunk = cast(bytes, view[sent : sent + channel.out_max_packet_size])
+            try:
+                count = channel.send(chunk)
+            except TimeoutError:
+                if sent:
+                    break
+                raise BlockingIOError("the channel's window is shut") from None
+            if count == 0:  # paramiko's answer once EOF was sent: nothing can go any more
+                raise BrokenPipeError("the channel takes no more data")
+            sent += count
+        return sent
+
+    def readable(self) -> bool:
+        """Input, EOF or a close is waiting: a read would not come back empty-handed."""
+        channel = self._channel
+        return bool(channel.in_buffer.read_ready() or channel.eof_received or channel.closed)
+
+    def writable(self) -> bool:
+        """The peer's window is open (or the channel closed: a send would say so)."""
+        channel = self._channel
+        return bool(channel.out_window_size or channel.closed)
+
     def half_close(self) -> None:
         self._channel.shutdown_write()
 
@@ -91,6 +154,8 @@ class ChannelStream:
         self.discard_input()
         if self._event is not None:
             self._event.detach()
+        if self._window is not None:
+            self._window.callback = _ignore
 
     def discard_input(self) -> None:
         # paramiko feeds every data packet into the input buffer until the peer closes; the
