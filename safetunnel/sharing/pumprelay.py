@@ -27,7 +27,7 @@ from safetunnel.sharing.pump import Pump
 from safetunnel.sharing.pumploop import HIGH_WATER, TIMER, LoopPump
 from safetunnel.sharing.pumpsock import Pending
 from safetunnel.sharing.pumptypes import GATED, Phase, PumpHooks
-from safetunnel.sharing.relayloop import READ
+from safetunnel.sharing.relayloop import READ, STREAM
 from safetunnel.sharing.stats import ConnCounters
 from safetunnel.ssh.engine import ByteStream
 
@@ -79,6 +79,10 @@ class RelayPump(LoopPump):
 
     def _send_pending(self) -> None:
         sent = self._remote_out.send_some()
+        if self._remote_fd == STREAM:
+            # A channel's next input comes from paramiko's transport thread, in this process:
+            # waiting awake for it would only take the GIL from the thread that brings it.
+            sent = 0
         if self._service_out is not None:
             sent += self._service_out.send_some()
         if 0 < sent <= SMALL_EXCHANGE and not self._service_done:
