@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import sys
 from typing import Any
@@ -264,6 +265,7 @@ def serve(request: ShareRequest, ui: ConsoleUI) -> int:
     """Open the share and serve it until it ends; returns the exit code."""
     with StopSignals(ui) as signals:
         tunnel = open_share(request, ui)
+        gc.freeze()  # what was set up lives as long as the share: full collections skip it
         try:
             while not tunnel.wait(1.0):
                 ui.status_line(tunnel)

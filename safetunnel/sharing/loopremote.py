@@ -39,6 +39,10 @@ class LoopRemote(Protocol):
     def seen(self) -> None:
         """The loop is running a step for this end: later changes must tell it again."""
 
+    def forget(self) -> None:
+        """The pump is over: let go of it and of the loop. Holding them made a reference cycle
+        (pump, end, pump), which kept every connection's objects for the cyclic collector."""
+
 
 class NonBlockingStream(Protocol):
     """A stream the loop cannot poll that says when it changes (see ChannelStream)."""
@@ -84,6 +88,9 @@ class SocketRemote:
     def seen(self) -> None:
         """poll reports a socket for as long as it is ready: nothing to reset."""
 
+    def forget(self) -> None:
+        self._watcher = _unopened
+
 
 class StreamRemote:
     """A remote end that calls back on change (a paramiko channel): each change pokes the loop,
@@ -115,6 +122,10 @@ class StreamRemote:
 
     def seen(self) -> None:
         self._poked = False
+
+    def forget(self) -> None:
+        self._mask = 0
+        self._poke = _unopened_poke
 
     def _input(self) -> None:
         if self._mask & READ:

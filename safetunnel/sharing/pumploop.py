@@ -118,6 +118,7 @@ class LoopPump(Pump):
             self._over = True
             for fd in list(self._masks):
                 self._watch(fd, read=False, write=False)
+            self._remote.forget()
             if self._connecting is not None:
                 pumpio.close_socket(self._connecting)
                 self._connecting = None
