@@ -4,6 +4,9 @@ a ready socket. A real ``paramiko.Channel`` (no transport: nothing is sent)."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import paramiko
 
 from safetunnel.sharing.loopremote import StreamRemote, loop_remote
@@ -99,3 +102,21 @@ def test_a_closed_stream_tells_the_loop_nothing_more() -> None:
     window_opens(channel, 4096)
     channel.in_buffer.feed(b"late")
     assert pokes.clients == []
+
+
+def test_a_stream_closed_before_the_loop_took_it_holds_nothing_of_it() -> None:
+    """Teardown may close a channel before its pump opens it on the loop: opening it then must
+    not hang callbacks on the channel that would keep the pump alive (a reference cycle)."""
+    channel = paramiko.Channel(3)
+    stream = ChannelStream(channel, ("127.0.0.1", 1))
+    stream.close()
+    remote = StreamRemote(stream)
+    gc.disable()
+    try:
+        remote.open(Pokes(), "pump")  # type: ignore[arg-type]
+        remote.watch(READ | WRITE)
+        gone = weakref.ref(remote)
+        del remote
+        assert gone() is None, "the closed channel holds the remote end's callbacks"
+    finally:
+        gc.enable()

@@ -265,7 +265,8 @@ def serve(request: ShareRequest, ui: ConsoleUI) -> int:
     """Open the share and serve it until it ends; returns the exit code."""
     with StopSignals(ui) as signals:
         tunnel = open_share(request, ui)
-        gc.freeze()  # what was set up lives as long as the share: full collections skip it
+        gc.collect()  # what setting up left over goes; the rest lives as long as the share,
+        gc.freeze()  # so full collections need not scan it again
         try:
             while not tunnel.wait(1.0):
                 ui.status_line(tunnel)

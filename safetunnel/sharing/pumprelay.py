@@ -125,7 +125,7 @@ class RelayPump(LoopPump):
             self._draining = True
             self._send_pending()
             return
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, EOFError):
             self._send_pending()  # the sockets are non-blocking: never waits
         self.close()
 

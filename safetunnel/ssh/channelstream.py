@@ -65,6 +65,10 @@ class ChannelStream:
         self._origin = origin
         self._event: _InputEvent | None = None
         self._window: _WindowCondition | None = None
+        # Callbacks are installed and the stream closed under this lock: one installed after the
+        # close had detached the others would hold the reader (a cycle) until the collector ran.
+        self._lock = threading.Lock()
+        self._closed = False
 
     @property
     def origin(self) -> tuple[str, int]:
@@ -104,9 +108,12 @@ class ChannelStream:
         on the transport thread: they hand off, never block."""
         channel = self._channel
         channel.settimeout(0.0)
+        with self._lock:
+            if self._closed:
+                return  # reads see the close; nothing will change any more
+            self._window = _WindowCondition(channel.lock, on_window)
+            channel.out_buffer_cv = self._window
         self.notify_on_input(on_input)
-        self._window = _WindowCondition(channel.lock, on_window)
-        channel.out_buffer_cv = self._window
 
     def read_nowait(self, max_bytes: int) -> bytes | None:
         """Up to ``max_bytes`` of what is waiting; ``b""`` at EOF; None while nothing is."""
@@ -114,6 +121,8 @@ class ChannelStream:
             return self._channel.recv(max_bytes)
         except TimeoutError:  # paramiko's socket.timeout: nothing waiting
             return None
+        except paramiko.SSHException as exc:  # the window adjust it sends failed
+            raise ConnectionAbortedError(str(exc)) from exc
 
     def send_nowait(self, data: bytes | bytearray | memoryview) -> int:
         """Send what the peer's window takes now, in as many packets as that needs; how much
@@ -128,6 +137,8 @@ class ChannelStream:
                 if sent:
                     break
                 raise BlockingIOError("the channel's window is shut") from None
+            except paramiko.SSHException as exc:  # a rekey that never finished, say
+                raise ConnectionAbortedError(str(exc)) from exc
             if count == 0:  # paramiko's answer once EOF was sent: nothing can go any more
                 raise BrokenPipeError("the channel takes no more data")
             sent += count
@@ -144,9 +155,14 @@ class ChannelStream:
         return bool(channel.out_window_size or channel.closed)
 
     def half_close(self) -> None:
-        self._channel.shutdown_write()
+        try:
+            self._channel.shutdown_write()
+        except paramiko.SSHException as exc:
+            raise ConnectionAbortedError(str(exc)) from exc
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         with contextlib.suppress(Exception):
             self._channel.close()  # delivers the close to the callback one last time
         # Input nobody will read: up to a window's worth (2 MiB) per channel, otherwise held
@@ -172,8 +188,11 @@ class ChannelStream:
             return False
         # set_event fires at once when input is already waiting (checked under the buffer's
         # lock), so re-arming after a read never loses a wake-up.
-        self._event = _InputEvent(callback)
-        in_buffer.set_event(self._event)
+        with self._lock:
+            if self._closed:
+                return False  # the caller reads now, and sees the close
+            self._event = _InputEvent(callback)
+            in_buffer.set_event(self._event)
         return True
 
 
