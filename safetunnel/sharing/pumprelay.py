@@ -1,12 +1,13 @@
-"""A socket-backed connection moved by the tunnel's relay loop: both directions, no own thread.
+"""A connection moved by the tunnel's relay loop: both directions, no thread of its own.
 
-The OpenSSH engine delivers each connection as a unix socket, and the service is a TCP socket.
-The threaded :class:`~safetunnel.sharing.pump.Pump` (one blocking reader per direction, which a
-paramiko channel needs) costs two threads per connection and a thread hand-off per exchange;
-here every step runs on the one :class:`~safetunnel.sharing.relayloop.RelayLoop` thread when a
-socket is ready or a deadline comes.
+The OpenSSH engine delivers each connection as a unix socket, the paramiko engine as a channel
+(its remote end, either way, is a :class:`~safetunnel.sharing.loopremote.LoopRemote`), and the
+service is a TCP socket. The threaded :class:`~safetunnel.sharing.pump.Pump` (one blocking
+reader per direction) costs threads per connection and a thread hand-off per exchange; here
+every step runs on the one :class:`~safetunnel.sharing.relayloop.RelayLoop` thread when a side
+is ready or a deadline comes.
 
-The sockets are non-blocking. What a peer does not take yet waits in a
+Both ends are non-blocking. What a peer does not take yet waits in a
 :class:`~safetunnel.sharing.pumpsock.Pending` outbox; while an outbox holds ``HIGH_WATER``
 bytes, the side that feeds it is not read (backpressure, as a blocked writer gave before), and
 the other direction keeps going. Nothing on the loop may block: the service is connected

@@ -1,15 +1,17 @@
-"""One thread that moves the bytes of every socket-backed connection of a tunnel.
+"""One thread that moves the bytes of every connection of a tunnel.
 
 The OpenSSH engine hands each connection over as a unix socket, and the service is a TCP socket,
-so one poll set can watch them all. A thread per connection cost, measured at 50 concurrent
-clients, more in thread wake-ups and GIL hand-offs than in the work itself; one loop that finds
-many sockets ready per wake-up does the same work with a fraction of the switches.
+so one poll set can watch them all; a paramiko channel, which cannot be polled, pokes the loop
+itself when it changes (see :meth:`RelayLoop.poke`). A thread per connection cost, measured at
+50 concurrent clients, more in thread wake-ups and GIL hand-offs than in the work itself; one
+loop that finds many connections ready per wake-up does the same work with a fraction of the
+switches.
 
 Everything a client does runs on the loop thread: :meth:`RelayLoop.watch` and :meth:`at` may be
-called only from there. Other threads reach the loop only through :meth:`add` and :meth:`forget`,
-which queue a message and wake it. A socket closed by another thread (teardown) may give its
-number to a new socket before the loop hears of the close, which is why every registration
-checks whose number it is.
+called only from there. Other threads reach the loop only through :meth:`add`, :meth:`poke` and
+:meth:`forget`, which queue a message and wake it. A socket closed by another thread
+(teardown) may give its number to a new socket before the loop hears of the close, which is why
+every registration checks whose number it is.
 """
 
 from __future__ import annotations
