@@ -8,6 +8,7 @@ import gc
 import weakref
 
 import paramiko
+import pytest
 
 from safetunnel.sharing.loopremote import StreamRemote, loop_remote
 from safetunnel.sharing.looptypes import READ, STREAM, WRITE
@@ -120,3 +121,20 @@ def test_a_stream_closed_before_the_loop_took_it_holds_nothing_of_it() -> None:
         assert gone() is None, "the closed channel holds the remote end's callbacks"
     finally:
         gc.enable()
+
+
+class _StuckTransport:
+    """A transport whose rekey never finished: paramiko gives up sending with SSHException."""
+
+    def _send_user_message(self, message: paramiko.Message) -> None:
+        raise paramiko.SSHException("Key-exchange timed out waiting for key negotiation")
+
+
+def test_paramikos_own_send_error_ends_the_connection_like_a_socket_error() -> None:
+    """The pump ends a connection on OSError; anything else it logs as a bug of its own."""
+    channel = paramiko.Channel(3)
+    channel.transport = _StuckTransport()  # type: ignore[assignment]
+    channel.out_window_size = channel.out_max_packet_size = 32768
+    stream = ChannelStream(channel, ("127.0.0.1", 1))
+    with pytest.raises(ConnectionAbortedError, match="Key-exchange timed out"):
+        stream.send_nowait(b"answer")

@@ -151,8 +151,9 @@ def _unopened_poke() -> None:
 
 
 def loop_remote(stream: ByteStream) -> LoopRemote | None:
-    """The remote end of ``stream`` on ``loop``, or None when the loop cannot carry it (a stream
-    that is neither a plain socket nor a channel, such as TLS: it keeps a thread of its own)."""
+    """The remote end of ``stream`` on a relay loop, or None when the loop cannot carry it (a
+    stream that is neither a plain socket nor a channel, such as TLS: it keeps a thread of its
+    own)."""
     raw = getattr(stream, "raw_socket", None)
     sock = raw() if callable(raw) else None
     if isinstance(sock, socket.socket):

@@ -44,8 +44,7 @@ __all__ = ["HIGH_WATER", "RelayPump", "make_pump"]
 def make_pump(stream: ByteStream, counters: ConnCounters, hooks: PumpHooks) -> Pump:
     """A :class:`RelayPump` for a stream the relay loop can carry (a plain socket or a paramiko
     channel, when the tunnel has a loop), else the threaded pump."""
-    remote = loop_remote(stream) if hooks.relay is not None else None
-    if remote is not None and hooks.relay is not None:
+    if hooks.relay is not None and (remote := loop_remote(stream)) is not None:
         return RelayPump(stream, remote, counters, hooks, hooks.relay)
     return Pump(stream, counters, hooks)
 

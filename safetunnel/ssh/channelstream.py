@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import paramiko
@@ -118,11 +118,10 @@ class ChannelStream:
     def read_nowait(self, max_bytes: int) -> bytes | None:
         """Up to ``max_bytes`` of what is waiting; ``b""`` at EOF; None while nothing is."""
         try:
-            return self._channel.recv(max_bytes)
+            with _connection_errors():  # the window adjust it may send
+                return self._channel.recv(max_bytes)
         except TimeoutError:  # paramiko's socket.timeout: nothing waiting
             return None
-        except paramiko.SSHException as exc:  # the window adjust it sends failed
-            raise ConnectionAbortedError(str(exc)) from exc
 
     def send_nowait(self, data: bytes | bytearray | memoryview) -> int:
         """Send what the peer's window takes now, in as many packets as that needs; how much
@@ -132,13 +131,12 @@ class ChannelStream:
             # paramiko writes what it is given into its packet as it is: a view needs no copy.
             chunk = cast(bytes, view[sent : sent + channel.out_max_packet_size])
             try:
-                count = channel.send(chunk)
+                with _connection_errors():
+                    count = channel.send(chunk)
             except TimeoutError:
                 if sent:
                     break
                 raise BlockingIOError("the channel's window is shut") from None
-            except paramiko.SSHException as exc:  # a rekey that never finished, say
-                raise ConnectionAbortedError(str(exc)) from exc
             if count == 0:  # paramiko's answer once EOF was sent: nothing can go any more
                 raise BrokenPipeError("the channel takes no more data")
             sent += count
@@ -155,10 +153,8 @@ class ChannelStream:
         return bool(channel.out_window_size or channel.closed)
 
     def half_close(self) -> None:
-        try:
+        with _connection_errors():
             self._channel.shutdown_write()
-        except paramiko.SSHException as exc:
-            raise ConnectionAbortedError(str(exc)) from exc
 
     def close(self) -> None:
         with self._lock:
@@ -194,6 +190,16 @@ class ChannelStream:
             self._event = _InputEvent(callback)
             in_buffer.set_event(self._event)
         return True
+
+
+@contextlib.contextmanager
+def _connection_errors() -> Iterator[None]:
+    """paramiko's own errors in a send (a rekey that never finished, say) as the connection
+    error that ends one connection, like a socket's, rather than a bug in the pump."""
+    try:
+        yield
+    except paramiko.SSHException as exc:
+        raise ConnectionAbortedError(str(exc)) from exc
 
 
 def _drop(data: bytes | str) -> None:
