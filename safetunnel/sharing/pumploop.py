@@ -18,13 +18,18 @@ from safetunnel.sharing.loopremote import LoopRemote
 from safetunnel.sharing.pump import Pump
 from safetunnel.sharing.pumpsock import Pending
 from safetunnel.sharing.pumptypes import GATED, Outcome, PumpHooks
-from safetunnel.sharing.relayloop import READ, WRITE, RelayLoop
+from safetunnel.sharing.relayloop import READ, STREAM, WRITE, RelayLoop
 from safetunnel.sharing.stats import ConnCounters
 from safetunnel.ssh.engine import ByteStream
 
 # A side is not read while the other side's outbox holds this much: one large read's worth.
 HIGH_WATER = pumpio.BUFSIZE
 TIMER = -1  # the fd a step gets at a deadline (or after a close elsewhere)
+
+
+def _call_now(join: Callable[[], None]) -> None:
+    """How a channel's pump is started on its first input: it joins the loop from there."""
+    join()
 
 
 class LoopPump(Pump):
@@ -59,13 +64,24 @@ class LoopPump(Pump):
     # -- the loop's side -------------------------------------------------------------------------
 
     def start(self, runner: Callable[[], None]) -> None:
+        if self._remote_fd != STREAM:
+            self._loop.add(self)  # the loop accepted it: taken over at once, with no wake-up
+            return
+        # A channel opens a round trip before its first data: joining the loop only then saves
+        # a wake-up per connection. Until it joins, the tunnel's deadline check kicks a client
+        # that sends nothing (see overdue), as it does a threaded pump's.
+        self._starter = pumpio.RemoteStarter(self._chan, _call_now)
+        self._starter.start(self._join)
+
+    def _join(self) -> None:
         self._loop.add(self)
 
     def kick(self) -> None:
-        """Deadlines are the loop's timers: nothing to start."""
+        if self._remote_fd == STREAM:
+            self._starter.kick()
 
     def overdue(self, now: float) -> bool:
-        return False
+        return self._remote_fd == STREAM and super().overdue(now)
 
     def run(self) -> None:
         raise RuntimeError("a relay pump runs on its tunnel's relay loop")
