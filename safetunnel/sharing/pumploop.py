@@ -11,6 +11,7 @@ reported, once.
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Callable
 
 from safetunnel.sharing import pumpio
@@ -74,7 +75,11 @@ class LoopPump(Pump):
         self._starter.start(self._join)
 
     def _join(self) -> None:
-        self._loop.add(self)
+        """On paramiko's transport thread, inside its input buffer's lock: nothing here may
+        close the channel, so a pump the loop no longer takes finishes on a thread of its own."""
+        if not self._loop.offer(self):
+            name = f"{threading.current_thread().name}-late"
+            threading.Thread(target=self.on_timer, name=name, daemon=True).start()
 
     def kick(self) -> None:
         if self._remote_fd == STREAM:
