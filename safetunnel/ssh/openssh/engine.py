@@ -92,6 +92,7 @@ class OpenSSHSession:
         actual = int(answer.stdout.strip()) if port == 0 else port
         self._listener = Forward(bind, actual, self._cancel_forward, spec)
         self._refuse_if_widened(seen, bind, actual, allow_wildcard)
+        self._master.settle()
         return self._listener
 
     def _narrows(self) -> bool:

@@ -1,0 +1,70 @@
+"""The control master's stderr: what the engine keeps of it, and that a master whose forward is
+up still has its words read (they name why it exited)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+import pytest
+from conftest import Sandbox
+from sshd import SSHD
+
+from safetunnel.ssh.engine import ByteStream
+from safetunnel.ssh.openssh import master
+from safetunnel.ssh.openssh.connect import open_openssh_session
+from safetunnel.ssh.target import SSHTarget
+
+
+def test_a_burst_keeps_only_its_last_lines_but_counts_them_all() -> None:
+    log = master.MasterLog()
+    burst = [f"debug1: line {n}\r".encode() for n in range(master._KEEP_LINES + 50)]
+    log.add_raw(burst)
+    assert log.seen == len(burst)
+    kept = log.tail(master._KEEP_LINES + 50)
+    assert len(kept) == master._KEEP_LINES
+    assert kept[0] == "debug1: line 50" and kept[-1] == f"debug1: line {len(burst) - 1}"
+    log.add_raw([b"Timeout, server not responding."])
+    assert log.since(len(burst)) == ["Timeout, server not responding."]
+    assert log.wait_for("not responding", len(burst), timeout=0)
+
+
+def test_a_pipe_that_holds_a_busy_second_lets_the_reader_gather_longer() -> None:
+    reader, writer = os.pipe()
+    try:
+        gather = master._widen_pipe(reader)
+    finally:
+        for fd in (reader, writer):
+            os.close(fd)
+    assert master._GATHER_SECONDS <= gather <= master._SETTLED_GATHER_SECONDS
+
+
+@pytest.mark.sshd
+def test_a_settled_master_still_has_its_words_read(sandbox: Sandbox, shared_sshd: SSHD) -> None:
+    key = str(shared_sshd.client_key_path)
+    session = open_openssh_session(
+        SSHTarget(shared_sshd.host, shared_sshd.port, shared_sshd.user, (key,)),
+        known_hosts=[shared_sshd.known_hosts],
+        on_unknown_key=None,
+        keepalive=5,
+    )
+    arrived = threading.Event()
+    streams: list[ByteStream] = []
+
+    def take(stream: ByteStream) -> None:
+        streams.append(stream)
+        arrived.set()
+
+    try:
+        listener = session.forward("127.0.0.1", 0, take)
+        assert session._master._settled  # the forward is up: the reader gathers for longer
+        seen = session._master.log.seen
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=5):
+            assert arrived.wait(5)
+        # The master's DEBUG1 lines about that connection are still read, settled or not.
+        assert session._master.log.wait_for("forwarded-tcpip", seen, timeout=5)
+    finally:
+        for stream in streams:
+            stream.close()
+        session.close()
