@@ -32,6 +32,10 @@ from safetunnel.sharing import pumpio
 from safetunnel.sharing.pumpbase import PumpBase
 from safetunnel.sharing.pumptypes import GATED, Outcome, Phase
 
+# The events after which the gate waits (for data, the service, or nothing more). A tuple, not
+# ``NeedData | Pipe | ...``: that builds a union at every event of every connection.
+_WAIT_POINTS = (NeedData, Pipe, Close, Connect)
+
 log = logging.getLogger("safetunnel.sharing.pump")
 
 
@@ -145,7 +149,7 @@ class Pump(PumpBase):
                 self._to_remote.put(event.data)
             elif isinstance(event, Pipe):
                 self._move(Phase.PIPED)
-            if isinstance(event, NeedData | Pipe | Close | Connect):
+            if isinstance(event, _WAIT_POINTS):
                 return events
 
     def _apply(self, events: list[Event]) -> None:
