@@ -5,7 +5,8 @@ host, which the paramiko engine cannot follow (it refuses by name) and OpenSSH c
 host's log shows the hop. The host key is the ticket's alone: the recipient's known_hosts
 knows only the jump host, and a ticket naming another key stops connect with exit 4 before any
 credential is offered. No token or ticket is ever on a process's argv, and ``kill -9`` of
-connect leaves no ssh behind.
+connect leaves no ssh behind. A master that died is replaced at the next connection; when no new
+one can log in, connect ends with exit 8.
 """
 
 from __future__ import annotations
@@ -136,15 +137,50 @@ def test_no_secret_on_any_argv_and_kill_9_leaves_no_ssh(e2e: E2E, shared_sshd: S
     stop(share)
 
 
-def test_losing_the_ssh_master_ends_connect_with_exit_8(e2e: E2E, shared_sshd: SSHD) -> None:
+def masters_of(proc: ShareProcess) -> list[psutil.Process]:
+    return [c for c in psutil.Process(proc.proc.pid).children() if c.name() == "ssh"]
+
+
+def echoes(port: int, data: bytes) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(data)
+        client.shutdown(socket.SHUT_WR)
+        return recv_all(client) == data
+
+
+def test_a_lost_master_is_replaced_at_the_next_connection(e2e: E2E, shared_sshd: SSHD) -> None:
     share, started = raw_share(e2e, shared_sshd)
     proc = e2e.connect(started["ticket"], "--engine", "openssh", via=shared_sshd)
     port = local_port(proc)
-    masters = [c for c in psutil.Process(proc.proc.pid).children() if c.name() == "ssh"]
-    assert len(masters) == 1, masters
-    masters[0].kill()  # what the master does itself when its keepalives go unanswered
+    assert echoes(port, b"before")
+    first = masters_of(proc)
+    assert len(first) == 1, first
+    first[0].kill()  # what the master does itself when its keepalives go unanswered
+    first[0].wait(10)
+    assert echoes(port, b"after the loss")  # a new master, pinned to the same key
+    second = masters_of(proc)
+    assert len(second) == 1 and second[0].pid != first[0].pid, second
+    assert proc.proc.poll() is None  # connect goes on
+    stop(proc)
+    assert not psutil.wait_procs(second, timeout=20)[1]  # and its master goes with it
+    stop(share)
+
+
+def test_a_master_that_cannot_be_replaced_ends_connect_with_exit_8(
+    e2e: E2E, sshd_factory: SSHDFactory
+) -> None:
+    server = sshd_factory()
+    share, started = raw_share(e2e, server)
+    proc = e2e.connect(started["ticket"], "--engine", "openssh", via=server)
+    port = local_port(proc)
+    stop(share)
+    server.stop()  # the host is gone for good
+    for master in masters_of(proc):
+        master.kill()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.settimeout(30)
+        assert client.recv(1) == b""  # closed: nothing could carry it
     assert proc.wait(30) == 8, proc.stderr
-    assert "was lost" in proc.stderr
+    assert "was lost and it could not be reopened" in proc.stderr
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
-    stop(share)

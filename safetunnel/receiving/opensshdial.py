@@ -7,7 +7,9 @@ ticket alone: no known_hosts file is read for the host, and a ``KnownHostsComman
 a ProxyJump hop keeps the user's known_hosts. After the login the key the master accepted is
 checked once more. Then the master listens on a unix socket in the private socket directory and
 forwards each connection to the share (``-O forward -L``): no process per connection, and the
-master dies with this process, even on ``kill -9``.
+master dies with this process, even on ``kill -9``. A master that died (a lost network: its
+keepalives went unanswered) is replaced at the next connection, as the paramiko engine reopens
+its session; connect ends (exit 8) only when that fails.
 """
 
 from __future__ import annotations
@@ -16,11 +18,19 @@ import contextlib
 import re
 import socket
 import sys
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from safetunnel.addresses import format_hostport
-from safetunnel.errors import ConnectionLost, HostKeyChanged, HostKeyError, SafetunnelError
+from safetunnel.errors import (
+    AuthFailed,
+    ConnectionLost,
+    HostKeyChanged,
+    HostKeyError,
+    SafetunnelError,
+)
 from safetunnel.receiving.dialer import SocketChannel
 from safetunnel.receiving.relay import Channel
 from safetunnel.ssh.openssh.config import quote
@@ -49,7 +59,8 @@ def pin_options(fingerprint: str) -> list[str]:
 
 
 class OpenSSHDialer:
-    """A pinned control master and a local forward to the share on a private unix socket."""
+    """A pinned control master and a local forward to the share on a private unix socket; when
+    the master has died (its keepalives went unanswered), the next dial starts a new one."""
 
     def __init__(
         self,
@@ -66,43 +77,109 @@ class OpenSSHDialer:
         self._sockets: Path | None = None
         self._master: Master | None = None
         self._path: Path | None = None
+        self._lock = threading.Lock()  # one (re)start at a time; dials wait for it
+        self._closed = False
+        # Every master starts on this one thread, which lives as long as the dialer: ssh dies
+        # with the thread that started it (PDEATHSIG), and a dial runs on a short-lived one.
+        self._keeper = ThreadPoolExecutor(1, thread_name_prefix="safetunnel-connect-ssh")
 
     def start(self) -> None:
         """Log in and open the forward, before anything listens (exit 4, 5 or 1 here)."""
-        sockets = self._sockets = socket_dir()
+        try:
+            with self._lock:
+                self._sockets = socket_dir()
+                self._keeper.submit(self._open, self._interactive).result()
+        except BaseException:
+            self.close()  # nothing may stay behind a refused start: sockets, thread
+            raise
+
+    def watch(self, lost: Callable[[SafetunnelError], None]) -> None:
+        """Nothing to watch: the next dial finds a dead master and starts another."""
+
+    def dial(self, origin: tuple[str, int]) -> Channel | None:
+        """A connection through the master's forward; a dead master is replaced first. Fatal
+        failures raise: a changed host key, a refused login, a host that cannot be reached."""
+        del origin  # the master's forward names no origin of its own
+        for attempt in (1, 2):
+            path = self._live_forward(fresh=attempt == 2)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(str(path))
+            except OSError:
+                sock.close()
+                continue  # the master died under us: one more try with a new one
+            return SocketChannel(sock)
+        raise ConnectionLost(self._lost("it could not be reopened"))
+
+    def close(self) -> None:
+        """Stop the master (its forward goes with it) and remove the sockets. Idempotent. A
+        restart under way is waited for: it gives up within the login timeout."""
+        self._closed = True
+        with self._lock:
+            self._drop_master()
+            if self._sockets is not None:
+                remove_temporary(self._sockets)
+        self._keeper.shutdown()
+
+    def _live_forward(self, fresh: bool) -> Path:
+        with self._lock:
+            if self._closed:
+                raise ConnectionLost("connect is stopping")
+            master, path = self._master, self._path
+            if master is not None and path is not None and master.alive() and not fresh:
+                return path
+            self._drop_master()
+            try:  # never asks: nobody may be at the terminal by now
+                self._keeper.submit(self._open, False).result()
+            except (HostKeyError, AuthFailed):
+                raise
+            except SafetunnelError as err:
+                raise ConnectionLost(
+                    self._lost(f"it could not be reopened: {err.message}"),
+                    hint="Check the network and the SSH host, then connect again.",
+                ) from None
+            assert self._path is not None
+            return self._path
+
+    def _lost(self, why: str) -> str:
+        return f"the SSH connection to {self._target.display} was lost and {why}"
+
+    def _open(self, interactive: bool) -> None:
+        """On the keeper thread: a new master, its host key checked, and its forward."""
+        sockets = self._sockets
+        assert sockets is not None
         control = socket_name(sockets, "m")
         argv = master_argv(self._target, control, [], KEEPALIVE)
         at = argv.index("-N") + 1
         argv[at:at] = pin_options(self._fingerprint)
         said: list[str] = []
         try:
-            self._master = start_master(
-                self._target, argv, control, sockets, interactive=self._interactive, last_words=said
+            master = start_master(
+                self._target, argv, control, sockets, interactive=interactive, last_words=said
             )
         except HostKeyError:
-            remove_temporary(sockets)
             raise self._refusal(said) from None
+        try:
+            self._check_accepted(master)
+            self._path = self._forward(master, sockets)
         except BaseException:
-            remove_temporary(sockets)
+            master.close()
             raise
-        self._check_accepted(self._master)
-        self._forward(self._master, sockets)
+        self._master = master
 
-    def _forward(self, master: Master, sockets: Path) -> None:
+    def _forward(self, master: Master, sockets: Path) -> Path:
         path = socket_name(sockets, "g")
         spec = f"{path}:{format_hostport(*self._destination)}"
         answer = master.control("forward", "-L", spec)
         if answer.returncode != 0:
-            self.close()
             raise SafetunnelError(
                 f"ssh could not forward to the share (ssh said: {answer.stderr.strip()})"
             )
-        self._path = path
+        return path
 
     def _check_accepted(self, master: Master) -> None:
         shown = _accepted(master.log.tail(400))
         if shown is None or shown[1] != self._fingerprint:
-            self.close()
             raise self._refusal(master.log.tail(400))
 
     def _refusal(self, lines: list[str]) -> HostKeyChanged:
@@ -114,38 +191,15 @@ class OpenSSHDialer:
             hint="Nothing was sent. Check the host with the sharer, or ask for a new ticket.",
         )
 
-    def watch(self, lost: Callable[[SafetunnelError], None]) -> None:
-        """OpenSSH sends the keepalives and exits when about three go unanswered: its exit
-        before close() is the loss (exit 8)."""
-        master = self._master
-        if master is None:
-            return
-        display = self._target.display
-        master.on_exit(lambda: lost(ConnectionLost(f"the SSH connection to {display} was lost")))
-
-    def dial(self, origin: tuple[str, int]) -> Channel | None:
-        del origin  # the master's forward names no origin of its own
-        master, path = self._master, self._path
-        if master is None or path is None or not master.alive():
-            raise ConnectionLost(f"the SSH connection to {self._target.display} was lost")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(str(path))
-        except OSError:
-            sock.close()
-            raise ConnectionLost(f"the SSH connection to {self._target.display} was lost") from None
-        return SocketChannel(sock)
-
-    def close(self) -> None:
-        """Stop the master (its forward goes with it) and remove the sockets. Idempotent."""
+    def _drop_master(self) -> None:
+        """Stop the current master and remove its forward's socket; called with the lock."""
         master, self._master = self._master, None
+        path, self._path = self._path, None
         if master is not None:
             master.close()
-        if self._path is not None:
+        if path is not None:
             with contextlib.suppress(FileNotFoundError):
-                self._path.unlink()
-        if self._sockets is not None:
-            remove_temporary(self._sockets)
+                path.unlink()
 
 
 def _accepted(lines: list[str]) -> tuple[str, str] | None:
