@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import os
 import sys
 from typing import Any
 
 import click
 
+from safetunnel.cli.collector import settle_collector
 from safetunnel.cli.completion import complete_hosts
 from safetunnel.cli.console import ConsoleUI, json_line
 from safetunnel.cli.handoff import HandedChildUI, RememberingUI
@@ -265,8 +265,7 @@ def serve(request: ShareRequest, ui: ConsoleUI) -> int:
     """Open the share and serve it until it ends; returns the exit code."""
     with StopSignals(ui) as signals:
         tunnel = open_share(request, ui)
-        gc.collect()  # what setting up left over goes; the rest lives as long as the share,
-        gc.freeze()  # so full collections need not scan it again
+        settle_collector()
         try:
             while not tunnel.wait(1.0):
                 ui.status_line(tunnel)
