@@ -109,7 +109,7 @@ class OpenSSHDialer:
                 sock.close()
                 continue  # the master died under us: one more try with a new one
             return SocketChannel(sock)
-        raise ConnectionLost(self._lost("it could not be reopened"))
+        raise ConnectionLost(self._lost())
 
     def close(self) -> None:
         """Stop the master (its forward goes with it) and remove the sockets. Idempotent. A
@@ -135,14 +135,15 @@ class OpenSSHDialer:
                 raise
             except SafetunnelError as err:
                 raise ConnectionLost(
-                    self._lost(f"it could not be reopened: {err.message}"),
+                    self._lost(f": {err.message}"),
                     hint="Check the network and the SSH host, then connect again.",
                 ) from None
             assert self._path is not None
             return self._path
 
-    def _lost(self, why: str) -> str:
-        return f"the SSH connection to {self._target.display} was lost and {why}"
+    def _lost(self, detail: str = "") -> str:
+        display = self._target.display
+        return f"the SSH connection to {display} was lost and could not be reopened{detail}"
 
     def _open(self, interactive: bool) -> None:
         """On the keeper thread: a new master, its host key checked, and its forward."""
