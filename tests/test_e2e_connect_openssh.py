@@ -21,7 +21,7 @@ import psutil
 import pytest
 import test_e2e_jump_host as jump_host
 from conftest import Sandbox
-from e2e import E2E, ShareProcess, known_hosts_line, recv_all
+from e2e import E2E, ShareProcess, known_hosts_line, recv_all, wait_until
 from services import echo
 from sshd import SSHD, SSHDFactory
 
@@ -186,3 +186,25 @@ def test_a_master_that_cannot_be_replaced_ends_connect_with_exit_8(
     assert "was lost and could not be reopened" in proc.stderr
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+@pytest.mark.parametrize("engine", ["openssh", "paramiko"])
+def test_a_share_that_has_ended_is_said_on_both_engines(
+    e2e: E2E, shared_sshd: SSHD, engine: str
+) -> None:
+    share, started = raw_share(e2e, shared_sshd)
+    proc = e2e.connect(started["ticket"], "--engine", engine, via=shared_sshd)
+    port = local_port(proc)
+    assert echoes(port, b"while it runs")
+    stop(share)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.settimeout(30)
+        assert client.recv(1) == b""  # nothing to reach
+    wait_until(
+        lambda: any("could not reach the share" in line for line in proc.stderr_lines),
+        what="connect to say the share could not be reached",
+    )
+    notice = next(line for line in proc.stderr_lines if "could not reach the share" in line)
+    assert f"127.0.0.1:{started['remote_port']}" in notice and "it may have ended" in notice
+    assert proc.proc.poll() is None  # one connection failed; connect goes on
+    stop(proc)

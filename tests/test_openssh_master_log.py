@@ -30,6 +30,20 @@ def test_a_burst_keeps_only_its_last_lines_but_counts_them_all() -> None:
     assert log.wait_for("not responding", len(burst), timeout=0)
 
 
+def test_a_watcher_hears_its_lines_and_its_failure_stops_nothing() -> None:
+    log = master.MasterLog()
+    heard: list[str] = []
+
+    def broken(line: str) -> None:
+        raise RuntimeError("a watcher's bug")
+
+    log.on_line("open failed:", broken)
+    log.on_line("open failed:", heard.append)
+    log.add_raw([b"debug1: channel 2: new", b"channel 2: open failed: connect failed: refused\r"])
+    assert heard == ["channel 2: open failed: connect failed: refused"]
+    assert log.seen == 2  # kept, though the first watcher failed
+
+
 def test_a_pipe_that_holds_a_busy_second_lets_the_reader_gather_longer() -> None:
     reader, writer = os.pipe()
     try:

@@ -180,7 +180,10 @@ def _dialer(ticket: Ticket, target: SSHTarget, engine: str | None, view: _View) 
         return TlsDialer((target.hostname, ticket.remote_port), ticket.tls_pin, view.say)
     destination = share_destination(ticket)
     if _engine(engine) == "openssh":
-        return OpenSSHDialer(target, ticket.host_key, destination, interactive=sys.stdin.isatty())
+        interactive = sys.stdin.isatty()
+        return OpenSSHDialer(
+            target, ticket.host_key, destination, interactive=interactive, notify=view.say
+        )
     label = target.label or target.display
     if sys.stdin.isatty():  # a passphrase or password not in the keyring is asked for
         auth = KeyringAuthSource(prompt=_secret_prompt, notify=view.say, host_label=label)

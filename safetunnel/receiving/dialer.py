@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable
 from typing import Protocol
 
-from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND
+from safetunnel.addresses import LOOPBACK_BIND, PUBLIC_BIND, format_hostport
 from safetunnel.errors import SafetunnelError
 from safetunnel.receiving.relay import Channel
 from safetunnel.tickets import Ticket
@@ -29,6 +29,12 @@ def share_destination(ticket: Ticket) -> tuple[str, int]:
     """Where, seen from the SSH host, the share listens."""
     bind = ticket.remote_bind
     return WILDCARDS.get(bind, bind), ticket.remote_port
+
+
+def unreachable(destination: tuple[str, int], reason: str) -> str:
+    """What the user is told when the SSH host could not open a connection to the share."""
+    where = format_hostport(*destination)
+    return f"The SSH host could not reach the share at {where} ({reason}); it may have ended."
 
 
 class Dialer(Protocol):

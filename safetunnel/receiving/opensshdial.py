@@ -31,7 +31,7 @@ from safetunnel.errors import (
     HostKeyError,
     SafetunnelError,
 )
-from safetunnel.receiving.dialer import SocketChannel
+from safetunnel.receiving.dialer import SocketChannel, unreachable
 from safetunnel.receiving.relay import Channel
 from safetunnel.ssh.openssh.config import quote
 from safetunnel.ssh.openssh.connect import master_argv, socket_dir, start_master
@@ -42,6 +42,9 @@ from safetunnel.ssh.target import SSHTarget
 
 KEEPALIVE = 15.0
 _SERVER_KEY = re.compile(r"Server host key: (\S+) (SHA256:\S+)")
+# How the master logs a channel the server could not open ("channel 2: open failed: connect
+# failed: Connection refused").
+_OPEN_FAILED = "open failed:"
 
 
 def pin_options(fingerprint: str) -> list[str]:
@@ -69,8 +72,10 @@ class OpenSSHDialer:
         destination: tuple[str, int],
         *,
         interactive: bool = False,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
         self._target = target
+        self._notify = notify
         self._fingerprint = fingerprint
         self._destination = destination
         self._interactive = interactive
@@ -166,7 +171,16 @@ class OpenSSHDialer:
         except BaseException:
             master.close()
             raise
+        if self._notify is not None:
+            # The master accepts each local connection at once and opens its channel after:
+            # that the host could not reach the share shows only in its log.
+            master.log.on_line(_OPEN_FAILED, self._open_failed)
         self._master = master
+
+    def _open_failed(self, line: str) -> None:
+        """A channel to the share was refused (the share ended, or its port is gone)."""
+        assert self._notify is not None
+        self._notify(unreachable(self._destination, line.rpartition(_OPEN_FAILED)[2].strip()))
 
     def _forward(self, master: Master, sockets: Path) -> Path:
         path = socket_name(sockets, "g")

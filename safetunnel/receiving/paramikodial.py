@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import paramiko
 
-from safetunnel.addresses import format_hostport
 from safetunnel.errors import AuthFailed, ConnectionLost, HostKeyError, SafetunnelError
+from safetunnel.receiving.dialer import unreachable
 from safetunnel.receiving.relay import Channel
 from safetunnel.ssh.session import SSHSession
 
@@ -58,11 +58,7 @@ class ParamikoDialer:
                     "direct-tcpip", self._destination, origin, timeout=CHANNEL_TIMEOUT
                 )
             except paramiko.ChannelException as err:
-                where = format_hostport(*self._destination)
-                self._notify(
-                    f"The SSH host could not reach the share at {where} ({err.text}); "
-                    "it may have ended."
-                )
+                self._notify(unreachable(self._destination, err.text))
                 return None
             except (paramiko.SSHException, EOFError, OSError):
                 continue  # the session died under us: one more try on a new one

@@ -16,6 +16,7 @@ import collections
 import contextlib
 import ctypes
 import fcntl
+import logging
 import os
 import signal
 import subprocess
@@ -28,6 +29,7 @@ from pathlib import Path
 from safetunnel.errors import AuthFailed, HostKeyChanged, HostKeyUnknown, SSHError
 
 SSH = "ssh"
+log = logging.getLogger("safetunnel.ssh.openssh")
 _PR_SET_PDEATHSIG = 1
 # How long the stderr reader waits after a read, and the pipe size it asks for: at thousands of
 # connections a second, about eight DEBUG1 lines each, a gathering is some tens of KiB.
@@ -69,6 +71,12 @@ class MasterLog:
         self._seen = 0  # lines ever read, so callers can ask for "after line N"
         self._changed = threading.Condition()
         self._ended = False
+        self._watchers: list[tuple[bytes, Callable[[str], None]]] = []
+
+    def on_line(self, text: str, callback: Callable[[str], None]) -> None:
+        """Call ``callback`` (on the reader thread) with each line read from now on that holds
+        ``text``."""
+        self._watchers.append((text.encode(), callback))
 
     def add(self, line: str) -> None:
         with self._changed:
@@ -87,6 +95,10 @@ class MasterLog:
             self._lines.extend(kept)
             self._seen += len(lines)
             self._changed.notify_all()
+        for pattern, callback in self._watchers:
+            for line in lines:
+                if pattern in line:
+                    _tell(callback, _text(line))
 
     def end(self) -> None:
         with self._changed:
@@ -133,6 +145,15 @@ def _widen_pipe(fd: int) -> float:
         room = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
         return max(_GATHER_SECONDS, min(_SETTLED_GATHER_SECONDS, room / _BUSIEST_BYTES_PER_SECOND))
     return _GATHER_SECONDS
+
+
+def _tell(callback: Callable[[str], None], line: str) -> None:
+    """A watcher's failure must not end the reader: a pipe nobody reads would stall the master,
+    and every connection with it."""
+    try:
+        callback(line)
+    except Exception:
+        log.warning("a watcher of the ssh master's log failed", exc_info=True)
 
 
 def _text(raw: bytes) -> str:
