@@ -21,8 +21,7 @@ def restored_collector() -> Iterator[None]:
 @pytest.mark.usefixtures("restored_collector")
 def test_settling_freezes_what_exists_and_raises_only_the_young_threshold() -> None:
     _, middle, old = gc.get_threshold()
-    kept = [object() for _ in range(3)], {"a": []}  # containers the collector tracks
+    gc.unfreeze()
     settle_collector()
-    assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() > 0  # what exists now is left out of every collection
     assert gc.get_threshold() == (YOUNG_THRESHOLD, middle, old)
-    assert gc.is_tracked(kept) and kept[1]["a"] == []

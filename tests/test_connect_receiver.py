@@ -10,8 +10,9 @@ import pytest
 
 from safetunnel import tokens
 from safetunnel.errors import SafetunnelError
+from safetunnel.receiving.dialer import SocketChannel
 from safetunnel.receiving.receiver import Receiver
-from safetunnel.receiving.relay import Channel
+from safetunnel.receiving.relay import Channel, Relay
 from safetunnel.tickets import Ticket
 from safetunnel.timefmt import utc_now
 
@@ -54,3 +55,21 @@ def test_a_local_port_in_use_is_one_plain_line_and_the_dialer_is_closed() -> Non
             receiver.start()
     assert str(raised.value) == f"cannot listen on 127.0.0.1:{port}: Address already in use"
     assert dialer.closed
+
+
+def test_a_share_side_reset_ends_the_clients_connection_too() -> None:
+    """The SSH side closed the channel with the preamble unread (a refused channel through
+    OpenSSH): its reset must reach the client as the end of its connection, not a silence."""
+    client, local = socket.socketpair()
+    ours, theirs = socket.socketpair()
+    done: list[Relay] = []
+    relay = Relay(local, SocketChannel(ours), "reset", done.append)
+    relay.start(b"SAFETUNNEL st_x\n")
+    theirs.close()  # unread data in it: our next read is a reset
+    client.settimeout(10)
+    try:
+        assert client.recv(1) == b""
+    finally:
+        client.close()
+    relay.close()
+    assert done == [relay]

@@ -176,9 +176,11 @@ def test_a_master_that_cannot_be_replaced_ends_connect_with_exit_8(
     proc = e2e.connect(started["ticket"], "--engine", "openssh", via=server)
     port = local_port(proc)
     stop(share)
-    server.stop()  # the host is gone for good
-    for master in masters_of(proc):
-        master.kill()
+    masters = masters_of(proc)
+    for master in masters:
+        master.kill()  # as after unanswered keepalives; connect notices at the next connection
+    psutil.wait_procs(masters, timeout=10)
+    server.stop()  # and the host is gone for good
     with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
         client.settimeout(30)
         assert client.recv(1) == b""  # closed: nothing could carry it

@@ -3,6 +3,7 @@ up still has its words read (they name why it exited)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import threading
@@ -12,7 +13,7 @@ from conftest import Sandbox
 from sshd import SSHD
 
 from safetunnel.ssh.engine import ByteStream
-from safetunnel.ssh.openssh import master
+from safetunnel.ssh.openssh import masterlog as master
 from safetunnel.ssh.openssh.connect import open_openssh_session
 from safetunnel.ssh.target import SSHTarget
 
@@ -44,14 +45,20 @@ def test_a_watcher_hears_its_lines_and_its_failure_stops_nothing() -> None:
     assert log.seen == 2  # kept, though the first watcher failed
 
 
-def test_a_pipe_that_holds_a_busy_second_lets_the_reader_gather_longer() -> None:
+def test_the_reader_gathers_longer_only_as_far_as_the_pipe_holds_a_busy_master() -> None:
     reader, writer = os.pipe()
     try:
         gather = master._widen_pipe(reader)
+        room = fcntl.fcntl(reader, fcntl.F_GETPIPE_SZ)
     finally:
-        for fd in (reader, writer):
-            os.close(fd)
-    assert master._GATHER_SECONDS <= gather <= master._SETTLED_GATHER_SECONDS
+        os.close(reader)
+        os.close(writer)
+    # Never longer than the pipe holds what the busiest master writes meanwhile (beyond the
+    # short gathering that was always allowed), never longer than the settled gathering.
+    holds = room / master._BUSIEST_BYTES_PER_SECOND
+    assert master._GATHER_SECONDS <= gather <= max(master._GATHER_SECONDS, holds)
+    assert gather <= master._SETTLED_GATHER_SECONDS
+    assert gather > master._GATHER_SECONDS or holds <= master._GATHER_SECONDS  # longer if it can
 
 
 @pytest.mark.sshd

@@ -33,6 +33,7 @@ from safetunnel.errors import (
 )
 from safetunnel.receiving.dialer import SocketChannel, unreachable
 from safetunnel.receiving.relay import Channel
+from safetunnel.secrets.names import SecretName
 from safetunnel.ssh.openssh.config import quote
 from safetunnel.ssh.openssh.connect import master_argv, socket_dir, start_master
 from safetunnel.ssh.openssh.engine import remove_temporary
@@ -84,6 +85,9 @@ class OpenSSHDialer:
         self._path: Path | None = None
         self._lock = threading.Lock()  # one (re)start at a time; dials wait for it
         self._closed = False
+        self._fatal: SafetunnelError | None = None  # why no master could be had again
+        # What was typed at the first login: a new master never asks, but may need it.
+        self._remembered: dict[SecretName, str] = {}
         # Every master starts on this one thread, which lives as long as the dialer: ssh dies
         # with the thread that started it (PDEATHSIG), and a dial runs on a short-lived one.
         self._keeper = ThreadPoolExecutor(1, thread_name_prefix="safetunnel-connect-ssh")
@@ -105,14 +109,16 @@ class OpenSSHDialer:
         """A connection through the master's forward; a dead master is replaced first. Fatal
         failures raise: a changed host key, a refused login, a host that cannot be reached."""
         del origin  # the master's forward names no origin of its own
-        for attempt in (1, 2):
-            path = self._live_forward(fresh=attempt == 2)
+        failed: Path | None = None
+        for _ in range(2):
+            path = self._live_forward(failed)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.connect(str(path))
             except OSError:
                 sock.close()
-                continue  # the master died under us: one more try with a new one
+                failed = path  # that master died under us: one more try with a new one
+                continue
             return SocketChannel(sock)
         raise ConnectionLost(self._lost())
 
@@ -126,23 +132,29 @@ class OpenSSHDialer:
                 remove_temporary(self._sockets)
         self._keeper.shutdown()
 
-    def _live_forward(self, fresh: bool) -> Path:
+    def _live_forward(self, failed: Path | None) -> Path:
+        """The forward's socket. A new master first when the current one is dead, or is the one
+        whose socket just failed (``failed``), but not when another dial replaced it meanwhile:
+        each failing client would otherwise end the connections of the master before it."""
         with self._lock:
+            if self._fatal is not None:
+                raise self._fatal  # one failed login is enough: the dials queued behind it end
             if self._closed:
                 raise ConnectionLost("connect is stopping")
             master, path = self._master, self._path
-            if master is not None and path is not None and master.alive() and not fresh:
+            if master is not None and path is not None and master.alive() and path != failed:
                 return path
             self._drop_master()
             try:  # never asks: nobody may be at the terminal by now
                 self._keeper.submit(self._open, False).result()
-            except (HostKeyError, AuthFailed):
-                raise
             except SafetunnelError as err:
-                raise ConnectionLost(
-                    self._lost(f": {err.message}"),
-                    hint="Check the network and the SSH host, then connect again.",
-                ) from None
+                self._fatal = err
+                if not isinstance(err, HostKeyError | AuthFailed):
+                    self._fatal = ConnectionLost(
+                        self._lost(f": {err.message}"),
+                        hint="Check the network and the SSH host, then connect again.",
+                    )
+                raise self._fatal from None
             assert self._path is not None
             return self._path
 
@@ -161,13 +173,21 @@ class OpenSSHDialer:
         said: list[str] = []
         try:
             master = start_master(
-                self._target, argv, control, sockets, interactive=interactive, last_words=said
+                self._target,
+                argv,
+                control,
+                sockets,
+                interactive=interactive,
+                last_words=said,
+                remembered=self._remembered,
             )
         except HostKeyError:
             raise self._refusal(said) from None
         try:
             self._check_accepted(master)
             self._path = self._forward(master, sockets)
+            if self._closed:  # close() came while it logged in: it waits for this to return
+                raise ConnectionLost("connect is stopping")
         except BaseException:
             master.close()
             raise
@@ -178,9 +198,13 @@ class OpenSSHDialer:
         self._master = master
 
     def _open_failed(self, line: str) -> None:
-        """A channel to the share was refused (the share ended, or its port is gone)."""
-        assert self._notify is not None
-        self._notify(unreachable(self._destination, line.rpartition(_OPEN_FAILED)[2].strip()))
+        """A channel to the share was refused (the share ended, or its port is gone). Said on
+        the keeper thread: the master's log reader must never wait for a slow stderr."""
+        notify = self._notify
+        assert notify is not None
+        text = unreachable(self._destination, line.rpartition(_OPEN_FAILED)[2].strip())
+        with contextlib.suppress(RuntimeError):  # closed meanwhile: nobody to tell
+            self._keeper.submit(notify, text)
 
     def _forward(self, master: Master, sockets: Path) -> Path:
         path = socket_name(sockets, "g")

@@ -52,20 +52,26 @@ class Relay:
     def _up(self) -> None:
         """Client -> share; the client's EOF becomes the channel's."""
         try:
-            with contextlib.suppress(OSError, EOFError):  # the other side or close() ended it
-                while data := self._client.recv(READ_SIZE):
-                    self._channel.sendall(data)
-                self._channel.shutdown_write()
+            while data := self._client.recv(READ_SIZE):
+                self._channel.sendall(data)
+            self._channel.shutdown_write()
+        except (OSError, EOFError):  # a reset, or close(): the other direction ends too
+            with contextlib.suppress(OSError, EOFError):
+                self._channel.close()
         finally:
             self._finished()
 
     def _down(self) -> None:
         """Share -> client; the share's EOF becomes the client's."""
         try:
-            with contextlib.suppress(OSError, EOFError):  # the other side or close() ended it
-                while data := self._channel.recv(READ_SIZE):
-                    self._client.sendall(data)
-                self._client.shutdown(socket.SHUT_WR)
+            while data := self._channel.recv(READ_SIZE):
+                self._client.sendall(data)
+            self._client.shutdown(socket.SHUT_WR)
+        except (OSError, EOFError):
+            # A reset (ssh closed a channel the server refused, with the preamble unread), or
+            # close(): the client must see its connection end, not wait on it forever.
+            with contextlib.suppress(OSError):
+                self._client.shutdown(socket.SHUT_RDWR)
         finally:
             self._finished()
 

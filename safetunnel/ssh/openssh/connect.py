@@ -131,14 +131,16 @@ def start_master(
     interactive: bool = False,
     timeout: float = 30.0,
     last_words: list[str] | None = None,
+    remembered: dict[SecretName, str] | None = None,
 ) -> Master:
     """Start ``argv`` (a :func:`master_argv`, perhaps with options of the caller's ahead of the
     engine's) and wait until it is logged in; no host-key probe runs first, so those options
     must decide the host key. ``interactive``: askpass may ask on this terminal. Raises as
     :func:`open_openssh_session` does; ``last_words`` then gets the master's log, which tells
-    what key the host showed."""
+    what key the host showed. ``remembered``: as for :func:`open_openssh_session`."""
     report = sockets / f"r-{os.getpid()}-{secrets.token_hex(4)}.report"
-    with SecretBroker(socket_name(sockets, "a"), {}) as broker:
+    known = {} if remembered is None else remembered
+    with SecretBroker(socket_name(sockets, "a"), known) as broker:
         env = askpass.askpass_env(
             target, interactive=interactive, report=report, broker=broker.path
         )
@@ -152,6 +154,7 @@ def start_master(
             raise
         finally:
             report.unlink(missing_ok=True)
+        known.update(broker.typed)
     return master
 
 
