@@ -185,7 +185,7 @@ class OpenSSHDialer:
             raise self._refusal(said) from None
         try:
             self._check_accepted(master)
-            self._path = self._forward(master, sockets)
+            path = self._forward(master, sockets)
             if self._closed:  # close() came while it logged in: it waits for this to return
                 raise ConnectionLost("connect is stopping")
         except BaseException:
@@ -195,7 +195,7 @@ class OpenSSHDialer:
             # The master accepts each local connection at once and opens its channel after:
             # that the host could not reach the share shows only in its log.
             master.log.on_line(_OPEN_FAILED, self._open_failed)
-        self._master = master
+        self._master, self._path = master, path
 
     def _open_failed(self, line: str) -> None:
         """A channel to the share was refused (the share ended, or its port is gone). Said on
