@@ -138,7 +138,10 @@ def test_no_secret_on_any_argv_and_kill_9_leaves_no_ssh(e2e: E2E, shared_sshd: S
 
 
 def masters_of(proc: ShareProcess) -> list[psutil.Process]:
-    return [c for c in psutil.Process(proc.proc.pid).children() if c.name() == "ssh"]
+    try:
+        return [c for c in psutil.Process(proc.proc.pid).children() if c.name() == "ssh"]
+    except psutil.NoSuchProcess:
+        return []  # connect has exited: its masters went with it
 
 
 def echoes(port: int, data: bytes) -> bool:
@@ -210,3 +213,34 @@ def test_a_share_that_has_ended_is_said_on_both_engines(
     assert f"127.0.0.1:{started['remote_port']}" in notice and "it may have ended" in notice
     assert proc.proc.poll() is None  # one connection failed; connect goes on
     stop(proc)
+
+
+@pytest.mark.fault
+def test_stopping_connect_while_a_new_master_logs_in_ends_at_once(
+    e2e: E2E, sshd_factory: SSHDFactory
+) -> None:
+    """During an outage a new master's login waits up to its timeout (30 s); a SIGTERM then
+    must not wait with it."""
+    server = sshd_factory()
+    share, started = raw_share(e2e, server)
+    proc = e2e.connect(started["ticket"], "--engine", "openssh", via=server)
+    port = local_port(proc)
+    stop(share)
+    first = masters_of(proc)
+    for master in first:
+        master.kill()
+    psutil.wait_procs(first, timeout=10)
+    server.stop()
+    # The host's port now accepts and never answers: a login there hangs, as in an outage.
+    silent = socket.create_server(("127.0.0.1", server.port))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            wait_until(lambda: bool(masters_of(proc)), what="a new master to start its login")
+            logging_in = masters_of(proc)
+            proc.proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0, proc.stderr  # not after the 30 s login timeout
+            client.settimeout(10)
+            assert client.recv(1) == b""
+    finally:
+        silent.close()
+    assert not psutil.wait_procs(logging_in, timeout=10)[1]  # that master went with it

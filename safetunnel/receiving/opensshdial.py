@@ -86,6 +86,7 @@ class OpenSSHDialer:
         self._lock = threading.Lock()  # one (re)start at a time; dials wait for it
         self._closed = False
         self._fatal: SafetunnelError | None = None  # why no master could be had again
+        self._starting: Master | None = None  # a master still logging in (on the keeper)
         # What was typed at the first login: a new master never asks, but may need it.
         self._remembered: dict[SecretName, str] = {}
         # Every master starts on this one thread, which lives as long as the dialer: ssh dies
@@ -124,8 +125,12 @@ class OpenSSHDialer:
 
     def close(self) -> None:
         """Stop the master (its forward goes with it) and remove the sockets. Idempotent. A
-        restart under way is waited for: it gives up within the login timeout."""
+        master still logging in is stopped first: during an outage its login would hold the
+        lock, and Ctrl-C with it, for up to the login timeout."""
         self._closed = True
+        starting = self._starting
+        if starting is not None:
+            starting.close()
         with self._lock:
             self._drop_master()
             if self._sockets is not None:
@@ -180,9 +185,12 @@ class OpenSSHDialer:
                 interactive=interactive,
                 last_words=said,
                 remembered=self._remembered,
+                on_started=self._logging_in,
             )
         except HostKeyError:
             raise self._refusal(said) from None
+        finally:
+            self._starting = None
         try:
             self._check_accepted(master)
             path = self._forward(master, sockets)
@@ -196,6 +204,12 @@ class OpenSSHDialer:
             # that the host could not reach the share shows only in its log.
             master.log.on_line(_OPEN_FAILED, self._open_failed)
         self._master, self._path = master, path
+
+    def _logging_in(self, master: Master) -> None:
+        """On the keeper thread, before the login: close() may stop this master from now on."""
+        self._starting = master
+        if self._closed:  # close() looked before this master was there to stop
+            master.close()
 
     def _open_failed(self, line: str) -> None:
         """A channel to the share was refused (the share ended, or its port is gone). Said on

@@ -13,7 +13,7 @@ import re
 import secrets
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psutil
@@ -132,12 +132,14 @@ def start_master(
     timeout: float = 30.0,
     last_words: list[str] | None = None,
     remembered: dict[SecretName, str] | None = None,
+    on_started: Callable[[Master], None] | None = None,
 ) -> Master:
     """Start ``argv`` (a :func:`master_argv`, perhaps with options of the caller's ahead of the
     engine's) and wait until it is logged in; no host-key probe runs first, so those options
     must decide the host key. ``interactive``: askpass may ask on this terminal. Raises as
     :func:`open_openssh_session` does; ``last_words`` then gets the master's log, which tells
-    what key the host showed. ``remembered``: as for :func:`open_openssh_session`."""
+    what key the host showed. ``remembered``: as for :func:`open_openssh_session`.
+    ``on_started`` gets the master before its login: closing it (any thread) ends the wait."""
     report = sockets / f"r-{os.getpid()}-{secrets.token_hex(4)}.report"
     known = {} if remembered is None else remembered
     with SecretBroker(socket_name(sockets, "a"), known) as broker:
@@ -146,6 +148,8 @@ def start_master(
         )
         master = Master(argv, control, env)
         try:
+            if on_started is not None:
+                on_started(master)
             _wait_logged_in(master, target, report, timeout)
         except BaseException:
             master.close()
