@@ -13,6 +13,7 @@ import pytest
 
 from safetunnel.cli.console import ConsoleUI
 from safetunnel.sharing import events
+from safetunnel.sharing import reports as reports_module
 from safetunnel.sharing.events import TunnelEvent
 from safetunnel.sharing.relayloop import RelayLoop
 from safetunnel.sharing.reports import Reports
@@ -131,20 +132,27 @@ def test_the_console_writes_a_batch_of_json_lines_at_its_flush(
     assert "1.2.3.4:5" in lines[0] and "6.7.8.9:10" in lines[1]
 
 
-def test_traffic_raised_off_the_loop_goes_out_in_batches_by_the_flusher() -> None:
+def test_traffic_raised_off_the_loop_goes_out_in_batches_by_the_flusher(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Time for three threads to start on a busy machine; at 10 ms they sometimes did not.
+    monkeypatch.setattr(reports_module, "DELAY", 1.0)
     recorder = Recorder()
     reports = Reports(recorder)
-    emitters = [
-        threading.Thread(target=reports.emit, args=(conn(f"worker-{i}"),)) for i in range(3)
-    ]
-    for emitter in emitters:
-        emitter.start()
-    for emitter in emitters:
-        emitter.join()
-    wait_for(lambda: "flush" in recorder.seen)
-    assert sorted(recorder.seen[:3]) == ["worker-0", "worker-1", "worker-2"]
-    assert recorder.seen[3:] == ["flush"]  # the three together, one flush
-    reports.close()
+    try:
+        emitters = [
+            threading.Thread(target=reports.emit, args=(conn(f"worker-{i}"),)) for i in range(3)
+        ]
+        for emitter in emitters:
+            emitter.start()
+        for emitter in emitters:
+            emitter.join()
+        assert recorder.seen == []  # they wait for the flusher
+        wait_for(lambda: "flush" in recorder.seen)
+        assert sorted(recorder.seen[:3]) == ["worker-0", "worker-1", "worker-2"]
+        assert recorder.seen[3:] == ["flush"]  # the three together, one flush
+    finally:
+        reports.close()
 
 
 def test_a_warning_goes_out_at_once_after_the_traffic_before_it() -> None:
