@@ -170,20 +170,28 @@ def test_a_lost_master_is_replaced_at_the_next_connection(e2e: E2E, shared_sshd:
     stop(share)
 
 
-@pytest.mark.fault
-def test_a_master_that_cannot_be_replaced_ends_connect_with_exit_8(
-    e2e: E2E, sshd_factory: SSHDFactory
-) -> None:
-    server = sshd_factory()
+def connect_then_lose(e2e: E2E, server: SSHD) -> tuple[ShareProcess, int]:
+    """connect through OpenSSH to a share on ``server``; then the share ends, connect's master
+    dies (as after unanswered keepalives: connect notices at its next connection) and the host
+    is gone. Returns connect and its local port."""
     share, started = raw_share(e2e, server)
     proc = e2e.connect(started["ticket"], "--engine", "openssh", via=server)
     port = local_port(proc)
     stop(share)
     masters = masters_of(proc)
     for master in masters:
-        master.kill()  # as after unanswered keepalives; connect notices at the next connection
+        master.kill()
     psutil.wait_procs(masters, timeout=10)
-    server.stop()  # and the host is gone for good
+    server.stop()
+    return proc, port
+
+
+@pytest.mark.fault
+def test_a_master_that_cannot_be_replaced_ends_connect_with_exit_8(
+    e2e: E2E, sshd_factory: SSHDFactory
+) -> None:
+    server = sshd_factory()
+    proc, port = connect_then_lose(e2e, server)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
         client.settimeout(30)
         assert client.recv(1) == b""  # closed: nothing could carry it
@@ -222,15 +230,7 @@ def test_stopping_connect_while_a_new_master_logs_in_ends_at_once(
     """During an outage a new master's login waits up to its timeout (30 s); a SIGTERM then
     must not wait with it."""
     server = sshd_factory()
-    share, started = raw_share(e2e, server)
-    proc = e2e.connect(started["ticket"], "--engine", "openssh", via=server)
-    port = local_port(proc)
-    stop(share)
-    first = masters_of(proc)
-    for master in first:
-        master.kill()
-    psutil.wait_procs(first, timeout=10)
-    server.stop()
+    proc, port = connect_then_lose(e2e, server)
     # The host's port now accepts and never answers: a login there hangs, as in an outage.
     silent = socket.create_server(("127.0.0.1", server.port))
     try:
