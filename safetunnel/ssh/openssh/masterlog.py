@@ -119,18 +119,18 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace").rstrip("\r")
 
 
-def read_lines(fd: int, log: MasterLog, settled: Callable[[], bool]) -> None:
-    """Read the master's stderr into ``log`` until EOF: whatever the pipe holds at once, split
+def read_lines(fd: int, into: MasterLog, settled: Callable[[], bool]) -> None:
+    """Read the master's stderr into ``into`` until EOF: whatever the pipe holds at once, split
     into lines (a line cut by a read waits for its end), then a pause while more gathers."""
     settled_gather = _widen_pipe(fd)
     partial = b""
     while chunk := os.read(fd, _PIPE_BYTES):
         *lines, partial = (partial + chunk).split(b"\n")
-        log.add_raw(lines)
+        into.add_raw(lines)
         # Let a burst gather: each forwarded connection writes its lines in several writes,
         # and each read here woke this thread and took the GIL from the pumps (measured: about
         # four reads per connection, and fewer connections a second).
         time.sleep(settled_gather if settled() else _GATHER_SECONDS)
     if partial:
-        log.add_raw([partial])
-    log.end()
+        into.add_raw([partial])
+    into.end()
