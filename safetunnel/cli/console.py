@@ -91,7 +91,8 @@ def event_text(event: TunnelEvent, summary: ShareSummary | None) -> str | None:
 
 
 # One encoder for every line: json.dumps with any non-default argument builds a new one per call.
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
+# An event's JSON is one flat dict: the check for a container that holds itself only costs.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 
 def json_line(event: TunnelEvent | dict[str, Any]) -> str:

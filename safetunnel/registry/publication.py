@@ -37,7 +37,7 @@ _AUDITED = {
 _STATE_CHANGES = {"reconnecting", "reconnected"}
 # The token (also inside the link and the ticket) must never reach the audit file; the id is the
 # entry's own field.
-_NOT_AUDITED = {"event", "id", "token", "url", "ticket"}
+_NOT_AUDITED = frozenset({"event", "id", "token", "url", "ticket"})
 
 
 class Published(Protocol):
@@ -105,8 +105,7 @@ class Bookkeeper:
             with contextlib.suppress(SafetunnelError, OSError):
                 self._publisher.publish_now()
         data = event.to_json()
-        fields = {k: v for k, v in data.items() if k not in _NOT_AUDITED}
-        self._unwritten.append(self._audit.entry(kind, str(data["id"]), **fields))
+        self._unwritten.append(self._audit.entry_of(kind, str(data["id"]), data, _NOT_AUDITED))
 
     def flush(self) -> None:
         """Append the lines of the events delivered since the last flush, with one write; the
