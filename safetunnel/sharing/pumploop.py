@@ -26,6 +26,7 @@ from safetunnel.ssh.engine import ByteStream
 # A side is not read while the other side's outbox holds this much: one large read's worth.
 HIGH_WATER = pumpio.BUFSIZE
 TIMER = -1  # the fd a step gets at a deadline (or after a close elsewhere)
+_BEGIN = -2  # the first step, when the loop takes the pump over
 
 
 def _call_now(join: Callable[[], None]) -> None:
@@ -61,6 +62,7 @@ class LoopPump(Pump):
         self._draining = False  # the gate closed; what is queued goes out, then the sockets close
         self._in_loop = False  # a step is running on the loop thread
         self._over = False  # reported and unwatched: the loop is done with it
+        self._ready = (_BEGIN, 0)  # what the step that runs now was called for: (fd, events)
 
     # -- the loop's side -------------------------------------------------------------------------
 
@@ -96,15 +98,15 @@ class LoopPump(Pump):
         self._loop.forget(self)  # it finishes (and reports) on the loop
 
     def begin(self) -> None:
-        self._advance(self._begin)
+        self._advance(_BEGIN, 0)
 
     def on_ready(self, fd: int, events: int) -> None:
         if fd == self._remote_fd:
             self._remote.seen()
-        self._advance(lambda: self._step(fd, events))
+        self._advance(fd, events)
 
     def on_timer(self) -> None:
-        self._advance(lambda: self._step(TIMER, 0))
+        self._advance(TIMER, 0)
 
     def _begin(self) -> bool:
         raise NotImplementedError
@@ -117,22 +119,15 @@ class LoopPump(Pump):
         """True once both directions are over (the connection then ends)."""
         raise NotImplementedError
 
-    def _advance(self, step: Callable[[], bool]) -> None:
-        """Run one step; once the connection is over, stop watching it and report."""
+    def _advance(self, fd: int, events: int) -> None:
+        """Run one step (``_BEGIN``: the first); once the connection is over, stop watching it
+        and report."""
         if self._over:
             return
-
-        def direction() -> Outcome:
-            if self._loop.closing:
-                self.close()
-            going = step() and not self._settled()
-            if going:
-                self._arm()
-            return "paused" if going else "done"
-
+        self._ready = (fd, events)
         self._in_loop = True
         try:
-            outcome = self._guarded(direction)  # reports when "done"
+            outcome = self._guarded(self._direction)  # reports when "done"
         finally:
             self._in_loop = False
         if outcome == "done":
@@ -145,6 +140,17 @@ class LoopPump(Pump):
                 self._connecting = None
             self._loop.done(self)
 
+    def _direction(self) -> Outcome:
+        """The step for ``_ready``, as a direction of the pump. A method, not a closure per
+        step: a short connection takes three steps, and each closure was built anew."""
+        if self._loop.closing:
+            self.close()
+        fd, events = self._ready
+        going = (self._begin() if fd == _BEGIN else self._step(fd, events)) and not self._settled()
+        if going:
+            self._arm()
+        return "paused" if going else "done"
+
     def _arm(self) -> None:
         """Watch each socket for what the next step can use; the timer for the next deadline."""
         if self._connecting is not None:
@@ -153,9 +159,13 @@ class LoopPump(Pump):
             self._loop.at(self, self._connect_deadline)
             return
         gated = self._phase in GATED and not self._draining
-        with self._gate_lock:
-            self._paused = gated and not self._gate.wants_remote_data
-            deadline = self._gate.current_deadline if gated else None
+        deadline = None
+        if gated:
+            with self._gate_lock:
+                self._paused = not self._gate.wants_remote_data
+                deadline = self._gate.current_deadline
+        else:
+            self._paused = False  # past the gate: only the outboxes hold reading back
         reading = not self._draining
         service_out = self._service_out
         room = service_out is None or service_out.size < HIGH_WATER

@@ -78,13 +78,15 @@ class RelayPump(LoopPump):
         return going
 
     def _send_pending(self) -> None:
-        sent = self._remote_out.send_some()
+        # Most calls find both outboxes empty (a step sends as it goes): no call for those.
+        sent = self._remote_out.send_some() if self._remote_out.size else 0
         if self._remote_fd == STREAM:
             # A channel's next input comes from paramiko's transport thread, in this process:
             # waiting awake for it would only take the GIL from the thread that brings it.
             sent = 0
-        if self._service_out is not None:
-            sent += self._service_out.send_some()
+        service_out = self._service_out
+        if service_out is not None and service_out.size:
+            sent += service_out.send_some()
         if 0 < sent <= SMALL_EXCHANGE and not self._service_done:
             # A request or an answer: the other side's comes soon. Not after the service's
             # last answer: the client closes when it is done, which is no answer.
