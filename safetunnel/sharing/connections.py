@@ -96,7 +96,6 @@ class TunnelConnections:
         self._pumps = {}
         self._pumps_lock = threading.Lock()
         self._admission_checks: list[Callable[[], bool]] = []
-        self._audit_refused: set[ConnCounters] = set()
         self._executor = Workers(2 * config.max_connections + PENDING_SLOTS + 4, f"{self.id}-conn")
         self._reports = Reports(self._observers)  # the relay loop's events go out in batches
         self._relay = RelayLoop(f"{self.id}-relay", self._clock, self._reports)
@@ -163,21 +162,27 @@ class TunnelConnections:
         turns it away (the audit publication refuses what it could not record)."""
         self._admission_checks.append(check)
 
-    def _admit_authenticated(self, counters: ConnCounters) -> bool:
+    def _admit_authenticated(self, counters: ConnCounters) -> str | None:
         """The gate let this connection through: move it to the authenticated slots, if one is
-        free (and it was not dropped meanwhile, and every admission check agrees)."""
+        free (and it was not dropped meanwhile, and every admission check agrees). None when
+        it was, else why not."""
         if not all(check() for check in self._admission_checks):
-            self._audit_refused.add(counters)
-            return False
+            return StopReason.AUDIT_FAILED.value
+        revoked = self._pump_hooks.policy.recipients.revoked
         with self._pumps_lock:
             if len(self._pumps) >= self.config.max_connections or self._stopping:
-                return False
+                return "max-connections"
             pump = self._pending.pop(counters, None)
             if pump is None:
-                return False
+                return "max-connections"
+            # A revoke closes the connections in slots that presented the token; one whose
+            # token the gate checked just before the revoke is not in a slot yet, and is told
+            # here instead (the revoke updates the book before it looks at the slots).
+            if any(pump.presented(recipient.name) for recipient in revoked()):
+                return "revoked"
             self._pumps[counters] = pump
         self.stats.authorized(counters)
-        return True
+        return None
 
     def _refusal_delay(self, source: str, now: float) -> float:
         return self._budget.record_failure(now, source)
@@ -191,9 +196,6 @@ class TunnelConnections:
 
     def _on_decision(self, counters: ConnCounters, allowed: bool, reason: str) -> None:
         protocol = counters.protocol or "unknown"
-        if counters in self._audit_refused:
-            self._audit_refused.discard(counters)
-            reason = StopReason.AUDIT_FAILED.value  # the pump only knows it was turned away
         refused = None if allowed else reason
         name = counters.recipient
         self._emit(events.Connection(self.id, counters.origin, protocol, allowed, refused, name))

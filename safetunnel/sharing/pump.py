@@ -76,8 +76,8 @@ class Pump(PumpBase):
             self._apply(events)
             last = events[-1]
             if isinstance(last, Connect):
-                if not self._hooks.admit(self._counters):
-                    self._turn_away("max-connections")
+                if (refusal := self._hooks.admit(self._counters)) is not None:
+                    self._turn_away(refusal)
                     return "done"
                 opened, data = self._open_service(last.protocol), None
                 continue

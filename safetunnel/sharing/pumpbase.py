@@ -146,8 +146,8 @@ class PumpBase:
         self.close()
 
     def _turn_away(self, reason: str) -> None:
-        """Authenticated, but the tunnel has no slot left for it: closed, not counted as a
-        failure (the client had the token)."""
+        """Authenticated, but the tunnel turns it away (``reason``: no slot left, say): closed,
+        not counted as a failure (the client had the token)."""
         self._reason = reason
         self._decide(False, reason)
         self.close()

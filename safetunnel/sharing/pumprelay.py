@@ -191,8 +191,8 @@ class RelayPump(LoopPump):
         self._report(events)
         if not isinstance(last, Connect):
             return True
-        if not self._hooks.admit(self._counters):
-            self._turn_away("max-connections")
+        if (refusal := self._hooks.admit(self._counters)) is not None:
+            self._turn_away(refusal)
             return False
         self._counters.protocol = last.protocol
         try:

@@ -54,8 +54,8 @@ def _at_once(_delay: float, call: Callable[[], None]) -> bool:
     return True
 
 
-def _always(_counters: ConnCounters) -> bool:
-    return True
+def _always(_counters: ConnCounters) -> str | None:
+    return None
 
 
 def _never() -> float:
@@ -77,7 +77,8 @@ class PumpHooks:
     is not the pump's: a refused connection frees its slot and thread at once. ``later`` returns
     False when it holds as many answers as it may: the pump then answers at once itself.
     ``admit(counters)`` is asked when the gate lets a connection through, before the service is
-    opened: False when the tunnel has no slot left for authenticated connections.
+    opened: None lets it in, else it says why the connection is turned away (no slot left, its
+    audit line could not be written, its token was revoked meanwhile).
     ``expires_at()`` is the tunnel's current expiry on ``clock``; it may move while a connection
     is open. ``on_request`` hears each request the gate reports, after its answer was written.
     All of them run on pump threads, ``expires_at`` under the pump's gate lock: they
@@ -91,7 +92,7 @@ class PumpHooks:
     on_finished: Finished
     refusal_delay: Callable[[str, float], float] = _no_delay
     later: Callable[[float, Callable[[], None]], bool] = _at_once
-    admit: Callable[[ConnCounters], bool] = _always
+    admit: Callable[[ConnCounters], str | None] = _always
     expires_at: Callable[[], float] = _never
     clock: Callable[[], float] = time.monotonic
     on_request: Reported = _unheard
