@@ -138,3 +138,23 @@ def test_follow_reopens_a_replaced_file(tmp_path: Path) -> None:
     for entry in log.follow(poll=0, stop=lambda: ticks >= 3, sleep=fake_sleep):
         seen.append(entry["event"])
     assert seen == ["started", "stopped"]
+
+
+def test_an_entry_from_a_mapping_leaves_out_what_it_is_told_and_still_scrubs() -> None:
+    token = tokens.generate()
+    fields = {
+        "event": "connection-closed",
+        "id": "st-other",
+        "ts": "fake",
+        "url": "https://example.invalid/",
+        "reason": f"bad {token}",
+        "origin": "127.0.0.1:0",
+        "bytes_in": 3,
+        "access_token": token,
+    }
+    entry = AuditLog.entry_of("connection", "st-1a2b3c", fields, frozenset({"url"}))
+    assert entry["event"] == "connection" and entry["id"] == "st-1a2b3c"
+    assert entry["ts"] != "fake"
+    assert list(entry)[3:] == ["reason", "origin", "bytes_in"]
+    assert entry["reason"] == f"bad {REDACTED}" and entry["bytes_in"] == 3
+    assert fields["access_token"] == token, "the caller's mapping is left as it was"

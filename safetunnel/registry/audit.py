@@ -29,6 +29,7 @@ REDACTED = "[redacted]"
 _EVENT_RE = re.compile(r"[a-z][a-z_-]{0,31}")
 _SECRET_WORDS = ("password", "passphrase", "secret", "ticket")  # a ticket holds the token
 _RESERVED = frozenset({"ts", "event", "id"})
+_NONE: frozenset[str] = frozenset()
 # json.dumps's own encoder, but without the check for a container that holds itself: a line is
 # one flat dict (which scrub has rebuilt), and the check costs a fifth of its encoding.
 _ENCODER = json.JSONEncoder(check_circular=False)
@@ -73,7 +74,7 @@ def scrub(value: Any) -> Any:
         redacted = TOKEN_RE.sub(REDACTED, value) if TOKEN_PREFIX in value else value
         return TICKET_RE.sub(REDACTED, redacted)
     if isinstance(value, dict):
-        return _scrub_fields({}, value, frozenset())
+        return _scrub_fields({}, value)
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]
     if value is None or isinstance(value, bool | int | float):
@@ -82,14 +83,17 @@ def scrub(value: Any) -> Any:
 
 
 def _scrub_fields(
-    into: dict[str, Any], fields: Mapping[Any, Any], leave_out: frozenset[str]
+    into: dict[str, Any],
+    fields: Mapping[Any, Any],
+    leave_out: frozenset[str] = _NONE,
+    reserved: frozenset[str] = _NONE,
 ) -> dict[str, Any]:
-    """``fields`` scrubbed into ``into``, but for secret-named keys and those in ``leave_out``.
-    A connection's line is mostly counts, flags and short text without "st": those are kept
-    as they are here, without a call each."""
+    """``fields`` scrubbed into ``into``, but for secret-named keys and those in ``leave_out``
+    or ``reserved``. A connection's line is mostly counts, flags and short text without "st":
+    those are kept as they are here, without a call each."""
     for k, v in fields.items():
         key = str(k)
-        if key in leave_out or is_secret_name(key):
+        if key in leave_out or key in reserved or is_secret_name(key):
             continue
         kind = type(v)
         plain = kind is int or kind is bool or kind is float or v is None
@@ -117,15 +121,15 @@ class AuditLog:
 
     @staticmethod
     def entry_of(
-        event: str, tunnel_id: str, fields: Mapping[str, Any], leave_out: frozenset[str] = _RESERVED
+        event: str, tunnel_id: str, fields: Mapping[str, Any], leave_out: frozenset[str] = _NONE
     ) -> dict[str, Any]:
-        """:meth:`entry` from a mapping, without the keys in ``leave_out`` (which must hold the
-        entry's own ``ts``, ``event`` and ``id``): a share builds one per connection, so the
-        fields are copied once, not once per filter."""
+        """:meth:`entry` from a mapping, without the keys in ``leave_out`` (nor the entry's own
+        ``ts``, ``event`` and ``id``): a share builds one per connection, so the fields are
+        copied once, not once per filter."""
         if event not in EVENTS and _EVENT_RE.fullmatch(event) is None:
             raise ValueError(f"bad audit event name {event!r}")
         entry = {"ts": _timestamp(), "event": event, "id": tunnel_id}
-        return _scrub_fields(entry, fields, leave_out | _RESERVED)
+        return _scrub_fields(entry, fields, leave_out, _RESERVED)
 
     def append(self, entries: list[dict[str, Any]]) -> None:
         """Append ``entries`` (from :meth:`entry`) with one write: a busy share records several
