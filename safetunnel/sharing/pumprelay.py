@@ -57,7 +57,7 @@ class RelayPump(LoopPump):
         """The client has usually sent its first bytes by the time the loop takes it over: read
         them now rather than a loop round later."""
         self._remote.open(self._loop, self)
-        return self._handle(self._feed_remote(None)) and self._from_remote()
+        return self._from_remote(first=True)
 
     # -- one step --------------------------------------------------------------------------------
 
@@ -136,10 +136,12 @@ class RelayPump(LoopPump):
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def _from_remote(self) -> bool:
+    def _from_remote(self, first: bool = False) -> bool:
         data = self._remote.recv(pumpio.BUFSIZE)
         if data is None:
-            return True
+            # Nothing yet. The first step asks the gate all the same: it sets the deadline the
+            # pump then waits for (and closes a connection that came after the expiry).
+            return self._handle(self._feed_remote(None)) if first else True
         if self._phase is Phase.PIPED:
             # At the expiry instant or once teardown stops the intake, nothing new reaches the
             # service; what the service still sends is drained.
