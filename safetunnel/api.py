@@ -41,6 +41,9 @@ class _ApiUI:
     def confirm(self, summary: ShareSummary, typed: bool) -> bool:
         return True
 
+    def show(self, summary: ShareSummary) -> None:
+        """Never called: the API is preconfirmed."""
+
     def auth_source(self, target: SSHTarget) -> KeyringAuthSource:
         return KeyringAuthSource(host_label=target.label or target.display)
 

@@ -647,9 +647,11 @@ class E2E:
 
     # -- the sandbox's services, records and audit log -------------------------------------------
 
-    def service(self, handler: Callable[..., None] = http_keepalive) -> Service:
-        """A recording service on 127.0.0.1:0, closed at teardown."""
-        service = Service(handler)
+    def service(
+        self, handler: Callable[..., None] = http_keepalive, host: str = "127.0.0.1"
+    ) -> Service:
+        """A recording service on ``host`` (a free port), closed at teardown."""
+        service = Service(handler, host=host)
         self.services.append(service)
         return service
 

@@ -45,6 +45,18 @@ def test_ttl_expiry_exits_0_and_releases_the_port(e2e: E2E, via: SSHD | None) ->
     assert kinds[0] == "confirmed" and "started" in kinds and kinds[-1] == "stopped"
 
 
+def test_yes_skips_the_question_but_still_shows_what_is_exposed(
+    e2e: E2E, via: SSHD | None
+) -> None:
+    service = e2e.service(http_keepalive, host="0.0.0.0")
+    proc = e2e.share(service.port, ttl="1s", via=via)
+    e2e.started(proc)
+    assert proc.wait(15) == 0, proc.stderr
+    assert f"About to share 127.0.0.1:{service.port}" in proc.stderr
+    assert "ALREADY EXPOSED" in proc.stderr
+    assert "Share it?" not in proc.stderr
+
+
 @pytest.mark.parametrize(
     ("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130), (signal.SIGHUP, 0)]
 )

@@ -144,6 +144,9 @@ class ConsoleUI:
         )
         return answers.ask_trust(self._ask, fingerprint)
 
+    def show(self, summary: ShareSummary) -> None:
+        self.say(confirmation_block(summary))
+
     def confirm(self, summary: ShareSummary, typed: bool) -> bool:
         self.say(confirmation_block(summary))
         question = typed_prompt(summary).rstrip(":") if typed else "Share it? [y/N]"

@@ -56,6 +56,9 @@ class ShareUI(Protocol):
     def preconfirmed(self) -> bool: ...
     def trust_host_key(self, target: SSHTarget, algorithm: str, fingerprint: str) -> bool: ...
     def confirm(self, summary: ShareSummary, typed: bool) -> bool: ...
+    def show(self, summary: ShareSummary) -> None:
+        """The confirmation block without its question (``--yes`` answered it)."""
+
     def auth_source(self, target: SSHTarget) -> KeyringAuthSource: ...
     def observer(self, summary: ShareSummary) -> TunnelObserver[Tunnel] | None:
         """Who shows the tunnel's events (the confirmed summary in hand), if anyone."""
@@ -103,6 +106,8 @@ def _prepared(request: ShareRequest, ui: ShareUI, *, make_key: bool = True) -> I
         needs_answer = not ui.preconfirmed and (plan.typed or not request.yes)
         if needs_answer and not ui.confirm(summary, plan.typed):
             raise NotConfirmed("not confirmed; nothing was shared")
+        if not needs_answer and not ui.preconfirmed:
+            ui.show(summary)  # --yes skips the question, not what is about to be exposed
         typed = needs_answer and plan.typed
         yield _Prepared(plan, session, summary, typed, stack, connector, tls)
 
