@@ -5,13 +5,16 @@ was typed."""
 
 from __future__ import annotations
 
+import signal
+import termios
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import Sandbox
-from e2e import E2E, Pty, env_without_agent, run, sshd_args, token_from
+from e2e import E2E, Pty, env_without_agent, run, sshd_args, token_from, wait_for
 from engine_pin import ENGINES, pin_engine, sshd_accepting
 from secrets_check import assert_secret_absent
 from services import Service, echo
@@ -142,6 +145,30 @@ def test_three_tries_for_a_passphrase_one_colon_wrong_said_wrong(
     assert "Accepted publickey" in key_sshd.log_text()
     outputs = [share.output.replace(token.encode(), b""), failing.output]
     assert_secret_absent(PASSPHRASE, sandbox.dirs, outputs, allow=[sandbox.keyring_file])
+
+
+def running_with(path: Path) -> list[list[str]]:
+    """Command lines that name ``path`` (ssh's, with its key; askpass's, with its prompt)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if any(str(path) in part for part in cmdline):
+            found.append(cmdline)
+    return found
+
+
+def test_interrupted_at_the_passphrase_prompt_it_leaves_no_helper_and_the_echo_on(
+    sandbox: Sandbox, engine: str, key_sshd: SSHD, encrypted_key: Path, ptys: list[Pty]
+) -> None:
+    args = ["share", "--ttl", "5s", "--yes", *sshd_args(key_sshd, identity=encrypted_key)]
+    with Service(echo) as service:
+        tty = Pty([*args, str(service.port)], env_without_agent(sandbox))
+        ptys.append(tty)
+        tty.expect(f"Passphrase for {encrypted_key}: ")
+        tty.proc.send_signal(signal.SIGINT)  # as Ctrl-C would (the pty is no controlling one)
+        assert tty.wait() == 130, tty.text
+    assert wait_for(lambda: not running_with(encrypted_key)), running_with(encrypted_key)
+    assert termios.tcgetattr(tty.master)[3] & termios.ECHO, "the terminal was left without echo"
 
 
 def test_background_keeps_the_typed_passphrase(

@@ -14,7 +14,7 @@ from safetunnel.errors import AuthFailed
 from safetunnel.secrets.keystore import KeyringStore
 from safetunnel.secrets.names import SecretName
 from safetunnel.ssh.openssh import config
-from safetunnel.ssh.openssh.askpass import askpass_env, secret_for
+from safetunnel.ssh.openssh.askpass import Answer, asking, askpass_env, read_report, secret_for
 from safetunnel.ssh.openssh.errors import errors_from_ssh
 from safetunnel.ssh.target import SSHTarget
 
@@ -92,3 +92,15 @@ def test_prompts_name_the_right_secret() -> None:
     )
     assert secret_for("(bob@other) Password:", target) == SecretName.password("bob", "other", 22)
     assert secret_for("Are you sure you want to continue connecting?", target) is None
+
+
+def test_while_the_helper_asks_the_report_says_so_and_its_answers_leave_that_out(
+    tmp_path: Path,
+) -> None:
+    report = tmp_path / "r.report"
+    assert not asking(report)  # no helper ran yet
+    report.write_text("passphrase\tasking\t/k\n")
+    assert asking(report) and read_report(report) == []
+    report.write_text("passphrase\tasking\t/k\npassphrase\ttyped\t/k\n")
+    assert not asking(report)
+    assert read_report(report) == [Answer("passphrase", "typed", "/k")]

@@ -25,6 +25,7 @@ import hashlib
 import os
 import re
 import shlex
+import signal
 import sys
 import termios
 from pathlib import Path
@@ -35,11 +36,13 @@ from safetunnel.errors import SafetunnelError
 from safetunnel.secrets.handoff import ask_broker
 from safetunnel.secrets.keystore import KeyringStore
 from safetunnel.secrets.names import SecretName
+from safetunnel.ssh.openssh.master import die_with_parent
 from safetunnel.ssh.target import SSHTarget, parse_target
 
 TARGET_ENV = "SAFETUNNEL_ASKPASS_TARGET"  # user@host:port of the share's host; not a secret
 TTY_ENV = "SAFETUNNEL_ASKPASS_TTY"  # the share's terminal device, when it may ask there
 REPORT_ENV = "SAFETUNNEL_ASKPASS_REPORT"  # where the helper notes what it did (no secrets)
+ASKING = "asking"  # the source noted while the helper waits for a typed answer
 MAX_ANSWERS = 3  # answers per secret, a stored one included, as on the paramiko engine
 BROKER_ENV = "SAFETUNNEL_ASKPASS_BROKER"  # the share's secret socket (a path, not a secret)
 _PASSPHRASE = re.compile(r"^Enter passphrase for (?:key )?'(?P<path>.+)':\s*$")
@@ -111,7 +114,17 @@ class Answer(NamedTuple):
 
 
 def read_report(report: Path) -> list[Answer]:
-    """The helper's notes, oldest first; empty when it never ran."""
+    """The helper's answers, oldest first; empty when it never ran."""
+    return [answer for answer in _notes(report) if answer.source != ASKING]
+
+
+def asking(report: Path) -> bool:
+    """The helper is asking on the terminal now (its last note says so)."""
+    notes = _notes(report)
+    return bool(notes) and notes[-1].source == ASKING
+
+
+def _notes(report: Path) -> list[Answer]:
     try:
         text = report.read_text(encoding="utf-8")
     except OSError:
@@ -165,6 +178,9 @@ def _ask_tty(question: str, notice: str | None) -> str | None:
         fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
     except OSError:
         return None
+    # Killed at the prompt (the share ended), it still gives the terminal its echo back.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop)
     try:
         if notice:
             os.write(fd, (notice + "\r\n").encode())
@@ -183,6 +199,10 @@ def _ask_tty(question: str, notice: str | None) -> str | None:
         return None
     finally:
         os.close(fd)
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _read_line(fd: int) -> str | None:
@@ -251,6 +271,10 @@ def main(argv: list[str]) -> int:
         _note("keyring", "unusable", unusable)
     if secret is None:
         notice = _retry_notice(name, earlier) or unusable
+        if os.environ.get(TTY_ENV):
+            # Waiting at the terminal, it must not outlive its ssh (a share killed with -9).
+            die_with_parent(os.getppid())()
+            _note(name.kind, ASKING, name.subject)  # the share's login wait holds still meanwhile
         secret, source = _ask_tty(_question(name), notice), "typed"
         if secret and broker:
             ask_broker(broker, {"op": "typed", "name": name.username, "secret": secret})

@@ -177,7 +177,7 @@ def _argv(
 def _wait_logged_in(master: Master, target: SSHTarget, report: Path, timeout: float) -> None:
     """The master's own wait, with its failure told from everything ssh and askpass said."""
     try:
-        master.wait_ready(timeout)
+        master.wait_ready(timeout, asking=lambda: askpass.asking(report))
     except SafetunnelError:
         if master.alive():
             raise

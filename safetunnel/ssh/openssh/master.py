@@ -30,9 +30,10 @@ SSH = "ssh"
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent: int) -> Callable[[], None]:
+def die_with_parent(parent: int) -> Callable[[], None]:
     """A ``preexec_fn`` that makes the kernel SIGTERM the master when the share process dies,
-    even by ``kill -9``: an orphaned master would keep the remote port open for nobody.
+    even by ``kill -9``: an orphaned master would keep the remote port open for nobody. (The
+    askpass helper arms itself with it too, against its ssh, while it waits at the terminal.)
 
     The signal follows the *thread* that started the child, so the master must be started from
     a thread that lives as long as the share (the flow's own thread does). libc is loaded
@@ -66,9 +67,13 @@ class Master:
             env=env,
             # Its own session: a Ctrl-C meant for the share must not kill the master first.
             start_new_session=True,
-            preexec_fn=_die_with_parent(os.getpid()),
+            preexec_fn=die_with_parent(os.getpid()),
         )
-        self._reader = threading.Thread(target=self._read, name="safetunnel-ssh-stderr")
+        # A daemon, though close() joins it: a helper of ssh's that outlived it (which close()
+        # kills) would keep the pipe open, and the share must still be able to exit.
+        self._reader = threading.Thread(
+            target=self._read, name="safetunnel-ssh-stderr", daemon=True
+        )
         self._waiter = threading.Thread(target=self._wait, name="safetunnel-ssh-wait")
         self._reader.start()
         self._waiter.start()
@@ -102,13 +107,17 @@ class Master:
     def alive(self) -> bool:
         return self._process.poll() is None
 
-    def wait_ready(self, timeout: float) -> None:
-        """Block until the master is authenticated and its control socket answers.
+    def wait_ready(self, timeout: float, asking: Callable[[], bool] | None = None) -> None:
+        """Block until the master is authenticated and its control socket answers, for up to
+        ``timeout`` seconds, not counting the time while ``asking()`` (someone is being asked
+        for a secret, as the paramiko engine waits at its prompt).
 
         Raises HostKeyUnknown/HostKeyChanged (4), AuthFailed (5) or SSHError from what the
         master said before it exited."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if asking is not None and asking():
+                deadline = time.monotonic() + timeout
             if not self.alive():
                 self._reader.join(5)
                 raise failure_from(self.log.tail(), self._process.returncode)
@@ -133,7 +142,9 @@ class Master:
         return Result(done.returncode, done.stdout, done.stderr)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the master (the server then drops its listener), join the threads. Idempotent."""
+        """Stop the master (the server then drops its listener), then whatever it started that
+        is still running (an askpass helper waiting at the terminal, a ProxyCommand), and join
+        the threads. Idempotent."""
         self._closing = True
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
@@ -143,6 +154,10 @@ class Master:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait(timeout)
+        # The master leads its own session: the group holds its helpers, which kept its stderr
+        # open (the reader never saw the end) and, asking on the terminal, outlived the share.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._process.pid, signal.SIGTERM)
         for thread in (self._reader, self._waiter):
             if thread is not threading.current_thread():
                 thread.join(timeout)
