@@ -122,6 +122,43 @@ def test_stale_dead_pid_is_pruned_and_counted(state: Path) -> None:
     assert "Cleaned" not in run("list").stdout
 
 
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["kill"], 0),
+        (["status"], 1),
+        (["extend", "--by", "1m"], 1),
+        (["ticket", "--for", "x"], 1),
+        (["revoke", "default"], 1),
+    ],
+)
+def test_every_command_that_prunes_a_dead_tunnel_audits_its_end(
+    state: Path, args: list[str], code: int
+) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    record = reg.TunnelRecord(
+        id="st-0dead1",
+        pid=dead.pid,
+        pid_start_time=time.time(),
+        local="l",
+        ssh_host="h",
+        remote_bind="localhost",
+        remote_port=1,
+        protocol="tcp",
+        started_at="x",
+        expires_at="y",
+        token_hash_prefix="0",
+    )
+    registry = reg.Registry(state)
+    registry.write(record)
+    out = run(args[0], record.id, *args[1:], check_code=code)
+    assert "stale entry removed" in out.stdout + out.stderr
+    assert list(registry.dir.glob("st-*")) == []
+    ends = [e for e in AuditLog(state / "audit.jsonl").read(record.id) if e["event"] == "stopped"]
+    assert [e["reason"] for e in ends] == ["lost"]
+
+
 def test_list_json_reports_cleanup_on_stderr(state: Path) -> None:
     (reg.Registry(state).dir / "st-00000a.json").write_text("junk")
     out = run("list", "--json")

@@ -45,9 +45,7 @@ def test_ttl_expiry_exits_0_and_releases_the_port(e2e: E2E, via: SSHD | None) ->
     assert kinds[0] == "confirmed" and "started" in kinds and kinds[-1] == "stopped"
 
 
-def test_yes_skips_the_question_but_still_shows_what_is_exposed(
-    e2e: E2E, via: SSHD | None
-) -> None:
+def test_yes_skips_the_question_but_still_shows_what_is_exposed(e2e: E2E, via: SSHD | None) -> None:
     service = e2e.service(http_keepalive, host="0.0.0.0")
     proc = e2e.share(service.port, ttl="1s", via=via)
     e2e.started(proc)

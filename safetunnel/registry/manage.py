@@ -78,7 +78,7 @@ def stop(registry: Registry, tunnel_id: str, timeout: float = 10.0) -> StopResul
         return _stop_unreadable(registry, tunnel_id, timeout)
     deadline = time.monotonic() + timeout
     if not registry.is_live(record):
-        _remove_quietly(registry, record.id)
+        registry.prune_lost(record)
         return StopResult(record.id, "stale", "was not running; stale entry removed")
     method: StopMethod = "control"
     detail = ""
@@ -151,7 +151,7 @@ def live_record(registry: Registry, tunnel_id: str) -> TunnelRecord:
     """The record of a running tunnel; a stale one is pruned and reported as not found."""
     record = registry.get(tunnel_id)
     if not registry.is_live(record):
-        _remove_quietly(registry, record.id)
+        registry.prune_lost(record)
         raise TunnelNotFound(f"tunnel {tunnel_id} is no longer running (stale entry removed)")
     return record
 

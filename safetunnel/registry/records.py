@@ -206,7 +206,7 @@ class Registry:
             elif self.is_live(record):
                 live.append(record)
             else:
-                pruned += self._prune_lost(record)
+                pruned += self.prune_lost(record)
         live.sort(key=lambda r: (r.started_at, r.id))
         return LoadResult(live, pruned, tuple(corrupt))
 
@@ -236,9 +236,10 @@ class Registry:
             detail="its process was gone; the stale record was removed",
         )
 
-    def _prune_lost(self, record: TunnelRecord) -> int:
-        """Remove a dead tunnel's leftovers (1), or leave them (0) when the state dir refuses:
-        listing must still work on a read-only or full disk."""
+    def prune_lost(self, record: TunnelRecord) -> int:
+        """Remove a dead tunnel's leftovers and audit its end (1), or leave them (0) when the
+        state dir refuses: listing must still work on a read-only or full disk. Every command
+        that finds a tunnel gone comes here, so its end is in the log whichever looked first."""
         try:
             self.remove(record.id)
         except OSError:
