@@ -255,3 +255,19 @@ def test_openssh_faults_read_like_the_paramiko_ones(stderr: str, said: str) -> N
     error = errors_from_ssh(stderr, SSHTarget("192.0.2.7", 2222, "ann"))
     assert type(error) is SSHError and error.exit_code == 1
     assert str(error) == said
+
+
+def test_a_host_name_that_does_not_resolve(sandbox: Sandbox) -> None:
+    known = str(sandbox.home / "known_hosts")
+    share = ["share", "1", "--host", "nosuchhost.invalid", "--known-hosts", known, "--yes"]
+    said = []
+    with Service(echo) as service:
+        share[1] = str(service.port)
+        for engine in ("openssh", "paramiko"):
+            out = run([*share, "--engine", engine], sandbox.env)
+            errors = [line for line in out.stderr.splitlines() if line.startswith("Error: ")]
+            assert out.returncode == 1 and len(errors) == 1, out.stderr
+            assert errors[0].startswith("Error: Cannot connect to nosuchhost.invalid port 22: ")
+            assert "hint: Check the host name and port" in out.stderr, out.stderr
+            said.append(errors[0])
+    assert said[0] == said[1], "the two engines word it differently"

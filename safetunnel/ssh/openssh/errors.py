@@ -31,6 +31,8 @@ FORWARD = ("remote port forwarding failed", "Could not request remote forwarding
 # How ssh reports a far end that is not (or stopped being) an SSH server. The remote software
 # version is logged at DEBUG1, which the engine's ssh processes run at.
 _CONNECT = re.compile(r"^ssh: connect to host (\S+) port (\d+): (.+)$", re.MULTILINE)
+_UNRESOLVED = re.compile(r"^ssh: Could not resolve hostname (\S+?): (.+)$", re.MULTILINE)
+_CONNECT_HINT = "Check the host name and port, and that sshd is running there."
 _GREETING = re.compile(
     r"Remote protocol version (\S+), remote software version (.*)$", re.MULTILINE
 )
@@ -69,10 +71,12 @@ def connection_fault(stderr: str, target: SSHTarget, timeout: float) -> SSHError
         host, port, reason = connect.groups()
         if "timed out" in reason:
             return SSHError(handshake.no_answer(format_hostport(host, int(port)), timeout))
-        return SSHError(
-            f"Cannot connect to {host} port {port}: {reason}",
-            hint="Check the host name and port, and that sshd is running there.",
-        )
+        return SSHError(f"Cannot connect to {host} port {port}: {reason}", hint=_CONNECT_HINT)
+    unresolved = _UNRESOLVED.search(stderr)
+    if unresolved is not None:  # ssh names no port here; the paramiko engine's words do
+        host, reason = unresolved.groups()
+        text = f"Cannot connect to {host} port {target.port}: {reason}"
+        return SSHError(text, hint=_CONNECT_HINT)
     display = format_hostport(target.hostname, target.port)
     if _NO_GREETING in stderr:
         return SSHError(handshake.silent(display, timeout), hint=handshake.HINT)
