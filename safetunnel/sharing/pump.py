@@ -166,6 +166,10 @@ class Pump(PumpBase):
         """Pass on the requests the gate says were answered (every pump kind calls this)."""
         for event in events:
             if isinstance(event, RequestDone):
+                if self._verdict is None:
+                    # Answered by the gate itself (a link's redirect, a 502 while the service
+                    # is down): the connection's decision, that it got in, is reported first.
+                    self._decide(True, "allowed")
                 self._hooks.on_request(self._counters, event)
 
     def _finish_by_gate(self, event: Close) -> None:
