@@ -8,6 +8,7 @@ import json
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -101,6 +102,24 @@ def test_kill_9_of_the_share_lets_sshd_free_the_port(e2e: E2E, shared_sshd: SSHD
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout) == []
     assert e2e.records() == []
+
+
+def test_the_files_of_a_share_killed_with_9_go_when_its_record_is_pruned(
+    e2e: E2E, shared_sshd: SSHD, tmp_path: Path
+) -> None:
+    service = e2e.service(echo)
+    token_file = tmp_path / "token"
+    ticket_file = tmp_path / "token.ticket"
+    e2e.token_files += [token_file, ticket_file]
+    proc = e2e.share(service.port, "--token-file", str(token_file), ttl="30s", via=shared_sshd)
+    started = e2e.started(proc)
+    e2e.tokens.append(token_file.read_text().strip())
+    e2e.tickets.append(ticket_file.read_text().strip())
+    proc.proc.kill()
+    assert proc.wait(5) == -signal.SIGKILL
+    assert token_file.exists() and ticket_file.exists()
+    assert "stale entry removed" in e2e.cli("status", started["id"]).stderr
+    assert not token_file.exists() and not ticket_file.exists()
 
 
 @contextlib.contextmanager

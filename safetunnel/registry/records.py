@@ -26,6 +26,7 @@ from safetunnel import fsutil, paths
 from safetunnel.errors import StateError, TunnelNotFound
 from safetunnel.registry import control
 from safetunnel.registry.audit import AuditLog
+from safetunnel.registry.leftovers import remove_token_files
 
 ID_RE = re.compile(r"st-[0-9a-f]{6}")
 RECENT_MAX = 20
@@ -83,6 +84,8 @@ class TunnelRecord:
     # (None for the user's own certificate): public, so a --background share's can be looked up.
     tls: bool = False
     tls_pin: str | None = None
+    # The --token-file and its ticket file, which the share removes as it ends (when not kept).
+    token_files: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -244,6 +247,7 @@ class Registry:
             self.remove(record.id)
         except OSError:
             return 0
+        remove_token_files(record.token_files, record.token_hash_prefix)
         with contextlib.suppress(OSError):
             self._audit_lost(record)
         return 1

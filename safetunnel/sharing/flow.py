@@ -235,7 +235,14 @@ def _tunnel_config(request: ShareRequest, prepared: _Prepared) -> TunnelConfig:
         engine=prepared.plan.engine,
         reach=reach_of(summary),
         tls=prepared.tls,
+        token_files=_removed_at_end(request, summary.token_file),
     )
+
+
+def _removed_at_end(request: ShareRequest, token_file: str | None) -> tuple[str, ...]:
+    if token_file is None or request.keep_token_file:
+        return ()
+    return (token_file, str(ticket_path(Path(token_file))))
 
 
 def _audit_confirmed(prepared: _Prepared, config: TunnelConfig, request: ShareRequest) -> None:

@@ -62,6 +62,9 @@ class TunnelConfig:
     engine: str = "paramiko"  # which SSH engine carries the forward: "openssh" or "paramiko"
     reach: Reach | None = None  # None: no tickets (see reach_of)
     tls: TlsIdentity | None = None  # None: the remote side speaks plain bytes
+    # The token and ticket files the share removes when it ends: in its record too, so that
+    # whoever prunes the record of a share killed with -9 removes them instead.
+    token_files: tuple[str, ...] = ()
 
     @property
     def tls_context(self) -> ssl.SSLContext | None:

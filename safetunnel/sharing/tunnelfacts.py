@@ -67,6 +67,7 @@ class TunnelFacts(TunnelRecipients):
         extra: dict[str, Any] = {"token_hash_prefix": prefix, "engine": self.config.engine}
         extra |= {"state": self.state, "recipients": self.recipients_status()}
         extra |= {"tls": self.config.tls is not None, "tls_pin": self.tls_pin}
+        extra["token_files"] = list(self.config.token_files)
         return {**self._facts(), **extra, **self.stats.snapshot()}
 
     def started_event(self) -> events.Started:
