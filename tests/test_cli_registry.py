@@ -97,25 +97,29 @@ def test_list_table_and_json(state: Path, procs: list[subprocess.Popen[str]]) ->
     assert "token" not in entry
 
 
-def test_stale_dead_pid_is_pruned_and_counted(state: Path) -> None:
+def dead_record(tunnel_id: str) -> reg.TunnelRecord:
+    """A record whose process has exited."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
+    return reg.TunnelRecord(
+        id=tunnel_id,
+        pid=dead.pid,
+        pid_start_time=time.time(),
+        local="l",
+        ssh_host="h",
+        remote_bind="localhost",
+        remote_port=1,
+        protocol="tcp",
+        started_at="x",
+        expires_at="y",
+        token_hash_prefix="0",
+    )
+
+
+def test_stale_dead_pid_is_pruned_and_counted(state: Path) -> None:
     registry = reg.Registry(state)
     for tunnel_id in ("st-000001", "st-000002"):
-        record = reg.TunnelRecord(
-            id=tunnel_id,
-            pid=dead.pid,
-            pid_start_time=time.time(),
-            local="l",
-            ssh_host="h",
-            remote_bind="localhost",
-            remote_port=1,
-            protocol="tcp",
-            started_at="x",
-            expires_at="y",
-            token_hash_prefix="0",
-        )
-        registry.write(record)
+        registry.write(dead_record(tunnel_id))
     out = run("list")
     assert out.stdout == "No active tunnels.\nCleaned 2 stale entries.\n"
     assert list(registry.dir.iterdir()) == []
@@ -135,21 +139,7 @@ def test_stale_dead_pid_is_pruned_and_counted(state: Path) -> None:
 def test_every_command_that_prunes_a_dead_tunnel_audits_its_end(
     state: Path, args: list[str], code: int
 ) -> None:
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    record = reg.TunnelRecord(
-        id="st-0dead1",
-        pid=dead.pid,
-        pid_start_time=time.time(),
-        local="l",
-        ssh_host="h",
-        remote_bind="localhost",
-        remote_port=1,
-        protocol="tcp",
-        started_at="x",
-        expires_at="y",
-        token_hash_prefix="0",
-    )
+    record = dead_record("st-0dead1")
     registry = reg.Registry(state)
     registry.write(record)
     out = run(args[0], record.id, *args[1:], check_code=code)

@@ -13,51 +13,23 @@ from collections.abc import Iterator
 import paramiko
 import pytest
 from services import Service, echo
-from tunnelkit import gateway_session
+from tunnelkit import EventLog, observed_share
 
-from safetunnel import tokens
 from safetunnel.sharing import events
 from safetunnel.sharing.tunnel import Tunnel
-from safetunnel.sharing.tunnelconfig import TunnelConfig
 from safetunnel.ssh.gateway import Gateway
-
-
-class Seen:
-    """An observer that keeps the events."""
-
-    def __init__(self) -> None:
-        self.events: list[events.TunnelEvent] = []
-
-    def started(self, tunnel: Tunnel) -> None:
-        pass
-
-    def event(self, event: events.TunnelEvent) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture
 def tcp_share(
     builtin_gateway: tuple[Gateway, paramiko.PKey],
-) -> Iterator[tuple[Tunnel, Service, Seen]]:
-    gateway, key = builtin_gateway
-    with Service(echo) as service:
-        config = TunnelConfig(
-            local=("127.0.0.1", service.port), ttl=600, ssh_host="built-in", protocol="tcp"
-        )
-        seen = Seen()
-        tunnel = Tunnel(gateway_session(gateway, key), config, tokens.generate(), observers=[seen])
-        tunnel.start()
-        try:
-            yield tunnel, service, seen
-        finally:
-            tunnel.close()
+) -> Iterator[tuple[Tunnel, Service, EventLog]]:
+    with observed_share(builtin_gateway, echo, "tcp") as share:
+        yield share
 
 
 def test_a_revoke_between_the_token_check_and_the_slot_still_keeps_the_connection_out(
-    tcp_share: tuple[Tunnel, Service, Seen],
+    tcp_share: tuple[Tunnel, Service, EventLog],
 ) -> None:
     tunnel, service, seen = tcp_share
     bob = tunnel.mint_recipient("bob")["token"]

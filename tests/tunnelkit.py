@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable, Iterator
 
 import paramiko
+from services import Service
 
+from safetunnel import tokens
+from safetunnel.gate.policy import GateProtocol
 from safetunnel.sharing.events import TunnelEvent
 from safetunnel.sharing.tunnel import Tunnel
+from safetunnel.sharing.tunnelconfig import TunnelConfig
 from safetunnel.ssh.client import SSHSession, open_session
 from safetunnel.ssh.gateway import Gateway
 from safetunnel.ssh.target import SSHTarget
@@ -55,3 +61,24 @@ def gateway_session(gateway: Gateway, key: paramiko.PKey) -> SSHSession:
         client_key=key,
         expected_key=gateway.host_key,
     )
+
+
+@contextlib.contextmanager
+def observed_share(
+    builtin: tuple[Gateway, paramiko.PKey],
+    handler: Callable[..., None],
+    protocol: GateProtocol,
+) -> Iterator[tuple[Tunnel, Service, EventLog]]:
+    """A started in-process share of a ``handler`` service through the built-in gateway, with
+    an :class:`EventLog` among its observers; closed at the end."""
+    gateway, key = builtin
+    with Service(handler) as service:
+        local = ("127.0.0.1", service.port)
+        config = TunnelConfig(local=local, ttl=600, ssh_host="built-in", protocol=protocol)
+        seen = EventLog()
+        tunnel = Tunnel(gateway_session(gateway, key), config, tokens.generate(), observers=[seen])
+        tunnel.start()
+        try:
+            yield tunnel, service, seen
+        finally:
+            tunnel.close()
