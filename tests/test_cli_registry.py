@@ -287,6 +287,25 @@ def test_log_follow_prints_new_entries(state: Path, procs: list[subprocess.Popen
     assert line["event"] == "started" and line["id"] == tunnel_id
 
 
+def test_log_follow_of_one_tunnel_ends_with_its_stopped_entry(
+    state: Path, procs: list[subprocess.Popen[str]]
+) -> None:
+    _, tunnel_id = share(procs)
+    follower = subprocess.Popen(
+        [SCRIPT, "log", tunnel_id, "--follow", "--json"], stdout=subprocess.PIPE, text=True
+    )
+    procs.append(follower)
+    assert follower.stdout is not None
+    assert json.loads(follower.stdout.readline())["event"] == "started"
+    run("kill", tunnel_id)
+    assert follower.wait(10) == 0
+    assert json.loads(follower.stdout.read())["event"] == "stopped"
+    after = subprocess.run(
+        [SCRIPT, "log", tunnel_id, "--follow", "--json"], capture_output=True, text=True, timeout=10
+    )  # already over: shows it all and ends
+    assert [json.loads(line)["event"] for line in after.stdout.splitlines()][-1] == "stopped"
+
+
 def test_group_writable_state_dir_refused(state: Path) -> None:
     state.mkdir(mode=0o700)
     state.chmod(0o777)

@@ -22,7 +22,8 @@ from safetunnel.registry.records import Registry, check_tunnel_id
 def log_cmd(tunnel_id: str | None, follow: bool, as_json: bool) -> None:
     """Show audit entries (all tunnels, or one), oldest first.
 
-    --follow with an ID that never existed is an error rather than a wait for ever.
+    --follow with an ID ends after that tunnel's "stopped" entry (it never runs again); with an
+    ID that never existed it is an error rather than a wait for ever.
     """
     audit = AuditLog()
     if tunnel_id is None:
@@ -51,4 +52,12 @@ def _follow_one(audit: AuditLog, tunnel_id: str) -> Iterator[dict[str, Any]]:
     running = Registry().record_path(tunnel_id).exists()
     if not running and not any(True for _ in audit.read(tunnel_id)):
         raise TunnelNotFound(f"no tunnel {tunnel_id}: it is not running and not in the audit log")
-    return audit.follow(tunnel_id)
+    return _until_stopped(audit.follow(tunnel_id))
+
+
+def _until_stopped(entries: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """One tunnel's entries up to its last: its ``stopped``."""
+    for entry in entries:
+        yield entry
+        if entry.get("event") == "stopped":
+            return
