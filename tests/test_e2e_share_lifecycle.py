@@ -85,6 +85,8 @@ def test_open_connection_is_closed_at_teardown(e2e: E2E, via: SSHD | None) -> No
         assert closed_by_peer(sock, 6)
     assert proc.wait(10) == 0, proc.stderr
     assert_port_released(started["remote_port"])
+    closed = proc.next_event("connection-closed", 2)
+    assert (closed["allowed"], closed["reason"]) == (True, "signal")  # not an "eof" it never saw
 
 
 @pytest.mark.slow

@@ -84,7 +84,8 @@ class PumpBase:
     def drop(self, reason: str = "dropped") -> None:
         """Close the connection and report ``reason``: ``dropped`` for one that had not
         authenticated when its slot was needed, ``revoked`` for one whose recipient's token was
-        withdrawn. Callable from any thread."""
+        withdrawn, the tunnel's stop reason (``ttl``...) for one still open at its end.
+        Callable from any thread."""
         with self._state_lock:
             if self._phase is not Phase.CLOSED:
                 self._reason = reason

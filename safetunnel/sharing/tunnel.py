@@ -224,13 +224,13 @@ class Tunnel(TunnelFacts):
         for pump in self._live_pumps():
             pump.stop_intake()  # nothing new reaches the service from here on
         self._grace()
+        reason = self.stop_reason or StopReason.ERROR
         for pump in self._live_pumps():
-            pump.close()
+            pump.drop(reason.value)  # cut by the end of the share: its close says why
         self._close_connections()
         with contextlib.suppress(Exception):
             self._link.close(GRACE_SECONDS)
         self._release(self._start_error)
-        reason = self.stop_reason or StopReason.ERROR
         self._emit(events.Stopped(id=self.id, reason=reason, ended_at=iso_z(utc_now())))
         self._observers.close()
         self._closed.set()
