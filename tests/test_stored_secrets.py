@@ -186,6 +186,15 @@ def test_wrong_stored_passphrase_exit_5_names_it(
     assert "Accepted publickey" not in key_sshd.log_text()
 
 
+def test_an_encrypted_key_with_nothing_stored_is_named_as_such(
+    env: dict[str, str], key_target: Target, encrypted_key: Path
+) -> None:
+    result = share_once(env, key_target)  # the keyring works but holds nothing; no terminal
+    assert result.returncode == 5, result.stderr
+    assert f"{encrypted_key} (encrypted, no passphrase available)" in result.stderr
+    assert "--passphrase-for" in result.stderr or "safetunnel creds set" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("backend", "why"),
     [

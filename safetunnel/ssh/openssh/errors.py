@@ -160,7 +160,10 @@ def login_failure(lines: list[str], target: SSHTarget, answers: list[Answer]) ->
     if wrong:
         kind, _, subject = wrong[-1]
         return AuthFailed(f"Wrong {kind} for {subject}. {error.message}", hint=error.hint)
-    unusable = [answer.subject for answer in answers if answer.source == "unusable"]
-    if unusable:
-        return AuthFailed(f"{error.message} {unusable[-1]}", hint=error.hint)
+    # As the paramiko engine says it: which key could not be unlocked, and why no keyring.
+    locked = [a.subject for a in answers if (a.kind, a.source) == ("passphrase", "none")]
+    said = [f"Tried: {subject} (encrypted, no passphrase available)." for subject in locked[-1:]]
+    said += [answer.subject for answer in answers if answer.source == "unusable"][-1:]
+    if said:
+        return AuthFailed(" ".join([error.message, *said]), hint=error.hint)
     return error
