@@ -43,12 +43,19 @@ _NOT_SSH = ("kex_exchange_identification: banner line", "invalid format", "too m
 CONFIG = ("Bad owner or permissions", "Bad configuration option", "Can't open user config")
 
 
+# ssh's own advice for a changed key (edit known_hosts by hand): safetunnel's hint says what to
+# do instead, and quoting both would contradict it.
+_ADVICE = ("remove with:", "ssh-keygen -f ", "Add correct host key in", "Please contact your")
+
+
 def ssh_lines(stderr: str, count: int = 3) -> str:
-    """ssh's last messages, without its debug chatter and banners, for an error message."""
+    """ssh's last messages, without its debug chatter, banners and advice, for an error."""
     lines = [
         line.strip()
         for line in stderr.splitlines()
-        if line.strip() and not line.startswith("debug") and not line.startswith("@@@")
+        if line.strip()
+        and not line.startswith(("debug", "@@@"))
+        and not line.strip().startswith(_ADVICE)
     ]
     return " / ".join(lines[-count:]) or "no message"
 
