@@ -51,7 +51,7 @@ def test_audit_log_records_a_tunnels_life_and_log_shows_it(e2e: E2E, shared_sshd
         follower.wait_for(tunnel_id, "extended", "by=60")
         e2e.cli_ok("kill", tunnel_id)
         follower.wait_for(tunnel_id, "stopped", "reason=killed")
-        assert follower.proc.poll() is None  # --follow keeps following after the tunnel ended
+        assert follower.wait(10) == 0  # --follow ID ends with the tunnel's stopped entry
     finally:
         follower.stop()
     assert follower.lines[0].split() == ["TIME", "ID", "EVENT", "DETAILS"]
