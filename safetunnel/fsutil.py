@@ -71,6 +71,16 @@ def read_trusted(path: Path) -> bytes:
         return handle.read()
 
 
+def read_regular(path: Path, limit: int) -> bytes | None:
+    """Up to ``limit`` bytes of ``path``, or None when it is not a regular file. A symlink is
+    not followed: os.open's OSError (ELOOP) says so, as it says FileNotFoundError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return handle.read(limit)
+
+
 def use_private_dir(path: Path) -> None:
     """Check an existing directory before trusting what is in it, tightening it first."""
     tighten_dir(path)

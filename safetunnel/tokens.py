@@ -14,6 +14,8 @@ import secrets
 PREFIX = "st_"
 TOKEN_RE = re.compile(r"st_[A-Za-z0-9_-]{43}")
 HASH_PREFIX_LEN = 8
+# More than a token file or a ticket file holds: a longer file is not one a share wrote.
+FILE_MAX_BYTES = 4096
 
 
 def generate() -> str:

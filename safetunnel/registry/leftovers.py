@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 from safetunnel import tickets, tokens
-
-_MAX_READ = 4096  # more than a token or a ticket holds: a longer file is not one a share wrote
+from safetunnel.fsutil import read_regular
 
 
 def remove_token_files(paths: Iterable[str], token_hash_prefix: str) -> None:
@@ -32,13 +30,12 @@ def remove_token_files(paths: Iterable[str], token_hash_prefix: str) -> None:
 def _token_in(path: Path) -> str | None:
     """The token a token file or a ticket file holds; None for anything else (or no file)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        content = read_regular(path, tokens.FILE_MAX_BYTES)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        text = handle.read(_MAX_READ).decode("utf-8", "replace").strip()
+    if content is None:
+        return None
+    text = content.decode("utf-8", "replace").strip()
     if tokens.looks_like_token(text):
         return text
     try:

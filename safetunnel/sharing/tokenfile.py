@@ -13,7 +13,6 @@ import contextlib
 import errno
 import logging
 import os
-import stat
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from safetunnel import tokens
 from safetunnel.errors import ConfigError
-from safetunnel.fsutil import create_exclusive
+from safetunnel.fsutil import create_exclusive, read_regular
 from safetunnel.sharing.events import TunnelEvent
 
 if TYPE_CHECKING:
@@ -29,8 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("safetunnel.sharing.tokenfile")
 
-# More than a token or a ticket holds: a longer file is not one this share wrote.
-_MAX_READ = 4096
 TICKET_SUFFIX = ".ticket"
 
 
@@ -132,11 +129,8 @@ def _remove_if_unchanged(path: Path, written: bytes) -> None:
     inode number, and even its timestamps on a coarse-grained file system.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as handle:
-            content = handle.read(_MAX_READ)
-            ours = stat.S_ISREG(os.fstat(fd).st_mode) and tokens.verify(content, written)
-        if ours:
+        content = read_regular(path, tokens.FILE_MAX_BYTES)
+        if content is not None and tokens.verify(content, written):
             path.unlink()
     except FileNotFoundError:
         return  # already gone: nothing of ours is left to remove
