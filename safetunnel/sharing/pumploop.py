@@ -26,7 +26,6 @@ from safetunnel.ssh.engine import ByteStream
 # A side is not read while the other side's outbox holds this much: one large read's worth.
 HIGH_WATER = pumpio.BUFSIZE
 TIMER = -1  # the fd a step gets at a deadline (or after a close elsewhere)
-_BEGIN = -2  # the first step, when the loop takes the pump over
 
 
 def _call_now(join: Callable[[], None]) -> None:
@@ -62,7 +61,10 @@ class LoopPump(Pump):
         self._draining = False  # the gate closed; what is queued goes out, then the sockets close
         self._in_loop = False  # a step is running on the loop thread
         self._over = False  # reported and unwatched: the loop is done with it
-        self._ready = (_BEGIN, 0)  # what the step that runs now was called for: (fd, events)
+        # What the step that runs now was called for: (fd, events), or None for the first step.
+        # None, not a made-up fd, which another part may use too: a channel's pokes come as
+        # STREAM (-2), and a first step marked so ran again at every poke.
+        self._ready: tuple[int, int] | None = None
 
     # -- the loop's side -------------------------------------------------------------------------
 
@@ -98,15 +100,15 @@ class LoopPump(Pump):
         self._loop.forget(self)  # it finishes (and reports) on the loop
 
     def begin(self) -> None:
-        self._advance(_BEGIN, 0)
+        self._advance(None)
 
     def on_ready(self, fd: int, events: int) -> None:
         if fd == self._remote_fd:
             self._remote.seen()
-        self._advance(fd, events)
+        self._advance((fd, events))
 
     def on_timer(self) -> None:
-        self._advance(TIMER, 0)
+        self._advance((TIMER, 0))
 
     def _begin(self) -> bool:
         raise NotImplementedError
@@ -119,12 +121,12 @@ class LoopPump(Pump):
         """True once both directions are over (the connection then ends)."""
         raise NotImplementedError
 
-    def _advance(self, fd: int, events: int) -> None:
-        """Run one step (``_BEGIN``: the first); once the connection is over, stop watching it
-        and report."""
+    def _advance(self, ready: tuple[int, int] | None) -> None:
+        """Run one step for ``ready`` (None: the first); once the connection is over, stop
+        watching it and report."""
         if self._over:
             return
-        self._ready = (fd, events)
+        self._ready = ready
         self._in_loop = True
         try:
             outcome = self._guarded(self._direction)  # reports when "done"
@@ -145,8 +147,8 @@ class LoopPump(Pump):
         step: a short connection takes three steps, and each closure was built anew."""
         if self._loop.closing:
             self.close()
-        fd, events = self._ready
-        going = (self._begin() if fd == _BEGIN else self._step(fd, events)) and not self._settled()
+        ready = self._ready
+        going = (self._begin() if ready is None else self._step(*ready)) and not self._settled()
         if going:
             self._arm()
         return "paused" if going else "done"
