@@ -10,6 +10,7 @@ is scanned for the token.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shutil
@@ -103,8 +104,12 @@ def argv_holding(secret: str) -> list[tuple[int, list[str]]]:
 
 def running(shell: subprocess.Popen[bytes], program: str) -> bool:
     """Whether ``program`` runs in the pasted line's process tree (so the scan can see it)."""
-    tree = psutil.Process(shell.pid).children(recursive=True)
-    return any(program in " ".join(p.cmdline()) for p in tree if p.is_running())
+    for process in psutil.Process(shell.pid).children(recursive=True):
+        # A step of the line that has just ended (a zombie, or gone) has no argv to show.
+        with contextlib.suppress(psutil.Error):
+            if program in " ".join(process.cmdline()):
+                return True
+    return False
 
 
 @pytest.mark.parametrize("shell", SHELLS)
