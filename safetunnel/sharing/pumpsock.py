@@ -23,7 +23,7 @@ class Pending(pumpio.Outbox):
     refusal's delayed answer must not wait for a client that reads nothing."""
 
     def __init__(
-        self, send: Callable[[Buffer], int], after_send: Callable[[], None] | None = None
+        self, send: Callable[[Buffer], int], after_send: Callable[[int], None] | None = None
     ) -> None:
         super().__init__(send)
         self._send_now = send
@@ -32,9 +32,10 @@ class Pending(pumpio.Outbox):
 
     @classmethod
     def for_socket(
-        cls, sock: socket.socket, after_send: Callable[[socket.socket], None] | None = None
+        cls, sock: socket.socket, after_send: Callable[[socket.socket, int], None] | None = None
     ) -> Pending:
-        return cls(sock.send, None if after_send is None else lambda: after_send(sock))
+        """``after_send(sock, count)`` follows every call that sent ``count`` bytes."""
+        return cls(sock.send, None if after_send is None else lambda n: after_send(sock, n))
 
     def put(self, data: Buffer) -> None:
         if data:
@@ -58,7 +59,7 @@ class Pending(pumpio.Outbox):
                 break
             self._queue.popleft()
         if sent and self._after_send is not None:
-            self._after_send()
+            self._after_send(sent)
         return sent
 
     def flush(self) -> None:
