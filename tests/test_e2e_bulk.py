@@ -8,7 +8,7 @@ import socket
 import time
 
 import pytest
-from e2e import E2E, connect
+from e2e import E2E, connect, recv_all
 from sshd import SSHD
 
 MIB = 1 << 20
@@ -74,3 +74,34 @@ def test_a_reader_that_pauses_gets_every_byte_once_it_reads_again(
     assert proc.wait(15) == 0, proc.stderr
     assert len(got) == len(big)
     assert bytes(got) == big
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("engine", ["openssh", "paramiko"])
+def test_a_service_that_pauses_gets_every_byte_once_it_reads_again(
+    e2e: E2E, shared_sshd: SSHD, engine: str
+) -> None:
+    """The other way round: the service reads nothing for a while, so the share's socket to it
+    fills, the share stops reading the remote side, the window the share gives the client
+    shuts, and everything goes on once the service reads again."""
+    big = BLOB * 4
+
+    def pause_then_digest(conn: socket.socket, record: object) -> None:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        time.sleep(2)
+        hashed, size = hashlib.sha256(), 0
+        while data := conn.recv(MIB):
+            hashed.update(data)
+            size += len(data)
+        conn.sendall(b"%d %s\n" % (size, hashed.hexdigest().encode()))
+
+    service = e2e.service(pause_then_digest)
+    proc = e2e.share(service.port, "--engine", engine, via=shared_sshd, ttl="1m")
+    started = e2e.started(proc)
+    with connect(started["remote_port"], timeout=30) as sock:
+        sock.sendall(f"SAFETUNNEL {started['token']}\n".encode() + big)
+        sock.shutdown(socket.SHUT_WR)
+        answer = recv_all(sock, limit=30)
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0, proc.stderr
+    assert answer == b"%d %s\n" % (len(big), hashlib.sha256(big).hexdigest().encode())
