@@ -59,7 +59,6 @@ class LoopPump(Pump):
         self._service_done = False  # the service's EOF was read
         self._eofs_passed = (False, False)  # half-closes sent: (to the service, to the remote)
         self._draining = False  # the gate closed; what is queued goes out, then the sockets close
-        self._in_loop = False  # a step is running on the loop thread
         self._over = False  # reported and unwatched: the loop is done with it
         # What the step that runs now was called for: (fd, events), or None for the first step.
         # None, not a made-up fd, which another part may use too: a channel's pokes come as
@@ -127,11 +126,7 @@ class LoopPump(Pump):
         if self._over:
             return
         self._ready = ready
-        self._in_loop = True
-        try:
-            outcome = self._guarded(self._direction)  # reports when "done"
-        finally:
-            self._in_loop = False
+        outcome = self._guarded(self._direction)  # reports when "done"
         if outcome == "done":
             self._over = True
             for fd in list(self._masks):

@@ -93,46 +93,57 @@ class RelayPump(LoopPump):
             self._loop.answer_likely()
 
     def _settled(self) -> bool:
-        """Pass each EOF on once what precedes it is sent; True when both directions are over
-        (or the pump closed)."""
+        """Pass each EOF on once what precedes it in its own direction is sent; True when both
+        directions are over (or the pump closed). Each direction on its own: a client that has
+        stopped sending but reads slowly keeps bytes waiting for it all along, and the service
+        must still read the client's EOF, as through ``ssh -R``."""
         if self._phase is Phase.CLOSED:
             return True
         service_out = self._service_out
-        if self._remote_out.size or (service_out is not None and service_out.size):
+        for_remote = self._remote_out.size
+        for_service = service_out is not None and service_out.size
+        if not (for_remote or for_service):
+            if self._draining:
+                self._move(Phase.CLOSED)
+                return True
+            if self._phase is not Phase.PIPED:
+                return self._remote_done and (service_out is None or self._service_done)
+            if self._remote_done and self._service_done:
+                return True  # both ends are closed next, which passes each EOF on
+        elif self._draining or self._phase is not Phase.PIPED:
             return False
-        if self._draining:
-            self._move(Phase.CLOSED)
-            return True
-        if self._phase is not Phase.PIPED:
-            return self._remote_done and (service_out is None or self._service_done)
-        if self._remote_done and self._service_done:
-            return True  # both ends are closed next, which passes each EOF on
         to_service, to_remote = self._eofs_passed
-        if self._remote_done and not to_service and self._sock is not None:
+        if self._remote_done and not for_service and not to_service and self._sock is not None:
             pumpio.half_close(self._sock)  # the service reads EOF, as after ssh -R
             to_service = True
-        if self._service_done and not to_remote:
+        if self._service_done and not for_remote and not to_remote:
             self._chan.half_close()
             to_remote = True
         self._eofs_passed = (to_service, to_remote)
-        return self._remote_done and self._service_done
+        return False
 
     def _answer_and_close(self) -> None:
         """On the loop, a final answer the client does not take at once is drained as its
-        socket allows: a slow reader must not hold up every other connection. Off the loop (a
-        refusal's held-back answer, on the one thread that holds them all and that teardown
-        waits for) it gets what its socket takes now: a client that reads nothing must hold up
-        neither that thread nor the end of the share."""
-        if self._in_loop:
+        socket allows: a slow reader must not hold up every other connection."""
+        if self._loop.on_loop():
             self._draining = True
             self._send_pending()
             return
-        with contextlib.suppress(OSError, EOFError):
-            self._send_pending()  # the sockets are non-blocking: never waits
-        self.close()
+        self._answer_now_and_close()
 
     def _answer_held_back(self) -> None:
-        self._answer_and_close()  # off the loop: what the socket takes now, then the close
+        """A refusal's held-back answer, on the one thread that holds them all and that
+        teardown waits for. Never drained on the loop, even when it comes due while the
+        connection's last step still runs there: that step has already ended the connection,
+        and nothing would close it."""
+        self._answer_now_and_close()
+
+    def _answer_now_and_close(self) -> None:
+        """What the socket takes now (never waits: a client that reads nothing must hold up
+        neither this thread nor the end of the share), then the close."""
+        with contextlib.suppress(OSError, EOFError):
+            self._send_pending()
+        self.close()
 
     # -- reading ---------------------------------------------------------------------------------
 
