@@ -418,3 +418,39 @@ def test_cancelled_deadlines_do_not_keep_their_connections() -> None:
     kept = sum(ref() is not None for ref in gone)
     loop.close()
     assert kept < 600, f"{kept} of 3000 finished connections still held by the timer heap"
+
+
+class _Began:
+    """A loop client that notes whether its first step knew it ran on the loop."""
+
+    def __init__(self, loop: RelayLoop) -> None:
+        self.loop = loop
+        self.began = threading.Event()
+        self.on_loop = False
+
+    def begin(self) -> None:
+        self.on_loop = self.loop.on_loop()
+        self.began.set()
+
+    def on_ready(self, fd: int, events: int) -> None:
+        """Not used."""
+
+    def on_timer(self) -> None:
+        """Not used."""
+
+
+def test_a_thread_started_after_the_loop_ended_is_not_taken_for_the_loop() -> None:
+    """A new thread often gets the number of one that ended: events it raises must not wait
+    for a loop that will never deliver them."""
+    loop = RelayLoop(LOOP_NAME, time.monotonic)
+    client = _Began(loop)
+    loop.add(client)
+    assert client.began.wait(5)
+    assert client.on_loop
+    loop.close()
+    answers: list[bool] = []
+    for _ in range(20):
+        later = threading.Thread(target=lambda: answers.append(loop.on_loop()))
+        later.start()
+        later.join()
+    assert answers == [False] * 20

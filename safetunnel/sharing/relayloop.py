@@ -191,8 +191,7 @@ class RelayLoop:
             heapq.heapify(self._timers)
 
     def answer_likely(self) -> None:
-        """A step sent a request or an answer: the next wait may be awake for a moment first
-        (see safetunnel.sharing.loopwait)."""
+        """A step sent a request or an answer: the next wait may first be awake (loopwait)."""
         self._waiter.answer_likely()
 
     def after(self, client: LoopClient, delay: float) -> None:
@@ -213,6 +212,7 @@ class RelayLoop:
             self._finish_all()
             if self._deferred is not None:
                 self._call(self._deferred.flush)
+            self._ident = None  # a thread started later may get this number: not the loop
 
     def _turn(self) -> bool:
         """One wake-up: ready sockets, then messages, then timers. False once closing."""
