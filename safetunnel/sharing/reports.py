@@ -60,17 +60,24 @@ class Reports:
     def emit(self, event: TunnelEvent) -> None:
         if self._on_loop():
             self._enqueue(event)
-        elif event.kind in BATCHED and not self._closed:
-            with self._waiting:
-                if not self._queue:
-                    self._waiting.notify()
-                self._enqueue(event)
-                self._start_flusher()
-        else:
+        elif event.kind not in BATCHED or not self._queue_for_flusher(event):
             with self._delivery:
                 self._deliver_queued()
                 self._observers.event(event)
                 self._observers.flush()
+
+    def _queue_for_flusher(self, event: TunnelEvent) -> bool:
+        """Queue traffic raised off the loop for the flusher thread; False once closed (then
+        it goes out at once). Decided under the lock close() takes: an event queued just after
+        close() had delivered the rest would wait for a flusher that never comes."""
+        with self._waiting:
+            if self._closed:
+                return False
+            if not self._queue:
+                self._waiting.notify()
+            self._enqueue(event)
+            self._start_flusher()
+            return True
 
     def run_due(self) -> float | None:
         """Deliver the queue if it is due; else the seconds until it is (None: it is empty)."""
