@@ -85,6 +85,10 @@ class Tunnel(TunnelFacts):
         self._init_recipients()
         self._stop = threading.Event()
         self._closed = threading.Event()
+        # Set once the observers were told of the start (or failed to be): the supervisor tears
+        # nothing down before, or a stop in between (a TTL shorter than the forward took) would
+        # close the books while they were still being opened, and they would stay open.
+        self._announced = threading.Event()
         self._stopping = False
         self.stop_reason: StopReason | None = None
         self.stop_error: SafetunnelError | None = None  # what ended it, when that has a message
@@ -138,9 +142,13 @@ class Tunnel(TunnelFacts):
             self._observers.started(self)
         except BaseException as err:
             self._start_error = err
+            self._announced.set()
             self.close(StopReason.ERROR)
             raise
-        self._emit(self.started_event())
+        try:
+            self._emit(self.started_event())
+        finally:
+            self._announced.set()
 
     def request_stop(self, reason: StopReason | str) -> None:
         """Ask the tunnel to end; safe from any thread and signal handlers. First reason wins."""
@@ -178,6 +186,7 @@ class Tunnel(TunnelFacts):
 
     def _supervise(self) -> None:
         try:
+            self._announced.wait()
             while not self._stop.is_set():
                 now = self._clock()
                 self._check_limits(now)
