@@ -140,9 +140,11 @@ class TunnelConnections:
                     dropped = self._pending.pop(next(iter(self._pending)))
                 self._pending[counters] = pump
         if reason is not None:
-            self.stats.refused_at_door(origin, reason)
+            summary = self.stats.refused_at_door(origin, reason)
             self._later.call_later(0.0, stream.close)  # closing sends: not on this thread
             self._emit(events.Connection(self.id, origin, "unknown", False, reason))
+            # Ended as soon as it came: the closed event is what the audit log keeps.
+            self._emit(events.ConnectionClosed(id=self.id, **summary))
             return
         if dropped is not None:
             self._later.call_later(0.0, dropped.drop)  # it reports as it ends

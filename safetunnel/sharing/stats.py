@@ -108,22 +108,23 @@ class TunnelStats:
                 self.last_activity = max(self.last_activity, conn.last_activity)
         return summary
 
-    def refused_at_door(self, origin: str, reason: str) -> None:
-        """A connection turned away before it got a pump (connection cap, shutting down)."""
+    def refused_at_door(self, origin: str, reason: str) -> dict[str, Any]:
+        """A connection turned away before it got a pump (shutting down, the failure budget
+        spent); returns its summary, as :meth:`finished` does."""
+        summary: dict[str, Any] = {
+            "origin": origin,
+            "protocol": "unknown",
+            "allowed": False,
+            "reason": reason,
+            "bytes_in": 0,
+            "bytes_out": 0,
+            "duration": 0.0,
+        }
         with self._lock:
             self.total += 1
             self.denied += 1
-            self.recent.append(
-                {
-                    "origin": origin,
-                    "protocol": "unknown",
-                    "allowed": False,
-                    "reason": reason,
-                    "bytes_in": 0,
-                    "bytes_out": 0,
-                    "duration": 0.0,
-                }
-            )
+            self.recent.append(summary)
+        return summary
 
     def request(self, summary: dict[str, Any]) -> None:
         """An HTTP request got its answer (method, path, status, duration, bytes)."""
