@@ -12,6 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import click
+import pytest
 from conftest import Sandbox
 from stub_share import LOCAL, StubSession
 from tunnelkit import Clock, EventLog
@@ -149,3 +151,34 @@ def _eof(sock: socket.socket) -> bool:
         return False
     except OSError:
         return True
+
+
+class _SignalledWhileAnnounced:
+    """An observer whose ``started`` is cut short as a stop signal cuts the start (the signal
+    handler raises click's Exit while no tunnel is known to the console yet)."""
+
+    def started(self, tunnel: object) -> None:
+        raise click.exceptions.Exit(0)
+
+    def event(self, event: object) -> None:
+        """Nothing to record."""
+
+    def flush(self) -> None:
+        """Nothing to write."""
+
+    def close(self) -> None:
+        """Nothing held."""
+
+
+def test_a_signal_while_the_start_is_announced_ends_the_tunnel_it_began(sandbox: Sandbox) -> None:
+    registry = reg.Registry()
+    books = Bookkeeper(registry, AuditLog())
+    observers = [books, _SignalledWhileAnnounced()]
+    tunnel = Tunnel(StubSession(), _config(ttl=600), tokens.generate(), observers=observers)
+    with pytest.raises(click.exceptions.Exit):
+        tunnel.start()
+    assert tunnel.wait(5.0)
+    assert tunnel.stop_reason is not None and tunnel.stop_reason.value == "error"
+    assert _wait_for(lambda: not _threads_of(tunnel.id)), _threads_of(tunnel.id)
+    assert not registry.record_path(tunnel.id).exists()
+    assert not registry.socket_path(tunnel.id).exists()

@@ -38,6 +38,8 @@ from safetunnel.timefmt import iso_z, utc_now
 
 GRACE_SECONDS = 2.0  # the service's replies get this long after the forward is cancelled
 TICK = 0.5
+# A thread that was started begins within this long, even on a loaded machine.
+START_WAIT = 5.0
 
 log = logging.getLogger("safetunnel.sharing.tunnel")
 
@@ -89,6 +91,7 @@ class Tunnel(TunnelFacts):
         # nothing down before, or a stop in between (a TTL shorter than the forward took) would
         # close the books while they were still being opened, and they would stay open.
         self._announced = threading.Event()
+        self._supervising = threading.Event()  # the supervisor's thread began
         self._stopping = False
         self.stop_reason: StopReason | None = None
         self.stop_error: SafetunnelError | None = None  # what ended it, when that has a message
@@ -137,18 +140,25 @@ class Tunnel(TunnelFacts):
             self._teardown_unstarted(err)
             raise
         self._supervisor = threading.Thread(target=self._supervise, name=f"{self.id}-supervisor")
-        self._supervisor.start()
         try:
+            self._supervisor.start()
             self._observers.started(self)
-        except BaseException as err:
-            self._start_error = err
-            self._announced.set()
-            self.close(StopReason.ERROR)
-            raise
-        try:
             self._emit(self.started_event())
+        except BaseException as err:  # a failed observer, or a signal's exit on the way
+            self._start_error = err
+            self._abort_start()
+            raise
         finally:
             self._announced.set()
+
+    def _abort_start(self) -> None:
+        """The forward is up but the start failed: the supervisor tears down, if it came up."""
+        self.request_stop(StopReason.ERROR)
+        self._announced.set()
+        supervisor = self._supervisor
+        if supervisor is not None and not self._supervising.wait(START_WAIT):
+            self._supervisor = None  # interrupted before its thread began
+        self.close(StopReason.ERROR)
 
     def request_stop(self, reason: StopReason | str) -> None:
         """Ask the tunnel to end; safe from any thread and signal handlers. First reason wins."""
@@ -185,6 +195,7 @@ class Tunnel(TunnelFacts):
     # -- supervision -----------------------------------------------------------------------------
 
     def _supervise(self) -> None:
+        self._supervising.set()
         try:
             self._announced.wait()
             while not self._stop.is_set():
