@@ -205,7 +205,10 @@ class Tunnel(TunnelFacts):
                     pause = self._deadlines.pause(self._clock(), TICK)
                 self._stop.wait(pause)
         finally:
-            self._teardown()
+            try:
+                self._teardown()
+            finally:
+                self._closed.set()  # even after a bug in a step, close() must not wait for ever
 
     def _check_limits(self, now: float) -> None:
         with self._deadlines_lock:
