@@ -10,11 +10,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
 
 import click
 import pytest
 from conftest import Sandbox
+from e2e import closed_by_peer, wait_for
 from stub_share import LOCAL, StubSession
 from tunnelkit import Clock, EventLog
 
@@ -109,15 +109,6 @@ class _LateArrival(StubSession):
         self._on_stream(SocketStream(ours, ("127.0.0.1", 0)))
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
-
-
 def test_a_connection_turned_away_at_the_door_is_reported_closed_and_audited(
     sandbox: Sandbox,
 ) -> None:
@@ -135,22 +126,12 @@ def test_a_connection_turned_away_at_the_door_is_reported_closed_and_audited(
         refused = [e for e in seen.events if e.kind == "connection"]
         closed = [e for e in seen.events if e.kind == "connection-closed"]
         assert [e.reason for e in refused] == ["shutting-down"]  # type: ignore[attr-defined]
-        assert _wait_for(lambda: session.client is not None and _eof(session.client))
+        assert closed_by_peer(session.client)
         audited = [e for e in audit.read(tunnel.id) if e["event"] == "connection"]
         assert (len(closed), len(audited)) == (1, 1), (closed, audited)
     finally:
         if session.client is not None:
             session.client.close()
-
-
-def _eof(sock: socket.socket) -> bool:
-    sock.setblocking(False)
-    try:
-        return sock.recv(1) == b""
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
 
 
 class _SignalledWhileAnnounced:
@@ -179,6 +160,6 @@ def test_a_signal_while_the_start_is_announced_ends_the_tunnel_it_began(sandbox:
         tunnel.start()
     assert tunnel.wait(5.0)
     assert tunnel.stop_reason is not None and tunnel.stop_reason.value == "error"
-    assert _wait_for(lambda: not _threads_of(tunnel.id)), _threads_of(tunnel.id)
+    assert wait_for(lambda: not _threads_of(tunnel.id)), _threads_of(tunnel.id)
     assert not registry.record_path(tunnel.id).exists()
     assert not registry.socket_path(tunnel.id).exists()
