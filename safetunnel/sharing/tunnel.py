@@ -85,6 +85,14 @@ class Tunnel(TunnelFacts):
         )
         self._link = Link(session, config, intake, again)
         self._init_recipients()
+        self._init_lifecycle()
+        self.started_at = utc_now()
+        self._deadlines = Deadlines(
+            config.ttl, idle=config.idle, max_ttl=config.max_ttl, start=clock()
+        )
+        self._deadlines_lock = threading.Lock()  # extend() comes from the control thread
+
+    def _init_lifecycle(self) -> None:
         self._stop = threading.Event()
         self._closed = threading.Event()
         # Set once the observers were told of the start (or failed to be): the supervisor tears
@@ -96,11 +104,6 @@ class Tunnel(TunnelFacts):
         self.stop_reason: StopReason | None = None
         self.stop_error: SafetunnelError | None = None  # what ended it, when that has a message
         self._supervisor: threading.Thread | None = None
-        self.started_at = utc_now()
-        self._deadlines = Deadlines(
-            config.ttl, idle=config.idle, max_ttl=config.max_ttl, start=clock()
-        )
-        self._deadlines_lock = threading.Lock()  # extend() comes from the control thread
 
     # -- public API ------------------------------------------------------------------------------
 
