@@ -158,8 +158,7 @@ class Tunnel(TunnelFacts):
         """The forward is up but the start failed: the supervisor tears down, if it came up."""
         self.request_stop(StopReason.ERROR)
         self._announced.set()
-        supervisor = self._supervisor
-        if supervisor is not None and not self._supervising.wait(START_WAIT):
+        if not self._supervising.wait(START_WAIT):
             self._supervisor = None  # interrupted before its thread began
         self.close(StopReason.ERROR)
 
