@@ -242,7 +242,8 @@ class Tunnel(TunnelFacts):
     # -- teardown --------------------------------------------------------------------------------
 
     def _teardown(self) -> None:
-        """The single teardown path; runs once, on the supervisor thread."""
+        """The single teardown path; runs once, on the supervisor thread (which then sets
+        ``_closed``)."""
         with self._pumps_lock:
             self._stopping = True
         self._link.close_listener()  # no new connections from here on
@@ -258,7 +259,6 @@ class Tunnel(TunnelFacts):
         self._release(self._start_error)
         self._emit(events.Stopped(id=self.id, reason=reason, ended_at=iso_z(utc_now())))
         self._observers.close()
-        self._closed.set()
 
     def _grace(self) -> None:
         """Let open connections finish for GRACE_SECONDS on the tunnel's clock; a lost SSH
