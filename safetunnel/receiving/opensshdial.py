@@ -15,7 +15,6 @@ its session; connect ends (exit 8) only when that fails.
 from __future__ import annotations
 
 import contextlib
-import re
 import socket
 import sys
 import threading
@@ -39,10 +38,10 @@ from safetunnel.ssh.openssh.connect import master_argv, socket_dir, start_master
 from safetunnel.ssh.openssh.engine import remove_temporary
 from safetunnel.ssh.openssh.forward import socket_name
 from safetunnel.ssh.openssh.master import Master
+from safetunnel.ssh.openssh.masterlog import SERVER_KEY
 from safetunnel.ssh.target import SSHTarget
 
 KEEPALIVE = 15.0
-_SERVER_KEY = re.compile(r"Server host key: (\S+) (SHA256:\S+)")
 # How the master logs a channel the server could not open ("channel 2: open failed: connect
 # failed: Connection refused").
 _OPEN_FAILED = "open failed:"
@@ -231,9 +230,9 @@ class OpenSSHDialer:
         return path
 
     def _check_accepted(self, master: Master) -> None:
-        shown = _accepted(master.log.tail(400))
+        shown = _accepted(master.log.host_keys())
         if shown is None or shown[1] != self._fingerprint:
-            raise self._refusal(master.log.tail(400))
+            raise self._refusal(master.log.host_keys())
 
     def _refusal(self, lines: list[str]) -> HostKeyChanged:
         shown = _accepted(lines)
@@ -258,7 +257,7 @@ class OpenSSHDialer:
 def _accepted(lines: list[str]) -> tuple[str, str] | None:
     """The last key the master logged: the host's, which it meets after any hop's."""
     for line in reversed(lines):
-        match = _SERVER_KEY.search(line)
+        match = SERVER_KEY.search(line)
         if match:
             return match.group(1), match.group(2)
     return None

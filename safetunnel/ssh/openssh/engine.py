@@ -7,7 +7,6 @@ keepalives; this process keeps only what it alone can do, the token gate, behind
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import threading
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from safetunnel.ssh.engine import Forward, HostKeyState, StreamHandler
 from safetunnel.ssh.narrowing import PROBE_BIND, narrowed, needs_probe
 from safetunnel.ssh.openssh.forward import GateSocket, socket_name
 from safetunnel.ssh.openssh.master import Master
+from safetunnel.ssh.openssh.masterlog import SERVER_KEY
 from safetunnel.ssh.target import SSHTarget
 
 log = logging.getLogger("safetunnel.ssh.openssh")
@@ -29,7 +29,6 @@ GATEWAYPORTS_OVERRIDE = "overridden by server GatewayPorts"
 # The master logs this once it has the server's answer to a forward, before it tells the
 # control client: seeing it means every debug message about that forward has been read.
 FORWARD_ANSWERED = "mux_confirm_remote_forward"
-_SERVER_KEY = re.compile(r"Server host key: (\S+) (SHA256:\S+)")
 
 
 class OpenSSHSession:
@@ -175,8 +174,8 @@ def remove_temporary(sockets: Path) -> None:
 
 def _accepted_key(master: Master) -> tuple[str, str]:
     """(key type, fingerprint) of the host key the master accepted, from its DEBUG1 log."""
-    for line in master.log.tail(400):
-        match = _SERVER_KEY.search(line)
+    for line in master.log.host_keys():
+        match = SERVER_KEY.search(line)
         if match:
             return match.group(1), match.group(2)
     return "", ""

@@ -9,6 +9,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,8 @@ log = logging.getLogger("safetunnel.ssh.openssh")
 _GATHER_SECONDS = 0.01
 _PIPE_BYTES = 1 << 20
 _KEEP_LINES = 400
+HOST_KEY_LINE = "Server host key:"  # ssh's DEBUG1 line for the key it accepted
+SERVER_KEY = re.compile(HOST_KEY_LINE + r" (\S+) (SHA256:\S+)")  # its key type and fingerprint
 # Once the forward is up nothing waits for a line: only the last ones matter, should the master
 # exit. Each wake-up of the reader takes the GIL from the relay loop, so it then gathers for
 # longer, as long as the pipe holds what a busy master writes meanwhile (~8 MB/s at 10,000
@@ -37,6 +40,14 @@ class MasterLog:
         self._changed = threading.Condition()
         self._ended = False
         self._watchers: list[tuple[bytes, Callable[[str], None]]] = []
+        # Kept whatever follows them: a server's banner (printed line by line after the key
+        # exchange) can run past the lines kept, and the key must still be checked.
+        self._host_keys: list[str] = []
+        self.on_line(HOST_KEY_LINE, self._host_keys.append)
+
+    def host_keys(self) -> list[str]:
+        """Every line read that names a host key ssh accepted, in order (a hop's come first)."""
+        return list(self._host_keys)
 
     def on_line(self, text: str, callback: Callable[[str], None]) -> None:
         """Call ``callback`` (on the reader thread) with each line read from now on that holds
