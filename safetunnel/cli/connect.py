@@ -158,13 +158,19 @@ def _serve(
 ) -> int:
     view = _View(as_json)
     receiver = Receiver(ticket, _dialer(ticket, target, engine, view), local_port)
-    with _Signals(receiver) as signals:
+    signals = _Signals(receiver)
+    with signals:
         try:
+            signals.starting = True
             host, port = receiver.start()
+            signals.starting = False
             view.listening(format_hostport(host, port), ticket, target)
             while not receiver.wait(1.0):
                 view.status(receiver)
+        except _Cancelled:
+            pass  # nothing listened yet; the start closed what it had opened
         finally:
+            signals.starting = False
             receiver.close()
             view.clear()
     if receiver.error is not None:
@@ -263,12 +269,22 @@ class _View:
         self.say("The ticket expired; connect stopped." if reason == "expired" else "Stopped.")
 
 
+class _Cancelled(Exception):
+    """A stop signal came while connect was still starting (logging in, say)."""
+
+
 class _Signals(StopSignalScope):
-    """SIGINT, SIGTERM and SIGHUP stop the receiver, so its close() runs on the main thread."""
+    """SIGINT, SIGTERM and SIGHUP stop the receiver, so its close() runs on the main thread.
+    While it starts they cancel the start too: a login that hangs (an outage, a password
+    asked on the terminal) would otherwise hold connect until it gave up by itself."""
 
     def __init__(self, receiver: Receiver) -> None:
         super().__init__()
         self._receiver = receiver
+        self.starting = False
 
     def stop(self) -> None:
         self._receiver.stop()
+        if self.starting:
+            self.starting = False
+            raise _Cancelled
