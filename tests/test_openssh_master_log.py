@@ -31,6 +31,18 @@ def test_a_burst_keeps_only_its_last_lines_but_counts_them_all() -> None:
     assert log.wait_for("not responding", len(burst), timeout=0)
 
 
+def test_the_accepted_host_keys_outlast_a_banner_longer_than_the_lines_kept() -> None:
+    log = master.MasterLog()
+    hop = b"debug1: Server host key: ssh-ed25519 SHA256:hop\r"
+    host = b"debug1: Server host key: ssh-ed25519 SHA256:host\r"
+    banner = [f"Authorised use only, line {n}".encode() for n in range(master._KEEP_LINES + 50)]
+    log.add_raw([hop, b"debug1: Authenticated to the hop", host, *banner])
+    assert not any("Server host key" in line for line in log.tail(master._KEEP_LINES))
+    assert log.host_keys() == [hop.decode().rstrip("\r"), host.decode().rstrip("\r")]
+    match = master.SERVER_KEY.search(log.host_keys()[-1])
+    assert match is not None and match.groups() == ("ssh-ed25519", "SHA256:host")
+
+
 def test_a_watcher_hears_its_lines_and_its_failure_stops_nothing() -> None:
     log = master.MasterLog()
     heard: list[str] = []
