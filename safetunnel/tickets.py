@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from safetunnel import tokens
+from safetunnel import jsontext, tokens
 from safetunnel.errors import UsageError
 from safetunnel.timefmt import iso_z, parse_iso_z
 
@@ -127,7 +127,7 @@ def _unpack(body: str) -> dict[str, Any]:
         raise TicketError("the ticket is damaged (characters that a ticket never holds)")
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        data = json.loads(raw.decode("utf-8"))
+        data = jsontext.loads(raw.decode("utf-8"))
     except (binascii.Error, ValueError):  # UnicodeDecodeError and JSONDecodeError included
         raise TicketError("the ticket is damaged (it does not decode)") from None
     if not isinstance(data, dict):

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from safetunnel import fsutil, paths
+from safetunnel import fsutil, jsontext, paths
 from safetunnel.tickets import TICKET_RE
 from safetunnel.tokens import PREFIX as TOKEN_PREFIX
 from safetunnel.tokens import TOKEN_RE
@@ -216,7 +216,7 @@ class _Tail:
 
 def _parse(line: bytes) -> dict[str, Any] | None:
     try:
-        entry = json.loads(line)
+        entry = jsontext.loads(line)
     except (ValueError, UnicodeDecodeError):
         return None
     return entry if isinstance(entry, dict) else None

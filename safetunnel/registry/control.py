@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from safetunnel import jsontext
 from safetunnel.errors import SafetunnelError, StateError, UsageError
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -193,7 +194,7 @@ class ControlServer:
     def dispatch(self, line: bytes) -> dict[str, Any]:
         """One request line -> one reply; never raises for bad input or failing handlers."""
         try:
-            request = json.loads(line)
+            request = jsontext.loads(line)
         except (ValueError, UnicodeDecodeError):
             return {"ok": False, "error": "bad request: not JSON"}
         if not isinstance(request, dict) or not isinstance(request.get("op"), str):
@@ -250,6 +251,6 @@ def _exchange(path: Path, message: Mapping[str, Any], timeout: float) -> Any:
         except (TimeoutError, OSError, ValueError) as err:
             raise ControlUnavailable(f"the tunnel did not answer on {path}: {err}") from None
     try:
-        return json.loads(line)
+        return jsontext.loads(line)
     except (ValueError, UnicodeDecodeError):
         raise ControlError("the tunnel sent a reply that is not JSON") from None

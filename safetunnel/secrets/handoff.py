@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from safetunnel import jsontext
 from safetunnel.secrets.names import SecretName
 
 _MAX_MESSAGE = 65536
@@ -40,7 +41,7 @@ def dump(secrets: Mapping[SecretName, str]) -> bytes:
 def load(data: bytes) -> dict[SecretName, str]:
     """What :func:`dump` wrote; empty for nothing (a foreground that typed nothing)."""
     text = data.decode("utf-8").strip()
-    raw: Any = json.loads(text) if text else {}
+    raw: Any = jsontext.loads(text) if text else {}
     if not isinstance(raw, dict):
         raise ValueError("handed secrets must be one JSON object")
     return {_name(str(k)): str(v) for k, v in raw.items()}
@@ -133,7 +134,7 @@ def _recv(conn: socket.socket) -> dict[str, Any]:
         if not chunk:
             break
         data += chunk
-    request = json.loads(data.decode("utf-8"))
+    request = jsontext.loads(data.decode("utf-8"))
     if not isinstance(request, dict):
         raise ValueError("a request is one JSON object")
     return request
