@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import psutil
 
-from safetunnel import fsutil, paths
+from safetunnel import fsutil, jsontext, paths
 from safetunnel.errors import StateError, TunnelNotFound
 from safetunnel.registry import control
 from safetunnel.registry.audit import AuditLog
@@ -37,6 +37,24 @@ START_TIME_TOLERANCE = 1.0
 # What can still be read from a damaged record (its writer uses json.dumps' default spacing).
 _PID_RE = re.compile(r'"pid": (\d{1,10})[,}]')
 _START_RE = re.compile(r'"pid_start_time": (\d{1,12}(?:\.\d+)?)[,}]')
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# What each field's value must be, by its annotation: a record is read back from disk (or from a
+# share's control socket), and a field of the wrong kind made `list` and `kill` fail with a
+# traceback further on (a start time that is a string cannot be compared).
+_FIELD_CHECKS: dict[str, Any] = {
+    "int": lambda v: _number(v) and isinstance(v, int),
+    "float": _number,
+    "str": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+    "str | None": lambda v: v is None or isinstance(v, str),
+    "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "list[dict[str, Any]]": lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
+}
 
 
 def new_tunnel_id() -> str:
@@ -103,15 +121,16 @@ class TunnelRecord:
             record = cls(**{k: v for k, v in data.items() if k in known})
         except TypeError as err:
             raise StateError(f"tunnel record is incomplete: {err}") from None
-        if not isinstance(record.pid, int) or not isinstance(record.id, str):
-            raise StateError("tunnel record has a malformed id or pid")
+        for spec in fields(cls):
+            if not _FIELD_CHECKS[str(spec.type)](getattr(record, spec.name)):
+                raise StateError(f"tunnel record has a malformed {spec.name}")
         check_tunnel_id(record.id)
         return record
 
     @classmethod
     def from_json(cls, text: str | bytes) -> TunnelRecord:
         try:
-            data = json.loads(text)
+            data = jsontext.loads(text)
         except (ValueError, UnicodeDecodeError) as err:
             raise StateError(f"tunnel record is not valid JSON: {err}") from None
         return cls.from_dict(data)
@@ -244,9 +263,13 @@ class Registry:
         state dir refuses: listing must still work on a read-only or full disk. Every command
         that finds a tunnel gone comes here, so its end is in the log whichever looked first."""
         try:
-            self.remove(record.id)
+            self.record_path(record.id).unlink()  # the claim: whoever removes it audits
         except OSError:
+            # Gone already (the share removed it as it ended, and audited that, or another
+            # command pruned it first), or the state dir refuses: left for a later command.
             return 0
+        with contextlib.suppress(OSError):
+            self.socket_path(record.id).unlink()
         remove_token_files(record.token_files, record.token_hash_prefix)
         with contextlib.suppress(OSError):
             self._audit_lost(record)
