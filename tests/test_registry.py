@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from safetunnel.errors import StateError, TunnelNotFound
+from safetunnel.registry import manage
 from safetunnel.registry import records as reg
 
 
@@ -179,3 +180,24 @@ def test_zombie_counts_as_gone() -> None:
         time.sleep(0.02)
     assert not reg.process_matches(child.pid, start)
     child.wait()
+
+
+@pytest.mark.parametrize("listed", [True, False])
+def test_a_listed_tunnel_that_ended_meanwhile_is_no_failure_of_kill_all(
+    tmp_path: Path, listed: bool
+) -> None:
+    """``kill --all`` stops what it listed; one that reached its end by itself in between is
+    not a failure. An id the user named that runs nowhere still is."""
+    outcomes: list[object] = []
+    failed = manage.stop_many(
+        reg.Registry(tmp_path),
+        ["st-abcdef"],
+        lambda _id, outcome: outcomes.append(outcome),
+        listed=listed,
+    )
+    if listed:
+        assert failed == 0
+        assert isinstance(outcomes[0], manage.StopResult) and outcomes[0].method == "stale"
+    else:
+        assert failed == 1
+        assert isinstance(outcomes[0], TunnelNotFound)

@@ -56,10 +56,10 @@ def kill_cmd(ids: tuple[str, ...], all_: bool) -> None:
     if not targets:
         click.echo("No active tunnels.")
         return
-    if len(targets) == 1:
+    if len(targets) == 1 and not all_:
         _report(targets[0], manage.stop(registry, targets[0]))  # errors go to the boundary as-is
         return
-    failed = manage.stop_many(registry, targets, _report)
+    failed = manage.stop_many(registry, targets, _report, listed=all_)
     if failed:
         raise SafetunnelError(f"{failed} of {len(targets)} tunnels were not stopped (see above)")
 

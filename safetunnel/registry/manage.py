@@ -134,12 +134,21 @@ def stop_many(
     ids: list[str],
     on_result: Callable[[str, StopResult | SafetunnelError], None],
     timeout: float = 10.0,
+    *,
+    listed: bool = False,
 ) -> int:
-    """Stop each id in turn, reporting each outcome; returns how many failed."""
+    """Stop each id in turn, reporting each outcome; returns how many failed. ``listed``: the
+    ids were running when listed (``kill --all``), so one that has ended since is no failure."""
     failures = 0
     for tunnel_id in ids:
         try:
             outcome: StopResult | SafetunnelError = stop(registry, tunnel_id, timeout)
+        except TunnelNotFound as err:
+            if listed:
+                outcome = StopResult(tunnel_id, "stale", "had ended by itself")
+            else:
+                outcome = err
+                failures += 1
         except SafetunnelError as err:
             outcome = err
             failures += 1
