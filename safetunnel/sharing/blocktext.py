@@ -11,6 +11,17 @@ WIDTH = 100
 LABEL = 13  # label column, so values line up and wrapped lines stay readable
 
 
+# How much of a value from outside (another user's process name) a block shows.
+OUTSIDE_MAX = 64
+
+
+def printable(value: str) -> str:
+    """A value someone else chose, fit for the block: anything a terminal would act on (escape
+    sequences, a newline that starts a forged line) becomes "?", and a long one is cut."""
+    text = "".join(c if c.isprintable() else "?" for c in value)
+    return text if len(text) <= OUTSIDE_MAX else text[: OUTSIDE_MAX - 1] + "…"
+
+
 def row(label: str, text: str) -> str:
     return textwrap.fill(
         text,

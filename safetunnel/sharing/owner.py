@@ -44,11 +44,15 @@ def _own_process_connections() -> list[tuple[Any, str, int | None]]:
 
 
 def pick_owner(listeners: list[Listener], host: str) -> Listener | None:
-    """The socket that actually takes connections to ``host``: exact bind, then the wildcard."""
+    """The socket that actually takes connections to ``host``: exact bind, then the wildcard,
+    even when this user cannot see its process (pid None): naming a visible process on another
+    address instead would show the sharer a service other than the one shared (another
+    user's squatting on 127.0.0.1 while the sharer's own server listens on ::1). Another
+    address only when none of those is listed at all."""
     wildcard = "::" if ":" in host else "0.0.0.0"  # noqa: S104 - compared, not bound
     for wanted in (host, wildcard, "::"):
         for conn in listeners:
-            if conn.ip == wanted and conn.pid is not None:
+            if conn.ip == wanted:
                 return conn
     return next((c for c in listeners if c.pid is not None), None)
 

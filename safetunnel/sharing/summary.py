@@ -13,7 +13,7 @@ from typing import Literal
 
 from safetunnel.addresses import bracket_host, format_hostport
 from safetunnel.durations import format_duration
-from safetunnel.sharing.blocktext import cmd, idle_text, row, warn
+from safetunnel.sharing.blocktext import cmd, idle_text, printable, row, warn
 from safetunnel.sharing.preflight import Risk, ServiceInfo
 from safetunnel.ssh.engine import HostKeyState
 
@@ -142,8 +142,9 @@ def tls_lines(tls: TlsShown) -> list[str]:
 def _owner(service: ServiceInfo) -> str:
     if service.pid is None:
         return "owned by a process this user cannot see"
-    name = service.process or "unknown process"
-    user = f", user {service.user}" if service.user else ""
+    # Whoever runs the listener names its process: it must not write into the block.
+    name = printable(service.process) if service.process else "unknown process"
+    user = f", user {printable(service.user)}" if service.user else ""
     return f"{name} (pid {service.pid}{user})"
 
 
