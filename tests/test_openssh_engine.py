@@ -19,13 +19,20 @@ from conftest import Sandbox
 from e2e import assert_port_released, known_hosts_line, port_open, wait_until
 from sshd import SSHD
 
-from safetunnel.errors import AuthFailed, ConfigError, HostKeyChanged, HostKeyUnknown
+from safetunnel.errors import (
+    AuthFailed,
+    ConfigError,
+    ForwardRefused,
+    HostKeyChanged,
+    HostKeyUnknown,
+)
 from safetunnel.hosts.config import load_config
 from safetunnel.registry.records import TunnelRecord
 from safetunnel.sharing import engines, events
 from safetunnel.ssh import openssh
 from safetunnel.ssh.engine import ByteStream
 from safetunnel.ssh.hostkeys import fingerprint
+from safetunnel.ssh.openssh import engine as engine_module
 from safetunnel.ssh.openssh.connect import open_openssh_session
 from safetunnel.ssh.openssh.engine import OpenSSHSession
 from safetunnel.ssh.target import SSHTarget
@@ -96,6 +103,18 @@ def test_a_forward_delivers_streams_from_a_private_socket(session: OpenSSHSessio
         stream.close()  # idempotent
     listener.close()
     assert_port_released(listener.port)
+    assert list(session._sockets.glob("g-*.sock")) == []
+
+
+def test_a_forward_whose_answer_never_shows_in_the_log_is_refused_and_cancelled(
+    session: OpenSSHSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether the server widened the bind is read from ssh's log; a forward whose answer
+    cannot be found there is not served on a guess (exit 6), and nothing stays listening."""
+    monkeypatch.setattr(engine_module, "FORWARD_ANSWERED", "a line ssh never writes")
+    monkeypatch.setattr(engine_module, "ANSWER_WAIT", 0.2)
+    with pytest.raises(ForwardRefused, match="could not confirm"):
+        session.forward("127.0.0.1", 0, Streams())
     assert list(session._sockets.glob("g-*.sock")) == []
 
 

@@ -29,6 +29,7 @@ GATEWAYPORTS_OVERRIDE = "overridden by server GatewayPorts"
 # The master logs this once it has the server's answer to a forward, before it tells the
 # control client: seeing it means every debug message about that forward has been read.
 FORWARD_ANSWERED = "mux_confirm_remote_forward"
+ANSWER_WAIT = 5.0  # how long the line may take to be read
 
 
 class OpenSSHSession:
@@ -110,9 +111,20 @@ class OpenSSHSession:
         return not widened
 
     def _refuse_if_widened(self, seen: int, bind: str, port: int, allow_wildcard: bool) -> None:
-        self._master.log.wait_for(FORWARD_ANSWERED, seen, timeout=5.0)
+        answered = self._master.log.wait_for(FORWARD_ANSWERED, seen, timeout=ANSWER_WAIT)
+        if allow_wildcard:
+            return
+        if not answered:
+            # ssh logs the server's answer before it tells us the port; without that line
+            # nobody can say whether the server widened the bind: fail closed.
+            self._cancel_forward()
+            raise ForwardRefused(
+                f"could not confirm where {self.target.display} bound port {port} (ssh's log"
+                " did not show the server's answer in time). The forward was cancelled.",
+                hint="Try again; if it keeps happening, run with -v and report it.",
+            )
         widened = [line for line in self._master.log.since(seen) if GATEWAYPORTS_OVERRIDE in line]
-        if widened and not allow_wildcard:
+        if widened:
             self._cancel_forward()
             raise ForwardWidened(
                 f"{self.target.display} bound port {port} on ALL interfaces instead of {bind}"
