@@ -16,6 +16,7 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -46,7 +47,7 @@ def _number(value: Any) -> bool:
 # What each field's value must be, by its annotation: a record is read back from disk (or from a
 # share's control socket), and a field of the wrong kind made `list` and `kill` fail with a
 # traceback further on (a start time that is a string cannot be compared).
-_FIELD_CHECKS: dict[str, Any] = {
+_FIELD_CHECKS: dict[str, Callable[[Any], bool]] = {
     "int": lambda v: _number(v) and isinstance(v, int),
     "float": _number,
     "str": lambda v: isinstance(v, str),
