@@ -60,7 +60,12 @@ class _Entry:
 
 def _name_matches(pattern: str, name: str) -> bool:
     if pattern.startswith("|1|"):  # hashed: |1|base64(salt)|base64(hmac-sha1(salt, name))
-        return hmac.compare_digest(paramiko.HostKeys.hash_host(name, pattern), pattern)
+        try:
+            return hmac.compare_digest(paramiko.HostKeys.hash_host(name, pattern), pattern)
+        except (ValueError, TypeError, AssertionError):
+            # A damaged hashed name (bad base64, a salt of the wrong size, non-ASCII) matches
+            # nothing, as OpenSSH skips it: one bad line must not stop every host-key check.
+            return False
     return glob_match(pattern, name)
 
 
