@@ -137,6 +137,8 @@ class _Chain:
             try:
                 self.transport.auth_password(t.user, secret)
             except paramiko.AuthenticationException:
+                if not self.transport.is_active():
+                    raise  # the server hung up: no answer on the password
                 self.auth.rejected(name)
                 why = "rejected"
                 continue
@@ -161,7 +163,27 @@ def authenticate(
     auth: AuthSource | None,
     client_key: paramiko.PKey | None,
 ) -> None:
-    """Run the chain; :class:`AuthFailed` (exit 5) names everything that was tried."""
+    """Run the chain; :class:`AuthFailed` (exit 5) names everything that was tried, and
+    :class:`SSHError` says when the server hung up meanwhile (its LoginGraceTime ran out while
+    someone read the host key, say): that is neither a refused key nor a wrong password."""
+    try:
+        _run_chain(transport, target, auth, client_key)
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        if transport.is_active():
+            raise
+        raise SSHError(
+            f"The SSH connection to {target.display} ended during the login"
+            f" ({exc or type(exc).__name__}).",
+            hint="The server may allow only so long to log in (LoginGraceTime); try again.",
+        ) from exc
+
+
+def _run_chain(
+    transport: paramiko.Transport,
+    target: SSHTarget,
+    auth: AuthSource | None,
+    client_key: paramiko.PKey | None,
+) -> None:
     chain = _Chain(transport, target, auth)
     if chain.probe():
         return
