@@ -204,6 +204,7 @@ def test_a_rekey_during_a_global_request_does_not_answer_it() -> None:
 
     transport._send_user_message = send  # type: ignore[method-assign,assignment]
     transport.is_active = lambda: True  # type: ignore[method-assign]
+    transport.clear_to_send.set()  # past the first key exchange, as a request always is
     try:
         assert transport.timed_request("keepalive@openssh.com", None, 5) is reply
     finally:

@@ -187,8 +187,13 @@ class TunedTransport(paramiko.Transport):
         if data is not None:
             message.add(*data)
         self.global_response = _NO_REPLY
-        self._send_user_message(message)
         deadline = time.monotonic() + timeout
+        # During a key exchange paramiko holds the request back, for up to its own 30 s; the
+        # answer would then come (or not) long after ``timeout``. (The transport thread itself
+        # must not wait: it is the one that finishes the exchange.)
+        if threading.current_thread() is not self and not self.clear_to_send.wait(timeout):
+            raise RequestTimeout(kind)
+        self._send_user_message(message)
         while True:
             event.wait(min(0.05, max(deadline - time.monotonic(), 0)))
             response = self.global_response

@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import paramiko
+
 from safetunnel.ssh._transport import RequestAborted, RequestTimeout
 
 log = logging.getLogger("safetunnel.ssh")
@@ -45,10 +47,12 @@ class KeepaliveWatchdog:
             return False
         try:
             self._ping(budget, self._stop)
-        except RequestTimeout:
-            return False
         except RequestAborted:
             return self._stop.is_set()  # stopping is not a loss; a closed transport is
+        except (RequestTimeout, paramiko.SSHException, EOFError, OSError):
+            # paramiko's own errors too (a key exchange that timed out): a watchdog that died
+            # of one would leave the share up with nobody watching.
+            return False
         return True
 
     def _run(self) -> None:
