@@ -15,25 +15,12 @@ from pathlib import Path
 import psutil
 import pytest
 from sshd import SSHD
+from test_ssh_client import isolated, target_of  # noqa: F401 - isolated: autouse, no agent
 
 from safetunnel.errors import SafetunnelError
 from safetunnel.ssh.client import open_session
 from safetunnel.ssh.hostkeys import HostKeyStore
 from safetunnel.ssh.keys import generate_ed25519
-from safetunnel.ssh.target import SSHTarget
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    return home
-
-
-def _target(sshd: SSHD) -> SSHTarget:
-    return SSHTarget(sshd.host, sshd.port, sshd.user, (), label="fx")
 
 
 @pytest.mark.parametrize(
@@ -77,7 +64,7 @@ def test_server_drop_during_hostkey_prompt_is_a_clear_error(sshd: SSHD, tmp_path
 
     with pytest.raises(SafetunnelError):
         open_session(
-            _target(sshd),
+            target_of(sshd),
             hostkeys=store,
             on_unknown_key=slow_yes,
             auth=None,
@@ -94,7 +81,7 @@ def test_watchdog_detects_loss_during_a_rekey(sshd: SSHD, tmp_path: Path) -> Non
     stays "up" until its TTL."""
     store = HostKeyStore(sshd.known_hosts, tmp_path / "own" / "known_hosts")
     session = open_session(
-        _target(sshd),
+        target_of(sshd),
         hostkeys=store,
         on_unknown_key=None,
         auth=None,
