@@ -173,7 +173,7 @@ def authenticate(
             raise
         raise SSHError(
             f"The SSH connection to {target.display} ended during the login"
-            f" ({exc or type(exc).__name__}).",
+            f" ({str(exc) or type(exc).__name__}).",
             hint="The server may allow only so long to log in (LoginGraceTime); try again.",
         ) from exc
 
