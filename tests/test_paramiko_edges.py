@@ -88,18 +88,20 @@ def test_watchdog_detects_loss_during_a_rekey(sshd: SSHD, tmp_path: Path) -> Non
         client_key=sshd.client_key,
         timeout=5.0,
     )
-    session.transport.clear_to_send_timeout = 3.0  # paramiko's 30 s, shortened for the test
     lost = threading.Event()
     session.start_watchdog(0.5, lost.set)
     children = psutil.Process(sshd.pid).children(recursive=True)
     try:
         assert not lost.wait(1.2)
-        for child in children:
-            os.kill(child.pid, signal.SIGSTOP)
-        frozen_at = time.monotonic()
+        stopped = 0
+        for child in children:  # a pre-authentication helper may have exited meanwhile
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGSTOP)
+                stopped += 1
+        assert stopped, "no sshd process of the session to freeze"
         session.transport.packetizer._trigger_rekey()  # what 512 MiB of traffic does
-        assert lost.wait(6.0), "on_lost never called"
-        assert time.monotonic() - frozen_at < 3.0  # about 3 keepalive intervals
+        # About three keepalive intervals (1.5 s) are due; paramiko alone would wait 30 s.
+        assert lost.wait(10.0), "the loss was not noticed within 10 s"
     finally:
         for child in children:
             with contextlib.suppress(psutil.Error, ProcessLookupError):
