@@ -180,12 +180,7 @@ class TunedTransport(paramiko.Transport):
         """
         event = threading.Event()
         self.completion_event = event
-        message = paramiko.Message()
-        message.add_byte(cMSG_GLOBAL_REQUEST)
-        message.add_string(kind)
-        message.add_boolean(True)
-        if data is not None:
-            message.add(*data)
+        message = _global_request(kind, data)
         self.global_response = _NO_REPLY
         deadline = time.monotonic() + timeout
         # During a key exchange paramiko holds the request back, for up to its own 30 s; the
@@ -213,6 +208,17 @@ class TunedTransport(paramiko.Transport):
             self._held.append(data)
         else:
             super()._send_user_message(data)  # type: ignore[misc]
+
+
+def _global_request(kind: str, data: tuple[Any, ...] | None) -> paramiko.Message:
+    """A global request that wants a reply."""
+    message = paramiko.Message()
+    message.add_byte(cMSG_GLOBAL_REQUEST)
+    message.add_string(kind)
+    message.add_boolean(True)
+    if data is not None:
+        message.add(*data)
+    return message
 
 
 def connect_socket(hostname: str, port: int, timeout: float) -> socket.socket:
