@@ -167,8 +167,6 @@ def _serve(
             view.listening(format_hostport(host, port), ticket, target)
             while not receiver.wait(1.0):
                 view.status(receiver)
-        except _Cancelled:
-            pass  # nothing listened yet; the start closed what it had opened
         finally:
             signals.starting = False
             receiver.close()
@@ -269,14 +267,11 @@ class _View:
         self.say("The ticket expired; connect stopped." if reason == "expired" else "Stopped.")
 
 
-class _Cancelled(Exception):
-    """A stop signal came while connect was still starting (logging in, say)."""
-
-
 class _Signals(StopSignalScope):
     """SIGINT, SIGTERM and SIGHUP stop the receiver, so its close() runs on the main thread.
-    While it starts they cancel the start too: a login that hangs (an outage, a password
-    asked on the terminal) would otherwise hold connect until it gave up by itself."""
+    While it starts they cancel the start too, as they cancel a share's setup: a login that
+    hangs (an outage, a password asked on the terminal) would otherwise hold connect until it
+    gave up by itself. The start closes what it had opened on the way out."""
 
     def __init__(self, receiver: Receiver) -> None:
         super().__init__()
@@ -287,4 +282,4 @@ class _Signals(StopSignalScope):
         self._receiver.stop()
         if self.starting:
             self.starting = False
-            raise _Cancelled
+            raise click.exceptions.Exit(130 if self.interrupted else 0)
