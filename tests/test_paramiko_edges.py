@@ -1,6 +1,7 @@
 """The paramiko engine's client side at its edges: a damaged known_hosts line, a server that
-hangs up during the login, a connection lost during a key exchange. Each ends in one clear
-answer (or the loss being noticed in time), never a traceback or a share left up."""
+hangs up during the login, a connection lost during a key exchange, a close while a read or a
+write waits on the socket. Each ends in one clear answer (or the loss being noticed in time),
+never a traceback, a share left up or a thread that waits on."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from safetunnel.errors import SafetunnelError
 from safetunnel.ssh.client import open_session
 from safetunnel.ssh.hostkeys import HostKeyStore
 from safetunnel.ssh.keys import generate_ed25519
+from safetunnel.ssh.session import SSHSession
 
 
 @pytest.mark.parametrize(
@@ -99,9 +101,78 @@ def test_watchdog_detects_loss_during_a_rekey(sshd: SSHD, tmp_path: Path) -> Non
                 os.kill(child.pid, signal.SIGSTOP)
                 stopped += 1
         assert stopped, "no sshd process of the session to freeze"
-        session.transport.packetizer._trigger_rekey()  # what 512 MiB of traffic does
+        # What 512 MiB of traffic makes the transport thread do; by hand here, as that thread
+        # acts on it when the next packet arrives, and none does from a frozen server.
+        session.transport._send_kex_init()
         # About three keepalive intervals (1.5 s) are due; paramiko alone would wait 30 s.
         assert lost.wait(10.0), "the loss was not noticed within 10 s"
+    finally:
+        for child in children:
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                os.kill(child.pid, signal.SIGCONT)
+        session.close()
+
+
+def _session(sshd: SSHD, tmp_path: Path) -> SSHSession:
+    return open_session(
+        target_of(sshd),
+        hostkeys=HostKeyStore(sshd.known_hosts, tmp_path / "own" / "known_hosts"),
+        on_unknown_key=None,
+        auth=None,
+        client_key=sshd.client_key,
+        timeout=5.0,
+    )
+
+
+@pytest.mark.sshd
+def test_a_logged_in_session_waits_on_its_socket_without_a_timeout(
+    sshd: SSHD, tmp_path: Path
+) -> None:
+    """With paramiko's 0.1 s socket timeout, every read and write of a share's connection is a
+    poll() first (a sixth of its CPU per forwarded connection)."""
+    session = _session(sshd, tmp_path)
+    try:
+        assert session.transport.sock.gettimeout() is None
+    finally:
+        session.close()
+
+
+@pytest.mark.sshd
+def test_closing_an_idle_session_ends_its_transport_thread(sshd: SSHD, tmp_path: Path) -> None:
+    """The transport thread waits in recv() on a quiet connection; only a shutdown wakes it."""
+    session = _session(sshd, tmp_path)
+    time.sleep(0.5)  # the server's messages after the login are read; the thread waits
+    session.close()  # joins the transport thread for at most its 5 s timeout
+    assert not session.transport.is_alive()
+
+
+@pytest.mark.sshd
+def test_closing_wakes_a_write_stuck_behind_a_frozen_server(sshd: SSHD, tmp_path: Path) -> None:
+    """A server that stops reading fills the socket's buffers; the thread writing then waits in
+    send(). A close (what the keepalive watchdog does on a loss) must end that wait."""
+    session = _session(sshd, tmp_path)
+    children = psutil.Process(sshd.pid).children(recursive=True)
+    ended: list[BaseException] = []
+
+    def write_until_stuck() -> None:
+        try:
+            while True:
+                session.transport.send_ignore(32 * 1024)
+        except Exception as exc:  # what ends the write: the close
+            ended.append(exc)
+
+    writer = threading.Thread(target=write_until_stuck, daemon=True)
+    try:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGSTOP)
+        writer.start()
+        time.sleep(1.0)  # long enough to fill a loopback connection's buffers many times over
+        assert writer.is_alive(), f"the write did not get stuck: {ended}"
+        session.close()
+        writer.join(10.0)
+        assert not writer.is_alive(), "the close left a write waiting"
+        assert ended
     finally:
         for child in children:
             with contextlib.suppress(psutil.Error, ProcessLookupError):

@@ -57,6 +57,7 @@ class SSHSession:
         self.key_type = key.get_name()
         self.strict_kex = bool(getattr(transport, "agreed_on_strict_kex", False))
         self._timeout = timeout
+        transport.stop_polling()  # logged in: nothing more times out through the socket
         # paramiko matches every global reply through one shared completion_event, so two
         # requests in flight (keepalive + cancel) would steal each other's replies.
         self._request_lock = threading.Lock()
