@@ -13,7 +13,6 @@ loudly.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import threading
@@ -23,10 +22,10 @@ from typing import Any
 
 import paramiko
 from paramiko.common import cMSG_GLOBAL_REQUEST
-from paramiko.packet import Packetizer
 
 from safetunnel.addresses import format_hostport
 from safetunnel.errors import SSHError
+from safetunnel.ssh._socketio import read_ahead, shut_down_before_close
 from safetunnel.ssh.handshake import no_answer
 
 log = logging.getLogger("safetunnel.ssh")
@@ -133,10 +132,12 @@ class TunedTransport(paramiko.Transport):
         # Only the transport thread touches these two (see _ClearToSend), so no lock.
         self._held: list[paramiko.Message] = []
         self.clear_to_send = _ClearToSend(self._send_held)
-        _shut_down_before_close(self.packetizer, sock)
+        self._socket = sock
+        shut_down_before_close(self.packetizer, sock)
 
     def stop_polling(self) -> None:
-        """From now on reads and writes of the connection wait on the socket without a timeout.
+        """From now on reads and writes of the connection wait on the socket without a timeout,
+        and reads fetch what is there rather than one packet (see ``read_ahead``).
 
         paramiko gives the socket a 0.1 s timeout so that its thread notices a close in time.
         With a timeout, Python precedes every read and write by a poll(), and both calls let
@@ -145,7 +146,8 @@ class TunedTransport(paramiko.Transport):
         now shuts the socket down first, which wakes a waiting read or write at once instead.
         Call this after the login: the banner, key exchange and login time out through the
         socket's timeout."""
-        self.sock.settimeout(None)
+        self._socket.settimeout(None)
+        read_ahead(self.packetizer, self._socket, READ_SIZE)
 
     def _must_hold(self, data: paramiko.Message) -> bool:
         # Only the transport thread sets or clears clear_to_send, so on it this cannot race.
@@ -223,21 +225,6 @@ class TunedTransport(paramiko.Transport):
             self._held.append(data)
         else:
             super()._send_user_message(data)  # type: ignore[misc]
-
-
-def _shut_down_before_close(packetizer: Packetizer, sock: socket.socket) -> None:
-    """Every close of the connection (``Transport.close``, the end of the transport thread)
-    closes it through the packetizer. Closing a socket does not wake a thread that waits in
-    ``recv`` or ``send`` on it; shutting it down does. Without a socket timeout (see
-    :meth:`TunedTransport.stop_polling`) nothing else would."""
-    close = packetizer.close
-
-    def shut_down_and_close() -> None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        close()
-
-    packetizer.close = shut_down_and_close  # type: ignore[method-assign]
 
 
 def _global_request(kind: str, data: tuple[Any, ...] | None) -> paramiko.Message:
