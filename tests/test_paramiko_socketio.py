@@ -68,3 +68,19 @@ def test_a_read_after_the_close_is_eoferror(
     packetizer.close()
     with pytest.raises(EOFError):
         packetizer.read_all(4)
+
+
+def test_bytes_paramiko_read_with_the_banner_are_handed_out_once() -> None:
+    """paramiko keeps what it read past the banner line for its next reads; while it holds
+    any, its own reader stays, so those bytes come out once and before the socket's."""
+    ours, theirs = socket.socketpair()
+    packetizer = Packetizer(ours)
+    packetizer._Packetizer__remainder = b"abc"  # type: ignore[attr-defined]
+    try:
+        read_ahead(packetizer, ours, 64)
+        theirs.sendall(b"defg")
+        assert packetizer.read_all(2) == b"ab"
+        assert packetizer.read_all(5) == b"cdefg"
+    finally:
+        packetizer.close()
+        theirs.close()

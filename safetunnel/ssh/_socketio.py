@@ -16,8 +16,15 @@ from paramiko.packet import Packetizer
 
 def read_ahead(packetizer: Packetizer, sock: socket.socket, size: int) -> None:
     """From now on ``packetizer`` reads ``sock`` (which has no timeout) up to ``size`` bytes
-    ahead of its packets."""
+    ahead of its packets.
+
+    Not while paramiko still holds bytes it read along with the banner (at most a read's 128
+    bytes, handed out with the first packets of the key exchange): its own ``read_all`` hands
+    them out, and a copy here could hand them out twice. Once empty, that store is never
+    filled again."""
     target: Any = packetizer
+    if getattr(target, "_Packetizer__remainder", b""):
+        return
     target.read_all = _ReadAhead(sock, target, size).read_all
 
 
@@ -38,9 +45,7 @@ class _ReadAhead:
         self._sock = sock
         self._packetizer = packetizer
         self._size = size
-        # What paramiko read past the banner is the start of the next packet: normally consumed
-        # long before the login ends, but it must not be lost if it is not.
-        self._data = bytes(getattr(packetizer, "_Packetizer__remainder", b""))
+        self._data = b""
         self._pos = 0
 
     def read_all(self, n: int, check_rekey: bool = False) -> bytes:
