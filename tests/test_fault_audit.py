@@ -126,3 +126,31 @@ def test_kill_of_a_share_whose_state_dir_turned_read_only_ends_it_cleanly(
     no_traceback(proc.stderr)
     make_writable(small_state_dir)
     wait_until(lambda: e2e.cli("list").returncode == 0, what="list after remount")
+
+
+@pytest.mark.parametrize(
+    "command", [("extend", "--by", "10m"), ("ticket", "--for", "bob")], ids=["extend", "ticket"]
+)
+def test_a_change_that_cannot_be_audited_is_not_made_and_the_share_stops(
+    small_state_dir: Path, e2e: E2E, command: tuple[str, ...]
+) -> None:
+    """An extension or a new recipient's token is recorded before it takes effect: on a full
+    disk neither happens, the command says why in one line, and the share stops as it does
+    for a connection it cannot record."""
+    service = e2e.service()
+    proc = e2e.share(service.port, ttl="60s")
+    started = e2e.started(proc)
+    tunnel_id = started["id"]
+    filler = fill(small_state_dir)
+    out = e2e.cli(command[0], tunnel_id, *command[1:])
+    no_traceback(out.stdout, out.stderr)
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert "audit log" in out.stderr and "cannot be written" in out.stderr, out.stderr
+    assert not out.stdout.strip()  # no ticket, no token was handed out
+    assert proc.wait(30) == 1
+    events = [json.loads(line) for line in proc.stdout_lines if line.strip()]
+    assert events[-1]["event"] == "stopped" and events[-1]["reason"] == "audit-failed", events
+    assert not [e for e in events if e["event"] in ("extended", "recipient")], events
+    no_traceback(proc.stderr)
+    filler.unlink()
+    make_writable(small_state_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ _AUDITED = {
     "request": "request",
 }
 _STATE_CHANGES = {"reconnecting", "reconnected"}
+_UNRECORDED = "the audit log {path} cannot be written, so nothing was changed; the share stops"
 # The token (also inside the link and the ticket) must never reach the audit file; the id is the
 # entry's own field.
 _NOT_AUDITED = frozenset({"event", "id", "token", "url", "ticket"})
@@ -72,6 +74,7 @@ class Bookkeeper:
         self._publisher: RecordPublisher | None = None
         self._closed = False
         self._audit_broken = False
+        self._broken_lock = threading.Lock()
         self._unwritten: list[dict[str, Any]] = []  # audit lines that wait for flush()
         self._checked = False  # the audit file was found writable since the last flush()
 
@@ -137,9 +140,10 @@ class Bookkeeper:
 
     def _audit_failed(self, err: OSError | SafetunnelError) -> None:
         """Stop the share, once, saying why in one line (no traceback: the cause is the disk)."""
-        if self._audit_broken:
-            return
-        self._audit_broken = True
+        with self._broken_lock:  # the loop and the control thread may both find it
+            if self._audit_broken:
+                return
+            self._audit_broken = True
         why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         log.error(
             "the audit log %s cannot be written (%s); the share refuses connections and stops",
@@ -184,25 +188,46 @@ class Bookkeeper:
         if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds <= 0:
             raise SafetunnelError("extend needs a positive whole number of seconds")
         tunnel = self._live()
+        self._require_audit()
         expires = iso_z(tunnel.extend(seconds))
+        self._record("extended", tunnel.id, by=seconds, expires_at=expires)
         if self._publisher is not None:
-            self._publisher.publish_now()
-        self._audit.write("extended", tunnel.id, by=seconds, expires_at=expires)
+            with contextlib.suppress(SafetunnelError, OSError):  # the next tick retries
+                self._publisher.publish_now()
         return {"expires_at": expires}
 
     def _ticket(self, args: dict[str, Any]) -> dict[str, Any]:
         """Mint a recipient's token; its ticket goes back over this socket only, never to the
         audit line, which names the recipient alone."""
         tunnel = self._live()
+        self._require_audit()
         reply = tunnel.mint_recipient(_name(args))
-        self._audit.write("recipient", tunnel.id, name=reply["name"], action="added")
+        self._record("recipient", tunnel.id, name=reply["name"], action="added")
         return reply
 
     def _revoke(self, args: dict[str, Any]) -> dict[str, Any]:
         tunnel = self._live()
+        self._require_audit()
         reply = tunnel.revoke_recipient(_name(args))
-        self._audit.write("recipient", tunnel.id, name=reply["name"], action="revoked")
+        self._record("recipient", tunnel.id, name=reply["name"], action="revoked")
         return reply
+
+    def _require_audit(self) -> None:
+        """A change that could not be recorded is not made, as a connection that could not be
+        recorded is refused; and the share stops, as it does then."""
+        if not self._audit_ready():
+            raise SafetunnelError(_UNRECORDED.format(path=self._audit.path))
+
+    def _record(self, event: str, tunnel_id: str, **fields: Any) -> None:
+        """The audit line of a change just made. The file was writable a moment ago; if the
+        line fails all the same, the share stops, and the change with it."""
+        try:
+            self._audit.write(event, tunnel_id, **fields)
+        except (OSError, SafetunnelError) as err:
+            self._audit_failed(err)
+            raise SafetunnelError(
+                f"the audit log {self._audit.path} cannot be written; the share stops"
+            ) from err
 
 
 def _name(args: dict[str, Any]) -> str:
