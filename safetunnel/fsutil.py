@@ -65,9 +65,16 @@ def read_trusted(path: Path) -> bytes:
     StrictModes does. The checks are made on the opened file, so it cannot be swapped between
     check and read. FileNotFoundError when it does not exist."""
     use_private_dir(path.parent)
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    # O_NONBLOCK: opening a FIFO for reading would wait for a writer that never comes.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as handle:
-        _refuse_untrusted(path, os.fstat(fd))
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StateError(
+                f"{path} is not a regular file, so it is not trusted",
+                hint="Remove it; safetunnel writes this file itself.",
+            )
+        _refuse_untrusted(path, st)
         return handle.read()
 
 

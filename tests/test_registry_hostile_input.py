@@ -8,11 +8,14 @@ a traceback, and each tunnel's end audited once.
    in ``list`` (or ``kill``).
 4. A share that ends cleanly between ``list`` reading its record and checking its process is
    not audited a second time as ``stopped``/``lost``: whoever removes a record audits it.
+5. A FIFO named like a record (or like config.toml) is not opened for reading: that would wait
+   for a writer that never comes, and ``list``, ``kill`` and every share with it.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
@@ -116,3 +119,27 @@ def test_a_share_that_stops_cleanly_while_listed_is_not_audited_as_lost(
     stops = [e for e in audit.read("st-abcdef") if e.get("event") == "stopped"]
     assert [e.get("reason") for e in stops] == ["killed"], stops
     assert loaded.pruned == 0  # nothing stale was cleaned: the share removed its own record
+
+
+def test_a_fifo_named_like_a_record_does_not_hang_list(sandbox: Sandbox) -> None:
+    registry = reg.Registry(sandbox.state_dir)
+    fifo = registry.dir / "st-abcdef.json"
+    os.mkfifo(fifo, 0o600)
+    try:
+        for args in (["list"], ["status", "st-abcdef"], ["kill", "st-abcdef"]):
+            result = run(args, sandbox.env, timeout=20)
+            assert "Traceback" not in result.stderr, result.stderr[-400:]
+            assert result.returncode in (0, 1), (args, result.stderr)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            fifo.unlink()
+
+
+def test_a_fifo_for_config_toml_is_a_clear_error(sandbox: Sandbox) -> None:
+    config = sandbox.config_dir / "config.toml"
+    config.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.mkfifo(config, 0o600)
+    result = run(["hosts", "list"], sandbox.env, timeout=20)
+    assert "Traceback" not in result.stderr, result.stderr[-400:]
+    assert result.returncode == 1, result.stderr
+    assert "not a regular file" in result.stderr

@@ -35,6 +35,8 @@ RECENT_MAX = 20
 # move by a fraction of a second between processes (clock adjustments), so an exact float compare
 # could prune a live tunnel. A pid is only reused after the pid space wraps, far longer than this.
 START_TIME_TOLERANCE = 1.0
+# Enough for any record a share writes; only its pid and start time are looked for in it.
+_RECORD_MAX_BYTES = 1 << 20
 # What can still be read from a damaged record (its writer uses json.dumps' default spacing).
 _PID_RE = re.compile(r'"pid": (\d{1,10})[,}]')
 _START_RE = re.compile(r'"pid_start_time": (\d{1,12}(?:\.\d+)?)[,}]')
@@ -240,9 +242,10 @@ class Registry:
         if ID_RE.fullmatch(path.stem) is None:
             return False
         try:
-            text = path.read_bytes().decode("utf-8", "replace")
+            raw = fsutil.read_regular(path, _RECORD_MAX_BYTES)
         except OSError:
-            text = ""
+            raw = None
+        text = "" if raw is None else raw.decode("utf-8", "replace")
         pid = _PID_RE.search(text)
         if pid is not None:
             start = _START_RE.search(text)
