@@ -298,3 +298,24 @@ def test_exposure_is_a_notice_the_rest_are_risks() -> None:
     assert "Redis" in risks["sensitive-port"].message
     assert "6379" in risks["sensitive-port"].message
     assert "5h" in risks["long-ttl"].message
+
+
+@pytest.mark.skipif(not _ipv6_loopback_available(), reason="no IPv6 loopback here")
+@pytest.mark.parametrize(
+    ("asked", "actual", "argument"),
+    [("127.0.0.1", "::1", "'[::1]:{port}'"), ("::1", "127.0.0.1", "{port}")],
+    ids=["service-on-ipv6-only", "service-on-ipv4-only"],
+)
+def test_a_service_on_the_other_loopback_is_named_with_the_command_that_shares_it(
+    asked: str, actual: str, argument: str
+) -> None:
+    """`share PORT` for a dev server that listens on [::1] only (what "localhost" often means):
+    the service runs, so "start the service first" would send the user the wrong way."""
+    family = socket.AF_INET6 if ":" in actual else socket.AF_INET
+    with _listener(actual, family) as sock:
+        port = sock.getsockname()[1]
+        with pytest.raises(NothingListening) as info:
+            probe_local(asked, port)
+    there = f"[::1]:{port}" if ":" in actual else f"127.0.0.1:{port}"
+    assert f"but something is on {there}" in info.value.message
+    assert f"safetunnel share {argument.format(port=port)}" in (info.value.hint or "")

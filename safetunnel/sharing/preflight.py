@@ -159,8 +159,21 @@ def _drain(sock: socket.socket) -> None:
         return
 
 
+# A service on "localhost" often listens on just one of the two (Node's servers pick [::1]).
+_OTHER_LOOPBACK = {"127.0.0.1": "::1", "::1": "127.0.0.1"}
+
+
 def _nothing_listening(host: str, port: int, exc: OSError) -> NothingListening:
     why = "did not answer in time" if isinstance(exc, TimeoutError) else "refused the connection"
+    other = _OTHER_LOOPBACK.get(host)
+    if other is not None and _accepts(other, port):
+        there = format_hostport(other, port)
+        argument = str(port) if other == "127.0.0.1" else f"'{there}'"
+        return NothingListening(
+            f"nothing is listening on {format_hostport(host, port)} ({why}), "
+            f"but something is on {there}",
+            hint=f"to share that, run `safetunnel share {argument}` with your other options",
+        )
     return NothingListening(
         f"nothing is listening on {format_hostport(host, port)} ({why})",
         hint=(
@@ -168,6 +181,17 @@ def _nothing_listening(host: str, port: int, exc: OSError) -> NothingListening:
             f"`python3 -m http.server {port} --bind {host}`"
         ),
     )
+
+
+def _accepts(host: str, port: int) -> bool:
+    """Whether ``host:port`` takes a connection; it is closed again at once, sending nothing."""
+    try:
+        sock = socket.create_connection((host, port), timeout=1.0)
+    except OSError:
+        return False
+    with sock, contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+    return True
 
 
 def _guess_protocol(
