@@ -178,3 +178,36 @@ def test_closing_wakes_a_write_stuck_behind_a_frozen_server(sshd: SSHD, tmp_path
             with contextlib.suppress(psutil.Error, ProcessLookupError):
                 os.kill(child.pid, signal.SIGCONT)
         session.close()
+
+
+@pytest.mark.sshd
+def test_watchdog_detects_loss_while_a_write_is_stuck_on_a_full_buffer(
+    sshd: SSHD, tmp_path: Path
+) -> None:
+    """A download fills the socket's buffers and the network dies: the relay's write waits in
+    send() holding paramiko's write lock, and the keepalive ping waits behind it. Without a
+    bound on unacknowledged data both waited for TCP to give up (about 15 minutes)."""
+    session = _session(sshd, tmp_path)
+    lost = threading.Event()
+    session.start_watchdog(0.5, lost.set)
+    children = psutil.Process(sshd.pid).children(recursive=True)
+
+    def write_until_stuck() -> None:
+        with contextlib.suppress(Exception):  # ended by the loss
+            while True:
+                session.transport.send_ignore(32 * 1024)
+
+    writer = threading.Thread(target=write_until_stuck, daemon=True)
+    try:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGSTOP)
+        writer.start()
+        # About three keepalive intervals (1.5 s), then the kernel's own bound on top.
+        assert lost.wait(15.0), "the loss was not noticed within 15 s"
+    finally:
+        for child in children:
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                os.kill(child.pid, signal.SIGCONT)
+        session.close()
+        writer.join(10.0)

@@ -13,6 +13,7 @@ loudly.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -148,6 +149,16 @@ class TunedTransport(paramiko.Transport):
         socket's timeout."""
         self._socket.settimeout(None)
         read_ahead(self.packetizer, self._socket, READ_SIZE)
+
+    def bound_unacknowledged(self, seconds: float) -> None:
+        """Have the kernel end the connection once sent data stays unacknowledged (or unsent
+        behind a peer's zero window) for ``seconds``. A write stuck on a dead peer's full buffer
+        holds paramiko's write lock, and a keepalive ping waits behind it: without this bound
+        nothing noticed the loss until TCP gave up, after about 15 minutes."""
+        option = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux only
+        if option is not None:
+            with contextlib.suppress(OSError):
+                self._socket.setsockopt(socket.IPPROTO_TCP, option, max(1, round(seconds * 1000)))
 
     def _must_hold(self, data: paramiko.Message) -> bool:
         # Only the transport thread sets or clears clear_to_send, so on it this cannot race.

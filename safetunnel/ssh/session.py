@@ -191,6 +191,7 @@ class SSHSession:
             self._lost = True
             on_lost()
 
+        self._transport.bound_unacknowledged(3 * interval)  # the watchdog's own limit
         self._watchdog = KeepaliveWatchdog(
             self._ping,
             self._transport.is_active,
