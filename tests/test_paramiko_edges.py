@@ -211,3 +211,37 @@ def test_watchdog_detects_loss_while_a_write_is_stuck_on_a_full_buffer(
                 os.kill(child.pid, signal.SIGCONT)
         session.close()
         writer.join(10.0)
+
+
+@pytest.mark.sshd
+def test_closing_a_forwarding_session_on_a_dead_connection_raises_nothing(
+    sshd: SSHD, tmp_path: Path
+) -> None:
+    """Ctrl-C during a stall: close() cancels the forward first, and that request waits behind
+    a write stuck on the frozen server until the kernel ends the connection. paramiko's error
+    then must not escape close(): the share's teardown would stop half way."""
+    session = _session(sshd, tmp_path)
+    session.forward("127.0.0.1", 0, lambda stream: None)
+    session.transport.bound_unacknowledged(1.0)
+    children = psutil.Process(sshd.pid).children(recursive=True)
+
+    def write_until_stuck() -> None:
+        with contextlib.suppress(Exception):  # ended by the close
+            while True:
+                session.transport.send_ignore(32 * 1024)
+
+    writer = threading.Thread(target=write_until_stuck, daemon=True)
+    try:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGSTOP)
+        writer.start()
+        time.sleep(0.5)  # the buffers fill; the writer waits in send()
+        session.close()
+        assert not session.transport.is_alive()
+    finally:
+        for child in children:
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                os.kill(child.pid, signal.SIGCONT)
+        session.close()
+        writer.join(10.0)

@@ -84,3 +84,15 @@ def test_bytes_paramiko_read_with_the_banner_are_handed_out_once() -> None:
     finally:
         packetizer.close()
         theirs.close()
+
+
+def test_a_read_of_no_bytes_or_fewer_takes_nothing(
+    pair: tuple[socket.socket, socket.socket, Packetizer],
+) -> None:
+    """paramiko's length arithmetic can ask for a negative count on a damaged packet."""
+    _, theirs, packetizer = pair
+    theirs.sendall(b"0123456789")
+    assert packetizer.read_all(4) == b"0123"
+    assert packetizer.read_all(-2) == b""
+    assert packetizer.read_all(0) == b""
+    assert packetizer.read_all(4) == b"4567"

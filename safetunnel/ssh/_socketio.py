@@ -49,6 +49,8 @@ class _ReadAhead:
         self._pos = 0
 
     def read_all(self, n: int, check_rekey: bool = False) -> bytes:
+        if n <= 0:  # a damaged length field can ask for that; paramiko reads nothing then
+            return b""
         data, pos = self._data, self._pos
         if len(data) - pos >= n:
             self._pos = pos + n

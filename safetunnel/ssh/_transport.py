@@ -147,8 +147,9 @@ class TunedTransport(paramiko.Transport):
         now shuts the socket down first, which wakes a waiting read or write at once instead.
         Call this after the login: the banner, key exchange and login time out through the
         socket's timeout."""
-        self._socket.settimeout(None)
-        read_ahead(self.packetizer, self._socket, READ_SIZE)
+        with contextlib.suppress(OSError):  # closed meanwhile: a dead transport needs neither
+            self._socket.settimeout(None)
+            read_ahead(self.packetizer, self._socket, READ_SIZE)
 
     def bound_unacknowledged(self, seconds: float) -> None:
         """Have the kernel end the connection once sent data stays unacknowledged (or unsent
