@@ -184,13 +184,16 @@ def _nothing_listening(host: str, port: int, exc: OSError) -> NothingListening:
 
 
 def _accepts(host: str, port: int) -> bool:
-    """Whether ``host:port`` takes a connection; it is closed again at once, sending nothing."""
+    """Whether ``host:port`` takes a connection; it is closed again at once, sending nothing
+    (and, as in the probe, with what the service already said read, so it sees no reset)."""
     try:
         sock = socket.create_connection((host, port), timeout=1.0)
     except OSError:
         return False
-    with sock, contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_WR)
+    with sock:
+        _drain(sock)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
     return True
 
 
