@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -146,38 +147,49 @@ def test_closing_an_idle_session_ends_its_transport_thread(sshd: SSHD, tmp_path:
     assert not session.transport.is_alive()
 
 
-@pytest.mark.sshd
-def test_closing_wakes_a_write_stuck_behind_a_frozen_server(sshd: SSHD, tmp_path: Path) -> None:
-    """A server that stops reading fills the socket's buffers; the thread writing then waits in
-    send(). A close (what the keepalive watchdog does on a loss) must end that wait."""
-    session = _session(sshd, tmp_path)
+@contextlib.contextmanager
+def _stuck_writer(
+    sshd: SSHD, session: SSHSession
+) -> Iterator[tuple[threading.Thread, list[BaseException]]]:
+    """sshd's processes frozen, and a thread that writes to the session until a write fails:
+    once the connection's buffers are full, it waits in send(). Thawed and closed at the end."""
     children = psutil.Process(sshd.pid).children(recursive=True)
     ended: list[BaseException] = []
 
-    def write_until_stuck() -> None:
+    def write() -> None:
         try:
             while True:
                 session.transport.send_ignore(32 * 1024)
-        except Exception as exc:  # what ends the write: the close
+        except Exception as exc:  # what ends the write: a close or the connection's end
             ended.append(exc)
 
-    writer = threading.Thread(target=write_until_stuck, daemon=True)
+    writer = threading.Thread(target=write, daemon=True)
     try:
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGSTOP)
         writer.start()
+        yield writer, ended
+    finally:
+        for child in children:
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                os.kill(child.pid, signal.SIGCONT)
+        session.close()
+        writer.join(10.0)
+
+
+@pytest.mark.sshd
+def test_closing_wakes_a_write_stuck_behind_a_frozen_server(sshd: SSHD, tmp_path: Path) -> None:
+    """A server that stops reading fills the socket's buffers; the thread writing then waits in
+    send(). A close (what the keepalive watchdog does on a loss) must end that wait."""
+    session = _session(sshd, tmp_path)
+    with _stuck_writer(sshd, session) as (writer, ended):
         time.sleep(1.0)  # long enough to fill a loopback connection's buffers many times over
         assert writer.is_alive(), f"the write did not get stuck: {ended}"
         session.close()
         writer.join(10.0)
         assert not writer.is_alive(), "the close left a write waiting"
         assert ended
-    finally:
-        for child in children:
-            with contextlib.suppress(psutil.Error, ProcessLookupError):
-                os.kill(child.pid, signal.SIGCONT)
-        session.close()
 
 
 @pytest.mark.sshd
@@ -190,27 +202,9 @@ def test_watchdog_detects_loss_while_a_write_is_stuck_on_a_full_buffer(
     session = _session(sshd, tmp_path)
     lost = threading.Event()
     session.start_watchdog(0.5, lost.set)
-    children = psutil.Process(sshd.pid).children(recursive=True)
-
-    def write_until_stuck() -> None:
-        with contextlib.suppress(Exception):  # ended by the loss
-            while True:
-                session.transport.send_ignore(32 * 1024)
-
-    writer = threading.Thread(target=write_until_stuck, daemon=True)
-    try:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child.pid, signal.SIGSTOP)
-        writer.start()
+    with _stuck_writer(sshd, session):
         # About three keepalive intervals (1.5 s), then the kernel's own bound on top.
         assert lost.wait(15.0), "the loss was not noticed within 15 s"
-    finally:
-        for child in children:
-            with contextlib.suppress(psutil.Error, ProcessLookupError):
-                os.kill(child.pid, signal.SIGCONT)
-        session.close()
-        writer.join(10.0)
 
 
 @pytest.mark.sshd
@@ -223,25 +217,7 @@ def test_closing_a_forwarding_session_on_a_dead_connection_raises_nothing(
     session = _session(sshd, tmp_path)
     session.forward("127.0.0.1", 0, lambda stream: None)
     session.transport.bound_unacknowledged(1.0)
-    children = psutil.Process(sshd.pid).children(recursive=True)
-
-    def write_until_stuck() -> None:
-        with contextlib.suppress(Exception):  # ended by the close
-            while True:
-                session.transport.send_ignore(32 * 1024)
-
-    writer = threading.Thread(target=write_until_stuck, daemon=True)
-    try:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child.pid, signal.SIGSTOP)
-        writer.start()
+    with _stuck_writer(sshd, session):
         time.sleep(0.5)  # the buffers fill; the writer waits in send()
         session.close()
         assert not session.transport.is_alive()
-    finally:
-        for child in children:
-            with contextlib.suppress(psutil.Error, ProcessLookupError):
-                os.kill(child.pid, signal.SIGCONT)
-        session.close()
-        writer.join(10.0)
