@@ -94,7 +94,10 @@ def _admit_bound(
 
 
 def _checked(admitted: Admit) -> Decision:
-    if leaks.holds_token(admitted.request.target, admitted.headers):
+    # The method too: h11 takes a token's characters there, and only a connection's first
+    # request line is held to upper-case letters before it is parsed.
+    request = admitted.request
+    if leaks.holds_token(request.target, admitted.headers) or leaks.holds_token(request.method, ()):
         return Refuse("bad-request", True, BAD_REQUEST)
     return admitted
 
