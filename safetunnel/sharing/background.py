@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ from safetunnel.secrets import handoff
 from safetunnel.secrets.names import SecretName
 
 START_TIMEOUT = 60.0
+STOP_WAIT = 15.0
 
 
 class BackgroundFailed(SafetunnelError):
@@ -67,9 +69,14 @@ def spawn(
     finally:
         os.close(write_fd)
         os.close(log_fd)
-    _hand_over(child, secrets)
     try:
+        _hand_over(child, secrets)
         data = _read_all(read_fd, timeout)
+    except BaseException:
+        # Ctrl-C before the share said it started: nobody would ever see its token or how to
+        # stop it, and it would serve its whole TTL.
+        _stop(child)
+        raise
     finally:
         os.close(read_fd)
     for line in data.decode(errors="replace").splitlines():
@@ -77,6 +84,18 @@ def spawn(
         if event.get("event") == "started":
             return dict(event)
     raise _failure(child, log_path)
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    """End the detached share and wait for its teardown (which ends its ``ssh``); if that
+    hangs, SIGKILL its whole process group (it leads a session of its own)."""
+    child.terminate()
+    try:
+        child.wait(timeout=STOP_WAIT)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
 
 
 def _hand_over(child: subprocess.Popen[bytes], secrets: Mapping[SecretName, str]) -> None:

@@ -140,6 +140,10 @@ def _probe(target: SSHTarget, options: list[str], ssh: str) -> tuple[str, list[_
             process.kill()
             process.communicate()
             raise SSHError(f"checking the host key of {target.display} timed out") from None
+        except BaseException:  # a signal's exit: the probe must not outlive the share
+            process.kill()
+            process.wait()
+            raise
         return stderr, _read_record(record, process.pid)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
