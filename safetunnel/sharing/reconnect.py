@@ -159,6 +159,10 @@ class Reconnector:
                         raise port_not_regained(self._host, port, why) from err
                 log.info("reconnect attempt %d to %s failed: %s", attempt, self._host, why)
                 continue
+            if outage.remaining <= 0:  # the attempt outlived the TTL: never back past it
+                if done is not None:
+                    done[0].close()
+                raise ttl_ran_out(self._host, why)
             if done is None or not adopt(done):
                 return False
             outage.emit(events.Reconnected(outage.id, attempt, port))
@@ -170,12 +174,13 @@ class Reconnector:
         self._worker.submit(session.close)
 
     def _attempt(self, outage: Outage, forward: Forwarder) -> Opened | None:
-        """One connect and forward on the worker thread; None when the tunnel is stopping (the
-        attempt then closes whatever it opened when it ends)."""
+        """One connect and forward on the worker thread; None when the tunnel is stopping or
+        its TTL ran out meanwhile (a login can take 30 s; the attempt then closes whatever it
+        opened when it ends)."""
         future = self._worker.submit(_run, self._open, forward)
         self._pending = future
         while not future.done():
-            if outage.stopping(POLL):
+            if outage.stopping(POLL) or outage.remaining <= 0:
                 future.add_done_callback(_close_abandoned)
                 return None
         self._pending = None

@@ -53,13 +53,17 @@ class Deadlines:
         left = self.expires - now
         if left <= 0:
             return StopReason.TTL
-        if self.idle and now - last_activity >= self.idle:
+        if self.idle_reached(now, last_activity):
             return StopReason.IDLE
         crossed = _due(left) - self._warned
         if not crossed:
             return None
         self._warned |= crossed
         return ExpiryWarning(left)
+
+    def idle_reached(self, now: float, last_activity: float) -> bool:
+        """The idle limit (if any) has passed since ``last_activity``; changes nothing."""
+        return self.idle is not None and self.idle > 0 and now - last_activity >= self.idle
 
     def extend(self, seconds: float, now: float) -> float:
         """Move the expiry by ``seconds`` and re-arm the warnings; refused past ``max_ttl``."""

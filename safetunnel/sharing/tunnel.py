@@ -135,8 +135,7 @@ class Tunnel(TunnelFacts):
     def start(self) -> None:
         """Request the remote forward, serve, tell the observers; raises ForwardRefused (exit 6).
 
-        If an observer's ``started`` fails, the tunnel is torn down and the error propagates.
-        """
+        If an observer's ``started`` fails, the tunnel is torn down and the error propagates."""
         try:
             self._link.start(self._lost)
         except BaseException as err:
@@ -236,14 +235,17 @@ class Tunnel(TunnelFacts):
         self._lost()  # when stopping anyway, the reason already given wins
 
     def stopping(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s; True once the tunnel is asked to stop (for the reconnect)."""
-        return self._stop.wait(timeout)
+        """Wait up to ``timeout`` s; True once the tunnel is asked to stop (for the reconnect),
+        or its idle limit passed: nobody can reach it during an outage either."""
+        stopped = self._stop.wait(timeout)
+        if not stopped and self._deadlines.idle_reached(self._clock(), self.stats.idle_since()):
+            self.request_stop(StopReason.IDLE)
+        return self._stop.is_set()
 
     # -- teardown --------------------------------------------------------------------------------
 
     def _teardown(self) -> None:
-        """The single teardown path; runs once, on the supervisor thread (which then sets
-        ``_closed``)."""
+        """The single teardown path; runs once, on the supervisor thread (then sets _closed)."""
         with self._pumps_lock:
             self._stopping = True
         self._link.close_listener()  # no new connections from here on
