@@ -16,6 +16,11 @@ from safetunnel.timefmt import utc_now
 CONN = ConnCounters("127.0.0.1:5000")
 
 
+def conn(protocol: str, opened: float) -> ConnCounters:
+    """A connection of ``protocol`` opened at ``opened`` on its clock."""
+    return ConnCounters("127.0.0.1:5000", clock=lambda: opened, protocol=protocol)
+
+
 def done(status: int = 200, path: str = "/x", reached: bool = True) -> RequestDone:
     return RequestDone("GET", path, status, 1.0, 1.0123456, 40, 90, reached_service=reached)
 
@@ -57,25 +62,38 @@ def test_the_service_going_down_and_back_is_told_once_each(
     reports.request(CONN, done())  # up from the start: nothing to tell
     for _ in range(3):
         reports.request(CONN, done(502, reached=False))
-        reports.finished("http", True, UNAVAILABLE)
+        reports.finished(conn("http", 1.0), True, UNAVAILABLE)
     assert warnings(seen) == [SERVICE_DOWN]
     reports.request(CONN, done(303, reached=False))  # a link's answer says nothing either way
     assert warnings(seen) == [SERVICE_DOWN]
     for _ in range(3):
         reports.request(CONN, done())
-    reports.finished("http", True, "done")
+    reports.finished(conn("http", 2.0), True, "done")
     assert warnings(seen) == [SERVICE_DOWN, SERVICE_UP]
 
 
 def test_raw_tcp_tells_the_service_state_from_its_connections(
     reports: TrafficReports, seen: list[events.TunnelEvent]
 ) -> None:
-    reports.finished("tcp", True, UNAVAILABLE)
-    reports.finished("tcp", False, "unauthorized")  # a refusal says nothing of the service
-    reports.finished("tcp", True, "eof")
+    reports.finished(conn("tcp", 1.0), True, UNAVAILABLE)
+    reports.finished(conn("tcp", 2.0), False, "unauthorized")  # says nothing of the service
+    reports.finished(conn("tcp", 3.0), True, "eof")
     assert warnings(seen) == [SERVICE_DOWN, SERVICE_UP]
     down = next(e for e in seen if isinstance(e, events.Warning))
     assert "127.0.0.1:8080" in down.message and "disconnected" in down.message
+
+
+def test_a_stream_opened_before_the_service_went_down_does_not_say_it_is_back(
+    reports: TrafficReports, seen: list[events.TunnelEvent]
+) -> None:
+    """A long raw TCP connection reached the service before it stopped; its end, after a newer
+    connection found the service gone, says nothing about the service now."""
+    old = conn("tcp", 1.0)
+    reports.finished(conn("tcp", 2.0), True, UNAVAILABLE)
+    reports.finished(old, True, "eof")
+    assert warnings(seen) == [SERVICE_DOWN]
+    reports.finished(conn("tcp", 3.0), True, "eof")
+    assert warnings(seen) == [SERVICE_DOWN, SERVICE_UP]
 
 
 def test_the_live_view_says_down_as_a_warning_and_back_as_a_note() -> None:

@@ -208,7 +208,7 @@ class TunnelConnections:
             self._pending.pop(counters, None)
         summary = self.stats.finished(counters, allowed, reason)
         self._emit(events.ConnectionClosed(id=self.id, **summary))
-        self._traffic.finished(counters.protocol, allowed, reason)
+        self._traffic.finished(counters, allowed, reason)
         if self._budget.exhausted:
             self.request_stop(StopReason.MAX_FAILURES)
 

@@ -38,6 +38,7 @@ class TrafficReports:
         self._emit = emit
         self._lock = threading.Lock()
         self._down = False
+        self._down_since = float("-inf")  # when the connection that found it down opened
 
     def request(self, _counters: ConnCounters, done: RequestDone) -> None:
         """A request got its whole answer (a pump hook: runs on the pump's thread)."""
@@ -55,18 +56,27 @@ class TrafficReports:
         self._stats.request({k: v for k, v in event.to_json().items() if k not in ("event", "id")})
         self._emit(event)
 
-    def finished(self, protocol: str | None, allowed: bool, reason: str) -> None:
-        """A connection ended: one the service could not be opened for means it is down."""
+    def finished(self, counters: ConnCounters, allowed: bool, reason: str) -> None:
+        """A connection ended: one the service could not be opened for means it is down; a raw
+        stream (it has no requests) that reached the service and opened after that, up."""
         if reason == UNAVAILABLE:
-            self._service(up=False, protocol=protocol)
-        elif allowed and protocol == "tcp":
-            self._service(up=True)  # a raw stream has no requests: it reached the service
+            self._service(up=False, protocol=counters.protocol, opened=counters.opened)
+        elif allowed and counters.protocol == "tcp":
+            self._service(up=True, opened=counters.opened)
 
-    def _service(self, *, up: bool, protocol: str | None = None) -> None:
+    def _service(
+        self, *, up: bool, protocol: str | None = None, opened: float | None = None
+    ) -> None:
         with self._lock:
             if self._down != up:
                 return  # no change
+            # A stream opened before the service went down reached it back then: it says
+            # nothing about now, however late it ends.
+            if up and opened is not None and opened <= self._down_since:
+                return
             self._down = not up
+            if not up and opened is not None:
+                self._down_since = opened
         if up:
             message = f"reaches its local service {self._local} again"
         else:
