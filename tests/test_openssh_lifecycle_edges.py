@@ -5,7 +5,8 @@
 - Ctrl-C while ``--background`` waits for its detached share ends that share too;
 - a signal that interrupts the host-key probe ends that ``ssh`` too;
 - a raw TCP connection opened before the service went down says nothing of the service when it
-  closes (no false "service-up").
+  closes (no false "service-up");
+- a later share sweeps the temporary socket directory a share killed with -9 left behind.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import contextlib
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -229,3 +232,42 @@ def test_an_old_connection_closing_does_not_say_the_service_is_back(
     assert proc.wait(20) == 0, proc.stderr
     ups = [line for line in events_of(proc, "warning") if "service-up" in line]
     assert ups == [], f"told the service is reachable again while nothing listens: {ups}"
+
+
+# -- kill -9 and the temporary socket directory ---------------------------------------------------
+
+
+def gate_sockets_of(pid: int, since: float) -> list[Path]:
+    """The gate sockets of share ``pid`` in temporary socket directories made since ``since``."""
+    found: list[Path] = []
+    for directory in Path(tempfile.gettempdir()).glob("safetunnel-*"):
+        with contextlib.suppress(OSError):
+            if directory.stat().st_mtime >= since:
+                found += [f for f in directory.iterdir() if f.name.startswith(f"g-{pid}-")]
+    return found
+
+
+def test_a_later_share_removes_the_gate_socket_a_killed_share_left_in_a_temp_dir(
+    e2e: E2E, shared_sshd: SSHD
+) -> None:
+    """When the state dir's ``ssh/`` path is too long for a unix socket, every session gets a
+    fresh /tmp/safetunnel-* directory, which only its own close removes: a later share must
+    sweep those of shares killed with -9 (the test sandbox's state dir is long enough for this
+    branch)."""
+    since = time.time() - 1
+    service = e2e.service(echo)
+    first = e2e.share(service.port, *ENGINE, ttl="30s", via=shared_sshd)
+    e2e.started(first)
+    assert gate_sockets_of(first.proc.pid, since), "expected the share's gate socket in /tmp"
+    first.proc.kill()
+    first.wait(10)
+    assert e2e.cli("list", "--json").returncode == 0  # prunes the record
+    later = e2e.share(service.port, *ENGINE, ttl="2s", via=shared_sshd)
+    e2e.started(later)
+    assert later.wait(20) == 0, later.stderr
+    left = gate_sockets_of(first.proc.pid, since)
+    for path in left:  # do not add to the pile
+        with contextlib.suppress(OSError):
+            path.unlink()
+            path.parent.rmdir()
+    assert left == [], f"left behind by the share killed with -9: {left}"

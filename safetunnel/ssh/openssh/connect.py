@@ -11,6 +11,7 @@ import math
 import os
 import re
 import secrets
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -41,13 +42,39 @@ def socket_dir() -> Path:
     or a fresh private temporary directory when that path is too long for a unix socket."""
     wanted = paths.state_dir() / "ssh"
     if len(str(wanted / "m-4194304-00000000.sock")) > _SUN_PATH:
+        _sweep_temporary(Path(tempfile.gettempdir()))
         return Path(tempfile.mkdtemp(prefix="safetunnel-"))
     fsutil.ensure_private_dir(wanted)
-    for stale in wanted.iterdir():
-        owner = _STALE.fullmatch(stale.name)
-        if owner is not None and not psutil.pid_exists(int(owner.group(1))):
-            stale.unlink(missing_ok=True)
+    _sweep(wanted)
     return wanted
+
+
+def _sweep(directory: Path) -> int:
+    """Remove the sockets of sessions whose process is gone (killed with -9: nothing else
+    removes them); returns how many entries are left."""
+    left = 0
+    for entry in directory.iterdir():
+        owner = _STALE.fullmatch(entry.name)
+        if owner is not None and not psutil.pid_exists(int(owner.group(1))):
+            entry.unlink(missing_ok=True)
+        else:
+            left += 1
+    return left
+
+
+def _sweep_temporary(base: Path) -> None:
+    """The temporary socket directories of ours that hold only the sockets of sessions that
+    are gone. An empty one may be another session's, made a moment ago: it stays."""
+    uid = os.getuid()
+    for directory in base.glob("safetunnel-*"):
+        try:
+            info = directory.lstat()
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid:
+                continue
+            if any(directory.iterdir()) and _sweep(directory) == 0:
+                directory.rmdir()
+        except OSError:
+            continue  # another session's sweep got there first, or it is not ours to read
 
 
 def master_argv(
