@@ -17,7 +17,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -32,6 +31,7 @@ from e2e import (
 )
 from services import echo
 from sshd import SSHD
+from test_fault_reconnect import frozen, sshd_processes
 
 pytestmark = [pytest.mark.sshd, pytest.mark.slow]
 
@@ -40,26 +40,6 @@ KEEPALIVE = ("--keepalive", "0.5")
 
 
 # -- helpers --------------------------------------------------------------------------------------
-
-
-def sshd_processes(server: SSHD) -> list[psutil.Process]:
-    parent = psutil.Process(server.pid)
-    return [parent, *parent.children(recursive=True)]
-
-
-@contextlib.contextmanager
-def frozen(server: SSHD) -> Iterator[None]:
-    """SIGSTOP sshd whole: a new connection waits in its backlog for a greeting that never
-    comes (an attempt hangs for ssh's ConnectTimeout); SIGCONT after."""
-    procs = sshd_processes(server)
-    for proc in procs:
-        proc.send_signal(signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                proc.send_signal(signal.SIGCONT)
 
 
 def kill_sshd(server: SSHD) -> None:

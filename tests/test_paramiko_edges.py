@@ -76,21 +76,24 @@ def test_server_drop_during_hostkey_prompt_is_a_clear_error(sshd: SSHD, tmp_path
         ).close()
 
 
+def _session(sshd: SSHD, tmp_path: Path) -> SSHSession:
+    return open_session(
+        target_of(sshd),
+        hostkeys=HostKeyStore(sshd.known_hosts, tmp_path / "own" / "known_hosts"),
+        on_unknown_key=None,
+        auth=None,
+        client_key=sshd.client_key,
+        timeout=5.0,
+    )
+
+
 @pytest.mark.sshd
 def test_watchdog_detects_loss_during_a_rekey(sshd: SSHD, tmp_path: Path) -> None:
     """The network dies just as paramiko starts a rekey (it does so every 512 MiB): the ping
     blocks in paramiko's _send_user_message (clear_to_send_timeout, 30 s by default), then
     raises SSHException, which kills the watchdog thread without calling on_lost: the share
     stays "up" until its TTL."""
-    store = HostKeyStore(sshd.known_hosts, tmp_path / "own" / "known_hosts")
-    session = open_session(
-        target_of(sshd),
-        hostkeys=store,
-        on_unknown_key=None,
-        auth=None,
-        client_key=sshd.client_key,
-        timeout=5.0,
-    )
+    session = _session(sshd, tmp_path)
     lost = threading.Event()
     session.start_watchdog(0.5, lost.set)
     children = psutil.Process(sshd.pid).children(recursive=True)
@@ -112,17 +115,6 @@ def test_watchdog_detects_loss_during_a_rekey(sshd: SSHD, tmp_path: Path) -> Non
             with contextlib.suppress(psutil.Error, ProcessLookupError):
                 os.kill(child.pid, signal.SIGCONT)
         session.close()
-
-
-def _session(sshd: SSHD, tmp_path: Path) -> SSHSession:
-    return open_session(
-        target_of(sshd),
-        hostkeys=HostKeyStore(sshd.known_hosts, tmp_path / "own" / "known_hosts"),
-        on_unknown_key=None,
-        auth=None,
-        client_key=sshd.client_key,
-        timeout=5.0,
-    )
 
 
 @pytest.mark.sshd

@@ -278,13 +278,8 @@ class HttpSession:
         server, framer = reader.conn, self._framer
         state = request_state(server)
         answered = framer.complete if framer is not None else server.our_state in ENDED
-        if not answered:
-            return False
-        if state not in ENDED:
-            # Answered before the request's body came (an Expect: 100-continue refused from the
-            # head alone, say), and the service has closed: a client that waits to see the
-            # answer end, by the close when it has no length, must not wait for ever.
-            if self._service_eof:
+        if not answered or state not in ENDED:
+            if answered and self._service_eof:  # answered early, service gone: our close ends it
                 self._stop("done", refused=False)
             return False
         again = framer.keep_alive if framer is not None else server.our_state is h11.DONE

@@ -159,14 +159,18 @@ class Reconnector:
                         raise port_not_regained(self._host, port, why) from err
                 log.info("reconnect attempt %d to %s failed: %s", attempt, self._host, why)
                 continue
-            if outage.remaining <= 0:  # the attempt outlived the TTL: never back past it
-                if done is not None:
-                    done[0].close()
-                raise ttl_ran_out(self._host, why)
+            self._within_ttl(outage, done, why)
             if done is None or not adopt(done):
                 return False
             outage.emit(events.Reconnected(outage.id, attempt, port))
             return True
+
+    def _within_ttl(self, outage: Outage, done: Opened | None, why: str) -> None:
+        """Raise when the attempt outlived the TTL, closing what it opened: never back past it."""
+        if outage.remaining <= 0:
+            if done is not None:
+                done[0].close()
+            raise ttl_ran_out(self._host, why)
 
     def retire(self, session: EngineSession) -> None:
         """Close a lost session on the worker thread, before the next attempt: closing can wait

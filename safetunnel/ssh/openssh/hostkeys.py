@@ -134,19 +134,24 @@ def _probe(target: SSHTarget, options: list[str], ssh: str) -> tuple[str, list[_
             text=True,
             env=askpass_env(target),  # a jump host's key passphrase comes from the keyring
         )
-        try:
-            _, stderr = process.communicate(timeout=PROBE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-            raise SSHError(f"checking the host key of {target.display} timed out") from None
-        except BaseException:  # a signal's exit: the probe must not outlive the share
-            process.kill()
-            process.wait()
-            raise
-        return stderr, _read_record(record, process.pid)
+        return _finish(process, target), _read_record(record, process.pid)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _finish(process: subprocess.Popen[str], target: SSHTarget) -> str:
+    """The probe's stderr; the probe never outlives this wait (a timeout, a signal's exit)."""
+    try:
+        _, stderr = process.communicate(timeout=PROBE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise SSHError(f"checking the host key of {target.display} timed out") from None
+    except BaseException:  # a signal's exit: the share ends, and the probe with it
+        process.kill()
+        process.wait()
+        raise
+    return stderr
 
 
 def _probe_parent() -> Path:
