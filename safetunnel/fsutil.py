@@ -72,7 +72,7 @@ def read_trusted(path: Path) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise StateError(
                 f"{path} is not a regular file, so it is not trusted",
-                hint="Remove it; safetunnel writes this file itself.",
+                hint="Replace it with a regular file, or remove it.",
             )
         _refuse_untrusted(path, st)
         return handle.read()

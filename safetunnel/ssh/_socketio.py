@@ -2,7 +2,8 @@
 
 Both rely on paramiko internals (``Packetizer.read_all``, ``Packetizer.close`` and its
 ``closed`` flag, the bytes it read ahead of the first packet along with the banner);
-tests/test_paramiko_edges.py checks them against a real OpenSSH.
+tests/test_paramiko_socketio.py checks them on a socket pair, tests/test_paramiko_edges.py
+against a real OpenSSH.
 """
 
 from __future__ import annotations
