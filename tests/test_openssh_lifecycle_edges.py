@@ -1,5 +1,7 @@
 """A share's life on the OpenSSH engine at its edges, and what it leaves behind.
 
+- a share told to stop while a reconnect attempt waits on a silent server ends at once, and
+  the attempt's ``ssh`` with it;
 - the TTL ends a share while a reconnect attempt hangs: the forward never comes back after it;
 - ``--idle`` ends a share that is reconnecting (nobody can reach it meanwhile either);
 - Ctrl-C while ``--background`` waits for its detached share ends that share too;
@@ -60,6 +62,16 @@ def ssh_descendants(pid: int) -> list[psutil.Process]:
     return found
 
 
+def ssh_of_sandbox(e2e: E2E) -> list[psutil.Process]:
+    """Live ``ssh`` processes started for this sandbox (whoever their parent is now)."""
+    found = []
+    for proc in e2e.own_processes():
+        with contextlib.suppress(psutil.Error):
+            if proc.name() == "ssh" and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+    return found
+
+
 def alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     left = []
     for proc in procs:
@@ -80,6 +92,30 @@ def events_of(proc: ShareProcess, kind: str) -> list[str]:
 
 
 # -- limits while a reconnect attempt is under way --------------------------------------------
+
+
+def test_kill_during_a_reconnect_attempt_ends_the_share_without_sigterm(
+    e2e: E2E, sshd: SSHD
+) -> None:
+    """An attempt waiting on a frozen server when the share is told to stop: the teardown gives
+    it 2 s, then the process must still end (an executor's thread was joined at exit, until the
+    attempt's own timeouts ran out), and the attempt's ``ssh`` must end with it."""
+    service = e2e.service(echo)
+    proc = e2e.share(service.port, *ENGINE, *KEEPALIVE, ttl="3m", via=sshd)
+    started = e2e.started(proc)
+    with frozen(sshd):
+        proc.next_event("reconnecting", 30)
+        wait_until(lambda: ssh_descendants(proc.proc.pid) != [], 10, "the attempt's ssh")
+        time.sleep(0.5)
+        killed = e2e.run("kill", started["id"], timeout=60)
+        code = proc.wait(60)
+        time.sleep(1.0)  # PDEATHSIG is delivered as the process ends
+        strays = alive(ssh_of_sandbox(e2e))
+        kill_all(strays)
+    assert killed.returncode == 0, killed.stderr
+    assert "SIGTERM" not in killed.stdout, killed.stdout  # "stopped with SIGTERM (did not exit...)"
+    assert code == 0, f"the share ended with {code} after `kill` (stderr: {proc.stderr[-300:]})"
+    assert strays == [], [p.cmdline()[:3] for p in strays]
 
 
 def test_the_ttl_ends_a_share_whose_reconnect_attempt_hangs(e2e: E2E, sshd: SSHD) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from typing import Literal, Protocol
 
@@ -32,6 +32,7 @@ from safetunnel.errors import (
     SafetunnelError,
 )
 from safetunnel.sharing import events
+from safetunnel.sharing.worker import Worker
 from safetunnel.ssh.engine import EngineSession, Listener
 
 log = logging.getLogger("safetunnel.sharing.reconnect")
@@ -121,7 +122,7 @@ class Reconnector:
         self._host = host
         self._clock = clock
         self._patience = patience
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="safetunnel-reconnect")
+        self._worker = Worker("safetunnel-reconnect")
         self._pending: Future[Opened] | None = None
 
     def recover(
@@ -196,7 +197,7 @@ class Reconnector:
         pending, self._pending = self._pending, None
         if pending is not None:
             wait_futures([pending], timeout)
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        self._worker.shutdown()
 
 
 def _run(open_session: SessionOpener, forward: Forwarder) -> Opened:

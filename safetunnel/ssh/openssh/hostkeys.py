@@ -16,6 +16,7 @@ import base64
 import contextlib
 import getpass
 import itertools
+import os
 import shutil
 import subprocess
 import tempfile
@@ -32,6 +33,7 @@ from safetunnel.ssh.hostkeys import HostKeyStore, repin_hint
 from safetunnel.ssh.openssh.askpass import askpass_env
 from safetunnel.ssh.openssh.config import default_known_hosts, destination, quote
 from safetunnel.ssh.openssh.errors import AUTH, CHANGED, UNKNOWN, errors_from_ssh, without_debug
+from safetunnel.ssh.openssh.master import die_with_parent
 from safetunnel.ssh.target import SSHTarget
 
 HostKeyPrompt = Callable[[SSHTarget, str, str], bool]
@@ -133,6 +135,7 @@ def _probe(target: SSHTarget, options: list[str], ssh: str) -> tuple[str, list[_
             stderr=subprocess.PIPE,
             text=True,
             env=askpass_env(target),  # a jump host's key passphrase comes from the keyring
+            preexec_fn=die_with_parent(os.getpid()),  # a share that dies takes its probe along
         )
         return _finish(process, target), _read_record(record, process.pid)
     finally:
