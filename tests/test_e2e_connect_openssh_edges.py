@@ -61,6 +61,15 @@ def _masters(proc: ShareProcess) -> list[psutil.Process]:
     return found
 
 
+def _children(proc: ShareProcess) -> list[tuple[int, str, str]]:
+    found = []
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(proc.proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                found.append((child.pid, child.name(), child.status()))
+    return found
+
+
 def test_sigterm_while_the_first_master_logs_in_ends_connect_at_once(
     e2e: E2E, shared_sshd: SSHD
 ) -> None:
@@ -73,7 +82,9 @@ def test_sigterm_while_the_first_master_logs_in_ends_connect_at_once(
         while not _masters(proc) and time.monotonic() < deadline:
             time.sleep(0.1)
         logging_in = _masters(proc)
-        assert logging_in, (proc.proc.poll(), proc.stderr)
+        # Seen twice in full CI runs, never alone: say what connect's children were, to tell a
+        # child stuck between fork and exec (named like its parent) from none at all.
+        assert logging_in, (proc.proc.poll(), proc.stderr, _children(proc))
         time.sleep(1.0)  # well inside the login
         proc.proc.send_signal(signal.SIGTERM)
         started = time.monotonic()
