@@ -181,7 +181,7 @@ class SSHSession:
         except (SSHError, paramiko.SSHException, EOFError, OSError) as exc:
             # paramiko's own errors too: the connection died under the request (a stall that
             # the kernel ended), and close() must still go on to close the transport.
-            log.warning("could not cancel the forward: %s", exc or type(exc).__name__)
+            log.warning("could not cancel the forward: %s", str(exc) or type(exc).__name__)
 
     def start_watchdog(self, interval: float, on_lost: Callable[[], None]) -> None:
         """Ping every ``interval`` s; call ``on_lost()`` once (on the watchdog thread) when no
